@@ -1,1 +1,29 @@
-//! placeholder
+//! courier-server: a self-hostable real-time messaging service over gRPC in which
+//! users send each other, and channels, text, image and file messages. Images and
+//! files are uploaded once into object storage and travel in messages as media IDs.
+//!
+//! # Layout
+//! - [`config`]: the command line and environment (`serve`, `token`).
+//! - [`server`]: wires the services together and runs them until shutdown.
+//! - [`auth`]: HS256 JWT bearer tokens, the secret, and the interceptor.
+//! - [`media`]: MediaService — uploads, downloads, records, slots, expiry.
+//! - [`messaging`]: MessagingService.
+//! - [`storage`]: opens the object store (a local folder or S3).
+//! - [`ids`]: media IDs and user/channel IDs, generated and validated.
+//! - [`metrics`]: Prometheus counters and their HTTP endpoint.
+//! - [`error`]: the one error type, and the one place it becomes a gRPC status.
+//! - [`pb`]: code generated from `proto/`.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod media;
+pub mod messaging;
+pub mod metrics;
+pub mod pb;
+pub mod server;
+pub mod storage;
+
+pub use config::{Cli, Command, ServeConfig, TokenArgs};
+pub use error::Error;

@@ -1,1 +1,89 @@
-fn main(){}
+//! The `courier-server` binary: parse the command line, set up JSON logs, and either
+//! serve or mint a token.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use courier_server::{Cli, Command, ServeConfig, TokenArgs, auth, server};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
+        Command::Serve(config) => serve(config).await,
+        Command::Token(args) => token(args),
+    }
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+async fn serve(config: ServeConfig) -> ExitCode {
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let grpc = match TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(e) => return fail(format!("cannot listen on {}: {e}", config.listen)),
+    };
+    let metrics = match TcpListener::bind(config.metrics_listen).await {
+        Ok(listener) => listener,
+        Err(e) => return fail(format!("cannot listen on {}: {e}", config.metrics_listen)),
+    };
+    let (Ok(addr), Ok(metrics_addr)) = (grpc.local_addr(), metrics.local_addr()) else {
+        return fail("cannot read the listening addresses".into());
+    };
+    tracing::info!(%addr, %metrics_addr, data_dir = %config.data_dir.display(), "courier-server listening");
+    match server::run(config, grpc, metrics, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Prints a token for `args.user`.
+fn token(args: TokenArgs) -> ExitCode {
+    let secret = match auth::resolve_secret(args.jwt_secret.as_deref(), &args.data_dir) {
+        Ok(secret) => secret,
+        Err(e) => return fail(format!("reading or creating the JWT secret: {e}")),
+    };
+    match auth::mint(&secret, &args.user, args.ttl) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+fn fail(message: String) -> ExitCode {
+    tracing::error!(%message, "courier-server failed");
+    eprintln!("courier-server: {message}");
+    ExitCode::FAILURE
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

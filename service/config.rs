@@ -1,0 +1,97 @@
+//! The command line: `serve` (the default) and `token`, each flag also read from a
+//! `COURIER_*` environment variable.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+/// courier-server: real-time messaging with image and file messages, over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "courier-server", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do; `serve` when none is given.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The flags of `serve`, so that `courier-server --listen ..` works without it.
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve(ServeConfig),
+    /// Print a token for a user, signed with the server's secret.
+    Token(TokenArgs),
+}
+
+/// Everything `serve` needs to know.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// The address the gRPC server listens on (port 0 picks a free one).
+    #[arg(long, env = "COURIER_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// The folder for the JWT secret and, by default, the media.
+    #[arg(long, env = "COURIER_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Where media are stored: a folder path, or `s3://bucket/prefix` (configured by
+    /// the usual AWS_* variables). Default: `<data-dir>/media`.
+    #[arg(long, env = "COURIER_STORAGE")]
+    pub storage: Option<String>,
+
+    /// The address of the Prometheus metrics endpoint (port 0 picks a free one).
+    #[arg(long, env = "COURIER_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
+
+    /// The secret that signs tokens. Default: one made at first start in the data
+    /// folder (file `jwt-secret`, mode 0600).
+    #[arg(long, env = "COURIER_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// The largest upload accepted, in bytes.
+    #[arg(long, env = "COURIER_MAX_UPLOAD_SIZE", default_value_t = 30 * 1024 * 1024)]
+    pub max_upload_size: u64,
+
+    /// How long media are kept after upload (for example 7d, 36h, 90s).
+    #[arg(long, env = "COURIER_MEDIA_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub media_ttl: Duration,
+
+    /// How many uploads and downloads one user may have in flight at once.
+    #[arg(long, env = "COURIER_MAX_TRANSFERS_PER_USER", default_value_t = 9)]
+    pub max_transfers_per_user: usize,
+
+    /// A transfer that moves no bytes for this long is ended and cleaned up.
+    #[arg(long, env = "COURIER_IDLE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// How often the sweeper looks for expired media to delete.
+    #[arg(long, env = "COURIER_SWEEP_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub sweep_interval: Duration,
+
+    /// How long a shutdown waits for calls in flight before the process exits.
+    #[arg(long, env = "COURIER_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// The flags of `token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The user ID to put in the token's `sub` claim.
+    #[arg(long)]
+    pub user: String,
+
+    /// The server's data folder, where its secret lives.
+    #[arg(long, env = "COURIER_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// The secret, when the server is given one instead of keeping it in its data folder.
+    #[arg(long, env = "COURIER_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// How long the token is valid (for example 24h, 30m, 7d).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+}

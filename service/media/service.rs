@@ -1,0 +1,151 @@
+//! The gRPC face of MediaService: handlers unpack requests and call the plain
+//! functions of this module, and convert errors once at the end.
+
+use std::{pin::Pin, sync::atomic::Ordering, time::Duration};
+
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{Download, Frame, MediaStore, SlotGuard, TransferSlots, open_download, upload};
+use crate::{
+    auth,
+    error::Error,
+    ids::MediaId,
+    metrics::METRICS,
+    pb::{self, download_media_response, media_service_server, upload_media_request},
+};
+
+/// How many frames a download may queue ahead of a slow reader.
+const DOWNLOAD_QUEUE: usize = 4;
+
+/// The MediaService implementation.
+#[derive(Debug, Clone)]
+pub struct MediaServer {
+    /// The media library.
+    media: MediaStore,
+    /// Per-user transfer slots, shared by uploads and downloads.
+    slots: TransferSlots,
+}
+
+impl MediaServer {
+    /// A service over `media`, with `slots` limiting each user's transfers.
+    pub fn new(media: MediaStore, slots: TransferSlots) -> Self {
+        Self { media, slots }
+    }
+}
+
+type DownloadStream = Pin<Box<dyn Stream<Item = Result<pb::DownloadMediaResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl media_service_server::MediaService for MediaServer {
+    async fn upload_media(
+        &self,
+        request: Request<Streaming<pb::UploadMediaRequest>>,
+    ) -> Result<Response<pb::UploadMediaResponse>, Status> {
+        let user = auth::caller(&request)?;
+        let slot = self.slots.acquire(&user.0)?;
+        let media = self.media.clone();
+        let frames = request.into_inner().map(|frame| frame.map_err(Error::from).and_then(to_frame));
+        // The upload runs in its own task so that, if the call is dropped, it still
+        // sees the broken stream, aborts the partial data and frees the slot.
+        let task = tokio::spawn(async move {
+            let _slot: SlotGuard = slot;
+            let result = upload(&media, &user.0, frames).await;
+            let counter = match &result {
+                Ok(_) => &METRICS.uploads_completed,
+                Err(_) => &METRICS.uploads_failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            result
+        });
+        let record = task
+            .await
+            .map_err(|e| Error::Internal(format!("the upload task failed: {e}")))??;
+        tracing::info!(media_id = %record.media_id, size = record.size, owner = %record.owner, "stored media");
+        Ok(Response::new(pb::UploadMediaResponse {
+            media: Some(record.to_proto()),
+        }))
+    }
+
+    async fn download_media(
+        &self,
+        request: Request<pb::DownloadMediaRequest>,
+    ) -> Result<Response<DownloadStream>, Status> {
+        let user = auth::caller(&request)?;
+        let request = request.into_inner();
+        let id = MediaId::parse(&request.media_id)?;
+        let slot = self.slots.acquire(&user.0)?;
+        let download = open_download(&self.media, &id, request.offset, request.length).await?;
+        let (tx, rx) = mpsc::channel(DOWNLOAD_QUEUE);
+        tokio::spawn(send_download(download, tx, slot, self.media.limits().idle_timeout));
+        Ok(Response::new(ReceiverStream::new(rx).boxed()))
+    }
+
+    async fn get_media(
+        &self,
+        request: Request<pb::GetMediaRequest>,
+    ) -> Result<Response<pb::GetMediaResponse>, Status> {
+        let id = MediaId::parse(&request.get_ref().media_id)?;
+        let record = self.media.get(&id).await?;
+        Ok(Response::new(pb::GetMediaResponse {
+            media: Some(record.to_proto()),
+        }))
+    }
+}
+
+/// Turns one gRPC upload frame into a [`Frame`].
+fn to_frame(request: pb::UploadMediaRequest) -> Result<Frame, Error> {
+    match request.frame {
+        Some(upload_media_request::Frame::Header(header)) => Ok(Frame::Header(header)),
+        Some(upload_media_request::Frame::Data(data)) => Ok(Frame::Data(data)),
+        None => Err(Error::invalid("an upload frame must hold a header or data")),
+    }
+}
+
+/// Sends the record and then the bytes of a download. Stops when the client leaves
+/// or reads nothing for the idle timeout; the slot is freed when this returns.
+async fn send_download(
+    download: Download,
+    tx: mpsc::Sender<Result<pb::DownloadMediaResponse, Status>>,
+    _slot: SlotGuard,
+    idle: Duration,
+) {
+    METRICS.downloads_started.fetch_add(1, Ordering::Relaxed);
+    let first = pb::DownloadMediaResponse {
+        frame: Some(download_media_response::Frame::Media(download.record.to_proto())),
+    };
+    if !send_within(&tx, Ok(first), idle).await {
+        return;
+    }
+    let mut data = download.data;
+    while let Some(chunk) = data.next().await {
+        let frame = chunk.map(|bytes| {
+            METRICS.download_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            pb::DownloadMediaResponse {
+                frame: Some(download_media_response::Frame::Data(bytes)),
+            }
+        });
+        let failed = frame.is_err();
+        if !send_within(&tx, frame.map_err(Status::from), idle).await || failed {
+            return;
+        }
+    }
+}
+
+/// Sends one frame, giving up if the client has left or reads nothing for `idle`.
+async fn send_within(
+    tx: &mpsc::Sender<Result<pb::DownloadMediaResponse, Status>>,
+    frame: Result<pb::DownloadMediaResponse, Status>,
+    idle: Duration,
+) -> bool {
+    match tokio::time::timeout(idle, tx.send(frame)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            tracing::info!("a download's reader stalled past the idle timeout; ending it");
+            false
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Per-user transfer slots: at most N uploads and downloads in flight per user.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, atomic::Ordering},
+};
+
+use crate::{error::Error, metrics::METRICS};
+
+/// Counts each user's transfers in flight. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TransferSlots {
+    /// Transfers in flight per user; a user with none has no entry.
+    ///
+    /// A std mutex is right here: it is held only to bump a counter, never across an
+    /// `.await`, so it cannot block the runtime.
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    /// The most transfers one user may have in flight.
+    max_per_user: usize,
+}
+
+/// A held slot; dropping it frees the slot at once.
+#[derive(Debug)]
+pub struct SlotGuard {
+    /// The slots this guard returns to.
+    slots: TransferSlots,
+    /// The user whose slot this is.
+    user: String,
+}
+
+impl TransferSlots {
+    /// Slots allowing `max_per_user` transfers per user.
+    pub fn new(max_per_user: usize) -> Self {
+        Self {
+            counts: Arc::default(),
+            max_per_user,
+        }
+    }
+
+    /// Takes a slot for `user`, or fails with RESOURCE_EXHAUSTED when all are in use.
+    pub fn acquire(&self, user: &str) -> Result<SlotGuard, Error> {
+        let mut counts = self.counts.lock().unwrap_or_else(|poison| poison.into_inner());
+        let count = counts.entry(user.to_owned()).or_insert(0);
+        if *count >= self.max_per_user {
+            METRICS.transfers_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::ResourceExhausted(format!(
+                "too many transfers in flight: at most {} uploads and downloads per user at once",
+                self.max_per_user
+            )));
+        }
+        *count += 1;
+        METRICS.transfers_in_flight.fetch_add(1, Ordering::Relaxed);
+        Ok(SlotGuard {
+            slots: self.clone(),
+            user: user.to_owned(),
+        })
+    }
+
+    /// How many transfers `user` has in flight.
+    pub fn in_flight(&self, user: &str) -> usize {
+        let counts = self.counts.lock().unwrap_or_else(|poison| poison.into_inner());
+        counts.get(user).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut counts = self.slots.counts.lock().unwrap_or_else(|poison| poison.into_inner());
+        if let Some(count) = counts.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.user);
+            }
+        }
+        METRICS.transfers_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_each_user_and_frees_on_drop() {
+        let slots = TransferSlots::new(2);
+        let a = slots.acquire("alice");
+        let b = slots.acquire("alice");
+        assert!(a.is_ok() && b.is_ok());
+        assert!(matches!(slots.acquire("alice"), Err(Error::ResourceExhausted(_))));
+        assert!(slots.acquire("bob").is_ok());
+        drop(a);
+        assert_eq!(slots.in_flight("alice"), 1);
+        assert!(slots.acquire("alice").is_ok());
+    }
+}

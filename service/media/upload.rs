@@ -1,0 +1,245 @@
+//! Uploads: a header frame, then data frames streamed straight into the object store.
+//!
+//! The bytes go to `blobs/<id>` through a bounded [`BufWriter`] (small objects in one
+//! put, larger ones as a multipart upload with a few parts in flight), so memory per
+//! upload stays bounded whatever the size. The record is written only after every byte
+//! is stored and verified; on any failure the partial data is aborted.
+
+use std::{sync::atomic::Ordering, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use object_store::buffered::BufWriter;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::{MediaStore, Record, dims, record};
+use crate::{error::Error, ids::MediaId, metrics::METRICS, pb};
+
+/// The part size of multipart uploads: the S3 minimum, and so the most one upload
+/// buffers before writing.
+const PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// How many parts of one upload may be in flight to the store at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// The longest display file name, in bytes.
+const MAX_FILE_NAME: usize = 255;
+
+/// The longest content type, in bytes.
+const MAX_CONTENT_TYPE: usize = 255;
+
+/// One frame of an upload, independent of gRPC.
+#[derive(Debug)]
+pub enum Frame {
+    /// The description of the upload.
+    Header(pb::UploadHeader),
+    /// The next chunk of bytes.
+    Data(Bytes),
+}
+
+/// A header that passed every check.
+struct Header {
+    kind: record::Kind,
+    file_name: String,
+    size: u64,
+    content_type: String,
+    sha256: Option<[u8; 32]>,
+}
+
+/// What the data frames added up to.
+struct Received {
+    sha256: [u8; 32],
+    head: Bytes,
+}
+
+/// Runs one upload for `owner` from `frames` and returns the stored record. On any
+/// error nothing is kept.
+pub async fn upload<S>(media: &MediaStore, owner: &str, mut frames: S) -> Result<Record, Error>
+where
+    S: Stream<Item = Result<Frame, Error>> + Unpin,
+{
+    let idle = media.limits().idle_timeout;
+    let header = match next_frame(&mut frames, idle).await? {
+        Some(Frame::Header(header)) => check_header(header, media.limits().max_upload_size)?,
+        Some(Frame::Data(_)) => {
+            return Err(Error::invalid("the first frame of an upload must be the header"));
+        }
+        None => return Err(Error::invalid("the upload sent no header")),
+    };
+    let id = MediaId::generate();
+    let mut writer = BufWriter::with_capacity(
+        media.object_store().clone(),
+        MediaStore::blob_path(&id),
+        PART_SIZE,
+    )
+    .with_max_concurrency(PARTS_IN_FLIGHT);
+
+    let received = match receive(&mut frames, &header, &mut writer, idle).await {
+        Ok(received) => received,
+        Err(e) => {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(error = %abort, media_id = %id, "aborting a failed upload");
+            }
+            return Err(e);
+        }
+    };
+    writer.shutdown().await.map_err(|e| Error::Internal(format!("finishing {id}: {e}")))?;
+
+    let record = finished_record(&id, owner, header, received, media.limits().ttl);
+    if let Err(e) = media.put_record(&record).await {
+        let _ = media.delete(&id).await;
+        return Err(e);
+    }
+    Ok(record)
+}
+
+/// Waits for the next frame for at most the idle timeout.
+async fn next_frame<S>(frames: &mut S, idle: Duration) -> Result<Option<Frame>, Error>
+where
+    S: Stream<Item = Result<Frame, Error>> + Unpin,
+{
+    match tokio::time::timeout(idle, frames.next()).await {
+        Ok(frame) => frame.transpose(),
+        Err(_) => Err(Error::DeadlineExceeded(format!(
+            "the upload sent nothing for {}s (the idle timeout)",
+            idle.as_secs_f64()
+        ))),
+    }
+}
+
+/// Checks the header against every rule before any byte is stored.
+fn check_header(header: pb::UploadHeader, max_size: u64) -> Result<Header, Error> {
+    let kind = record::Kind::from_proto(header.kind)?;
+    let name = header.file_name;
+    if name.is_empty() || name.len() > MAX_FILE_NAME {
+        return Err(Error::invalid(format!(
+            "header.file_name must be 1 to {MAX_FILE_NAME} bytes long"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid("header.file_name must not contain control characters"));
+    }
+    if header.size == 0 {
+        return Err(Error::invalid("header.size must be at least 1 byte: empty uploads are refused"));
+    }
+    if header.size > max_size {
+        return Err(Error::invalid(format!(
+            "header.size {} is over the largest upload allowed, {max_size} bytes",
+            header.size
+        )));
+    }
+    if header.content_type.len() > MAX_CONTENT_TYPE || header.content_type.chars().any(char::is_control) {
+        return Err(Error::invalid("header.content_type is not a valid MIME type"));
+    }
+    let sha256 = match header.sha256.len() {
+        0 => None,
+        32 => {
+            let mut digest = [0u8; 32];
+            digest.copy_from_slice(&header.sha256);
+            Some(digest)
+        }
+        n => {
+            return Err(Error::invalid(format!(
+                "header.sha256 must be 32 bytes (a SHA-256 digest), not {n}"
+            )));
+        }
+    };
+    Ok(Header {
+        kind,
+        file_name: name,
+        size: header.size,
+        content_type: header.content_type,
+        sha256,
+    })
+}
+
+/// Streams the data frames into `writer`, enforcing the declared size and digest.
+async fn receive<S>(
+    frames: &mut S,
+    header: &Header,
+    writer: &mut BufWriter,
+    idle: Duration,
+) -> Result<Received, Error>
+where
+    S: Stream<Item = Result<Frame, Error>> + Unpin,
+{
+    let mut hasher = Sha256::new();
+    let mut head = BytesMut::new();
+    let mut total: u64 = 0;
+    while let Some(frame) = next_frame(frames, idle).await? {
+        let data = match frame {
+            Frame::Data(data) => data,
+            Frame::Header(_) => {
+                return Err(Error::invalid("an upload must send exactly one header"));
+            }
+        };
+        total += data.len() as u64;
+        if total > header.size {
+            return Err(Error::invalid(format!(
+                "the upload sent more than the declared size of {} bytes",
+                header.size
+            )));
+        }
+        hasher.update(&data);
+        if head.len() < dims::HEAD_BYTES {
+            let take = data.len().min(dims::HEAD_BYTES - head.len());
+            head.extend_from_slice(&data[..take]);
+        }
+        METRICS.upload_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        writer.put(data).await?;
+    }
+    if total != header.size {
+        return Err(Error::invalid(format!(
+            "the upload ended after {total} bytes, but the header declared {}",
+            header.size
+        )));
+    }
+    let sha256: [u8; 32] = hasher.finalize().into();
+    if let Some(expected) = header.sha256
+        && expected != sha256
+    {
+        return Err(Error::invalid(format!(
+            "the SHA-256 of the received bytes is {}, not the {} that the header declared",
+            hex::encode(sha256),
+            hex::encode(expected)
+        )));
+    }
+    Ok(Received {
+        sha256,
+        head: head.freeze(),
+    })
+}
+
+/// The record of a completed upload.
+fn finished_record(
+    id: &MediaId,
+    owner: &str,
+    header: Header,
+    received: Received,
+    ttl: Duration,
+) -> Record {
+    let detected = dims::detect(&received.head);
+    let (width, height) = detected.map(|(w, h, _)| (w, h)).unwrap_or((0, 0));
+    let content_type = if !header.content_type.is_empty() {
+        header.content_type
+    } else if let Some((_, _, mime)) = detected {
+        mime.to_owned()
+    } else {
+        "application/octet-stream".to_owned()
+    };
+    let created_ms = record::now_millis();
+    Record {
+        media_id: id.to_string(),
+        kind: header.kind,
+        file_name: header.file_name,
+        size: header.size,
+        sha256: hex::encode(received.sha256),
+        content_type,
+        width,
+        height,
+        owner: owner.to_owned(),
+        created_ms,
+        expires_ms: Record::expiry(created_ms, ttl),
+    }
+}

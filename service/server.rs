@@ -1,0 +1,127 @@
+//! Wires the services together and runs them until shutdown: health, reflection (v1
+//! and v1alpha), MediaService and MessagingService behind authentication, the sweeper
+//! and the metrics endpoint.
+
+use std::future::Future;
+
+use tokio::{net::TcpListener, sync::watch};
+use tonic::transport::{Server, server::TcpIncoming};
+
+use crate::{
+    auth::{self, Authenticator},
+    config::ServeConfig,
+    error::Error,
+    media::{MediaLimits, MediaServer, MediaStore, TransferSlots, spawn_sweeper},
+    messaging::MessagingServer,
+    metrics,
+    pb::{
+        self, media_service_server::MediaServiceServer,
+        messaging_service_server::MessagingServiceServer,
+    },
+    storage::{self, Location},
+};
+
+/// HTTP/2 flow-control windows: large enough that a 30 MiB transfer over a fast link
+/// is not throttled by window updates.
+const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
+
+/// Serves gRPC on `grpc` and metrics on `metrics` until `shutdown` completes, then
+/// stops gracefully: health goes NOT_SERVING, new calls are refused, and calls in
+/// flight get `config.shutdown_grace` to finish before this returns.
+pub async fn run(
+    config: ServeConfig,
+    grpc: TcpListener,
+    metrics: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let secret = auth::resolve_secret(config.jwt_secret.as_deref(), &config.data_dir)
+        .map_err(|e| Error::Internal(format!("reading or creating the JWT secret: {e}")))?;
+    let authenticator = Authenticator::new(&secret);
+    let location = Location::parse(config.storage.as_deref(), &config.data_dir)?;
+    let store = storage::open(&location)?;
+    let media = MediaStore::new(
+        store,
+        MediaLimits {
+            max_upload_size: config.max_upload_size,
+            ttl: config.media_ttl,
+            idle_timeout: config.idle_timeout,
+        },
+    );
+    let slots = TransferSlots::new(config.max_transfers_per_user);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<MediaServiceServer<MediaServer>>().await;
+    health.set_serving::<MessagingServiceServer<MessagingServer>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Internal(format!("building reflection v1: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| Error::Internal(format!("building reflection v1alpha: {e}")))?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sweeper = spawn_sweeper(media.clone(), config.sweep_interval, stop_rx.clone());
+    let metrics_task = tokio::spawn(metrics::serve(metrics));
+
+    let mut stop_serving = stop_rx;
+    let router = Server::builder()
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(MediaServiceServer::with_interceptor(
+            MediaServer::new(media, slots),
+            authenticator.clone(),
+        ))
+        .add_service(MessagingServiceServer::with_interceptor(
+            MessagingServer,
+            authenticator,
+        ));
+    // tonic does not set TCP_NODELAY on incoming sockets by itself; without it small
+    // frames wait for delayed ACKs and uploads crawl.
+    let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
+    let mut serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = stop_serving.wait_for(|stop| *stop).await;
+    }));
+
+    tokio::select! {
+        result = &mut serving => {
+            sweeper.abort();
+            metrics_task.abort();
+            return flatten(result);
+        }
+        () = shutdown => {}
+    }
+    tracing::info!(grace_secs = config.shutdown_grace.as_secs_f64(), "shutting down");
+    health.set_not_serving::<MediaServiceServer<MediaServer>>().await;
+    health.set_not_serving::<MessagingServiceServer<MessagingServer>>().await;
+    let _ = stop_tx.send(true);
+    let result = match tokio::time::timeout(config.shutdown_grace, &mut serving).await {
+        Ok(result) => flatten(result),
+        Err(_) => {
+            tracing::warn!("calls were still open when the grace period ended");
+            serving.abort();
+            Ok(())
+        }
+    };
+    let _ = sweeper.await;
+    metrics_task.abort();
+    tracing::info!("stopped");
+    result
+}
+
+fn flatten(
+    result: Result<Result<(), tonic::transport::Error>, tokio::task::JoinError>,
+) -> Result<(), Error> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::Internal(format!("the gRPC server failed: {e}"))),
+        Err(e) => Err(Error::Internal(format!("the gRPC server task failed: {e}"))),
+    }
+}
