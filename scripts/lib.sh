@@ -1,0 +1,83 @@
+# Shared helpers of courier's scripts: tools installed from the package registries
+# (cached between runs) and throwaway servers on 127.0.0.1 that are stopped on exit.
+# Sourced, not run.
+
+TOOLS_DIR=${COURIER_TOOLS_DIR:-$HOME/.cache/courier/tools}
+export GOBIN="$TOOLS_DIR/bin"
+export PATH="$GOBIN:$PATH"
+mkdir -p "$GOBIN"
+
+# Pinned so that every machine tests against the same servers and tools.
+MINIO_MODULE=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
+GRPCURL_MODULE=github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+# go_tool NAME MODULE@VERSION: builds a Go tool into $GOBIN unless it is there already.
+go_tool() {
+  if [ ! -x "$GOBIN/$1" ]; then
+    step "building $1 with go install (once; cached in $GOBIN)"
+    go install "$2"
+  fi
+}
+
+# npm_tools: installs buf (and any other npm tool in package.json) into node_modules.
+npm_tools() {
+  if [ ! -x node_modules/.bin/buf ]; then
+    step "installing buf from npm"
+    npm ci --no-audit --no-fund >/dev/null
+  fi
+}
+
+# free_port: prints a TCP port that is free on 127.0.0.1 now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Background processes to stop when the script exits.
+CLEANUP_PIDS=()
+CLEANUP_DIRS=()
+cleanup() {
+  for pid in "${CLEANUP_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${CLEANUP_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for dir in "${CLEANUP_DIRS[@]}"; do rm -rf "$dir"; done
+}
+trap cleanup EXIT
+
+# wait_for URL SECONDS: polls until URL answers 200, or fails.
+wait_for() {
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "timed out waiting for $1" >&2
+  return 1
+}
+
+# start_minio: starts MinIO on 127.0.0.1 with a fresh folder, creates a bucket, and
+# exports the AWS_* variables that courier (object_store) reads, plus
+# COURIER_TEST_S3_BUCKET for the tests.
+start_minio() {
+  go_tool minio "$MINIO_MODULE"
+  local dir port console
+  dir=$(mktemp -d)
+  port=$(free_port)
+  console=$(free_port)
+  CLEANUP_DIRS+=("$dir")
+  export AWS_ACCESS_KEY_ID=courier-test
+  export AWS_SECRET_ACCESS_KEY=courier-test-secret
+  export AWS_REGION=us-east-1
+  export AWS_ENDPOINT="http://127.0.0.1:$port"
+  export AWS_ALLOW_HTTP=true
+  MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY \
+    MINIO_BROWSER=off MINIO_UPDATE=off \
+    minio server --quiet --address "127.0.0.1:$port" --console-address "127.0.0.1:$console" \
+    "$dir/data" >"$dir/minio.log" 2>&1 &
+  CLEANUP_PIDS+=($!)
+  wait_for "$AWS_ENDPOINT/minio/health/live" 60 || { cat "$dir/minio.log" >&2; return 1; }
+  export COURIER_TEST_S3_BUCKET=courier-test
+  curl -fsS -X PUT --aws-sigv4 "aws:amz:$AWS_REGION:s3" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$AWS_ENDPOINT/$COURIER_TEST_S3_BUCKET"
+  echo "MinIO is serving $AWS_ENDPOINT (bucket $COURIER_TEST_S3_BUCKET)" >&2
+}
