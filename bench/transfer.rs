@@ -15,14 +15,22 @@ use std::{
 };
 
 use bytes::Bytes;
-use courier_server::pb::{self, download_media_response, media_service_client::MediaServiceClient, upload_media_request};
+use courier_server::pb::{
+    self, download_media_response, media_service_client::MediaServiceClient, upload_media_request,
+};
 use futures::{Stream, StreamExt};
-use tonic::{Request, Response, Status, Streaming, transport::{Channel, Server, server::TcpIncoming}};
+use tonic::{
+    Request, Response, Status, Streaming,
+    transport::{Channel, Server, server::TcpIncoming},
+};
 
 mod bare {
     tonic::include_proto!("courierbench");
 }
-use bare::{bare_stream_client::BareStreamClient, bare_stream_server::{BareStream, BareStreamServer}};
+use bare::{
+    bare_stream_client::BareStreamClient,
+    bare_stream_server::{BareStream, BareStreamServer},
+};
 
 const MIB: usize = 1024 * 1024;
 const SIZE: usize = 30 * MIB;
@@ -36,14 +44,24 @@ async fn main() {
     if args.iter().any(|a| a == "--bare-server") {
         return serve_bare().await;
     }
+    if !args.iter().any(|a| a == "--bench") {
+        println!(
+            "the transfer benchmark runs with `./bench/transfer` (cargo bench), not as a test"
+        );
+        return;
+    }
     let data = Bytes::from((0..SIZE).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>());
 
     let courier = Spawned::courier();
     let token = mint("bench");
-    let mut media = MediaServiceClient::connect(courier.url()).await.expect("connect courier")
+    let mut media = MediaServiceClient::connect(courier.url())
+        .await
+        .expect("connect courier")
         .max_decoding_message_size(8 * MIB);
     let bare = Spawned::bare();
-    let mut bare_client = BareStreamClient::connect(bare.url()).await.expect("connect bare")
+    let mut bare_client = BareStreamClient::connect(bare.url())
+        .await
+        .expect("connect bare")
         .max_decoding_message_size(8 * MIB);
 
     let mut up = Vec::new();
@@ -64,13 +82,22 @@ async fn main() {
         secs.sort_by(f64::total_cmp);
         SIZE as f64 / secs[secs.len() / 2] / 1e6
     };
-    let (up, down, bare_up, bare_down) = (mbps(&mut up), mbps(&mut down), mbps(&mut bare_up), mbps(&mut bare_down));
+    let (up, down, bare_up, bare_down) = (
+        mbps(&mut up),
+        mbps(&mut down),
+        mbps(&mut bare_up),
+        mbps(&mut bare_down),
+    );
     println!("## 30 MiB transfers, 256 KiB frames, loopback, median of {ROUNDS}");
     println!("| path | upload MB/s | download MB/s |");
     println!("| --- | ---: | ---: |");
     println!("| courier -> local store | {up:.0} | {down:.0} |");
     println!("| bare tonic byte stream | {bare_up:.0} | {bare_down:.0} |");
-    println!("| ratio courier / bare | {:.2} | {:.2} |", up / bare_up, down / bare_down);
+    println!(
+        "| ratio courier / bare | {:.2} | {:.2} |",
+        up / bare_up,
+        down / bare_down
+    );
     drop(courier);
     drop(bare);
 
@@ -80,7 +107,9 @@ async fn main() {
     println!("| ---: | ---: | ---: | ---: |");
     for size_mib in [1usize, 10, 30] {
         let server = Spawned::courier();
-        let client = MediaServiceClient::connect(server.url()).await.expect("connect")
+        let client = MediaServiceClient::connect(server.url())
+            .await
+            .expect("connect")
             .max_decoding_message_size(8 * MIB);
         let idle = server.rss_kib("VmRSS");
         let object = data.slice(..size_mib * MIB);
@@ -111,12 +140,19 @@ fn mint(user: &str) -> String {
 
 fn authed<T>(token: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
     request
 }
 
 /// Uploads `data` and returns the seconds it took and the media ID.
-async fn upload(client: &mut MediaServiceClient<Channel>, token: &str, data: &Bytes) -> (f64, String) {
+async fn upload(
+    client: &mut MediaServiceClient<Channel>,
+    token: &str,
+    data: &Bytes,
+) -> (f64, String) {
     let header = pb::UploadMediaRequest {
         frame: Some(upload_media_request::Frame::Header(pb::UploadHeader {
             kind: pb::MediaKind::File.into(),
@@ -127,19 +163,36 @@ async fn upload(client: &mut MediaServiceClient<Channel>, token: &str, data: &By
     };
     let data = data.clone();
     let frames = futures::stream::once(async { header }).chain(futures::stream::iter(
-        (0..data.len()).step_by(CHUNK).map(move |i| pb::UploadMediaRequest {
-            frame: Some(upload_media_request::Frame::Data(data.slice(i..(i + CHUNK).min(data.len())))),
-        }),
+        (0..data.len())
+            .step_by(CHUNK)
+            .map(move |i| pb::UploadMediaRequest {
+                frame: Some(upload_media_request::Frame::Data(
+                    data.slice(i..(i + CHUNK).min(data.len())),
+                )),
+            }),
     ));
     let start = Instant::now();
-    let media = client.upload_media(authed(token, frames)).await.expect("upload").into_inner().media.expect("media");
+    let media = client
+        .upload_media(authed(token, frames))
+        .await
+        .expect("upload")
+        .into_inner()
+        .media
+        .expect("media");
     (start.elapsed().as_secs_f64(), media.media_id)
 }
 
 async fn download(client: &mut MediaServiceClient<Channel>, token: &str, id: &str) -> f64 {
     let start = Instant::now();
-    let request = pb::DownloadMediaRequest { media_id: id.into(), ..Default::default() };
-    let mut stream = client.download_media(authed(token, request)).await.expect("download").into_inner();
+    let request = pb::DownloadMediaRequest {
+        media_id: id.into(),
+        ..Default::default()
+    };
+    let mut stream = client
+        .download_media(authed(token, request))
+        .await
+        .expect("download")
+        .into_inner();
     let mut total = 0;
     while let Some(frame) = stream.message().await.expect("frame") {
         if let Some(download_media_response::Frame::Data(data)) = frame.frame {
@@ -163,7 +216,10 @@ async fn push(client: &mut BareStreamClient<Channel>, data: &Bytes) -> f64 {
 
 async fn pull(client: &mut BareStreamClient<Channel>) -> f64 {
     let start = Instant::now();
-    let request = bare::PullRequest { size: SIZE as u64, chunk_size: CHUNK as u64 };
+    let request = bare::PullRequest {
+        size: SIZE as u64,
+        chunk_size: CHUNK as u64,
+    };
     let mut stream = client.pull(request).await.expect("pull").into_inner();
     let mut total = 0;
     while let Some(chunk) = stream.message().await.expect("chunk") {
@@ -182,7 +238,10 @@ type ChunkStream = Pin<Box<dyn Stream<Item = Result<bare::Chunk, Status>> + Send
 
 #[tonic::async_trait]
 impl BareStream for Bare {
-    async fn push(&self, request: Request<Streaming<bare::Chunk>>) -> Result<Response<bare::Total>, Status> {
+    async fn push(
+        &self,
+        request: Request<Streaming<bare::Chunk>>,
+    ) -> Result<Response<bare::Total>, Status> {
         let mut stream = request.into_inner();
         let mut bytes = 0;
         while let Some(chunk) = stream.message().await? {
@@ -193,7 +252,10 @@ impl BareStream for Bare {
 
     type PullStream = ChunkStream;
 
-    async fn pull(&self, request: Request<bare::PullRequest>) -> Result<Response<ChunkStream>, Status> {
+    async fn pull(
+        &self,
+        request: Request<bare::PullRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
         let request = request.into_inner();
         let size = (request.size as usize).min(self.data.len());
         let chunk = (request.chunk_size as usize).clamp(1, 4 * MIB);
@@ -201,21 +263,29 @@ impl BareStream for Bare {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             for i in (0..size).step_by(chunk) {
-                let frame = bare::Chunk { data: data.slice(i..(i + chunk).min(size)) };
+                let frame = bare::Chunk {
+                    data: data.slice(i..(i + chunk).min(size)),
+                };
                 if tx.send(Ok(frame)).await.is_err() {
                     break;
                 }
             }
         });
-        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(rx).boxed()))
+        Ok(Response::new(
+            tokio_stream::wrappers::ReceiverStream::new(rx).boxed(),
+        ))
     }
 }
 
 /// Serves the bare stream with the same HTTP/2 windows and TCP_NODELAY as courier.
 async fn serve_bare() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     println!("listening {}", listener.local_addr().expect("addr"));
-    let bare = Bare { data: Bytes::from(vec![7u8; SIZE]) };
+    let bare = Bare {
+        data: Bytes::from(vec![7u8; SIZE]),
+    };
     Server::builder()
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(8 * 1024 * 1024)
@@ -236,7 +306,14 @@ impl Spawned {
     fn courier() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let child = Command::new(env!("CARGO_BIN_EXE_courier-server"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir.path())
             .env("COURIER_JWT_SECRET", SECRET)
             .env("RUST_LOG", "warn,courier_server=info")
@@ -257,13 +334,21 @@ impl Spawned {
 
     fn wait_addr(mut child: Child, marker: &str, dir: Option<tempfile::TempDir>) -> Self {
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let line = lines.by_ref().map_while(Result::ok).find(|l| l.contains(marker)).expect("address line");
+        let line = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.contains(marker))
+            .expect("address line");
         std::thread::spawn(move || for _ in lines {});
         let addr = match serde_json::from_str::<serde_json::Value>(&line) {
             Ok(log) => log["addr"].as_str().expect("addr").to_owned(),
             Err(_) => line.trim_start_matches("listening ").trim().to_owned(),
         };
-        Self { child, addr, _dir: dir }
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
     }
 
     fn url(&self) -> String {
@@ -272,10 +357,14 @@ impl Spawned {
 
     /// A memory figure of the process from /proc, in KiB.
     fn rss_kib(&self, field: &str) -> i64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("proc status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix(field).and_then(|v| v.trim_start_matches(':').trim().strip_suffix(" kB")))
+            .find_map(|l| {
+                l.strip_prefix(field)
+                    .and_then(|v| v.trim_start_matches(':').trim().strip_suffix(" kB"))
+            })
             .and_then(|v| v.trim().parse().ok())
             .expect("memory field")
     }

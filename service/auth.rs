@@ -48,7 +48,10 @@ pub fn resolve_secret(configured: Option<&str>, data_dir: &Path) -> io::Result<V
         Ok(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{} is empty; delete it or set COURIER_JWT_SECRET", path.display()),
+                format!(
+                    "{} is empty; delete it or set COURIER_JWT_SECRET",
+                    path.display()
+                ),
             ));
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -175,7 +178,10 @@ mod tests {
         let token = mint(b"s3cret", "alice", Duration::from_secs(60)).ok();
         let auth = Authenticator::new(b"s3cret");
         let header = token.map(|t| format!("Bearer {t}"));
-        assert_eq!(auth.verify(header.as_deref()).ok(), Some(UserId("alice".into())));
+        assert_eq!(
+            auth.verify(header.as_deref()).ok(),
+            Some(UserId("alice".into()))
+        );
     }
 
     #[test]
@@ -183,15 +189,24 @@ mod tests {
         let auth = Authenticator::new(b"s3cret");
         let forged = mint(b"other", "alice", Duration::from_secs(60)).ok();
         let header = forged.map(|t| format!("Bearer {t}"));
-        assert!(matches!(auth.verify(header.as_deref()), Err(Error::Unauthenticated(_))));
+        assert!(matches!(
+            auth.verify(header.as_deref()),
+            Err(Error::Unauthenticated(_))
+        ));
         assert!(matches!(auth.verify(None), Err(Error::Unauthenticated(_))));
-        assert!(matches!(auth.verify(Some("Basic abc")), Err(Error::Unauthenticated(_))));
+        assert!(matches!(
+            auth.verify(Some("Basic abc")),
+            Err(Error::Unauthenticated(_))
+        ));
     }
 
     #[test]
     fn secret_file_is_private_and_stable() {
         let dir = tempfile::tempdir().ok();
-        let dir = dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("/nonexistent"));
+        let dir = dir
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or(Path::new("/nonexistent"));
         let first = resolve_secret(None, dir).ok();
         let second = resolve_secret(None, dir).ok();
         assert!(first.is_some());

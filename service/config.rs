@@ -7,7 +7,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// courier-server: real-time messaging with image and file messages, over gRPC.
 #[derive(Debug, Parser)]
-#[command(name = "courier-server", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "courier-server",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// What to do; `serve` when none is given.
     #[command(subcommand)]

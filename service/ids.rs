@@ -33,7 +33,9 @@ impl MediaId {
             return Err(Error::invalid("media_id is required"));
         }
         let well_formed = text.len() == MEDIA_ID_BYTES * 2
-            && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !well_formed {
             return Err(Error::invalid(
                 "media_id is malformed: it must be 32 lowercase hexadecimal characters",

@@ -34,10 +34,6 @@ async fn serve(config: ServeConfig) -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(format!("cannot listen on {}: {e}", config.metrics_listen)),
     };
-    let (Ok(addr), Ok(metrics_addr)) = (grpc.local_addr(), metrics.local_addr()) else {
-        return fail("cannot read the listening addresses".into());
-    };
-    tracing::info!(%addr, %metrics_addr, data_dir = %config.data_dir.display(), "courier-server listening");
     match server::run(config, grpc, metrics, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e.to_string()),

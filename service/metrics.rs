@@ -53,17 +53,48 @@ impl Metrics {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let counters = [
-            ("courier_uploads_completed_total", "Uploads stored.", &self.uploads_completed),
-            ("courier_uploads_failed_total", "Uploads refused, failed or cancelled.", &self.uploads_failed),
-            ("courier_downloads_started_total", "Downloads started.", &self.downloads_started),
-            ("courier_upload_bytes_total", "Bytes received by uploads.", &self.upload_bytes),
-            ("courier_download_bytes_total", "Bytes sent by downloads.", &self.download_bytes),
-            ("courier_transfers_refused_total", "Transfers refused for too many in flight.", &self.transfers_refused),
-            ("courier_media_expired_total", "Expired media deleted by the sweeper.", &self.media_expired),
+            (
+                "courier_uploads_completed_total",
+                "Uploads stored.",
+                &self.uploads_completed,
+            ),
+            (
+                "courier_uploads_failed_total",
+                "Uploads refused, failed or cancelled.",
+                &self.uploads_failed,
+            ),
+            (
+                "courier_downloads_started_total",
+                "Downloads started.",
+                &self.downloads_started,
+            ),
+            (
+                "courier_upload_bytes_total",
+                "Bytes received by uploads.",
+                &self.upload_bytes,
+            ),
+            (
+                "courier_download_bytes_total",
+                "Bytes sent by downloads.",
+                &self.download_bytes,
+            ),
+            (
+                "courier_transfers_refused_total",
+                "Transfers refused for too many in flight.",
+                &self.transfers_refused,
+            ),
+            (
+                "courier_media_expired_total",
+                "Expired media deleted by the sweeper.",
+                &self.media_expired,
+            ),
         ];
         let mut out = String::new();
         let in_flight = self.transfers_in_flight.load(Ordering::Relaxed);
-        let _ = writeln!(out, "# HELP courier_transfers_in_flight Uploads and downloads running now.");
+        let _ = writeln!(
+            out,
+            "# HELP courier_transfers_in_flight Uploads and downloads running now."
+        );
         let _ = writeln!(out, "# TYPE courier_transfers_in_flight gauge");
         let _ = writeln!(out, "courier_transfers_in_flight {in_flight}");
         for (name, help, counter) in counters {
@@ -102,7 +133,10 @@ async fn answer(mut stream: TcpStream) -> std::io::Result<()> {
     let (status, body) = if line.starts_with("GET /metrics ") || line.starts_with("GET / ") {
         ("200 OK", METRICS.render())
     } else {
-        ("404 Not Found", "only GET /metrics is served here\n".to_owned())
+        (
+            "404 Not Found",
+            "only GET /metrics is served here\n".to_owned(),
+        )
     };
     let response = format!(
         "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

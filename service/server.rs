@@ -26,6 +26,9 @@ use crate::{
 const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
 
+/// How long aborted uploads get, after the grace period, to remove their data.
+const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves gRPC on `grpc` and metrics on `metrics` until `shutdown` completes, then
 /// stops gracefully: health goes NOT_SERVING, new calls are refused, and calls in
 /// flight get `config.shutdown_grace` to finish before this returns.
@@ -51,8 +54,12 @@ pub async fn run(
     let slots = TransferSlots::new(config.max_transfers_per_user);
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<MediaServiceServer<MediaServer>>().await;
-    health.set_serving::<MessagingServiceServer<MessagingServer>>().await;
+    health
+        .set_serving::<MediaServiceServer<MediaServer>>()
+        .await;
+    health
+        .set_serving::<MessagingServiceServer<MessagingServer>>()
+        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -65,9 +72,16 @@ pub async fn run(
         .map_err(|e| Error::Internal(format!("building reflection v1alpha: {e}")))?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (abort_tx, abort_rx) = watch::channel(false);
     let sweeper = spawn_sweeper(media.clone(), config.sweep_interval, stop_rx.clone());
-    let metrics_task = tokio::spawn(metrics::serve(metrics));
 
+    let addr = grpc
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("the gRPC address: {e}")))?;
+    let metrics_addr = metrics
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("the metrics address: {e}")))?;
+    let metrics_task = tokio::spawn(metrics::serve(metrics));
     let mut stop_serving = stop_rx;
     let router = Server::builder()
         .initial_stream_window_size(STREAM_WINDOW)
@@ -76,7 +90,7 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(MediaServiceServer::with_interceptor(
-            MediaServer::new(media, slots),
+            MediaServer::new(media, slots.clone(), abort_rx),
             authenticator.clone(),
         ))
         .add_service(MessagingServiceServer::with_interceptor(
@@ -90,6 +104,9 @@ pub async fn run(
         let _ = stop_serving.wait_for(|stop| *stop).await;
     }));
 
+    // Scripts and tests wait for this line: everything is ready when it is written.
+    tracing::info!(%addr, %metrics_addr, data_dir = %config.data_dir.display(), "courier-server listening");
+
     tokio::select! {
         result = &mut serving => {
             sweeper.abort();
@@ -98,14 +115,23 @@ pub async fn run(
         }
         () = shutdown => {}
     }
-    tracing::info!(grace_secs = config.shutdown_grace.as_secs_f64(), "shutting down");
-    health.set_not_serving::<MediaServiceServer<MediaServer>>().await;
-    health.set_not_serving::<MessagingServiceServer<MessagingServer>>().await;
+    tracing::info!(
+        grace_secs = config.shutdown_grace.as_secs_f64(),
+        "shutting down"
+    );
+    health
+        .set_not_serving::<MediaServiceServer<MediaServer>>()
+        .await;
+    health
+        .set_not_serving::<MessagingServiceServer<MessagingServer>>()
+        .await;
     let _ = stop_tx.send(true);
     let result = match tokio::time::timeout(config.shutdown_grace, &mut serving).await {
         Ok(result) => flatten(result),
         Err(_) => {
-            tracing::warn!("calls were still open when the grace period ended");
+            tracing::warn!("calls were still open when the grace period ended; aborting them");
+            let _ = abort_tx.send(true);
+            wait_for_transfers(&slots).await;
             serving.abort();
             Ok(())
         }
@@ -114,6 +140,14 @@ pub async fn run(
     metrics_task.abort();
     tracing::info!("stopped");
     result
+}
+
+/// Waits (a bounded time) for aborted uploads to remove their partial data.
+async fn wait_for_transfers(slots: &TransferSlots) {
+    let deadline = tokio::time::Instant::now() + ABORT_WAIT;
+    while slots.total() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 fn flatten(

@@ -9,7 +9,9 @@ use std::{
     sync::Arc,
 };
 
-use object_store::{ObjectStore, aws::AmazonS3Builder, local::LocalFileSystem, prefix::PrefixStore};
+use object_store::{
+    ObjectStore, aws::AmazonS3Builder, local::LocalFileSystem, prefix::PrefixStore,
+};
 
 use crate::error::Error;
 
@@ -36,7 +38,9 @@ impl Location {
         if let Some(rest) = text.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(Error::invalid(format!("--storage {text}: the bucket name is missing")));
+                return Err(Error::invalid(format!(
+                    "--storage {text}: the bucket name is missing"
+                )));
             }
             return Ok(Self::S3 {
                 bucket: bucket.to_owned(),
@@ -48,7 +52,9 @@ impl Location {
                 "--storage {text}: use a folder path or s3://bucket/prefix"
             )));
         }
-        Ok(Self::Local(PathBuf::from(text.trim_start_matches("file://"))))
+        Ok(Self::Local(PathBuf::from(
+            text.trim_start_matches("file://"),
+        )))
     }
 }
 
@@ -63,7 +69,9 @@ pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
             Ok(Arc::new(LocalFileSystem::new_with_prefix(dir)?))
         }
         Location::S3 { bucket, prefix } => {
-            let s3 = AmazonS3Builder::from_env().with_bucket_name(bucket).build()?;
+            let s3 = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()?;
             if prefix.is_empty() {
                 Ok(Arc::new(s3))
             } else {
@@ -102,14 +110,23 @@ mod tests {
     #[test]
     fn parses_locations() {
         let data = Path::new("/d");
-        assert_eq!(Location::parse(None, data).ok(), Some(Location::Local("/d/media".into())));
+        assert_eq!(
+            Location::parse(None, data).ok(),
+            Some(Location::Local("/d/media".into()))
+        );
         assert_eq!(
             Location::parse(Some("s3://b/p/q/"), data).ok(),
-            Some(Location::S3 { bucket: "b".into(), prefix: "p/q".into() })
+            Some(Location::S3 {
+                bucket: "b".into(),
+                prefix: "p/q".into()
+            })
         );
         assert_eq!(
             Location::parse(Some("s3://b"), data).ok(),
-            Some(Location::S3 { bucket: "b".into(), prefix: String::new() })
+            Some(Location::S3 {
+                bucket: "b".into(),
+                prefix: String::new()
+            })
         );
         assert!(Location::parse(Some("s3://"), data).is_err());
         assert!(Location::parse(Some("gs://x"), data).is_err());

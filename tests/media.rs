@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{
-    Backend, Server, authed, data_frame, data_frames, download, expect_code, header,
-    header_frame, pattern, sha256, token, upload_bytes, upload_frames,
+    Backend, Server, authed, data_frame, data_frames, download, expect_code, header, header_frame,
+    pattern, sha256, token, upload_bytes, upload_frames,
 };
 use courier_server::pb::{self, MediaKind};
 use tokio::sync::mpsc;
@@ -61,6 +61,7 @@ on_every_backend!(
     hostile_ids_refused,
     expired_media_gone,
     stalled_upload_cleaned_up,
+    shutdown_aborts_open_uploads,
 );
 
 /// Uploads `data` and checks that it comes back byte for byte with a right record.
@@ -71,22 +72,38 @@ async fn round_trip(backend: Backend, size: usize) {
     let data = pattern(size, 1);
     let mut head = header(MediaKind::File, "notes.bin", size as u64);
     head.sha256 = sha256(&data).into();
-    let media = upload_bytes(&mut client, &alice, head, &data).await.expect("upload");
+    let media = upload_bytes(&mut client, &alice, head, &data)
+        .await
+        .expect("upload");
     assert_eq!(media.size, size as u64);
     assert_eq!(media.kind(), MediaKind::File);
     assert_eq!(media.file_name, "notes.bin");
     assert_eq!(media.sha256.as_ref(), sha256(&data).as_slice());
     assert_eq!(media.content_type, "application/octet-stream");
     assert_eq!(media.media_id.len(), 32);
-    let (created, expires) = (media.create_time.expect("create_time"), media.expire_time.expect("expire_time"));
-    assert_eq!(expires.seconds - created.seconds, 7 * 24 * 3600, "media live 7 days by default");
+    let (created, expires) = (
+        media.create_time.expect("create_time"),
+        media.expire_time.expect("expire_time"),
+    );
+    assert_eq!(
+        expires.seconds - created.seconds,
+        7 * 24 * 3600,
+        "media live 7 days by default"
+    );
 
     let bob = token("bob");
-    let (record, bytes) = download(&mut client, &bob, &media.media_id, 0, 0).await.expect("download");
+    let (record, bytes) = download(&mut client, &bob, &media.media_id, 0, 0)
+        .await
+        .expect("download");
     assert_eq!(record, media);
     assert!(bytes == data, "downloaded bytes differ from the upload");
     let got = client
-        .get_media(authed(&bob, pb::GetMediaRequest { media_id: media.media_id.clone() }))
+        .get_media(authed(
+            &bob,
+            pb::GetMediaRequest {
+                media_id: media.media_id.clone(),
+            },
+        ))
         .await
         .expect("GetMedia")
         .into_inner();
@@ -109,9 +126,18 @@ async fn oversize_refused_with_nothing_kept(backend: Backend) {
     let server = Server::start(&backend, &[]);
     let mut client = server.media().await;
     let data = pattern(MAX + 1, 2);
-    let result = upload_bytes(&mut client, &token("alice"), header(MediaKind::File, "big", data.len() as u64), &data).await;
+    let result = upload_bytes(
+        &mut client,
+        &token("alice"),
+        header(MediaKind::File, "big", data.len() as u64),
+        &data,
+    )
+    .await;
     let message = expect_code(result, Code::InvalidArgument);
-    assert!(message.contains("31457280"), "the message names the limit: {message}");
+    assert!(
+        message.contains("31457280"),
+        "the message names the limit: {message}"
+    );
     assert_eq!(server.stored().await, Vec::<String>::new());
 }
 
@@ -119,7 +145,13 @@ async fn more_than_declared_is_cut_off(backend: Backend) {
     let server = Server::start(&backend, &[]);
     let mut client = server.media().await;
     let data = pattern(MAX + 1, 3);
-    let result = upload_bytes(&mut client, &token("alice"), header(MediaKind::File, "big", MAX as u64), &data).await;
+    let result = upload_bytes(
+        &mut client,
+        &token("alice"),
+        header(MediaKind::File, "big", MAX as u64),
+        &data,
+    )
+    .await;
     let message = expect_code(result, Code::InvalidArgument);
     assert!(message.contains("more than the declared size"), "{message}");
     server.wait_stored(&[]).await;
@@ -128,7 +160,12 @@ async fn more_than_declared_is_cut_off(backend: Backend) {
 async fn empty_refused(backend: Backend) {
     let server = Server::start(&backend, &[]);
     let mut client = server.media().await;
-    let result = upload_frames(&mut client, &token("alice"), vec![header_frame(header(MediaKind::File, "empty", 0))]).await;
+    let result = upload_frames(
+        &mut client,
+        &token("alice"),
+        vec![header_frame(header(MediaKind::File, "empty", 0))],
+    )
+    .await;
     let message = expect_code(result, Code::InvalidArgument);
     assert!(message.contains("empty"), "{message}");
     assert_eq!(server.stored().await, Vec::<String>::new());
@@ -138,7 +175,13 @@ async fn fewer_than_declared_refused(backend: Backend) {
     let server = Server::start(&backend, &[]);
     let mut client = server.media().await;
     let data = pattern(6 * MIB, 4);
-    let result = upload_bytes(&mut client, &token("alice"), header(MediaKind::File, "short", 7 * MIB as u64), &data).await;
+    let result = upload_bytes(
+        &mut client,
+        &token("alice"),
+        header(MediaKind::File, "short", 7 * MIB as u64),
+        &data,
+    )
+    .await;
     let message = expect_code(result, Code::InvalidArgument);
     assert!(message.contains("ended after 6291456 bytes"), "{message}");
     server.wait_stored(&[]).await;
@@ -150,21 +193,36 @@ async fn sha256_mismatch_refused(backend: Backend) {
     let data = pattern(100_000, 5);
     let mut head = header(MediaKind::File, "x", data.len() as u64);
     head.sha256 = sha256(b"something else").into();
-    let message = expect_code(upload_bytes(&mut client, &token("alice"), head, &data).await, Code::InvalidArgument);
+    let message = expect_code(
+        upload_bytes(&mut client, &token("alice"), head, &data).await,
+        Code::InvalidArgument,
+    );
     assert!(message.contains("SHA-256"), "{message}");
     let mut head = header(MediaKind::File, "x", data.len() as u64);
     head.sha256 = Bytes::from_static(b"short");
-    expect_code(upload_bytes(&mut client, &token("alice"), head, &data).await, Code::InvalidArgument);
+    expect_code(
+        upload_bytes(&mut client, &token("alice"), head, &data).await,
+        Code::InvalidArgument,
+    );
     server.wait_stored(&[]).await;
 }
 
 async fn data_before_header_refused(backend: Backend) {
     let server = Server::start(&backend, &[]);
     let mut client = server.media().await;
-    let frames = vec![data_frame(Bytes::from_static(b"hi")), header_frame(header(MediaKind::File, "x", 2))];
-    let message = expect_code(upload_frames(&mut client, &token("alice"), frames).await, Code::InvalidArgument);
+    let frames = vec![
+        data_frame(Bytes::from_static(b"hi")),
+        header_frame(header(MediaKind::File, "x", 2)),
+    ];
+    let message = expect_code(
+        upload_frames(&mut client, &token("alice"), frames).await,
+        Code::InvalidArgument,
+    );
     assert!(message.contains("first frame"), "{message}");
-    expect_code(upload_frames(&mut client, &token("alice"), vec![]).await, Code::InvalidArgument);
+    expect_code(
+        upload_frames(&mut client, &token("alice"), vec![]).await,
+        Code::InvalidArgument,
+    );
     assert_eq!(server.stored().await, Vec::<String>::new());
 }
 
@@ -177,7 +235,10 @@ async fn two_headers_refused(backend: Backend) {
         header_frame(header(MediaKind::File, "x", 4)),
         data_frame(Bytes::from_static(b"cd")),
     ];
-    let message = expect_code(upload_frames(&mut client, &token("alice"), frames).await, Code::InvalidArgument);
+    let message = expect_code(
+        upload_frames(&mut client, &token("alice"), frames).await,
+        Code::InvalidArgument,
+    );
     assert!(message.contains("exactly one header"), "{message}");
     // Headers that break a rule are refused too.
     for bad in [
@@ -187,7 +248,10 @@ async fn two_headers_refused(backend: Backend) {
         header(MediaKind::File, &"n".repeat(256), 1),
     ] {
         let frames = vec![header_frame(bad), data_frame(Bytes::from_static(b"a"))];
-        expect_code(upload_frames(&mut client, &token("alice"), frames).await, Code::InvalidArgument);
+        expect_code(
+            upload_frames(&mut client, &token("alice"), frames).await,
+            Code::InvalidArgument,
+        );
     }
     server.wait_stored(&[]).await;
 }
@@ -214,24 +278,39 @@ async fn image_dimensions_from_headers(backend: Backend) {
     ] {
         let data = encode(format, width, height);
         let name = format!("img.{}", format.extensions_str()[0]);
-        let media = upload_bytes(&mut client, &alice, header(MediaKind::Image, &name, data.len() as u64), &data)
-            .await
-            .expect("upload");
+        let media = upload_bytes(
+            &mut client,
+            &alice,
+            header(MediaKind::Image, &name, data.len() as u64),
+            &data,
+        )
+        .await
+        .expect("upload");
         assert_eq!((media.width, media.height), (width, height), "{format:?}");
         assert_eq!(media.content_type, mime, "{format:?}");
         assert_eq!(media.kind(), MediaKind::Image);
     }
     let text = Bytes::from_static(b"just some text, not an image");
-    let media = upload_bytes(&mut client, &alice, header(MediaKind::Image, "a.txt", text.len() as u64), &text)
-        .await
-        .expect("upload");
+    let media = upload_bytes(
+        &mut client,
+        &alice,
+        header(MediaKind::Image, "a.txt", text.len() as u64),
+        &text,
+    )
+    .await
+    .expect("upload");
     assert_eq!((media.width, media.height), (0, 0));
     // A content type that the uploader gives wins over detection.
     let png = encode(Png, 2, 2);
     let mut head = header(MediaKind::Image, "a.png", png.len() as u64);
     head.content_type = "image/x-custom".into();
-    let media = upload_bytes(&mut client, &alice, head, &png).await.expect("upload");
-    assert_eq!((media.content_type.as_str(), media.width), ("image/x-custom", 2));
+    let media = upload_bytes(&mut client, &alice, head, &png)
+        .await
+        .expect("upload");
+    assert_eq!(
+        (media.content_type.as_str(), media.width),
+        ("image/x-custom", 2)
+    );
 }
 
 /// Starts an upload fed by a channel, sends its header and `first` bytes, and returns
@@ -241,12 +320,26 @@ async fn open_upload(
     user: &str,
     size: usize,
     first: usize,
-) -> (mpsc::Sender<pb::UploadMediaRequest>, tokio::task::JoinHandle<Result<pb::Media, tonic::Status>>) {
+) -> (
+    mpsc::Sender<pb::UploadMediaRequest>,
+    tokio::task::JoinHandle<Result<pb::Media, tonic::Status>>,
+) {
     let (tx, rx) = mpsc::channel(64);
     let mut client = server.media().await;
     let request = authed(&token(user), ReceiverStream::new(rx));
-    let call = tokio::spawn(async move { client.upload_media(request).await.map(|r| r.into_inner().media.unwrap_or_default()) });
-    tx.send(header_frame(header(MediaKind::File, "partial", size as u64))).await.expect("header");
+    let call = tokio::spawn(async move {
+        client
+            .upload_media(request)
+            .await
+            .map(|r| r.into_inner().media.unwrap_or_default())
+    });
+    tx.send(header_frame(header(
+        MediaKind::File,
+        "partial",
+        size as u64,
+    )))
+    .await
+    .expect("header");
     for frame in data_frames(&pattern(first, 6), 256 * 1024) {
         tx.send(frame).await.expect("data");
     }
@@ -266,9 +359,14 @@ async fn cancel_mid_upload_leaves_nothing(backend: Backend) {
     // With a limit of one transfer, a new upload succeeds only if the slot is free.
     let mut client = server.media().await;
     let data = pattern(1000, 7);
-    upload_bytes(&mut client, &token("alice"), header(MediaKind::File, "next", 1000), &data)
-        .await
-        .expect("the freed slot takes a new upload");
+    upload_bytes(
+        &mut client,
+        &token("alice"),
+        header(MediaKind::File, "next", 1000),
+        &data,
+    )
+    .await
+    .expect("the freed slot takes a new upload");
     assert_eq!(server.metric("courier_uploads_failed_total").await, 1);
 }
 
@@ -277,20 +375,38 @@ async fn tenth_transfer_refused(backend: Backend) {
     let mut client = server.media().await;
     let alice = token("alice");
     let data = pattern(1000, 8);
-    let stored = upload_bytes(&mut client, &alice, header(MediaKind::File, "f", 1000), &data).await.expect("upload");
+    let stored = upload_bytes(
+        &mut client,
+        &alice,
+        header(MediaKind::File, "f", 1000),
+        &data,
+    )
+    .await
+    .expect("upload");
     let mut open = Vec::new();
     for _ in 0..9 {
         open.push(open_upload(&server, "alice", 10 * MIB, 64 * 1024).await);
     }
     server.wait_in_flight(9).await;
     let message = expect_code(
-        upload_bytes(&mut client, &alice, header(MediaKind::File, "f", 1000), &data).await,
+        upload_bytes(
+            &mut client,
+            &alice,
+            header(MediaKind::File, "f", 1000),
+            &data,
+        )
+        .await,
         Code::ResourceExhausted,
     );
     assert!(message.contains("at most 9"), "{message}");
-    expect_code(download(&mut client, &alice, &stored.media_id, 0, 0).await, Code::ResourceExhausted);
+    expect_code(
+        download(&mut client, &alice, &stored.media_id, 0, 0).await,
+        Code::ResourceExhausted,
+    );
     // Another user has slots of their own.
-    download(&mut client, &token("bob"), &stored.media_id, 0, 0).await.expect("bob downloads");
+    download(&mut client, &token("bob"), &stored.media_id, 0, 0)
+        .await
+        .expect("bob downloads");
     // Finishing one of alice's transfers frees its slot at once.
     let (tx, call) = open.pop().expect("nine uploads");
     for frame in data_frames(&pattern(10 * MIB - 64 * 1024, 9), 256 * 1024) {
@@ -298,7 +414,9 @@ async fn tenth_transfer_refused(backend: Backend) {
     }
     drop(tx);
     call.await.expect("task").expect("the upload completes");
-    download(&mut client, &alice, &stored.media_id, 0, 0).await.expect("the freed slot serves a download");
+    download(&mut client, &alice, &stored.media_id, 0, 0)
+        .await
+        .expect("the freed slot serves a download");
 }
 
 async fn ranged_downloads(backend: Backend) {
@@ -306,20 +424,36 @@ async fn ranged_downloads(backend: Backend) {
     let mut client = server.media().await;
     let alice = token("alice");
     let data = pattern(3 * MIB + 17, 10);
-    let media = upload_bytes(&mut client, &alice, header(MediaKind::File, "f", data.len() as u64), &data)
-        .await
-        .expect("upload");
+    let media = upload_bytes(
+        &mut client,
+        &alice,
+        header(MediaKind::File, "f", data.len() as u64),
+        &data,
+    )
+    .await
+    .expect("upload");
     let id = media.media_id.as_str();
-    let (_, bytes) = download(&mut client, &alice, id, 1000, 5000).await.expect("range");
+    let (_, bytes) = download(&mut client, &alice, id, 1000, 5000)
+        .await
+        .expect("range");
     assert!(bytes == data[1000..6000]);
-    let (_, bytes) = download(&mut client, &alice, id, MIB as u64 + 3, 0).await.expect("resume");
+    let (_, bytes) = download(&mut client, &alice, id, MIB as u64 + 3, 0)
+        .await
+        .expect("resume");
     assert!(bytes == data[MIB + 3..]);
-    let (_, bytes) = download(&mut client, &alice, id, 10, 100 * MIB as u64).await.expect("long length");
+    let (_, bytes) = download(&mut client, &alice, id, 10, 100 * MIB as u64)
+        .await
+        .expect("long length");
     assert!(bytes == data[10..]);
-    let (record, bytes) = download(&mut client, &alice, id, data.len() as u64, 0).await.expect("at the end");
+    let (record, bytes) = download(&mut client, &alice, id, data.len() as u64, 0)
+        .await
+        .expect("at the end");
     assert!(bytes.is_empty());
     assert_eq!(record, media);
-    let message = expect_code(download(&mut client, &alice, id, data.len() as u64 + 1, 0).await, Code::OutOfRange);
+    let message = expect_code(
+        download(&mut client, &alice, id, data.len() as u64 + 1, 0).await,
+        Code::OutOfRange,
+    );
     assert!(message.contains("past the end"), "{message}");
 }
 
@@ -328,8 +462,18 @@ async fn unknown_id_not_found(backend: Backend) {
     let mut client = server.media().await;
     let alice = token("alice");
     let id = "0123456789abcdef0123456789abcdef";
-    expect_code(download(&mut client, &alice, id, 0, 0).await, Code::NotFound);
-    let result = client.get_media(authed(&alice, pb::GetMediaRequest { media_id: id.into() })).await;
+    expect_code(
+        download(&mut client, &alice, id, 0, 0).await,
+        Code::NotFound,
+    );
+    let result = client
+        .get_media(authed(
+            &alice,
+            pb::GetMediaRequest {
+                media_id: id.into(),
+            },
+        ))
+        .await;
     expect_code(result, Code::NotFound);
 }
 
@@ -339,29 +483,65 @@ async fn hostile_ids_refused(backend: Backend) {
     let alice = token("alice");
     // A record planted where a path built from "../x" would lead: it must never be read.
     let long = "a".repeat(300);
-    for id in ["../x", "a/b", long.as_str(), "", "../records/0123456789abcdef0123456789abcdef"] {
-        let message = expect_code(download(&mut client, &alice, id, 0, 0).await, Code::InvalidArgument);
+    for id in [
+        "../x",
+        "a/b",
+        long.as_str(),
+        "",
+        "../records/0123456789abcdef0123456789abcdef",
+    ] {
+        let message = expect_code(
+            download(&mut client, &alice, id, 0, 0).await,
+            Code::InvalidArgument,
+        );
         assert!(message.contains("media_id"), "{message}");
-        let result = client.get_media(authed(&alice, pb::GetMediaRequest { media_id: id.into() })).await;
+        let result = client
+            .get_media(authed(
+                &alice,
+                pb::GetMediaRequest {
+                    media_id: id.into(),
+                },
+            ))
+            .await;
         expect_code(result, Code::InvalidArgument);
     }
     assert_eq!(server.stored().await, Vec::<String>::new());
 }
 
 async fn expired_media_gone(backend: Backend) {
-    let server = Server::start(&backend, &["--media-ttl", "2s", "--sweep-interval", "300ms"]);
+    let server = Server::start(
+        &backend,
+        &["--media-ttl", "2s", "--sweep-interval", "300ms"],
+    );
     let mut client = server.media().await;
     let alice = token("alice");
     let data = pattern(1000, 11);
-    let media = upload_bytes(&mut client, &alice, header(MediaKind::File, "f", 1000), &data).await.expect("upload");
+    let media = upload_bytes(
+        &mut client,
+        &alice,
+        header(MediaKind::File, "f", 1000),
+        &data,
+    )
+    .await
+    .expect("upload");
     let blob = format!("blobs/{}", media.media_id);
     assert!(server.has(&blob).await, "the bytes are stored");
     let expires = media.expire_time.expect("expire_time");
     let created = media.create_time.expect("create_time");
     assert_eq!(expires.seconds - created.seconds, 2);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    expect_code(download(&mut client, &alice, &media.media_id, 0, 0).await, Code::NotFound);
-    let result = client.get_media(authed(&alice, pb::GetMediaRequest { media_id: media.media_id.clone() })).await;
+    expect_code(
+        download(&mut client, &alice, &media.media_id, 0, 0).await,
+        Code::NotFound,
+    );
+    let result = client
+        .get_media(authed(
+            &alice,
+            pb::GetMediaRequest {
+                media_id: media.media_id.clone(),
+            },
+        ))
+        .await;
     expect_code(result, Code::NotFound);
     // The sweeper deletes the bytes and the record.
     server.wait_stored(&[]).await;
@@ -372,10 +552,35 @@ async fn stalled_upload_cleaned_up(backend: Backend) {
     let (tx, call) = open_upload(&server, "alice", 10 * MIB, 6 * MIB).await;
     server.wait_in_flight(1).await;
     // Send nothing more: the server gives up after the idle timeout.
-    let result = tokio::time::timeout(Duration::from_secs(10), call).await.expect("ends").expect("task");
+    let result = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("ends")
+        .expect("task");
     let message = expect_code(result, Code::DeadlineExceeded);
     assert!(message.contains("idle timeout"), "{message}");
     drop(tx);
     server.wait_in_flight(0).await;
     server.wait_stored(&[]).await;
+}
+
+async fn shutdown_aborts_open_uploads(backend: Backend) {
+    let mut server = Server::start(&backend, &["--shutdown-grace", "1s"]);
+    let (tx, call) = open_upload(&server, "alice", 20 * MIB, 6 * MIB).await;
+    server.wait_in_flight(1).await;
+    server.terminate();
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("the server exits after its grace period");
+    assert!(status.success(), "exit status {status:?}");
+    let result = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("the call ends")
+        .expect("task");
+    assert!(
+        result.is_err(),
+        "an upload cut short by shutdown must not succeed"
+    );
+    drop(tx);
+    // The aborted upload removed its partial data before the process exited.
+    assert_eq!(server.stored().await, Vec::<String>::new());
 }

@@ -5,10 +5,15 @@ mod common;
 
 use std::{process::Command, time::Duration};
 
-use common::{Backend, SECRET, Server, authed, expect_code, header, header_frame, token, token_with, upload_frames};
+use common::{
+    Backend, SECRET, Server, authed, expect_code, header, header_frame, token, token_with,
+    upload_frames,
+};
 use courier_server::pb::{self, MediaKind};
 use tonic::{Code, Request};
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 const SOME_ID: &str = "0123456789abcdef0123456789abcdef";
 
@@ -16,36 +21,71 @@ const SOME_ID: &str = "0123456789abcdef0123456789abcdef";
 async fn missing_forged_and_expired_tokens_are_unauthenticated() {
     let server = Server::start(&Backend::Local, &[]);
     let mut client = server.media().await;
-    let get = |media_id: &str| pb::GetMediaRequest { media_id: media_id.into() };
+    let get = |media_id: &str| pb::GetMediaRequest {
+        media_id: media_id.into(),
+    };
 
-    let message = expect_code(client.get_media(Request::new(get(SOME_ID))).await, Code::Unauthenticated);
+    let message = expect_code(
+        client.get_media(Request::new(get(SOME_ID))).await,
+        Code::Unauthenticated,
+    );
     assert!(message.contains("missing"), "{message}");
     let forged = token_with("not-the-server-secret", "alice", 3600);
-    let message = expect_code(client.get_media(authed(&forged, get(SOME_ID))).await, Code::Unauthenticated);
+    let message = expect_code(
+        client.get_media(authed(&forged, get(SOME_ID))).await,
+        Code::Unauthenticated,
+    );
     assert!(message.contains("invalid"), "{message}");
     let expired = token_with(SECRET, "alice", -120);
-    let message = expect_code(client.get_media(authed(&expired, get(SOME_ID))).await, Code::Unauthenticated);
+    let message = expect_code(
+        client.get_media(authed(&expired, get(SOME_ID))).await,
+        Code::Unauthenticated,
+    );
     assert!(message.contains("expired"), "{message}");
     let bad_user = token_with(SECRET, "has space", 3600);
-    expect_code(client.get_media(authed(&bad_user, get(SOME_ID))).await, Code::Unauthenticated);
+    expect_code(
+        client.get_media(authed(&bad_user, get(SOME_ID))).await,
+        Code::Unauthenticated,
+    );
     let mut raw = Request::new(get(SOME_ID));
-    raw.metadata_mut().insert("authorization", "Basic YWxpY2U6cHc=".parse().expect("ascii"));
+    raw.metadata_mut().insert(
+        "authorization",
+        "Basic YWxpY2U6cHc=".parse().expect("ascii"),
+    );
     expect_code(client.get_media(raw).await, Code::Unauthenticated);
 
     // Uploads and downloads are guarded too, and a refused upload keeps nothing.
     let frames = vec![header_frame(header(MediaKind::File, "x", 1))];
-    expect_code(upload_frames(&mut client, &forged, frames).await, Code::Unauthenticated);
-    let download = pb::DownloadMediaRequest { media_id: SOME_ID.into(), ..Default::default() };
-    expect_code(client.download_media(authed(&expired, download)).await, Code::Unauthenticated);
+    expect_code(
+        upload_frames(&mut client, &forged, frames).await,
+        Code::Unauthenticated,
+    );
+    let download = pb::DownloadMediaRequest {
+        media_id: SOME_ID.into(),
+        ..Default::default()
+    };
+    expect_code(
+        client.download_media(authed(&expired, download)).await,
+        Code::Unauthenticated,
+    );
     // MessagingService sits behind the same check.
     let mut messaging = pb::messaging_service_client::MessagingServiceClient::connect(server.url())
         .await
         .expect("connects");
-    let query = pb::QueryPeersOnlineStatusRequest { user_ids: vec!["bob".into()] };
-    expect_code(messaging.query_peers_online_status(Request::new(query)).await, Code::Unauthenticated);
+    let query = pb::QueryPeersOnlineStatusRequest {
+        user_ids: vec!["bob".into()],
+    };
+    expect_code(
+        messaging
+            .query_peers_online_status(Request::new(query))
+            .await,
+        Code::Unauthenticated,
+    );
     assert_eq!(server.stored().await, Vec::<String>::new());
     // And a good token passes.
-    let result = client.get_media(authed(&token("alice"), get(SOME_ID))).await;
+    let result = client
+        .get_media(authed(&token("alice"), get(SOME_ID)))
+        .await;
     expect_code(result, Code::NotFound);
 }
 
@@ -56,7 +96,10 @@ async fn token_command_mints_with_the_servers_own_secret() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&secret_file).expect("the secret file exists").permissions().mode();
+        let mode = std::fs::metadata(&secret_file)
+            .expect("the secret file exists")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "the secret is private to its owner");
     }
     let output = Command::new(env!("CARGO_BIN_EXE_courier-server"))
@@ -65,13 +108,28 @@ async fn token_command_mints_with_the_servers_own_secret() {
         .env_remove("COURIER_JWT_SECRET")
         .output()
         .expect("runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let minted = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let minted = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
     let mut client = server.media().await;
-    let get = pb::GetMediaRequest { media_id: SOME_ID.into() };
-    expect_code(client.get_media(authed(&minted, get.clone())).await, Code::NotFound);
+    let get = pb::GetMediaRequest {
+        media_id: SOME_ID.into(),
+    };
+    expect_code(
+        client.get_media(authed(&minted, get.clone())).await,
+        Code::NotFound,
+    );
     // The test suite's own secret is not this server's.
-    expect_code(client.get_media(authed(&token("alice"), get)).await, Code::Unauthenticated);
+    expect_code(
+        client.get_media(authed(&token("alice"), get)).await,
+        Code::Unauthenticated,
+    );
 
     let bad = Command::new(env!("CARGO_BIN_EXE_courier-server"))
         .args(["token", "--user", "not valid", "--data-dir"])
@@ -88,7 +146,9 @@ async fn health_reflection_and_metrics() {
     let mut health = HealthClient::new(server.channel().await);
     for service in ["", "courier.v1.MediaService", "courier.v1.MessagingService"] {
         let status = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .expect("health check needs no token")
             .into_inner()
@@ -109,14 +169,24 @@ async fn health_reflection_and_metrics() {
         .await
         .expect("reflection")
         .into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) =
-        responses.message().await.expect("a response").and_then(|r| r.message_response)
+    let Some(MessageResponse::ListServicesResponse(list)) = responses
+        .message()
+        .await
+        .expect("a response")
+        .and_then(|r| r.message_response)
     else {
         panic!("reflection did not list services");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["courier.v1.MediaService", "courier.v1.MessagingService", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    for expected in [
+        "courier.v1.MediaService",
+        "courier.v1.MessagingService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
     }
     assert_eq!(server.metric("courier_transfers_in_flight").await, 0);
     assert_eq!(server.metric("courier_uploads_completed_total").await, 0);
@@ -126,10 +196,16 @@ async fn health_reflection_and_metrics() {
 async fn sigterm_stops_the_server_gracefully() {
     let mut server = Server::start(&Backend::Local, &["--shutdown-grace", "5s"]);
     let mut health = HealthClient::new(server.channel().await);
-    let status = health.check(HealthCheckRequest::default()).await.expect("check").into_inner().status();
+    let status = health
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("check")
+        .into_inner()
+        .status();
     assert_eq!(status, ServingStatus::Serving);
-    let killed = Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().expect("kill");
-    assert!(killed.success());
-    let status = server.wait_exit(Duration::from_secs(8)).expect("the server exits within its grace period");
+    server.terminate();
+    let status = server
+        .wait_exit(Duration::from_secs(8))
+        .expect("the server exits within its grace period");
     assert!(status.success(), "exit status {status:?}");
 }

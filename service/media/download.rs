@@ -69,7 +69,11 @@ pub async fn open_download(
 }
 
 /// Reads `len` bytes from `offset` of a local file in frames of [`FRAME_SIZE`].
-fn read_file(file: std::fs::File, offset: u64, len: u64) -> BoxStream<'static, Result<Bytes, Error>> {
+fn read_file(
+    file: std::fs::File,
+    offset: u64,
+    len: u64,
+) -> BoxStream<'static, Result<Bytes, Error>> {
     let state = (tokio::fs::File::from_std(file), offset, len, false);
     futures::stream::try_unfold(state, |(mut file, offset, left, seeked)| async move {
         if left == 0 {
@@ -81,9 +85,15 @@ fn read_file(file: std::fs::File, offset: u64, len: u64) -> BoxStream<'static, R
         let want = left.min(FRAME_SIZE as u64) as usize;
         let mut buf = BytesMut::with_capacity(want);
         while buf.len() < want {
-            let n = (&mut file).take((want - buf.len()) as u64).read_buf(&mut buf).await.map_err(io_error)?;
+            let n = (&mut file)
+                .take((want - buf.len()) as u64)
+                .read_buf(&mut buf)
+                .await
+                .map_err(io_error)?;
             if n == 0 {
-                return Err(Error::Internal("a stored object is shorter than its record".into()));
+                return Err(Error::Internal(
+                    "a stored object is shorter than its record".into(),
+                ));
             }
         }
         let left = left - want as u64;
@@ -143,15 +153,20 @@ mod tests {
     #[tokio::test]
     async fn rechunk_regroups_into_full_frames() {
         let sizes = [1usize, FRAME_SIZE, 7, FRAME_SIZE * 2 + 3, 100];
-        let chunks: Vec<Result<Bytes, Error>> =
-            sizes.iter().map(|&n| Ok(Bytes::from(vec![1u8; n]))).collect();
+        let chunks: Vec<Result<Bytes, Error>> = sizes
+            .iter()
+            .map(|&n| Ok(Bytes::from(vec![1u8; n])))
+            .collect();
         let total: usize = sizes.iter().sum();
         let frames: Vec<Bytes> = rechunk(futures::stream::iter(chunks).boxed())
             .try_collect()
             .await
             .unwrap_or_default();
         assert_eq!(frames.iter().map(Bytes::len).sum::<usize>(), total);
-        let (last, full) = frames.split_last().map(|(l, f)| (l.len(), f.to_vec())).unwrap_or_default();
+        let (last, full) = frames
+            .split_last()
+            .map(|(l, f)| (l.len(), f.to_vec()))
+            .unwrap_or_default();
         assert!(full.iter().all(|f| f.len() == FRAME_SIZE));
         assert!(last > 0 && last <= FRAME_SIZE);
     }

@@ -4,7 +4,7 @@
 use std::{pin::Pin, sync::atomic::Ordering, time::Duration};
 
 use futures::{Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -27,12 +27,20 @@ pub struct MediaServer {
     media: MediaStore,
     /// Per-user transfer slots, shared by uploads and downloads.
     slots: TransferSlots,
+    /// Turns true when the shutdown grace period is over: open uploads then stop,
+    /// remove their partial data and fail with UNAVAILABLE.
+    abort: watch::Receiver<bool>,
 }
 
 impl MediaServer {
-    /// A service over `media`, with `slots` limiting each user's transfers.
-    pub fn new(media: MediaStore, slots: TransferSlots) -> Self {
-        Self { media, slots }
+    /// A service over `media`, with `slots` limiting each user's transfers, whose open
+    /// uploads are aborted when `abort` turns true.
+    pub fn new(media: MediaStore, slots: TransferSlots, abort: watch::Receiver<bool>) -> Self {
+        Self {
+            media,
+            slots,
+            abort,
+        }
     }
 }
 
@@ -47,7 +55,10 @@ impl media_service_server::MediaService for MediaServer {
         let user = auth::caller(&request)?;
         let slot = self.slots.acquire(&user.0)?;
         let media = self.media.clone();
-        let frames = request.into_inner().map(|frame| frame.map_err(Error::from).and_then(to_frame));
+        let frames = request
+            .into_inner()
+            .map(|frame| frame.map_err(Error::from).and_then(to_frame));
+        let frames = until_aborted(frames, self.abort.clone());
         // The upload runs in its own task so that, if the call is dropped, it still
         // sees the broken stream, aborts the partial data and frees the slot.
         let task = tokio::spawn(async move {
@@ -79,7 +90,12 @@ impl media_service_server::MediaService for MediaServer {
         let slot = self.slots.acquire(&user.0)?;
         let download = open_download(&self.media, &id, request.offset, request.length).await?;
         let (tx, rx) = mpsc::channel(DOWNLOAD_QUEUE);
-        tokio::spawn(send_download(download, tx, slot, self.media.limits().idle_timeout));
+        tokio::spawn(send_download(
+            download,
+            tx,
+            slot,
+            self.media.limits().idle_timeout,
+        ));
         Ok(Response::new(ReceiverStream::new(rx).boxed()))
     }
 
@@ -93,6 +109,26 @@ impl media_service_server::MediaService for MediaServer {
             media: Some(record.to_proto()),
         }))
     }
+}
+
+/// Ends `frames` with UNAVAILABLE once `abort` turns true, so that the upload stops
+/// and cleans up like any other failed upload.
+fn until_aborted<S>(
+    frames: S,
+    abort: watch::Receiver<bool>,
+) -> impl Stream<Item = Result<Frame, Error>> + Unpin + Send + 'static
+where
+    S: Stream<Item = Result<Frame, Error>> + Unpin + Send + 'static,
+{
+    let mut signal = abort.clone();
+    let fired = async move {
+        let _ = signal.wait_for(|aborted| *aborted).await;
+    };
+    let last = futures::stream::once(async move {
+        (*abort.borrow()).then(|| Err(Error::Unavailable("the server is shutting down".into())))
+    })
+    .filter_map(futures::future::ready);
+    frames.take_until(Box::pin(fired)).chain(last).boxed()
 }
 
 /// Turns one gRPC upload frame into a [`Frame`].
@@ -114,7 +150,9 @@ async fn send_download(
 ) {
     METRICS.downloads_started.fetch_add(1, Ordering::Relaxed);
     let first = pb::DownloadMediaResponse {
-        frame: Some(download_media_response::Frame::Media(download.record.to_proto())),
+        frame: Some(download_media_response::Frame::Media(
+            download.record.to_proto(),
+        )),
     };
     if !send_within(&tx, Ok(first), idle).await {
         return;
@@ -122,7 +160,9 @@ async fn send_download(
     let mut data = download.data;
     while let Some(chunk) = data.next().await {
         let frame = chunk.map(|bytes| {
-            METRICS.download_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            METRICS
+                .download_bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             pb::DownloadMediaResponse {
                 frame: Some(download_media_response::Frame::Data(bytes)),
             }

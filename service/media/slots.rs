@@ -39,7 +39,10 @@ impl TransferSlots {
 
     /// Takes a slot for `user`, or fails with RESOURCE_EXHAUSTED when all are in use.
     pub fn acquire(&self, user: &str) -> Result<SlotGuard, Error> {
-        let mut counts = self.counts.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         let count = counts.entry(user.to_owned()).or_insert(0);
         if *count >= self.max_per_user {
             METRICS.transfers_refused.fetch_add(1, Ordering::Relaxed);
@@ -56,16 +59,32 @@ impl TransferSlots {
         })
     }
 
+    /// How many transfers are in flight over all users.
+    pub fn total(&self) -> usize {
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        counts.values().sum()
+    }
+
     /// How many transfers `user` has in flight.
     pub fn in_flight(&self, user: &str) -> usize {
-        let counts = self.counts.lock().unwrap_or_else(|poison| poison.into_inner());
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         counts.get(user).copied().unwrap_or(0)
     }
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        let mut counts = self.slots.counts.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut counts = self
+            .slots
+            .counts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if let Some(count) = counts.get_mut(&self.user) {
             *count -= 1;
             if *count == 0 {
@@ -86,7 +105,10 @@ mod tests {
         let a = slots.acquire("alice");
         let b = slots.acquire("alice");
         assert!(a.is_ok() && b.is_ok());
-        assert!(matches!(slots.acquire("alice"), Err(Error::ResourceExhausted(_))));
+        assert!(matches!(
+            slots.acquire("alice"),
+            Err(Error::ResourceExhausted(_))
+        ));
         assert!(slots.acquire("bob").is_ok());
         drop(a);
         assert_eq!(slots.in_flight("alice"), 1);

@@ -63,7 +63,9 @@ where
     let header = match next_frame(&mut frames, idle).await? {
         Some(Frame::Header(header)) => check_header(header, media.limits().max_upload_size)?,
         Some(Frame::Data(_)) => {
-            return Err(Error::invalid("the first frame of an upload must be the header"));
+            return Err(Error::invalid(
+                "the first frame of an upload must be the header",
+            ));
         }
         None => return Err(Error::invalid("the upload sent no header")),
     };
@@ -84,7 +86,10 @@ where
             return Err(e);
         }
     };
-    writer.shutdown().await.map_err(|e| Error::Internal(format!("finishing {id}: {e}")))?;
+    writer
+        .shutdown()
+        .await
+        .map_err(|e| Error::Internal(format!("finishing {id}: {e}")))?;
 
     let record = finished_record(&id, owner, header, received, media.limits().ttl);
     if let Err(e) = media.put_record(&record).await {
@@ -118,10 +123,14 @@ fn check_header(header: pb::UploadHeader, max_size: u64) -> Result<Header, Error
         )));
     }
     if name.chars().any(char::is_control) {
-        return Err(Error::invalid("header.file_name must not contain control characters"));
+        return Err(Error::invalid(
+            "header.file_name must not contain control characters",
+        ));
     }
     if header.size == 0 {
-        return Err(Error::invalid("header.size must be at least 1 byte: empty uploads are refused"));
+        return Err(Error::invalid(
+            "header.size must be at least 1 byte: empty uploads are refused",
+        ));
     }
     if header.size > max_size {
         return Err(Error::invalid(format!(
@@ -129,8 +138,12 @@ fn check_header(header: pb::UploadHeader, max_size: u64) -> Result<Header, Error
             header.size
         )));
     }
-    if header.content_type.len() > MAX_CONTENT_TYPE || header.content_type.chars().any(char::is_control) {
-        return Err(Error::invalid("header.content_type is not a valid MIME type"));
+    if header.content_type.len() > MAX_CONTENT_TYPE
+        || header.content_type.chars().any(char::is_control)
+    {
+        return Err(Error::invalid(
+            "header.content_type is not a valid MIME type",
+        ));
     }
     let sha256 = match header.sha256.len() {
         0 => None,
@@ -186,7 +199,9 @@ where
             let take = data.len().min(dims::HEAD_BYTES - head.len());
             head.extend_from_slice(&data[..take]);
         }
-        METRICS.upload_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        METRICS
+            .upload_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         writer.put(data).await?;
     }
     if total != header.size {

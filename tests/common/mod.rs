@@ -13,8 +13,7 @@ use std::{
 
 use bytes::Bytes;
 use courier_server::pb::{
-    self, download_media_response, media_service_client::MediaServiceClient,
-    upload_media_request,
+    self, download_media_response, media_service_client::MediaServiceClient, upload_media_request,
 };
 use futures::StreamExt;
 use object_store::{ObjectStore, aws::AmazonS3Builder, path::Path as StorePath};
@@ -71,7 +70,10 @@ pub struct Server {
 }
 
 fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
@@ -85,7 +87,8 @@ impl Server {
     /// Starts a server; with no `secret` it makes its own in its data folder.
     pub fn start_with(backend: &Backend, extra: &[&str], secret: Option<&str>) -> Self {
         let data_dir = tempfile::tempdir().expect("a temporary data folder");
-        let (storage, store, local_media): (Option<String>, Arc<dyn ObjectStore>, _) = match backend {
+        let (storage, store, local_media): (Option<String>, Arc<dyn ObjectStore>, _) = match backend
+        {
             Backend::Local => {
                 let dir = data_dir.path().join("media");
                 std::fs::create_dir_all(&dir).expect("media folder");
@@ -95,9 +98,16 @@ impl Server {
             }
             Backend::S3 { bucket } => {
                 let prefix = unique("test");
-                let s3 = AmazonS3Builder::from_env().with_bucket_name(bucket).build().expect("S3 store");
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .expect("S3 store");
                 let store = object_store::prefix::PrefixStore::new(s3, prefix.as_str());
-                (Some(format!("s3://{bucket}/{prefix}")), Arc::new(store), None)
+                (
+                    Some(format!("s3://{bucket}/{prefix}")),
+                    Arc::new(store),
+                    None,
+                )
             }
         };
         let mut command = Command::new(env!("CARGO_BIN_EXE_courier-server"));
@@ -134,11 +144,26 @@ impl Server {
                 }
             }
         });
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("the server reports its address");
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server reports its address");
         let log: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
-        let addr = log["addr"].as_str().and_then(|a| a.parse().ok()).expect("addr");
-        let metrics_addr = log["metrics_addr"].as_str().and_then(|a| a.parse().ok()).expect("metrics_addr");
-        Self { child, addr, metrics_addr, data_dir, store, local_media }
+        let addr = log["addr"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("addr");
+        let metrics_addr = log["metrics_addr"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("metrics_addr");
+        Self {
+            child,
+            addr,
+            metrics_addr,
+            data_dir,
+            store,
+            local_media,
+        }
     }
 
     /// The server's URL.
@@ -148,17 +173,32 @@ impl Server {
 
     /// A connection to the server.
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url()).expect("url").connect().await.expect("connects")
+        Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connects")
     }
 
     /// A MediaService client connected to the server.
     pub async fn media(&self) -> MediaServiceClient<Channel> {
-        MediaServiceClient::connect(self.url()).await.expect("connects")
+        MediaServiceClient::connect(self.url())
+            .await
+            .expect("connects")
     }
 
     /// The process ID, for signals.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends SIGTERM, as an operator or Kubernetes does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
     }
 
     /// Waits for the process to exit, at most `limit`; returns its exit status.
@@ -176,8 +216,13 @@ impl Server {
     /// Reads one value from the metrics endpoint.
     pub async fn metric(&self, name: &str) -> i64 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr).await.expect("metrics");
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").await.expect("request");
+        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
+            .await
+            .expect("metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .expect("request");
         let mut body = String::new();
         stream.read_to_string(&mut body).await.expect("response");
         body.lines()
@@ -194,7 +239,10 @@ impl Server {
             if now == n {
                 return;
             }
-            assert!(Instant::now() < deadline, "transfers in flight stayed {now}, expected {n}");
+            assert!(
+                Instant::now() < deadline,
+                "transfers in flight stayed {now}, expected {n}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -224,7 +272,10 @@ impl Server {
             if now == expected {
                 return;
             }
-            assert!(Instant::now() < deadline, "the store holds {now:?}, expected {expected:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the store holds {now:?}, expected {expected:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -237,7 +288,9 @@ impl Server {
 }
 
 fn files_under(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -265,8 +318,15 @@ struct Claims<'a> {
 /// A token for `user` signed with `secret`, expiring `ttl_secs` from now (negative: in
 /// the past).
 pub fn token_with(secret: &str, user: &str, ttl_secs: i64) -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let claims = Claims { sub: user, exp: (now as i64 + ttl_secs) as u64, iat: now };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = Claims {
+        sub: user,
+        exp: (now as i64 + ttl_secs) as u64,
+        iat: now,
+    };
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
@@ -283,9 +343,10 @@ pub fn token(user: &str) -> String {
 /// `message` with `authorization: Bearer <token>` metadata.
 pub fn authed<T>(token: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
     request
 }
 
@@ -301,17 +362,24 @@ pub fn header(kind: pb::MediaKind, name: &str, size: u64) -> pb::UploadHeader {
 
 /// A header frame.
 pub fn header_frame(header: pb::UploadHeader) -> pb::UploadMediaRequest {
-    pb::UploadMediaRequest { frame: Some(upload_media_request::Frame::Header(header)) }
+    pb::UploadMediaRequest {
+        frame: Some(upload_media_request::Frame::Header(header)),
+    }
 }
 
 /// A data frame.
 pub fn data_frame(data: Bytes) -> pb::UploadMediaRequest {
-    pb::UploadMediaRequest { frame: Some(upload_media_request::Frame::Data(data)) }
+    pb::UploadMediaRequest {
+        frame: Some(upload_media_request::Frame::Data(data)),
+    }
 }
 
 /// `data` split into frames of `chunk` bytes.
 pub fn data_frames(data: &Bytes, chunk: usize) -> Vec<pb::UploadMediaRequest> {
-    (0..data.len()).step_by(chunk.max(1)).map(|i| data_frame(data.slice(i..(i + chunk).min(data.len())))).collect()
+    (0..data.len())
+        .step_by(chunk.max(1))
+        .map(|i| data_frame(data.slice(i..(i + chunk).min(data.len()))))
+        .collect()
 }
 
 /// Sends exactly `frames` as one upload.
@@ -320,8 +388,13 @@ pub async fn upload_frames(
     token: &str,
     frames: Vec<pb::UploadMediaRequest>,
 ) -> Result<pb::Media, Status> {
-    let response = client.upload_media(authed(token, futures::stream::iter(frames))).await?;
-    Ok(response.into_inner().media.expect("the response holds the media record"))
+    let response = client
+        .upload_media(authed(token, futures::stream::iter(frames)))
+        .await?;
+    Ok(response
+        .into_inner()
+        .media
+        .expect("the response holds the media record"))
 }
 
 /// Uploads `data` as one header and 256 KiB frames.
@@ -344,8 +417,15 @@ pub async fn download(
     offset: u64,
     length: u64,
 ) -> Result<(pb::Media, Vec<u8>), Status> {
-    let request = pb::DownloadMediaRequest { media_id: media_id.to_owned(), offset, length };
-    let mut stream = client.download_media(authed(token, request)).await?.into_inner();
+    let request = pb::DownloadMediaRequest {
+        media_id: media_id.to_owned(),
+        offset,
+        length,
+    };
+    let mut stream = client
+        .download_media(authed(token, request))
+        .await?
+        .into_inner();
     let mut record = None;
     let mut bytes = Vec::new();
     while let Some(frame) = stream.message().await? {
