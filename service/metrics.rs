@@ -45,11 +45,6 @@ pub static METRICS: Metrics = Metrics {
 };
 
 impl Metrics {
-    /// Adds `n` to a counter.
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let counters = [

@@ -43,12 +43,14 @@ pub async fn run(
     let authenticator = Authenticator::new(&secret);
     let location = Location::parse(config.storage.as_deref(), &config.data_dir)?;
     let store = storage::open(&location)?;
+    tracing::info!(storage = ?location, "media storage opened");
     let media = MediaStore::new(
         store,
         MediaLimits {
             max_upload_size: config.max_upload_size,
             ttl: config.media_ttl,
             idle_timeout: config.idle_timeout,
+            part_size: location.part_size(),
         },
     );
     let slots = TransferSlots::new(config.max_transfers_per_user);

@@ -58,6 +58,17 @@ impl Location {
     }
 }
 
+impl Location {
+    /// How many bytes an upload buffers before writing a part: S3 needs parts of at
+    /// least 5 MiB; a local folder takes any size, so it buffers less.
+    pub fn part_size(&self) -> usize {
+        match self {
+            Self::Local(_) => 1024 * 1024,
+            Self::S3 { .. } => 5 * 1024 * 1024,
+        }
+    }
+}
+
 /// Opens the store at `location`, creating a local folder if needed.
 pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
     match location {

@@ -348,7 +348,8 @@ async fn open_upload(
 
 async fn cancel_mid_upload_leaves_nothing(backend: Backend) {
     let server = Server::start(&backend, &["--max-transfers-per-user", "1"]);
-    // 6 MiB sent of 20: past the first 5 MiB part, so a multipart upload is under way.
+    // 6 MiB sent of 20: past the first part (1 MiB locally, 5 MiB on S3), so a
+    // multipart upload is under way.
     let (tx, call) = open_upload(&server, "alice", 20 * MIB, 6 * MIB).await;
     server.wait_in_flight(1).await;
     call.abort();

@@ -15,6 +15,45 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
+/// Asks a reflection service (module `v1` or `v1alpha`) for its list of services and
+/// for the file defining grpc.health.v1.Health; yields (names, health described).
+macro_rules! reflect {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let mut client = ServerReflectionClient::new($channel);
+        let requests = [
+            MessageRequest::ListServices(String::new()),
+            MessageRequest::FileContainingSymbol("grpc.health.v1.Health".into()),
+        ]
+        .map(|request| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(request),
+        });
+        let mut responses = client
+            .server_reflection_info(futures::stream::iter(requests))
+            .await
+            .expect("reflection answers")
+            .into_inner();
+        let mut names = Vec::new();
+        let mut health_described = false;
+        while let Some(response) = responses.message().await.expect("a response") {
+            match response.message_response {
+                Some(MessageResponse::ListServicesResponse(list)) => {
+                    names.extend(list.service.into_iter().map(|s| s.name));
+                }
+                Some(MessageResponse::FileDescriptorResponse(files)) => {
+                    health_described = !files.file_descriptor_proto.is_empty();
+                }
+                other => panic!("unexpected reflection answer {other:?}"),
+            }
+        }
+        (names, health_described)
+    }};
+}
+
 const SOME_ID: &str = "0123456789abcdef0123456789abcdef";
 
 #[tokio::test]
@@ -155,37 +194,24 @@ async fn health_reflection_and_metrics() {
             .status();
         assert_eq!(status, ServingStatus::Serving, "{service:?}");
     }
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let mut reflection = ServerReflectionClient::new(server.channel().await);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = reflection
-        .server_reflection_info(futures::stream::iter([request]))
-        .await
-        .expect("reflection")
-        .into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) = responses
-        .message()
-        .await
-        .expect("a response")
-        .and_then(|r| r.message_response)
-    else {
-        panic!("reflection did not list services");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in [
-        "courier.v1.MediaService",
-        "courier.v1.MessagingService",
-        "grpc.health.v1.Health",
-    ] {
+    // Both reflection versions list every service and describe the health service
+    // (many grpcurl builds speak only v1alpha).
+    let v1 = reflect!(v1, server.channel().await);
+    let v1alpha = reflect!(v1alpha, server.channel().await);
+    for (names, health_described) in [v1, v1alpha] {
+        for expected in [
+            "courier.v1.MediaService",
+            "courier.v1.MessagingService",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing from {names:?}"
+            );
+        }
         assert!(
-            names.iter().any(|n| n == expected),
-            "{expected} missing from {names:?}"
+            health_described,
+            "reflection cannot describe grpc.health.v1.Health"
         );
     }
     assert_eq!(server.metric("courier_transfers_in_flight").await, 0);

@@ -35,6 +35,8 @@ pub struct MediaLimits {
     pub ttl: Duration,
     /// A transfer that moves nothing for this long is ended.
     pub idle_timeout: Duration,
+    /// How many bytes an upload buffers before writing them as one part.
+    pub part_size: usize,
 }
 
 /// The media library: the object store and the limits. Cheap to clone.

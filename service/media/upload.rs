@@ -2,7 +2,7 @@
 //!
 //! The bytes go to `blobs/<id>` through a bounded [`BufWriter`] (small objects in one
 //! put, larger ones as a multipart upload with a few parts in flight), so memory per
-//! upload stays bounded whatever the size. The record is written only after every byte
+//! upload stays bounded by the part size, whatever the object's size. The record is written only after every byte
 //! is stored and verified; on any failure the partial data is aborted.
 
 use std::{sync::atomic::Ordering, time::Duration};
@@ -15,10 +15,6 @@ use tokio::io::AsyncWriteExt;
 
 use super::{MediaStore, Record, dims, record};
 use crate::{error::Error, ids::MediaId, metrics::METRICS, pb};
-
-/// The part size of multipart uploads: the S3 minimum, and so the most one upload
-/// buffers before writing.
-const PART_SIZE: usize = 5 * 1024 * 1024;
 
 /// How many parts of one upload may be in flight to the store at once.
 const PARTS_IN_FLIGHT: usize = 2;
@@ -73,7 +69,7 @@ where
     let mut writer = BufWriter::with_capacity(
         media.object_store().clone(),
         MediaStore::blob_path(&id),
-        PART_SIZE,
+        media.limits().part_size,
     )
     .with_max_concurrency(PARTS_IN_FLIGHT);
 
