@@ -62,6 +62,7 @@ on_every_backend!(
     expired_media_gone,
     stalled_upload_cleaned_up,
     shutdown_aborts_open_uploads,
+    stalled_download_frees_its_slot,
 );
 
 /// Uploads `data` and checks that it comes back byte for byte with a right record.
@@ -584,4 +585,45 @@ async fn shutdown_aborts_open_uploads(backend: Backend) {
     drop(tx);
     // The aborted upload removed its partial data before the process exited.
     assert_eq!(server.stored().await, Vec::<String>::new());
+}
+
+async fn stalled_download_frees_its_slot(backend: Backend) {
+    let server = Server::start(
+        &backend,
+        &["--idle-timeout", "1s", "--max-transfers-per-user", "1"],
+    );
+    let mut client = server.media().await;
+    let alice = token("alice");
+    let data = pattern(MAX, 12);
+    let media = upload_bytes(
+        &mut client,
+        &alice,
+        header(MediaKind::File, "f", MAX as u64),
+        &data,
+    )
+    .await
+    .expect("upload");
+    let request = pb::DownloadMediaRequest {
+        media_id: media.media_id.clone(),
+        ..Default::default()
+    };
+    let mut stalled = client
+        .download_media(authed(&alice, request))
+        .await
+        .expect("download")
+        .into_inner();
+    let first = stalled.message().await.expect("frame").expect("the record");
+    assert!(matches!(
+        first.frame,
+        Some(pb::download_media_response::Frame::Media(_))
+    ));
+    server.wait_in_flight(1).await;
+    // Read nothing more: flow control fills, the server's sends stall, and after the
+    // idle timeout it ends the download and frees the slot (the limit here is one).
+    server.wait_in_flight(0).await;
+    let (_, bytes) = download(&mut client, &alice, &media.media_id, 0, 1000)
+        .await
+        .expect("the slot is free");
+    assert!(bytes == data[..1000]);
+    drop(stalled);
 }
