@@ -25,6 +25,8 @@ use crate::{
 /// is not throttled by window updates.
 const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
+/// The largest HTTP/2 frame the server accepts: fewer, larger frames per message.
+const MAX_FRAME: u32 = 1024 * 1024;
 
 /// How long aborted uploads get, after the grace period, to remove their data.
 const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -88,6 +90,7 @@ pub async fn run(
     let router = Server::builder()
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(Some(MAX_FRAME))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

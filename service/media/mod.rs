@@ -5,6 +5,7 @@
 //! complete, and every reader starts from it — so an object is visible only once
 //! complete, on every backend alike, with no database.
 
+mod digest;
 mod dims;
 mod download;
 mod record;

@@ -10,10 +10,9 @@ use std::{sync::atomic::Ordering, time::Duration};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use object_store::buffered::BufWriter;
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{MediaStore, Record, dims, record};
+use super::{MediaStore, Record, digest::Digester, dims, record};
 use crate::{error::Error, ids::MediaId, metrics::METRICS, pb};
 
 /// How many parts of one upload may be in flight to the store at once.
@@ -173,7 +172,7 @@ async fn receive<S>(
 where
     S: Stream<Item = Result<Frame, Error>> + Unpin,
 {
-    let mut hasher = Sha256::new();
+    let mut digester = Digester::spawn();
     let mut head = BytesMut::new();
     let mut total: u64 = 0;
     while let Some(frame) = next_frame(frames, idle).await? {
@@ -190,7 +189,7 @@ where
                 header.size
             )));
         }
-        hasher.update(&data);
+        digester.update(data.clone()).await?;
         if head.len() < dims::HEAD_BYTES {
             let take = data.len().min(dims::HEAD_BYTES - head.len());
             head.extend_from_slice(&data[..take]);
@@ -206,7 +205,7 @@ where
             header.size
         )));
     }
-    let sha256: [u8; 32] = hasher.finalize().into();
+    let sha256 = digester.finish().await?;
     if let Some(expected) = header.sha256
         && expected != sha256
     {
