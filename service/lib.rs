@@ -7,7 +7,7 @@
 //! - [`server`]: wires the services together and runs them until shutdown.
 //! - [`auth`]: HS256 JWT bearer tokens, the secret, and the interceptor.
 //! - [`media`]: MediaService — uploads, downloads, records, slots, expiry.
-//! - [`messaging`]: MessagingService.
+//! - [`messaging`]: MessagingService (peer and channel messages, presence).
 //! - [`storage`]: opens the object store (a local folder or S3).
 //! - [`ids`]: media IDs and user/channel IDs, generated and validated.
 //! - [`metrics`]: Prometheus counters and their HTTP endpoint.

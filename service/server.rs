@@ -64,14 +64,10 @@ pub async fn run(
     health
         .set_serving::<MessagingServiceServer<MessagingServer>>()
         .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| Error::Internal(format!("building reflection v1: {e}")))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| Error::Internal(format!("building reflection v1alpha: {e}")))?;
 
@@ -145,6 +141,14 @@ pub async fn run(
     metrics_task.abort();
     tracing::info!("stopped");
     result
+}
+
+/// Reflection over courier's services and health; built once per protocol version
+/// (v1 and v1alpha, which many grpcurl builds still speak).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Waits (a bounded time) for aborted uploads to remove their partial data.

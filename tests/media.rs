@@ -123,138 +123,95 @@ async fn round_trip_30_mib_exactly(backend: Backend) {
     round_trip(backend, MAX).await;
 }
 
+/// An upload of `data` under `head`, as frames.
+fn frames_of(head: pb::UploadHeader, data: &Bytes) -> Vec<pb::UploadMediaRequest> {
+    let mut frames = vec![header_frame(head)];
+    frames.extend(data_frames(data, 256 * 1024));
+    frames
+}
+
+/// Sends `frames` as alice and checks that the upload is refused with INVALID_ARGUMENT
+/// and a message holding `says`, and that the store is left empty.
+async fn expect_refused(server: &Server, frames: Vec<pb::UploadMediaRequest>, says: &str) {
+    let mut client = server.media().await;
+    let result = upload_frames(&mut client, &token("alice"), frames).await;
+    let message = expect_code(result, Code::InvalidArgument);
+    assert!(message.contains(says), "{message:?} does not say {says:?}");
+    server.wait_stored(&[]).await;
+}
+
 async fn oversize_refused_with_nothing_kept(backend: Backend) {
     let server = Server::start(&backend, &[]);
-    let mut client = server.media().await;
     let data = pattern(MAX + 1, 2);
-    let result = upload_bytes(
-        &mut client,
-        &token("alice"),
-        header(MediaKind::File, "big", data.len() as u64),
-        &data,
-    )
-    .await;
-    let message = expect_code(result, Code::InvalidArgument);
-    assert!(
-        message.contains("31457280"),
-        "the message names the limit: {message}"
-    );
-    assert_eq!(server.stored().await, Vec::<String>::new());
+    let head = header(MediaKind::File, "big", data.len() as u64);
+    // The message names the limit.
+    expect_refused(&server, frames_of(head, &data), "31457280 bytes").await;
 }
 
 async fn more_than_declared_is_cut_off(backend: Backend) {
     let server = Server::start(&backend, &[]);
-    let mut client = server.media().await;
     let data = pattern(MAX + 1, 3);
-    let result = upload_bytes(
-        &mut client,
-        &token("alice"),
-        header(MediaKind::File, "big", MAX as u64),
-        &data,
+    let head = header(MediaKind::File, "big", MAX as u64);
+    expect_refused(
+        &server,
+        frames_of(head, &data),
+        "more than the declared size",
     )
     .await;
-    let message = expect_code(result, Code::InvalidArgument);
-    assert!(message.contains("more than the declared size"), "{message}");
-    server.wait_stored(&[]).await;
 }
 
 async fn empty_refused(backend: Backend) {
     let server = Server::start(&backend, &[]);
-    let mut client = server.media().await;
-    let result = upload_frames(
-        &mut client,
-        &token("alice"),
-        vec![header_frame(header(MediaKind::File, "empty", 0))],
-    )
-    .await;
-    let message = expect_code(result, Code::InvalidArgument);
-    assert!(message.contains("empty"), "{message}");
-    assert_eq!(server.stored().await, Vec::<String>::new());
+    let head = header(MediaKind::File, "empty", 0);
+    expect_refused(&server, vec![header_frame(head)], "empty").await;
 }
 
 async fn fewer_than_declared_refused(backend: Backend) {
     let server = Server::start(&backend, &[]);
-    let mut client = server.media().await;
     let data = pattern(6 * MIB, 4);
-    let result = upload_bytes(
-        &mut client,
-        &token("alice"),
-        header(MediaKind::File, "short", 7 * MIB as u64),
-        &data,
-    )
-    .await;
-    let message = expect_code(result, Code::InvalidArgument);
-    assert!(message.contains("ended after 6291456 bytes"), "{message}");
-    server.wait_stored(&[]).await;
+    let head = header(MediaKind::File, "short", 7 * MIB as u64);
+    expect_refused(&server, frames_of(head, &data), "ended after 6291456 bytes").await;
 }
 
 async fn sha256_mismatch_refused(backend: Backend) {
     let server = Server::start(&backend, &[]);
-    let mut client = server.media().await;
     let data = pattern(100_000, 5);
     let mut head = header(MediaKind::File, "x", data.len() as u64);
     head.sha256 = sha256(b"something else").into();
-    let message = expect_code(
-        upload_bytes(&mut client, &token("alice"), head, &data).await,
-        Code::InvalidArgument,
-    );
-    assert!(message.contains("SHA-256"), "{message}");
-    let mut head = header(MediaKind::File, "x", data.len() as u64);
+    expect_refused(&server, frames_of(head.clone(), &data), "SHA-256").await;
     head.sha256 = Bytes::from_static(b"short");
-    expect_code(
-        upload_bytes(&mut client, &token("alice"), head, &data).await,
-        Code::InvalidArgument,
-    );
-    server.wait_stored(&[]).await;
+    expect_refused(&server, frames_of(head, &data), "must be 32 bytes").await;
 }
 
 async fn data_before_header_refused(backend: Backend) {
     let server = Server::start(&backend, &[]);
-    let mut client = server.media().await;
     let frames = vec![
         data_frame(Bytes::from_static(b"hi")),
         header_frame(header(MediaKind::File, "x", 2)),
     ];
-    let message = expect_code(
-        upload_frames(&mut client, &token("alice"), frames).await,
-        Code::InvalidArgument,
-    );
-    assert!(message.contains("first frame"), "{message}");
-    expect_code(
-        upload_frames(&mut client, &token("alice"), vec![]).await,
-        Code::InvalidArgument,
-    );
-    assert_eq!(server.stored().await, Vec::<String>::new());
+    expect_refused(&server, frames, "first frame").await;
+    expect_refused(&server, vec![], "no header").await;
 }
 
 async fn two_headers_refused(backend: Backend) {
     let server = Server::start(&backend, &[]);
-    let mut client = server.media().await;
     let frames = vec![
         header_frame(header(MediaKind::File, "x", 4)),
         data_frame(Bytes::from_static(b"ab")),
         header_frame(header(MediaKind::File, "x", 4)),
         data_frame(Bytes::from_static(b"cd")),
     ];
-    let message = expect_code(
-        upload_frames(&mut client, &token("alice"), frames).await,
-        Code::InvalidArgument,
-    );
-    assert!(message.contains("exactly one header"), "{message}");
+    expect_refused(&server, frames, "exactly one header").await;
     // Headers that break a rule are refused too.
-    for bad in [
-        header(MediaKind::Unspecified, "x", 1),
-        header(MediaKind::File, "", 1),
-        header(MediaKind::File, "a\nb", 1),
-        header(MediaKind::File, &"n".repeat(256), 1),
+    for (bad, says) in [
+        (header(MediaKind::Unspecified, "x", 1), "kind"),
+        (header(MediaKind::File, "", 1), "file_name"),
+        (header(MediaKind::File, "a\nb", 1), "control characters"),
+        (header(MediaKind::File, &"n".repeat(256), 1), "file_name"),
     ] {
-        let frames = vec![header_frame(bad), data_frame(Bytes::from_static(b"a"))];
-        expect_code(
-            upload_frames(&mut client, &token("alice"), frames).await,
-            Code::InvalidArgument,
-        );
+        let data = Bytes::from_static(b"a");
+        expect_refused(&server, frames_of(bad, &data), says).await;
     }
-    server.wait_stored(&[]).await;
 }
 
 /// Encodes a `width` x `height` image in `format` with the `image` crate.
