@@ -468,10 +468,9 @@ async fn hostile_ids_refused(backend: Backend) {
 }
 
 async fn expired_media_gone(backend: Backend) {
-    let server = Server::start(
-        &backend,
-        &["--media-ttl", "2s", "--sweep-interval", "300ms"],
-    );
+    // First with the sweeper idle: expired media must be NOT_FOUND at once, while
+    // their bytes are still in the store.
+    let mut server = Server::start(&backend, &["--media-ttl", "2s", "--sweep-interval", "1h"]);
     let mut client = server.media().await;
     let alice = token("alice");
     let data = pattern(1000, 11);
@@ -484,26 +483,30 @@ async fn expired_media_gone(backend: Backend) {
     .await
     .expect("upload");
     let blob = format!("blobs/{}", media.media_id);
-    assert!(server.has(&blob).await, "the bytes are stored");
     let expires = media.expire_time.expect("expire_time");
     let created = media.create_time.expect("create_time");
     assert_eq!(expires.seconds - created.seconds, 2);
+    download(&mut client, &alice, &media.media_id, 0, 0)
+        .await
+        .expect("alive before expiry");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     expect_code(
         download(&mut client, &alice, &media.media_id, 0, 0).await,
         Code::NotFound,
     );
-    let result = client
-        .get_media(authed(
-            &alice,
-            pb::GetMediaRequest {
-                media_id: media.media_id.clone(),
-            },
-        ))
-        .await;
-    expect_code(result, Code::NotFound);
-    // The sweeper deletes the bytes and the record.
+    let get = pb::GetMediaRequest {
+        media_id: media.media_id.clone(),
+    };
+    expect_code(
+        client.get_media(authed(&alice, get.clone())).await,
+        Code::NotFound,
+    );
+    assert!(server.has(&blob).await, "nothing has swept yet");
+    // Then with the sweeper running: it deletes the bytes and the record.
+    server.restart(&["--media-ttl", "2s", "--sweep-interval", "200ms"]);
     server.wait_stored(&[]).await;
+    let mut client = server.media().await;
+    expect_code(client.get_media(authed(&alice, get)).await, Code::NotFound);
 }
 
 async fn stalled_upload_cleaned_up(backend: Backend) {

@@ -57,6 +57,10 @@ impl Backend {
 /// A running `courier-server` process; killed when dropped.
 pub struct Server {
     child: Child,
+    /// The `--storage` flag, when not the default local folder.
+    storage: Option<String>,
+    /// The secret in COURIER_JWT_SECRET, if any.
+    secret: Option<String>,
     /// The gRPC address.
     pub addr: SocketAddr,
     /// The metrics address.
@@ -110,60 +114,39 @@ impl Server {
                 )
             }
         };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_courier-server"));
-        command
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .args(extra)
-            .env_remove("COURIER_JWT_SECRET")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(secret) = secret {
-            command.env("COURIER_JWT_SECRET", secret);
-        }
-        if let Some(storage) = &storage {
-            command.args(["--storage", storage]);
-        }
-        let mut child = command.spawn().expect("courier-server starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Reads the log: reports the listening line, then keeps draining so the server
-        // never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("courier-server listening") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(line);
-                    }
-                } else if std::env::var_os("COURIER_TEST_LOGS").is_some() {
-                    eprintln!("server: {line}");
-                }
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server reports its address");
-        let log: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
-        let addr = log["addr"]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .expect("addr");
-        let metrics_addr = log["metrics_addr"]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .expect("metrics_addr");
+        let secret = secret.map(str::to_owned);
+        let (child, addr, metrics_addr) = spawn(
+            data_dir.path(),
+            storage.as_deref(),
+            secret.as_deref(),
+            extra,
+        );
         Self {
             child,
             addr,
             metrics_addr,
+            storage,
+            secret,
             data_dir,
             store,
             local_media,
         }
+    }
+
+    /// Stops the process (SIGKILL: no chance to clean up, as in a crash) and starts a
+    /// new one on the same data folder and storage, with `extra` flags.
+    pub fn restart(&mut self, extra: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, addr, metrics_addr) = spawn(
+            self.data_dir.path(),
+            self.storage.as_deref(),
+            self.secret.as_deref(),
+            extra,
+        );
+        self.child = child;
+        self.addr = addr;
+        self.metrics_addr = metrics_addr;
     }
 
     /// The server's URL.
@@ -285,6 +268,62 @@ impl Server {
         use object_store::ObjectStoreExt;
         self.store.head(&StorePath::from(key)).await.is_ok()
     }
+}
+
+/// Starts `courier-server serve` and waits for its listening line.
+fn spawn(
+    data_dir: &Path,
+    storage: Option<&str>,
+    secret: Option<&str>,
+    extra: &[&str],
+) -> (Child, SocketAddr, SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_courier-server"));
+    command
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra)
+        .env_remove("COURIER_JWT_SECRET")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(secret) = secret {
+        command.env("COURIER_JWT_SECRET", secret);
+    }
+    if let Some(storage) = storage {
+        command.args(["--storage", storage]);
+    }
+    let mut child = command.spawn().expect("courier-server starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads the log: reports the listening line, then keeps draining so the server
+    // never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("courier-server listening") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(line);
+                }
+            } else if std::env::var_os("COURIER_TEST_LOGS").is_some() {
+                eprintln!("server: {line}");
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the server reports its address");
+    let log: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    let addr = log["addr"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("addr");
+    let metrics_addr = log["metrics_addr"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("metrics_addr");
+    (child, addr, metrics_addr)
 }
 
 fn files_under(root: &Path, dir: &Path, out: &mut Vec<String>) {
