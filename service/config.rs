@@ -76,6 +76,30 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_SWEEP_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub sweep_interval: Duration,
 
+    /// How many messages one receiver may have cached while offline (oldest dropped).
+    #[arg(long, env = "COURIER_OFFLINE_CACHE_SIZE", default_value_t = 200)]
+    pub offline_cache_size: usize,
+
+    /// How long cached offline messages are kept.
+    #[arg(long, env = "COURIER_OFFLINE_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub offline_ttl: Duration,
+
+    /// How many channels one user may be a member of.
+    #[arg(long, env = "COURIER_MAX_CHANNELS_PER_USER", default_value_t = 20)]
+    pub max_channels_per_user: usize,
+
+    /// How many messages one user may send per rate window.
+    #[arg(long, env = "COURIER_RATE_LIMIT", default_value_t = 180)]
+    pub rate_limit: usize,
+
+    /// The rate window.
+    #[arg(long, env = "COURIER_RATE_WINDOW", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub rate_window: Duration,
+
+    /// How many events a Subscribe stream may have queued before it is ended as too slow.
+    #[arg(long, env = "COURIER_SUBSCRIBER_BUFFER", default_value_t = 1024)]
+    pub subscriber_buffer: usize,
+
     /// How long a shutdown waits for calls in flight before the process exits.
     #[arg(long, env = "COURIER_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

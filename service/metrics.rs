@@ -30,6 +30,14 @@ pub struct Metrics {
     pub transfers_refused: AtomicU64,
     /// Expired media whose bytes the sweeper deleted.
     pub media_expired: AtomicU64,
+    /// Subscribe streams open now.
+    pub subscribers: AtomicI64,
+    /// Messages accepted (peer and channel).
+    pub messages: AtomicU64,
+    /// Events queued onto Subscribe streams.
+    pub deliveries: AtomicU64,
+    /// Subscribe streams cut off for being too slow.
+    pub subscribers_cut_off: AtomicU64,
 }
 
 /// The one set of counters of this process.
@@ -42,11 +50,27 @@ pub static METRICS: Metrics = Metrics {
     download_bytes: AtomicU64::new(0),
     transfers_refused: AtomicU64::new(0),
     media_expired: AtomicU64::new(0),
+    subscribers: AtomicI64::new(0),
+    messages: AtomicU64::new(0),
+    deliveries: AtomicU64::new(0),
+    subscribers_cut_off: AtomicU64::new(0),
 };
 
 impl Metrics {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
+        let gauges = [
+            (
+                "courier_transfers_in_flight",
+                "Uploads and downloads running now.",
+                &self.transfers_in_flight,
+            ),
+            (
+                "courier_subscribers",
+                "Subscribe streams open now.",
+                &self.subscribers,
+            ),
+        ];
         let counters = [
             (
                 "courier_uploads_completed_total",
@@ -83,15 +107,28 @@ impl Metrics {
                 "Expired media deleted by the sweeper.",
                 &self.media_expired,
             ),
+            (
+                "courier_messages_total",
+                "Messages accepted.",
+                &self.messages,
+            ),
+            (
+                "courier_deliveries_total",
+                "Events queued onto Subscribe streams.",
+                &self.deliveries,
+            ),
+            (
+                "courier_subscribers_cut_off_total",
+                "Subscribe streams cut off as too slow.",
+                &self.subscribers_cut_off,
+            ),
         ];
         let mut out = String::new();
-        let in_flight = self.transfers_in_flight.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP courier_transfers_in_flight Uploads and downloads running now."
-        );
-        let _ = writeln!(out, "# TYPE courier_transfers_in_flight gauge");
-        let _ = writeln!(out, "courier_transfers_in_flight {in_flight}");
+        for (name, help, gauge) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {}", gauge.load(Ordering::Relaxed));
+        }
         for (name, help, counter) in counters {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");

@@ -2,7 +2,7 @@
 //! and v1alpha), MediaService and MessagingService behind authentication, the sweeper
 //! and the metrics endpoint.
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use tokio::{net::TcpListener, sync::watch};
 use tonic::transport::{Server, server::TcpIncoming};
@@ -12,7 +12,7 @@ use crate::{
     config::ServeConfig,
     error::Error,
     media::{MediaLimits, MediaServer, MediaStore, TransferSlots, spawn_sweeper},
-    messaging::MessagingServer,
+    messaging::{HubLimits, LocalHub, MessagingServer, OfflineCache, RateLimiter},
     metrics,
     pb::{
         self, media_service_server::MediaServiceServer,
@@ -56,6 +56,18 @@ pub async fn run(
         },
     );
     let slots = TransferSlots::new(config.max_transfers_per_user);
+    let cache = OfflineCache::open(
+        &config.data_dir.join("offline.redb"),
+        config.offline_cache_size,
+        config.offline_ttl,
+    )?;
+    let router = LocalHub::new(
+        cache,
+        HubLimits {
+            max_channels_per_user: config.max_channels_per_user,
+            subscriber_buffer: config.subscriber_buffer,
+        },
+    );
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -82,7 +94,7 @@ pub async fn run(
         .local_addr()
         .map_err(|e| Error::Internal(format!("the metrics address: {e}")))?;
     let metrics_task = tokio::spawn(metrics::serve(metrics));
-    let mut stop_serving = stop_rx;
+    let mut stop_serving = stop_rx.clone();
     let router = Server::builder()
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -91,11 +103,16 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(MediaServiceServer::with_interceptor(
-            MediaServer::new(media, slots.clone(), abort_rx),
+            MediaServer::new(media.clone(), slots.clone(), abort_rx),
             authenticator.clone(),
         ))
         .add_service(MessagingServiceServer::with_interceptor(
-            MessagingServer,
+            MessagingServer::new(
+                Arc::new(router),
+                media.clone(),
+                RateLimiter::new(config.rate_limit, config.rate_window),
+                stop_rx.clone(),
+            ),
             authenticator,
         ));
     // tonic does not set TCP_NODELAY on incoming sockets by itself; without it small

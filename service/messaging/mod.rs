@@ -1,11 +1,17 @@
-//! MessagingService. Until messaging lands, every RPC answers UNIMPLEMENTED (through
-//! the default methods that tonic generates), behind the same authentication.
+//! MessagingService: peer and channel messages, Subscribe streams, presence and the
+//! offline cache.
+//!
+//! Handlers ([`MessagingServer`]) check requests and call a [`Router`]; [`LocalHub`] is
+//! the router for one server, with an [`OfflineCache`] on disk that survives restarts.
 
-use crate::pb::messaging_service_server;
+mod cache;
+mod hub;
+mod message;
+mod rate;
+mod service;
 
-/// The MessagingService implementation.
-#[derive(Debug, Default, Clone)]
-pub struct MessagingServer;
-
-#[tonic::async_trait]
-impl messaging_service_server::MessagingService for MessagingServer {}
+pub use cache::OfflineCache;
+pub use hub::{Event, HubLimits, LocalHub, Router, Subscription};
+pub use message::{MAX_MESSAGE_BYTES, prepare};
+pub use rate::RateLimiter;
+pub use service::MessagingServer;

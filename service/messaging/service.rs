@@ -1,0 +1,245 @@
+//! The gRPC face of MessagingService: handlers check the request, count it against
+//! the rate limit, and hand it to the [`Router`].
+
+use std::{pin::Pin, sync::Arc, sync::atomic::Ordering};
+
+use futures::{Stream, StreamExt};
+use rand::RngCore;
+use tokio::sync::watch;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{RateLimiter, Router, Subscription, prepare};
+use crate::{
+    auth,
+    error::Error,
+    ids,
+    media::{MediaStore, now_millis},
+    metrics::METRICS,
+    pb::{self, messaging_service_server, subscribe_response::Event as Kind},
+};
+
+/// The most user IDs one QueryPeersOnlineStatus may ask about.
+const MAX_QUERY: usize = 256;
+
+/// The MessagingService implementation.
+#[derive(Clone)]
+pub struct MessagingServer {
+    /// Where messages go.
+    router: Arc<dyn Router>,
+    /// For checking and completing image and file messages.
+    media: MediaStore,
+    /// The per-user send limit.
+    rate: Arc<RateLimiter>,
+    /// Turns true when the server shuts down: Subscribe streams then end cleanly.
+    stop: watch::Receiver<bool>,
+}
+
+impl MessagingServer {
+    /// A service routing through `router`.
+    pub fn new(
+        router: Arc<dyn Router>,
+        media: MediaStore,
+        rate: RateLimiter,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            router,
+            media,
+            rate: Arc::new(rate),
+            stop,
+        }
+    }
+
+    /// Checks a message, counts it against the sender's rate, and stamps it.
+    async fn accept(
+        &self,
+        sender: &str,
+        message: Option<pb::Message>,
+    ) -> Result<(pb::Message, String, prost_types::Timestamp), Error> {
+        let message = prepare(&self.media, message).await?;
+        self.rate.check(sender)?;
+        METRICS.messages.fetch_add(1, Ordering::Relaxed);
+        Ok((message, new_message_id(), timestamp_now()))
+    }
+}
+
+/// A new message ID: 128 random bits, hex.
+fn new_message_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn timestamp_now() -> prost_types::Timestamp {
+    let ms = now_millis();
+    prost_types::Timestamp {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
+
+/// The Subscribe stream: cached messages (flagged offline), then `ready`, then live
+/// events; it ends with RESOURCE_EXHAUSTED when cut off as too slow, and cleanly when
+/// the server stops.
+fn event_stream(subscription: Subscription, mut stop: watch::Receiver<bool>) -> EventStream {
+    let Subscription {
+        offline,
+        events,
+        too_slow,
+        registration,
+    } = subscription;
+    let ready = pb::SubscribeResponse {
+        event: Some(Kind::Ready(pb::SubscribeReady {
+            offline_message_count: offline.len() as u32,
+        })),
+    };
+    let offline = offline.into_iter().map(|mut message| {
+        message.offline = true;
+        pb::SubscribeResponse {
+            event: Some(Kind::PeerMessage(message)),
+        }
+    });
+    let cut_off = futures::stream::once(async move {
+        too_slow.load(Ordering::Relaxed).then(|| {
+            Err(Status::resource_exhausted(
+                "too slow: this Subscribe stream fell too far behind and was ended; reconnect",
+            ))
+        })
+    })
+    .filter_map(futures::future::ready);
+    let stopped = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    futures::stream::iter(offline)
+        .chain(futures::stream::once(async { ready }))
+        .chain(ReceiverStream::new(events))
+        .map(Ok)
+        .chain(cut_off)
+        .take_until(Box::pin(stopped))
+        // The registration lives as long as the stream: dropping the call unregisters.
+        .map(move |event| {
+            let _ = &registration;
+            event
+        })
+        .boxed()
+}
+
+#[tonic::async_trait]
+impl messaging_service_server::MessagingService for MessagingServer {
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let user = auth::caller(&request)?;
+        let subscription = self.router.subscribe(&user.0).await?;
+        Ok(Response::new(event_stream(subscription, self.stop.clone())))
+    }
+
+    async fn send_peer_message(
+        &self,
+        request: Request<pb::SendPeerMessageRequest>,
+    ) -> Result<Response<pb::SendPeerMessageResponse>, Status> {
+        let user = auth::caller(&request)?;
+        let request = request.into_inner();
+        ids::validate_name("peer_id", &request.peer_id)?;
+        let (message, message_id, server_time) = self.accept(&user.0, request.message).await?;
+        let cache = request.options.is_some_and(|o| o.enable_offline_messaging);
+        let received = pb::PeerMessageReceived {
+            sender_id: user.0,
+            message_id: message_id.clone(),
+            server_time: Some(server_time),
+            offline: false,
+            message: Some(message),
+        };
+        let state = self
+            .router
+            .send_peer(&request.peer_id, received, cache)
+            .await?;
+        Ok(Response::new(pb::SendPeerMessageResponse {
+            message_id,
+            server_time: Some(server_time),
+            state: state.into(),
+        }))
+    }
+
+    async fn join_channel(
+        &self,
+        request: Request<pb::JoinChannelRequest>,
+    ) -> Result<Response<pb::JoinChannelResponse>, Status> {
+        let user = auth::caller(&request)?;
+        let channel = &request.get_ref().channel_id;
+        ids::validate_name("channel_id", channel)?;
+        self.router.join(&user.0, channel).await?;
+        Ok(Response::new(pb::JoinChannelResponse {}))
+    }
+
+    async fn leave_channel(
+        &self,
+        request: Request<pb::LeaveChannelRequest>,
+    ) -> Result<Response<pb::LeaveChannelResponse>, Status> {
+        let user = auth::caller(&request)?;
+        let channel = &request.get_ref().channel_id;
+        ids::validate_name("channel_id", channel)?;
+        self.router.leave(&user.0, channel).await?;
+        Ok(Response::new(pb::LeaveChannelResponse {}))
+    }
+
+    async fn get_channel_members(
+        &self,
+        request: Request<pb::GetChannelMembersRequest>,
+    ) -> Result<Response<pb::GetChannelMembersResponse>, Status> {
+        let channel = &request.get_ref().channel_id;
+        ids::validate_name("channel_id", channel)?;
+        let user_ids = self.router.members(channel).await?;
+        Ok(Response::new(pb::GetChannelMembersResponse { user_ids }))
+    }
+
+    async fn send_channel_message(
+        &self,
+        request: Request<pb::SendChannelMessageRequest>,
+    ) -> Result<Response<pb::SendChannelMessageResponse>, Status> {
+        let user = auth::caller(&request)?;
+        let request = request.into_inner();
+        ids::validate_name("channel_id", &request.channel_id)?;
+        let (message, message_id, server_time) = self.accept(&user.0, request.message).await?;
+        let received = pb::ChannelMessageReceived {
+            channel_id: request.channel_id,
+            sender_id: user.0,
+            message_id: message_id.clone(),
+            server_time: Some(server_time),
+            message: Some(message),
+        };
+        self.router.send_channel(received).await?;
+        Ok(Response::new(pb::SendChannelMessageResponse {
+            message_id,
+            server_time: Some(server_time),
+        }))
+    }
+
+    async fn query_peers_online_status(
+        &self,
+        request: Request<pb::QueryPeersOnlineStatusRequest>,
+    ) -> Result<Response<pb::QueryPeersOnlineStatusResponse>, Status> {
+        let user_ids = request.into_inner().user_ids;
+        if user_ids.is_empty() || user_ids.len() > MAX_QUERY {
+            return Err(
+                Error::invalid(format!("user_ids must list 1 to {MAX_QUERY} user IDs")).into(),
+            );
+        }
+        for id in &user_ids {
+            ids::validate_name("each of user_ids", id)?;
+        }
+        let online = self.router.online(&user_ids).await?;
+        let statuses = user_ids
+            .into_iter()
+            .zip(online)
+            .map(|(user_id, online)| pb::PeerOnlineStatus { user_id, online })
+            .collect();
+        Ok(Response::new(pb::QueryPeersOnlineStatusResponse {
+            statuses,
+        }))
+    }
+}
