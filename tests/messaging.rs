@@ -1,0 +1,765 @@
+//! MessagingService, black-box: every rule of DESIGN.md's messaging section, over real
+//! gRPC to a real server process.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{
+    Backend, Feed, Server, authed, body, expect_code, header, messaging, pattern, send_peer, text,
+    token, upload_bytes,
+};
+use courier_server::pb::{self, MediaKind, PeerMessageState, message::Body};
+use tonic::Code;
+
+/// Flags that lift the rate limit for tests that send many messages.
+const UNLIMITED: [&str; 2] = ["--rate-limit", "1000000"];
+
+fn image(media_id: &str) -> pb::Message {
+    pb::Message {
+        body: Some(Body::Image(pb::ImageMessage {
+            media_id: media_id.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+fn file(media_id: &str) -> pb::Message {
+    pb::Message {
+        body: Some(Body::File(pb::FileMessage {
+            media_id: media_id.into(),
+            ..Default::default()
+        })),
+    }
+}
+
+/// A 40 x 30 PNG.
+fn png() -> Bytes {
+    let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8, y as u8, 0]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("encodes");
+    out.into_inner().into()
+}
+
+/// Uploads a 40 x 30 PNG as alice and returns its record.
+async fn upload_png(server: &Server) -> pb::Media {
+    let data = png();
+    let mut client = server.media().await;
+    let head = header(MediaKind::Image, "cat.png", data.len() as u64);
+    upload_bytes(&mut client, &token("alice"), head, &data)
+        .await
+        .expect("upload")
+}
+
+/// Sends a marker text from `from` to `to` and checks it is the next thing `feed`
+/// receives: proof that nothing else was delivered to `feed` before it.
+async fn expect_nothing_before_marker(server: &Server, feed: &mut Feed, to: &str) {
+    let mut client = messaging(server).await;
+    let sent = send_peer(&mut client, &token("marker"), to, text("marker"), false)
+        .await
+        .expect("marker");
+    let got = feed.next_peer().await;
+    assert_eq!(
+        got.message_id, sent.message_id,
+        "something arrived before the marker: {got:?}"
+    );
+}
+
+#[tokio::test]
+async fn peer_messages_of_every_kind_arrive_whole() {
+    let server = Server::start(&Backend::Local, &[]);
+    let media = upload_png(&server).await;
+    let mut bob = Feed::open(&server, "bob").await;
+    let mut alice = messaging(&server).await;
+    let raw = pb::Message {
+        body: Some(Body::Raw(pb::RawMessage {
+            payload: Bytes::from_static(&[0, 1, 2, 255]),
+            description: "bin/v1".into(),
+        })),
+    };
+    let thumbnail = Bytes::from_static(b"tiny preview");
+    let image_message = pb::Message {
+        body: Some(Body::Image(pb::ImageMessage {
+            media_id: media.media_id.clone(),
+            thumbnail: thumbnail.clone(),
+            thumbnail_width: 4,
+            thumbnail_height: 3,
+            ..Default::default()
+        })),
+    };
+    let file_message = pb::Message {
+        body: Some(Body::File(pb::FileMessage {
+            media_id: media.media_id.clone(),
+            file_name: "renamed.png".into(),
+            thumbnail: thumbnail.clone(),
+            ..Default::default()
+        })),
+    };
+    for message in [text("hello bob"), raw.clone(), image_message, file_message] {
+        let sent = send_peer(&mut alice, &token("alice"), "bob", message.clone(), false)
+            .await
+            .expect("send");
+        assert_eq!(sent.state(), PeerMessageState::Delivered);
+        assert_eq!(sent.message_id.len(), 32);
+        let got = bob.next_peer().await;
+        assert_eq!(got.sender_id, "alice");
+        assert_eq!(got.message_id, sent.message_id);
+        assert_eq!(got.server_time, sent.server_time);
+        assert!(got.server_time.is_some_and(|t| t.seconds > 1_700_000_000));
+        assert!(!got.offline);
+        match (body(&got.message), message.body.as_ref().expect("body")) {
+            (Body::Image(img), Body::Image(_)) => {
+                assert_eq!(img.media_id, media.media_id);
+                assert_eq!((img.file_name.as_str(), img.size), ("cat.png", media.size));
+                assert_eq!(
+                    (img.width, img.height),
+                    (40, 30),
+                    "dimensions filled from the store"
+                );
+                assert_eq!(
+                    (
+                        img.thumbnail.clone(),
+                        img.thumbnail_width,
+                        img.thumbnail_height
+                    ),
+                    (thumbnail.clone(), 4, 3)
+                );
+            }
+            (Body::File(f), Body::File(_)) => {
+                assert_eq!(
+                    (f.media_id.as_str(), f.size),
+                    (media.media_id.as_str(), media.size)
+                );
+                assert_eq!(f.file_name, "renamed.png", "the sender's name is kept");
+                assert_eq!(f.thumbnail, thumbnail);
+            }
+            (got, sent) => assert_eq!(got, sent),
+        }
+    }
+}
+
+#[tokio::test]
+async fn image_dimensions_come_from_the_store_unless_the_sender_sets_them() {
+    let server = Server::start(&Backend::Local, &[]);
+    let media = upload_png(&server).await;
+    let mut bob = Feed::open(&server, "bob").await;
+    let mut alice = messaging(&server).await;
+    send_peer(
+        &mut alice,
+        &token("alice"),
+        "bob",
+        image(&media.media_id),
+        false,
+    )
+    .await
+    .expect("send");
+    let Body::Image(filled) = body(&bob.next_peer().await.message).clone() else {
+        panic!("an image")
+    };
+    assert_eq!(
+        (filled.width, filled.height, filled.size),
+        (40, 30, media.size)
+    );
+    let custom = pb::Message {
+        body: Some(Body::Image(pb::ImageMessage {
+            media_id: media.media_id.clone(),
+            width: 400,
+            height: 300,
+            ..Default::default()
+        })),
+    };
+    send_peer(&mut alice, &token("alice"), "bob", custom, false)
+        .await
+        .expect("send");
+    let Body::Image(kept) = body(&bob.next_peer().await.message).clone() else {
+        panic!("an image")
+    };
+    assert_eq!(
+        (kept.width, kept.height),
+        (400, 300),
+        "the sender's dimensions win"
+    );
+}
+
+#[tokio::test]
+async fn unknown_or_expired_media_is_a_failed_precondition() {
+    let server = Server::start(
+        &Backend::Local,
+        &["--media-ttl", "1s", "--sweep-interval", "1h"],
+    );
+    let mut alice = messaging(&server).await;
+    let unknown = "0123456789abcdef0123456789abcdef";
+    for message in [image(unknown), file(unknown)] {
+        let result = send_peer(&mut alice, &token("alice"), "bob", message, true).await;
+        let text = expect_code(result, Code::FailedPrecondition);
+        assert!(text.contains("does not exist or has expired"), "{text}");
+    }
+    expect_code(
+        send_peer(&mut alice, &token("alice"), "bob", image("../etc"), true).await,
+        Code::InvalidArgument,
+    );
+    let media = upload_png(&server).await;
+    send_peer(
+        &mut alice,
+        &token("alice"),
+        "bob",
+        file(&media.media_id),
+        true,
+    )
+    .await
+    .expect("alive");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let result = send_peer(
+        &mut alice,
+        &token("alice"),
+        "bob",
+        file(&media.media_id),
+        true,
+    )
+    .await;
+    expect_code(result, Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn every_stream_of_a_user_gets_every_message() {
+    let server = Server::start(&Backend::Local, &[]);
+    let mut phone = Feed::open(&server, "bob").await;
+    let mut laptop = Feed::open(&server, "bob").await;
+    let mut alice = messaging(&server).await;
+    let sent = send_peer(&mut alice, &token("alice"), "bob", text("to both"), false)
+        .await
+        .expect("send");
+    assert_eq!(phone.next_peer().await.message_id, sent.message_id);
+    assert_eq!(laptop.next_peer().await.message_id, sent.message_id);
+    expect_nothing_before_marker(&server, &mut phone, "bob").await;
+}
+
+#[tokio::test]
+async fn offline_messages_survive_a_restart_and_arrive_first() {
+    let mut server = Server::start(&Backend::Local, &[]);
+    let mut alice = messaging(&server).await;
+    let unreachable = send_peer(&mut alice, &token("alice"), "bob", text("lost"), false)
+        .await
+        .expect("send");
+    assert_eq!(unreachable.state(), PeerMessageState::PeerUnreachable);
+    let first = send_peer(
+        &mut alice,
+        &token("alice"),
+        "bob",
+        text("while you were out"),
+        true,
+    )
+    .await
+    .expect("send");
+    assert_eq!(first.state(), PeerMessageState::Cached);
+    let second = send_peer(&mut alice, &token("alice"), "bob", text("and again"), true)
+        .await
+        .expect("send");
+    server.restart(&[]);
+    let bob = Feed::open(&server, "bob").await;
+    assert_eq!(bob.ready_count, 2);
+    let ids: Vec<&str> = bob.offline.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [first.message_id.as_str(), second.message_id.as_str()],
+        "oldest first, the unreachable one not kept"
+    );
+    assert!(
+        bob.offline
+            .iter()
+            .all(|m| m.offline && m.sender_id == "alice")
+    );
+    assert_eq!(
+        body(&bob.offline[0].message),
+        &Body::Text(pb::TextMessage {
+            text: "while you were out".into()
+        })
+    );
+    assert_eq!(bob.offline[0].server_time, first.server_time);
+    // Delivered once: a second stream gets nothing cached.
+    let again = Feed::open(&server, "bob").await;
+    assert_eq!(again.ready_count, 0);
+    assert!(again.offline.is_empty());
+}
+
+#[tokio::test]
+async fn the_201st_cached_message_drops_the_oldest() {
+    let server = Server::start(&Backend::Local, &UNLIMITED);
+    let mut alice = messaging(&server).await;
+    for i in 0..201 {
+        let sent = send_peer(
+            &mut alice,
+            &token("alice"),
+            "bob",
+            text(&i.to_string()),
+            true,
+        )
+        .await
+        .expect("send");
+        assert_eq!(sent.state(), PeerMessageState::Cached);
+    }
+    let bob = Feed::open(&server, "bob").await;
+    let texts: Vec<String> = bob
+        .offline
+        .iter()
+        .map(|m| match body(&m.message) {
+            Body::Text(t) => t.text.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let expected: Vec<String> = (1..201).map(|i| i.to_string()).collect();
+    assert_eq!(texts, expected);
+}
+
+#[tokio::test]
+async fn channel_messages_reach_members_but_not_the_sender_or_leavers() {
+    let server = Server::start(&Backend::Local, &[]);
+    let mut client = messaging(&server).await;
+    for user in ["alice", "bob", "carol"] {
+        let join = pb::JoinChannelRequest {
+            channel_id: "room".into(),
+        };
+        client
+            .join_channel(authed(&token(user), join.clone()))
+            .await
+            .expect("join");
+        client
+            .join_channel(authed(&token(user), join))
+            .await
+            .expect("joining twice is fine");
+    }
+    let members = client
+        .get_channel_members(authed(
+            &token("dave"),
+            pb::GetChannelMembersRequest {
+                channel_id: "room".into(),
+            },
+        ))
+        .await
+        .expect("members")
+        .into_inner()
+        .user_ids;
+    assert_eq!(members, ["alice", "bob", "carol"]);
+    let (mut alice, mut bob, mut carol) = (
+        Feed::open(&server, "alice").await,
+        Feed::open(&server, "bob").await,
+        Feed::open(&server, "carol").await,
+    );
+    let send = |words: &str| pb::SendChannelMessageRequest {
+        channel_id: "room".into(),
+        message: Some(text(words)),
+    };
+    let sent = client
+        .send_channel_message(authed(&token("alice"), send("hi all")))
+        .await
+        .expect("send")
+        .into_inner();
+    for feed in [&mut bob, &mut carol] {
+        let got = feed.next_channel().await;
+        assert_eq!(
+            (got.channel_id.as_str(), got.sender_id.as_str()),
+            ("room", "alice")
+        );
+        assert_eq!(
+            (got.message_id.clone(), got.server_time),
+            (sent.message_id.clone(), sent.server_time)
+        );
+        assert_eq!(
+            body(&got.message),
+            &Body::Text(pb::TextMessage {
+                text: "hi all".into()
+            })
+        );
+    }
+    expect_nothing_before_marker(&server, &mut alice, "alice").await;
+
+    client
+        .leave_channel(authed(
+            &token("carol"),
+            pb::LeaveChannelRequest {
+                channel_id: "room".into(),
+            },
+        ))
+        .await
+        .expect("leave");
+    client
+        .send_channel_message(authed(&token("alice"), send("after carol left")))
+        .await
+        .expect("send");
+    assert_eq!(bob.next_channel().await.sender_id, "alice");
+    expect_nothing_before_marker(&server, &mut carol, "carol").await;
+    // A non-member may not send.
+    let result = client
+        .send_channel_message(authed(&token("carol"), send("let me in")))
+        .await;
+    expect_code(result, Code::FailedPrecondition);
+    // Membership outlives a user's streams.
+    drop(bob);
+    let members = client
+        .get_channel_members(authed(
+            &token("alice"),
+            pb::GetChannelMembersRequest {
+                channel_id: "room".into(),
+            },
+        ))
+        .await
+        .expect("members")
+        .into_inner()
+        .user_ids;
+    assert_eq!(members, ["alice", "bob"]);
+}
+
+#[tokio::test]
+async fn the_21st_channel_is_refused() {
+    let server = Server::start(&Backend::Local, &[]);
+    let mut client = messaging(&server).await;
+    let join = |i: usize| {
+        authed(
+            &token("alice"),
+            pb::JoinChannelRequest {
+                channel_id: format!("ch{i}"),
+            },
+        )
+    };
+    for i in 0..20 {
+        client.join_channel(join(i)).await.expect("join");
+    }
+    let text = expect_code(client.join_channel(join(20)).await, Code::ResourceExhausted);
+    assert!(text.contains("at most 20 channels"), "{text}");
+    client
+        .leave_channel(authed(
+            &token("alice"),
+            pb::LeaveChannelRequest {
+                channel_id: "ch0".into(),
+            },
+        ))
+        .await
+        .expect("leave");
+    client
+        .join_channel(join(20))
+        .await
+        .expect("a slot freed by leaving");
+}
+
+#[tokio::test]
+async fn messages_over_32_kib_are_refused() {
+    let server = Server::start(&Backend::Local, &[]);
+    let media = upload_png(&server).await;
+    let mut bob = Feed::open(&server, "bob").await;
+    let mut alice = messaging(&server).await;
+    let limit = 32 * 1024;
+    let raw = |n: usize| pb::Message {
+        body: Some(Body::Raw(pb::RawMessage {
+            payload: pattern(n, 1),
+            description: String::new(),
+        })),
+    };
+    let thumb = |n: usize, name: &str| pb::Message {
+        body: Some(Body::Image(pb::ImageMessage {
+            media_id: media.media_id.clone(),
+            file_name: name.into(),
+            thumbnail: pattern(n, 2),
+            ..Default::default()
+        })),
+    };
+    for (fits, over) in [
+        (text(&"x".repeat(limit)), text(&"x".repeat(limit + 1))),
+        (raw(limit), raw(limit + 1)),
+        (thumb(limit - 7, "cat.png"), thumb(limit - 6, "cat.png")),
+    ] {
+        send_peer(&mut alice, &token("alice"), "bob", fits, false)
+            .await
+            .expect("exactly 32 KiB is allowed");
+        bob.next_peer().await;
+        let text = expect_code(
+            send_peer(&mut alice, &token("alice"), "bob", over, false).await,
+            Code::InvalidArgument,
+        );
+        assert!(text.contains("32768"), "{text}");
+    }
+    expect_nothing_before_marker(&server, &mut bob, "bob").await;
+}
+
+#[tokio::test]
+async fn the_181st_message_in_3_seconds_is_refused() {
+    let server = Server::start(&Backend::Local, &[]);
+    let mut alice = messaging(&server).await;
+    let mut channel = 0;
+    for i in 0..180 {
+        // Peer and channel messages count together.
+        if i % 2 == 0 {
+            send_peer(&mut alice, &token("alice"), "bob", text("hi"), false)
+                .await
+                .expect("within the limit");
+        } else {
+            if channel == 0 {
+                alice
+                    .join_channel(authed(
+                        &token("alice"),
+                        pb::JoinChannelRequest {
+                            channel_id: "c".into(),
+                        },
+                    ))
+                    .await
+                    .expect("join");
+                channel = 1;
+            }
+            let send = pb::SendChannelMessageRequest {
+                channel_id: "c".into(),
+                message: Some(text("hi")),
+            };
+            alice
+                .send_channel_message(authed(&token("alice"), send))
+                .await
+                .expect("within the limit");
+        }
+    }
+    let text = expect_code(
+        send_peer(
+            &mut alice,
+            &token("alice"),
+            "bob",
+            text("one too many"),
+            false,
+        )
+        .await,
+        Code::ResourceExhausted,
+    );
+    assert!(text.contains("180 messages per 3 s"), "{text}");
+    // Others are not held back.
+    send_peer(
+        &mut alice,
+        &token("carol"),
+        "bob",
+        common::text("hi"),
+        false,
+    )
+    .await
+    .expect("carol has her own limit");
+}
+
+async fn online(server: &Server, users: &[&str]) -> Vec<bool> {
+    let mut client = messaging(server).await;
+    let request = pb::QueryPeersOnlineStatusRequest {
+        user_ids: users.iter().map(|u| u.to_string()).collect(),
+    };
+    let statuses = client
+        .query_peers_online_status(authed(&token("alice"), request))
+        .await
+        .expect("query")
+        .into_inner()
+        .statuses;
+    assert_eq!(
+        statuses
+            .iter()
+            .map(|s| s.user_id.as_str())
+            .collect::<Vec<_>>(),
+        users
+    );
+    statuses.iter().map(|s| s.online).collect()
+}
+
+#[tokio::test]
+async fn online_while_subscribed_and_offline_after() {
+    let server = Server::start(&Backend::Local, &[]);
+    assert_eq!(online(&server, &["bob", "carol"]).await, [false, false]);
+    let bob = Feed::open(&server, "bob").await;
+    assert_eq!(online(&server, &["bob", "carol"]).await, [true, false]);
+    drop(bob);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while online(&server, &["bob"]).await != [false] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob stayed online after closing his stream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut client = messaging(&server).await;
+    let empty = pb::QueryPeersOnlineStatusRequest { user_ids: vec![] };
+    expect_code(
+        client
+            .query_peers_online_status(authed(&token("alice"), empty))
+            .await,
+        Code::InvalidArgument,
+    );
+}
+
+#[tokio::test]
+async fn each_senders_order_is_kept_over_1000_messages() {
+    let server = Server::start(&Backend::Local, &UNLIMITED);
+    let mut bob = Feed::open(&server, "bob").await;
+    let mut alice = messaging(&server).await;
+    let mut carol = messaging(&server).await;
+    let sends = async {
+        for i in 0..1000 {
+            send_peer(
+                &mut alice,
+                &token("alice"),
+                "bob",
+                text(&format!("a{i}")),
+                false,
+            )
+            .await
+            .expect("send");
+        }
+    };
+    let other = async {
+        for i in 0..1000 {
+            send_peer(
+                &mut carol,
+                &token("carol"),
+                "bob",
+                text(&format!("c{i}")),
+                false,
+            )
+            .await
+            .expect("send");
+        }
+    };
+    let receive = async {
+        let (mut next_a, mut next_c) = (0, 0);
+        for _ in 0..2000 {
+            let got = bob.next_peer().await;
+            let Body::Text(t) = body(&got.message) else {
+                panic!("text")
+            };
+            let (next, prefix) = if got.sender_id == "alice" {
+                (&mut next_a, "a")
+            } else {
+                (&mut next_c, "c")
+            };
+            assert_eq!(
+                t.text,
+                format!("{prefix}{next}"),
+                "out of order from {}",
+                got.sender_id
+            );
+            *next += 1;
+        }
+        (next_a, next_c)
+    };
+    let ((), (), counts) = tokio::join!(sends, other, receive);
+    assert_eq!(counts, (1000, 1000));
+}
+
+#[tokio::test]
+async fn a_stalled_subscriber_is_cut_off_while_a_healthy_one_gets_everything() {
+    let server = Server::start(
+        &Backend::Local,
+        &["--rate-limit", "1000000", "--subscriber-buffer", "16"],
+    );
+    let mut client = messaging(&server).await;
+    for user in ["alice", "stalled", "healthy"] {
+        client
+            .join_channel(authed(
+                &token(user),
+                pb::JoinChannelRequest {
+                    channel_id: "busy".into(),
+                },
+            ))
+            .await
+            .expect("join");
+    }
+    let mut stalled = Feed::open(&server, "stalled").await;
+    let mut healthy = Feed::open(&server, "healthy").await;
+    let total = 1500;
+    let words = "w".repeat(30 * 1024);
+    let sends = async {
+        for _ in 0..total {
+            let send = pb::SendChannelMessageRequest {
+                channel_id: "busy".into(),
+                message: Some(text(&words)),
+            };
+            client
+                .send_channel_message(authed(&token("alice"), send))
+                .await
+                .expect("sending never waits for a slow reader");
+        }
+    };
+    let receive = async {
+        for _ in 0..total {
+            healthy.next_channel().await;
+        }
+    };
+    tokio::join!(sends, receive);
+    assert_eq!(server.metric("courier_subscribers_cut_off_total").await, 1);
+    // The stalled stream, read at last, holds what was queued and then ends "too slow".
+    let mut received = 0;
+    let status = loop {
+        match stalled.end().await {
+            Ok(Some(_)) => received += 1,
+            Ok(None) => panic!("the stalled stream ended without an error"),
+            Err(status) => break status,
+        }
+    };
+    assert!(received < total, "the stalled stream was not cut off");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("too slow"), "{status:?}");
+    assert_eq!(
+        online(&server, &["stalled", "healthy"]).await,
+        [false, true]
+    );
+}
+
+#[tokio::test]
+async fn sigterm_ends_subscribe_streams_cleanly() {
+    let mut server = Server::start(&Backend::Local, &["--shutdown-grace", "5s"]);
+    let mut bob = Feed::open(&server, "bob").await;
+    server.terminate();
+    assert!(
+        matches!(bob.end().await, Ok(None)),
+        "the stream ends with OK"
+    );
+    let status = server
+        .wait_exit(Duration::from_secs(8))
+        .expect("exits within its grace period");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn malformed_ids_and_empty_messages_are_refused() {
+    let server = Server::start(&Backend::Local, &[]);
+    let mut client = messaging(&server).await;
+    let alice = token("alice");
+    for peer in ["", "has space", &"p".repeat(65), "caf\u{e9}"] {
+        let text = expect_code(
+            send_peer(&mut client, &alice, peer, text("x"), false).await,
+            Code::InvalidArgument,
+        );
+        assert!(text.contains("peer_id"), "{text}");
+    }
+    expect_code(
+        send_peer(
+            &mut client,
+            &alice,
+            "bob",
+            pb::Message { body: None },
+            false,
+        )
+        .await,
+        Code::InvalidArgument,
+    );
+    let bad = pb::JoinChannelRequest {
+        channel_id: "tab\there".into(),
+    };
+    expect_code(
+        client.join_channel(authed(&alice, bad)).await,
+        Code::InvalidArgument,
+    );
+    let long = pb::GetChannelMembersRequest {
+        channel_id: "c".repeat(65),
+    };
+    expect_code(
+        client.get_channel_members(authed(&alice, long)).await,
+        Code::InvalidArgument,
+    );
+    let max = pb::JoinChannelRequest {
+        channel_id: "c".repeat(64),
+    };
+    client
+        .join_channel(authed(&alice, max))
+        .await
+        .expect("64 bytes is allowed");
+}
