@@ -7,12 +7,7 @@
 //! - the server's peak RSS (VmHWM) during 9 concurrent uploads of 1, 10, 30 and 90 MiB,
 //!   each on a fresh server, to show whether memory grows with object size.
 
-use std::{
-    io::{BufRead, BufReader},
-    pin::Pin,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{pin::Pin, time::Instant};
 
 use bytes::Bytes;
 use courier_server::pb::{
@@ -23,6 +18,10 @@ use tonic::{
     Request, Response, Status, Streaming,
     transport::{Channel, Server, server::TcpIncoming},
 };
+
+#[path = "common.rs"]
+mod common;
+use common::{Spawned, authed, mint};
 
 mod bare {
     tonic::include_proto!("courierbench");
@@ -36,7 +35,6 @@ const MIB: usize = 1024 * 1024;
 const SIZE: usize = 30 * MIB;
 const CHUNK: usize = 256 * 1024;
 const ROUNDS: usize = 7;
-const SECRET: &str = "bench-secret";
 /// Object sizes for the memory figures; 90 MiB (over the default limit, which the
 /// benchmark raises) shows whether memory follows the object size or stays bounded.
 const RSS_SIZES_MIB: [usize; 4] = [1, 10, 30, 90];
@@ -61,7 +59,7 @@ async fn main() {
     );
     let data = all.slice(..SIZE);
 
-    let courier = Spawned::courier();
+    let courier = Spawned::courier(&["--max-upload-size", "100000000"]);
     let token = mint("bench");
     let mut media = MediaServiceClient::connect(courier.url())
         .await
@@ -115,7 +113,7 @@ async fn main() {
     println!("| object size | idle RSS MiB | peak RSS MiB | peak - idle MiB |");
     println!("| ---: | ---: | ---: | ---: |");
     for size_mib in RSS_SIZES_MIB {
-        let server = Spawned::courier();
+        let server = Spawned::courier(&["--max-upload-size", "100000000"]);
         let client = MediaServiceClient::connect(server.url())
             .await
             .expect("connect")
@@ -141,19 +139,6 @@ async fn main() {
             (peak - idle) as f64 / 1024.0
         );
     }
-}
-
-fn mint(user: &str) -> String {
-    courier_server::auth::mint(SECRET.as_bytes(), user, Duration::from_secs(3600)).expect("mint")
-}
-
-fn authed<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii"),
-    );
-    request
 }
 
 /// Uploads `data` and returns the seconds it took and the media ID.
@@ -303,88 +288,4 @@ async fn serve_bare() {
         .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
         .await
         .expect("serve");
-}
-
-/// A server process that is killed on drop.
-struct Spawned {
-    child: Child,
-    addr: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Spawned {
-    fn courier() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new(env!("CARGO_BIN_EXE_courier-server"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-                "--max-upload-size",
-                "100000000",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .env("COURIER_JWT_SECRET", SECRET)
-            .env("RUST_LOG", "warn,courier_server=info")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("courier-server");
-        Self::wait_addr(child, "courier-server listening", Some(dir))
-    }
-
-    fn bare() -> Self {
-        let child = Command::new(std::env::current_exe().expect("exe"))
-            .arg("--bare-server")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("bare server");
-        Self::wait_addr(child, "listening", None)
-    }
-
-    fn wait_addr(mut child: Child, marker: &str, dir: Option<tempfile::TempDir>) -> Self {
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let line = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find(|l| l.contains(marker))
-            .expect("address line");
-        std::thread::spawn(move || for _ in lines {});
-        let addr = match serde_json::from_str::<serde_json::Value>(&line) {
-            Ok(log) => log["addr"].as_str().expect("addr").to_owned(),
-            Err(_) => line.trim_start_matches("listening ").trim().to_owned(),
-        };
-        Self {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// A memory figure of the process from /proc, in KiB.
-    fn rss_kib(&self, field: &str) -> i64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("proc status");
-        status
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(field)
-                    .and_then(|v| v.trim_start_matches(':').trim().strip_suffix(" kB"))
-            })
-            .and_then(|v| v.trim().parse().ok())
-            .expect("memory field")
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
