@@ -10,13 +10,26 @@ use common::{
     Backend, Server, authed, data_frame, data_frames, download, expect_code, header, header_frame,
     pattern, sha256, token, upload_bytes, upload_frames,
 };
+use courier_server::pb::media_service_client::MediaServiceClient;
 use courier_server::pb::{self, MediaKind};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Code;
+use tonic::{Code, transport::Channel};
 
 const MIB: usize = 1024 * 1024;
 const MAX: usize = 30 * MIB;
+
+/// Uploads `data` (small) as a file and returns its record.
+async fn upload_small(
+    client: &mut MediaServiceClient<Channel>,
+    token: &str,
+    data: &Bytes,
+) -> pb::Media {
+    let head = header(MediaKind::File, "f", data.len() as u64);
+    upload_bytes(client, token, head, data)
+        .await
+        .expect("upload")
+}
 
 /// Runs each case on the local backend and on S3.
 macro_rules! on_every_backend {
@@ -318,14 +331,7 @@ async fn cancel_mid_upload_leaves_nothing(backend: Backend) {
     // With a limit of one transfer, a new upload succeeds only if the slot is free.
     let mut client = server.media().await;
     let data = pattern(1000, 7);
-    upload_bytes(
-        &mut client,
-        &token("alice"),
-        header(MediaKind::File, "next", 1000),
-        &data,
-    )
-    .await
-    .expect("the freed slot takes a new upload");
+    upload_small(&mut client, &token("alice"), &data).await;
     assert_eq!(server.metric("courier_uploads_failed_total").await, 1);
 }
 
@@ -334,14 +340,7 @@ async fn tenth_transfer_refused(backend: Backend) {
     let mut client = server.media().await;
     let alice = token("alice");
     let data = pattern(1000, 8);
-    let stored = upload_bytes(
-        &mut client,
-        &alice,
-        header(MediaKind::File, "f", 1000),
-        &data,
-    )
-    .await
-    .expect("upload");
+    let stored = upload_small(&mut client, &alice, &data).await;
     let mut open = Vec::new();
     for _ in 0..9 {
         open.push(open_upload(&server, "alice", 10 * MIB, 64 * 1024).await);
@@ -474,14 +473,7 @@ async fn expired_media_gone(backend: Backend) {
     let mut client = server.media().await;
     let alice = token("alice");
     let data = pattern(1000, 11);
-    let media = upload_bytes(
-        &mut client,
-        &alice,
-        header(MediaKind::File, "f", 1000),
-        &data,
-    )
-    .await
-    .expect("upload");
+    let media = upload_small(&mut client, &alice, &data).await;
     let blob = format!("blobs/{}", media.media_id);
     let expires = media.expire_time.expect("expire_time");
     let created = media.create_time.expect("create_time");

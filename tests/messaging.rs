@@ -10,8 +10,9 @@ use common::{
     Backend, Feed, Server, authed, body, expect_code, header, messaging, pattern, send_peer, text,
     token, upload_bytes,
 };
+use courier_server::pb::messaging_service_client::MessagingServiceClient;
 use courier_server::pb::{self, MediaKind, PeerMessageState, message::Body};
-use tonic::Code;
+use tonic::{Code, transport::Channel};
 
 /// Flags that lift the rate limit for tests that send many messages.
 const UNLIMITED: [&str; 2] = ["--rate-limit", "1000000"];
@@ -592,32 +593,18 @@ async fn each_senders_order_is_kept_over_1000_messages() {
     let mut bob = Feed::open(&server, "bob").await;
     let mut alice = messaging(&server).await;
     let mut carol = messaging(&server).await;
-    let sends = async {
+    // Texts "a0".."a999" from alice and "c0".."c999" from carol, each sender in order.
+    async fn send_numbered(client: &mut MessagingServiceClient<Channel>, sender: &str) {
+        let prefix = &sender[..1];
         for i in 0..1000 {
-            send_peer(
-                &mut alice,
-                &token("alice"),
-                "bob",
-                text(&format!("a{i}")),
-                false,
-            )
-            .await
-            .expect("send");
+            let words = format!("{prefix}{i}");
+            send_peer(client, &token(sender), "bob", text(&words), false)
+                .await
+                .expect("send");
         }
-    };
-    let other = async {
-        for i in 0..1000 {
-            send_peer(
-                &mut carol,
-                &token("carol"),
-                "bob",
-                text(&format!("c{i}")),
-                false,
-            )
-            .await
-            .expect("send");
-        }
-    };
+    }
+    let sends = send_numbered(&mut alice, "alice");
+    let other = send_numbered(&mut carol, "carol");
     let receive = async {
         let (mut next_a, mut next_c) = (0, 0);
         for _ in 0..2000 {
