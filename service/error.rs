@@ -5,6 +5,59 @@
 //! [`Error::Internal`] and [`Error::Storage`], which are logged and never sent.
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The domain of every `google.rpc.ErrorInfo` courier sends.
+pub const ERROR_DOMAIN: &str = "courier.v1";
+
+/// Why a well-formed request was refused, for clients to act on without reading
+/// messages. Sent as the `reason` of a `google.rpc.ErrorInfo` detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// An upload is larger than the server accepts.
+    MediaTooLarge,
+    /// A message's text, file name, thumbnail and payload exceed 32 KiB.
+    MessageTooLarge,
+    /// The caller already has the most transfers in flight.
+    TooManyTransfers,
+    /// The caller sent more messages than the rate limit allows.
+    RateLimited,
+    /// The caller is already a member of the most channels allowed.
+    TooManyChannels,
+    /// A message points at media that do not exist or have expired.
+    MediaUnavailable,
+    /// The caller sent to a channel it is not a member of.
+    NotAMember,
+    /// A Subscribe stream fell too far behind and was ended.
+    TooSlow,
+}
+
+impl Reason {
+    /// The gRPC code of a refusal for this reason.
+    pub fn code(self) -> Code {
+        match self {
+            Self::MediaTooLarge | Self::MessageTooLarge => Code::InvalidArgument,
+            Self::TooManyTransfers | Self::RateLimited | Self::TooManyChannels | Self::TooSlow => {
+                Code::ResourceExhausted
+            }
+            Self::MediaUnavailable | Self::NotAMember => Code::FailedPrecondition,
+        }
+    }
+
+    /// The reason as sent in `google.rpc.ErrorInfo.reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MediaTooLarge => "MEDIA_TOO_LARGE",
+            Self::MessageTooLarge => "MESSAGE_TOO_LARGE",
+            Self::TooManyTransfers => "TOO_MANY_TRANSFERS",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::TooManyChannels => "TOO_MANY_CHANNELS",
+            Self::MediaUnavailable => "MEDIA_UNAVAILABLE",
+            Self::NotAMember => "NOT_A_MEMBER",
+            Self::TooSlow => "TOO_SLOW",
+        }
+    }
+}
 
 /// Everything that can go wrong while serving a request.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +86,9 @@ pub enum Error {
     /// The caller cancelled the call.
     #[error("{0}")]
     Cancelled(String),
+    /// A rule with a machine-readable [`Reason`] refused the request.
+    #[error("{1}")]
+    Refused(Reason, String),
     /// The server is shutting down.
     #[error("{0}")]
     Unavailable(String),
@@ -62,6 +118,7 @@ impl Error {
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::Cancelled(_) => Code::Cancelled,
             Self::Unavailable(_) => Code::Unavailable,
+            Self::Refused(reason, _) => reason.code(),
             Self::Internal(_) | Self::Storage(_) => Code::Internal,
         }
     }
@@ -73,6 +130,14 @@ impl From<Error> for Status {
             Error::Internal(_) | Error::Storage(_) => {
                 tracing::error!(error = %error, "request failed");
                 Status::internal("internal error; the server log has the details")
+            }
+            Error::Refused(reason, message) => {
+                let details = ErrorDetails::with_error_info(
+                    reason.as_str(),
+                    ERROR_DOMAIN,
+                    std::collections::HashMap::<String, String>::new(),
+                );
+                Status::with_error_details(reason.code(), message, details)
             }
             other => Status::new(other.code(), other.to_string()),
         }
@@ -96,6 +161,18 @@ mod tests {
         let status = Status::from(Error::Internal("/srv/data/secret path".into()));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("/srv"));
+    }
+
+    #[test]
+    fn refusals_carry_their_reason() {
+        let status = Status::from(Error::Refused(Reason::RateLimited, "slow down".into()));
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(status.message(), "slow down");
+        let info = status.get_error_details().error_info().cloned();
+        assert_eq!(
+            info.map(|i| (i.reason, i.domain)),
+            Some(("RATE_LIMITED".into(), ERROR_DOMAIN.into()))
+        );
     }
 
     #[test]

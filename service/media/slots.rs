@@ -5,7 +5,10 @@ use std::{
     sync::{Arc, Mutex, atomic::Ordering},
 };
 
-use crate::{error::Error, metrics::METRICS};
+use crate::{
+    error::{Error, Reason},
+    metrics::METRICS,
+};
 
 /// Counts each user's transfers in flight. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -46,10 +49,13 @@ impl TransferSlots {
         let count = counts.entry(user.to_owned()).or_insert(0);
         if *count >= self.max_per_user {
             METRICS.transfers_refused.fetch_add(1, Ordering::Relaxed);
-            return Err(Error::ResourceExhausted(format!(
-                "too many transfers in flight: at most {} uploads and downloads per user at once",
-                self.max_per_user
-            )));
+            return Err(Error::Refused(
+                Reason::TooManyTransfers,
+                format!(
+                    "too many transfers in flight: at most {} uploads and downloads per user at once",
+                    self.max_per_user
+                ),
+            ));
         }
         *count += 1;
         METRICS.transfers_in_flight.fetch_add(1, Ordering::Relaxed);
@@ -107,7 +113,7 @@ mod tests {
         assert!(a.is_ok() && b.is_ok());
         assert!(matches!(
             slots.acquire("alice"),
-            Err(Error::ResourceExhausted(_))
+            Err(Error::Refused(Reason::TooManyTransfers, _))
         ));
         assert!(slots.acquire("bob").is_ok());
         drop(a);

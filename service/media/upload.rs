@@ -13,7 +13,12 @@ use object_store::buffered::BufWriter;
 use tokio::io::AsyncWriteExt;
 
 use super::{MediaStore, Record, digest::Digester, dims, record};
-use crate::{error::Error, ids::MediaId, metrics::METRICS, pb};
+use crate::{
+    error::{Error, Reason},
+    ids::MediaId,
+    metrics::METRICS,
+    pb,
+};
 
 /// How many parts of one upload may be in flight to the store at once.
 const PARTS_IN_FLIGHT: usize = 2;
@@ -128,10 +133,13 @@ fn check_header(header: pb::UploadHeader, max_size: u64) -> Result<Header, Error
         ));
     }
     if header.size > max_size {
-        return Err(Error::invalid(format!(
-            "header.size {} is over the largest upload allowed, {max_size} bytes",
-            header.size
-        )));
+        return Err(Error::Refused(
+            Reason::MediaTooLarge,
+            format!(
+                "header.size {} is over the largest upload allowed, {max_size} bytes",
+                header.size
+            ),
+        ));
     }
     if header.content_type.len() > MAX_CONTENT_TYPE
         || header.content_type.chars().any(char::is_control)

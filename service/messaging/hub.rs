@@ -15,7 +15,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::cache::OfflineCache;
 use crate::{
-    error::Error,
+    error::{Error, Reason},
     metrics::METRICS,
     pb::{self, subscribe_response::Event as Kind},
 };
@@ -279,10 +279,13 @@ impl Router for LocalHub {
             return Ok(());
         }
         if joined.len() >= self.limits.max_channels_per_user {
-            return Err(Error::ResourceExhausted(format!(
-                "a user may be a member of at most {} channels; leave one first",
-                self.limits.max_channels_per_user
-            )));
+            return Err(Error::Refused(
+                Reason::TooManyChannels,
+                format!(
+                    "a user may be a member of at most {} channels; leave one first",
+                    self.limits.max_channels_per_user
+                ),
+            ));
         }
         joined.insert(channel.to_owned());
         state
@@ -327,10 +330,10 @@ impl Router for LocalHub {
                 .get(&message.channel_id)
                 .filter(|m| m.contains(&message.sender_id))
             else {
-                return Err(Error::FailedPrecondition(format!(
-                    "join channel {} before sending to it",
-                    message.channel_id
-                )));
+                return Err(Error::Refused(
+                    Reason::NotAMember,
+                    format!("join channel {} before sending to it", message.channel_id),
+                ));
             };
             members
                 .iter()

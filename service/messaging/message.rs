@@ -2,7 +2,7 @@
 //! file messages a live media ID, whose record fills what the sender left empty.
 
 use crate::{
-    error::Error,
+    error::{Error, Reason},
     ids::MediaId,
     media::MediaStore,
     pb::{self, message::Body},
@@ -33,9 +33,12 @@ pub async fn prepare(
     };
     let size = counted_bytes(&body);
     if size > MAX_MESSAGE_BYTES {
-        return Err(Error::invalid(format!(
-            "the message holds {size} bytes of text, file name, thumbnail and payload; at most {MAX_MESSAGE_BYTES} are allowed"
-        )));
+        return Err(Error::Refused(
+            Reason::MessageTooLarge,
+            format!(
+                "the message holds {size} bytes of text, file name, thumbnail and payload; at most {MAX_MESSAGE_BYTES} are allowed"
+            ),
+        ));
     }
     let body = match body {
         Body::Image(mut image) => {
@@ -75,9 +78,10 @@ async fn live_media(media: &MediaStore, id: &str) -> Result<crate::media::Record
     let id = MediaId::parse(id)?;
     match media.get(&id).await {
         Ok(record) => Ok(record),
-        Err(Error::NotFound(_)) => Err(Error::FailedPrecondition(format!(
-            "media {id} does not exist or has expired; upload it again"
-        ))),
+        Err(Error::NotFound(_)) => Err(Error::Refused(
+            Reason::MediaUnavailable,
+            format!("media {id} does not exist or has expired; upload it again"),
+        )),
         Err(e) => Err(e),
     }
 }

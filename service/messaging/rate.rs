@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::error::Error;
+use crate::error::{Error, Reason};
 
 /// Past this many tracked users, idle ones are forgotten on the next check.
 const PRUNE_AT: usize = 10_000;
@@ -60,11 +60,14 @@ impl RateLimiter {
             times.pop_front();
         }
         if times.len() >= self.limit {
-            return Err(Error::ResourceExhausted(format!(
-                "sending too often: at most {} messages per {} s per user",
-                self.limit,
-                self.window.as_secs_f64()
-            )));
+            return Err(Error::Refused(
+                Reason::RateLimited,
+                format!(
+                    "sending too often: at most {} messages per {} s per user",
+                    self.limit,
+                    self.window.as_secs_f64()
+                ),
+            ));
         }
         times.push_back(now);
         Ok(())

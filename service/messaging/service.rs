@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::{RateLimiter, Router, Subscription, prepare};
 use crate::{
     auth,
-    error::Error,
+    error::{Error, Reason},
     ids,
     media::{MediaStore, now_millis},
     metrics::METRICS,
@@ -104,9 +104,11 @@ fn event_stream(subscription: Subscription, mut stop: watch::Receiver<bool>) -> 
     });
     let cut_off = futures::stream::once(async move {
         too_slow.load(Ordering::Relaxed).then(|| {
-            Err(Status::resource_exhausted(
-                "too slow: this Subscribe stream fell too far behind and was ended; reconnect",
-            ))
+            Err(Status::from(Error::Refused(
+                Reason::TooSlow,
+                "too slow: this Subscribe stream fell too far behind and was ended; reconnect"
+                    .into(),
+            )))
         })
     })
     .filter_map(futures::future::ready);
