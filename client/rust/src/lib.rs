@@ -1,1 +1,44 @@
-//! placeholder
+//! courier-client: the Rust client of [courier](https://github.com/) — a self-hostable
+//! messaging service where users send each other, and channels, text, raw, image and
+//! file messages, with images and files uploaded once and sent by media ID.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), courier_client::Error> {
+//! use courier_client::{Client, Message, SendOptions};
+//!
+//! let alice = Client::connect("http://127.0.0.1:50051", "<alice's token>").await?;
+//! let media = alice.upload_image("cat.png")?.await?;
+//! alice.send_peer_message("bob", media.image_message(), SendOptions::offline()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`Client`]: the connection, with deadlines and retries (`client`).
+//! - Transfers: uploads and downloads run in the background and hand back a
+//!   [`Transfer`] with a request ID, progress and cancel (`transfer`, `upload`,
+//!   `download`).
+//! - Messages: [`Message`] to send, [`Event`]s from [`Client::subscribe`], which
+//!   reconnects by itself (`message`, `subscribe`).
+//! - [`Error`]: one enum to match on (`error`).
+//! - [`pb`]: the generated gRPC types, for anything the typed layer does not cover.
+
+mod client;
+mod download;
+mod error;
+mod media;
+mod message;
+pub mod pb;
+mod subscribe;
+mod transfer;
+mod upload;
+
+pub use client::{Client, ClientOptions};
+pub use download::Downloaded;
+pub use error::Error;
+pub use media::{Media, MediaKind};
+pub use message::{
+    Delivery, FileMessage, ImageMessage, Message, MessageSource, OnlineStatus, ReceivedMessage,
+    SendOptions, SendReceipt,
+};
+pub use subscribe::{Event, Subscription};
+pub use transfer::{Progress, RequestId, Transfer};

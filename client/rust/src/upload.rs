@@ -1,0 +1,184 @@
+//! Uploads from a file or from memory, streamed in chunks with progress; the server's
+//! SHA-256 is checked against the one computed while reading.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::{io::AsyncReadExt, sync::mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::{
+    client::Client,
+    error::Error,
+    media::{Media, MediaKind},
+    pb::{self, upload_media_request::Frame},
+    transfer::{Transfer, TransferContext},
+};
+
+/// Where an upload's bytes come from.
+enum Source {
+    File(PathBuf),
+    Memory(Bytes),
+}
+
+impl Client {
+    /// Starts uploading the image at `path` and returns at once; await the
+    /// [`Transfer`] for the [`Media`] record (then [`Media::image_message`]).
+    pub fn upload_image(&self, path: impl AsRef<Path>) -> Result<Transfer<Media>, Error> {
+        self.upload_path(MediaKind::Image, path.as_ref())
+    }
+
+    /// Starts uploading the file at `path`; see [`Client::upload_image`].
+    pub fn upload_file(&self, path: impl AsRef<Path>) -> Result<Transfer<Media>, Error> {
+        self.upload_path(MediaKind::File, path.as_ref())
+    }
+
+    /// Starts uploading `bytes` as an image named `file_name`.
+    pub fn upload_image_bytes(
+        &self,
+        file_name: &str,
+        bytes: impl Into<Bytes>,
+    ) -> Result<Transfer<Media>, Error> {
+        let bytes = bytes.into();
+        self.upload(
+            MediaKind::Image,
+            file_name.to_owned(),
+            bytes.len() as u64,
+            Source::Memory(bytes),
+        )
+    }
+
+    /// Starts uploading `bytes` as a file named `file_name`.
+    pub fn upload_file_bytes(
+        &self,
+        file_name: &str,
+        bytes: impl Into<Bytes>,
+    ) -> Result<Transfer<Media>, Error> {
+        let bytes = bytes.into();
+        self.upload(
+            MediaKind::File,
+            file_name.to_owned(),
+            bytes.len() as u64,
+            Source::Memory(bytes),
+        )
+    }
+
+    fn upload_path(&self, kind: MediaKind, path: &Path) -> Result<Transfer<Media>, Error> {
+        let size = std::fs::metadata(path)?.len();
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("{} has no file name", path.display()))
+            })?;
+        self.upload(kind, file_name, size, Source::File(path.to_owned()))
+    }
+
+    fn upload(
+        &self,
+        kind: MediaKind,
+        file_name: String,
+        size: u64,
+        source: Source,
+    ) -> Result<Transfer<Media>, Error> {
+        let client = self.clone();
+        self.inner.transfers.start(
+            size,
+            move |progress| client.run_upload(kind, file_name, size, source, progress),
+            || async {},
+        )
+    }
+
+    async fn run_upload(
+        self,
+        kind: MediaKind,
+        file_name: String,
+        size: u64,
+        source: Source,
+        progress: TransferContext,
+    ) -> Result<Media, Error> {
+        let (tx, rx) = mpsc::channel(4);
+        let header = pb::UploadHeader {
+            kind: kind.to_proto().into(),
+            file_name,
+            size,
+            ..Default::default()
+        };
+        let chunk = self.inner.options.chunk_size;
+        let _ = tx.try_send(pb::UploadMediaRequest {
+            frame: Some(Frame::Header(header)),
+        });
+        let reader = tokio::spawn(send_chunks(source, chunk, size, tx, progress));
+        let response = self
+            .media()
+            .upload_media(self.request(ReceiverStream::new(rx), false))
+            .await;
+        let read = reader.await.map_err(|e| {
+            Error::Io(std::io::Error::other(format!(
+                "the reading task failed: {e}"
+            )))
+        })?;
+        // A local read error is the root cause of whatever the server said after it.
+        let (digest, progress) = read?;
+        let media = response?
+            .into_inner()
+            .media
+            .map(Media::from_proto)
+            .ok_or_else(|| Error::Integrity("the server's answer holds no media record".into()))?;
+        if digest.is_some_and(|d| d != media.sha256) {
+            return Err(Error::Integrity(format!(
+                "the server stored SHA-256 {} but the bytes read here hash differently",
+                media.sha256_hex()
+            )));
+        }
+        progress.report(size, size);
+        Ok(media)
+    }
+}
+
+/// Reads the source in `chunk`-sized frames into `tx`, hashing as it goes. Returns
+/// the digest, or `None` when the server stopped reading early.
+async fn send_chunks(
+    source: Source,
+    chunk: usize,
+    size: u64,
+    tx: mpsc::Sender<pb::UploadMediaRequest>,
+    progress: TransferContext,
+) -> Result<(Option<[u8; 32]>, TransferContext), Error> {
+    let mut hasher = Sha256::new();
+    let mut done = 0u64;
+    let frame = |data: Bytes| pb::UploadMediaRequest {
+        frame: Some(Frame::Data(data)),
+    };
+    match source {
+        Source::Memory(bytes) => {
+            for start in (0..bytes.len()).step_by(chunk.max(1)) {
+                let data = bytes.slice(start..(start + chunk).min(bytes.len()));
+                hasher.update(&data);
+                done += data.len() as u64;
+                if tx.send(frame(data)).await.is_err() {
+                    return Ok((None, progress));
+                }
+                progress.report(done, size);
+            }
+        }
+        Source::File(path) => {
+            let mut file = tokio::fs::File::open(&path).await?;
+            loop {
+                let mut buf = Vec::with_capacity(chunk);
+                let n = (&mut file).take(chunk as u64).read_to_end(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf);
+                done += n as u64;
+                if tx.send(frame(Bytes::from(buf))).await.is_err() {
+                    return Ok((None, progress));
+                }
+                progress.report(done.min(size), size);
+            }
+        }
+    }
+    Ok((Some(hasher.finalize().into()), progress))
+}
