@@ -1,1 +1,218 @@
-fn main() {}
+//! `courier`: send images, files and text to people and channels from a terminal.
+//!
+//! Every command prints one line per result, or with `--json` one JSON object per line
+//! for scripts; errors print one line on stderr and exit non-zero.
+
+mod output;
+mod save;
+mod transfer;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+use courier_client::{Client, Error, Event, Message, SendOptions};
+use futures::StreamExt;
+
+use output::Output;
+
+/// Send images, files and text through a courier server.
+#[derive(Debug, Parser)]
+#[command(name = "courier", version, about)]
+struct Cli {
+    /// The server's URL.
+    #[arg(long, global = true, env = "COURIER_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// Your token (mint one with `courier-server token --user NAME`).
+    #[arg(long, global = true, env = "COURIER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print one JSON object per line instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Upload a file (or an image with --image) and print its media record.
+    Upload {
+        /// The file to upload.
+        path: PathBuf,
+        /// Upload it as an image (the server reads its width and height).
+        #[arg(long)]
+        image: bool,
+    },
+    /// Send a message to a peer or a channel.
+    Send(SendArgs),
+    /// Join a channel.
+    Join {
+        /// The channel.
+        channel: String,
+    },
+    /// Leave a channel.
+    Leave {
+        /// The channel.
+        channel: String,
+    },
+    /// List a channel's members.
+    Members {
+        /// The channel.
+        channel: String,
+    },
+    /// Tell whether users are online.
+    Online {
+        /// The users.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Print every message as it arrives (Ctrl-C stops).
+    Listen {
+        /// Download every image and file received into this folder.
+        #[arg(long)]
+        save: Option<PathBuf>,
+    },
+    /// Download an image or file by its media ID.
+    Download {
+        /// The media ID.
+        media_id: String,
+        /// Where to write it.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct SendArgs {
+    /// The peer to send to.
+    #[arg(long, conflicts_with = "channel", required_unless_present = "channel")]
+    to: Option<String>,
+    /// The channel to send to (you must have joined it).
+    #[arg(long)]
+    channel: Option<String>,
+    /// Send this text.
+    #[arg(long, group = "content")]
+    text: Option<String>,
+    /// Upload this image and send it.
+    #[arg(long, group = "content")]
+    image: Option<PathBuf>,
+    /// Upload this file and send it.
+    #[arg(long, group = "content")]
+    file: Option<PathBuf>,
+    /// Send an already uploaded image or file by its media ID.
+    #[arg(long, group = "content")]
+    media_id: Option<String>,
+    /// Keep the message for an offline peer until they next listen.
+    #[arg(long)]
+    offline: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output::new(cli.json);
+    match run(cli, &out).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Cancelled) => {
+            eprintln!("courier: cancelled");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("courier: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, out: &Output) -> Result<(), Error> {
+    let token = cli.token.ok_or_else(|| {
+        Error::Unauthenticated("no token: pass --token or set COURIER_TOKEN (courier-server token --user NAME mints one)".into())
+    })?;
+    let client = Client::connect(&cli.server, &token).await?;
+    match cli.command {
+        Command::Upload { path, image } => {
+            let upload = if image { client.upload_image(&path)? } else { client.upload_file(&path)? };
+            let media = transfer::finish(upload, &format!("uploading {}", path.display())).await?;
+            out.media(&media);
+        }
+        Command::Send(args) => send(&client, args, out).await?,
+        Command::Join { channel } => {
+            client.join_channel(&channel).await?;
+            out.done("joined", &channel);
+        }
+        Command::Leave { channel } => {
+            client.leave_channel(&channel).await?;
+            out.done("left", &channel);
+        }
+        Command::Members { channel } => out.members(&channel, &client.channel_members(&channel).await?),
+        Command::Online { users } => {
+            let users: Vec<&str> = users.iter().map(String::as_str).collect();
+            out.online(&client.query_online_status(&users).await?);
+        }
+        Command::Listen { save } => listen(&client, save, out).await?,
+        Command::Download { media_id, output } => {
+            let download = client.download_to_file(&media_id, &output)?;
+            let media = transfer::finish(download, &format!("downloading {media_id}")).await?;
+            out.saved(&media, &output);
+        }
+    }
+    Ok(())
+}
+
+async fn send(client: &Client, args: SendArgs, out: &Output) -> Result<(), Error> {
+    let message = if let Some(text) = args.text {
+        Message::text(text)
+    } else if let Some(path) = args.image {
+        let upload = client.upload_image(&path)?;
+        transfer::finish(upload, &format!("uploading {}", path.display())).await?.image_message()
+    } else if let Some(path) = args.file {
+        let upload = client.upload_file(&path)?;
+        transfer::finish(upload, &format!("uploading {}", path.display())).await?.file_message()
+    } else if let Some(media_id) = args.media_id {
+        client.get_media(&media_id).await?.message()
+    } else {
+        return Err(Error::InvalidArgument("say what to send: --text, --image, --file or --media-id".into()));
+    };
+    let receipt = match (&args.to, &args.channel) {
+        (Some(peer), _) => {
+            let options = SendOptions { offline: args.offline };
+            client.send_peer_message(peer, message, options).await?
+        }
+        (None, Some(channel)) => client.send_channel_message(channel, message).await?,
+        (None, None) => return Err(Error::InvalidArgument("say where to send: --to PEER or --channel CH".into())),
+    };
+    out.sent(&receipt);
+    Ok(())
+}
+
+async fn listen(client: &Client, save: Option<PathBuf>, out: &Output) -> Result<(), Error> {
+    if let Some(dir) = &save {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut feed = client.subscribe();
+    loop {
+        let event = tokio::select! {
+            event = feed.next() => event,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let Some(event) = event else { return Ok(()) };
+        let event = event?;
+        out.event(&event);
+        if let (Some(dir), Event::Message(received)) = (&save, &event)
+            && let Some(media_id) = received.message.media_id()
+        {
+            let name = match &received.message {
+                Message::Image(i) => &i.file_name,
+                Message::File(f) => &f.file_name,
+                _ => continue,
+            };
+            let path = save::unique_path(dir, name, media_id)?;
+            let download = client.download_to_file(media_id, &path)?;
+            match transfer::finish(download, &format!("saving {}", path.display())).await {
+                Ok(media) => out.saved(&media, &path),
+                Err(Error::Cancelled) => return Err(Error::Cancelled),
+                // One failed download does not end the feed.
+                Err(e) => eprintln!("courier: could not save {media_id}: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! What the commands print: a short line for people, or one JSON object per line.
+
+use std::{
+    path::Path,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use courier_client::{Delivery, Event, Media, MediaKind, Message, MessageSource, OnlineStatus, SendReceipt};
+use serde_json::{Value, json};
+
+/// Prints results as text or JSON lines.
+pub struct Output {
+    json: bool,
+}
+
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn media_json(media: &Media) -> Value {
+    json!({
+        "media_id": media.media_id,
+        "kind": match media.kind { MediaKind::Image => "image", MediaKind::File => "file" },
+        "file_name": media.file_name,
+        "size": media.size,
+        "sha256": media.sha256_hex(),
+        "content_type": media.content_type,
+        "width": media.width,
+        "height": media.height,
+        "created_ms": millis(media.created),
+        "expires_ms": millis(media.expires),
+    })
+}
+
+fn message_json(message: &Message) -> Value {
+    match message {
+        Message::Text(text) => json!({"type": "text", "text": text}),
+        Message::Raw { payload, description } => {
+            json!({"type": "raw", "payload_hex": hex::encode(payload), "description": description})
+        }
+        Message::Image(i) => json!({
+            "type": "image", "media_id": i.media_id, "file_name": i.file_name, "size": i.size,
+            "width": i.width, "height": i.height, "thumbnail_bytes": i.thumbnail.len(),
+        }),
+        Message::File(f) => json!({
+            "type": "file", "media_id": f.media_id, "file_name": f.file_name, "size": f.size,
+            "thumbnail_bytes": f.thumbnail.len(),
+        }),
+    }
+}
+
+fn message_text(message: &Message) -> String {
+    match message {
+        Message::Text(text) => text.clone(),
+        Message::Raw { payload, .. } => format!("[raw, {} bytes]", payload.len()),
+        Message::Image(i) => format!("[image {} {}x{}, {} bytes, media {}]", i.file_name, i.width, i.height, i.size, i.media_id),
+        Message::File(f) => format!("[file {}, {} bytes, media {}]", f.file_name, f.size, f.media_id),
+    }
+}
+
+impl Output {
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    fn line(&self, value: Value, text: String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{text}");
+        }
+    }
+
+    pub fn media(&self, media: &Media) {
+        let text = format!(
+            "{} {} ({} bytes, {}{}) sha256 {}",
+            media.media_id,
+            media.file_name,
+            media.size,
+            media.content_type,
+            if media.width > 0 { format!(", {}x{}", media.width, media.height) } else { String::new() },
+            media.sha256_hex()
+        );
+        self.line(media_json(media), text);
+    }
+
+    pub fn sent(&self, receipt: &SendReceipt) {
+        let state = match receipt.delivery {
+            Delivery::Delivered => "delivered",
+            Delivery::Cached => "cached",
+        };
+        let value = json!({"message_id": receipt.message_id, "state": state, "server_time_ms": millis(receipt.server_time)});
+        self.line(value, format!("{state} (message {})", receipt.message_id));
+    }
+
+    pub fn done(&self, what: &str, channel: &str) {
+        self.line(json!({"channel": channel, "result": what}), format!("{what} {channel}"));
+    }
+
+    pub fn members(&self, channel: &str, members: &[String]) {
+        self.line(json!({"channel": channel, "members": members}), members.join("\n"));
+    }
+
+    pub fn online(&self, statuses: &[OnlineStatus]) {
+        for status in statuses {
+            let value = json!({"user_id": status.user_id, "online": status.online});
+            let text = format!("{} {}", status.user_id, if status.online { "online" } else { "offline" });
+            self.line(value, text);
+        }
+    }
+
+    pub fn event(&self, event: &Event) {
+        match event {
+            Event::Message(m) => {
+                let channel = match &m.source {
+                    MessageSource::Peer => None,
+                    MessageSource::Channel(channel) => Some(channel.clone()),
+                };
+                let value = json!({
+                    "event": "message", "from": m.from, "channel": channel, "message_id": m.message_id,
+                    "server_time_ms": millis(m.server_time), "offline": m.offline, "message": message_json(&m.message),
+                });
+                let place = channel.map(|c| format!(" in {c}")).unwrap_or_default();
+                let offline = if m.offline { " (sent while you were offline)" } else { "" };
+                self.line(value, format!("{}{place}: {}{offline}", m.from, message_text(&m.message)));
+            }
+            Event::Ready { offline_count } => {
+                let value = json!({"event": "ready", "offline_count": offline_count});
+                self.line(value, format!("listening ({offline_count} offline messages delivered)"));
+            }
+            Event::Disconnected { reason } => {
+                let value = json!({"event": "disconnected", "reason": reason});
+                self.line(value, format!("disconnected ({reason}); reconnecting"));
+            }
+        }
+    }
+
+    pub fn saved(&self, media: &Media, path: &Path) {
+        let mut value = media_json(media);
+        value["event"] = json!("saved");
+        value["path"] = json!(path.display().to_string());
+        self.line(value, format!("saved {} to {}", media.file_name, path.display()));
+    }
+}
