@@ -119,6 +119,7 @@ impl Server {
         };
         let secret = secret.map(str::to_owned);
         let (child, addr, metrics_addr) = spawn(
+            "127.0.0.1:0",
             data_dir.path(),
             storage.as_deref(),
             secret.as_deref(),
@@ -137,11 +138,14 @@ impl Server {
     }
 
     /// Stops the process (SIGKILL: no chance to clean up, as in a crash) and starts a
-    /// new one on the same data folder and storage, with `extra` flags.
+    /// new one on the same address, data folder and storage, with `extra` flags.
     pub fn restart(&mut self, extra: &[&str]) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // The same port when it can be had, so that clients can reconnect.
+        let listen = self.addr.to_string();
         let (child, addr, metrics_addr) = spawn(
+            &listen,
             self.data_dir.path(),
             self.storage.as_deref(),
             self.secret.as_deref(),
@@ -296,6 +300,7 @@ pub fn server_binary() -> PathBuf {
 
 /// Starts `courier-server serve` and waits for its listening line.
 fn spawn(
+    listen: &str,
     data_dir: &Path,
     storage: Option<&str>,
     secret: Option<&str>,
@@ -304,7 +309,7 @@ fn spawn(
     let mut command = Command::new(server_binary());
     command
         .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args(["--listen", listen, "--metrics-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data_dir)
         .args(extra)

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+use futures::{Stream, StreamExt, stream::BoxStream};
 use sha2::{Digest, Sha256};
 use tokio::{io::AsyncReadExt, sync::mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,6 +21,7 @@ use crate::{
 enum Source {
     File(PathBuf),
     Memory(Bytes),
+    Stream(BoxStream<'static, std::io::Result<Bytes>>),
 }
 
 impl Client {
@@ -61,6 +63,26 @@ impl Client {
             file_name.to_owned(),
             bytes.len() as u64,
             Source::Memory(bytes),
+        )
+    }
+
+    /// Starts uploading `size` bytes that `stream` yields (from a camera, a socket,
+    /// ...); the stream must yield exactly `size` bytes.
+    pub fn upload_stream<S>(
+        &self,
+        kind: MediaKind,
+        file_name: &str,
+        size: u64,
+        stream: S,
+    ) -> Result<Transfer<Media>, Error>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        self.upload(
+            kind,
+            file_name.to_owned(),
+            size,
+            Source::Stream(stream.boxed()),
         )
     }
 
@@ -161,6 +183,17 @@ async fn send_chunks(
                     return Ok((None, progress));
                 }
                 progress.report(done, size);
+            }
+        }
+        Source::Stream(mut stream) => {
+            while let Some(data) = stream.next().await {
+                let data = data?;
+                hasher.update(&data);
+                done += data.len() as u64;
+                if tx.send(frame(data)).await.is_err() {
+                    return Ok((None, progress));
+                }
+                progress.report(done.min(size), size);
             }
         }
         Source::File(path) => {

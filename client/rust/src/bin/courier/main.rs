@@ -20,7 +20,12 @@ use output::Output;
 #[command(name = "courier", version, about)]
 struct Cli {
     /// The server's URL.
-    #[arg(long, global = true, env = "COURIER_SERVER", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "COURIER_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     server: String,
     /// Your token (mint one with `courier-server token --user NAME`).
     #[arg(long, global = true, env = "COURIER_TOKEN", hide_env_values = true)]
@@ -130,7 +135,11 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Error> {
     let client = Client::connect(&cli.server, &token).await?;
     match cli.command {
         Command::Upload { path, image } => {
-            let upload = if image { client.upload_image(&path)? } else { client.upload_file(&path)? };
+            let upload = if image {
+                client.upload_image(&path)?
+            } else {
+                client.upload_file(&path)?
+            };
             let media = transfer::finish(upload, &format!("uploading {}", path.display())).await?;
             out.media(&media);
         }
@@ -143,7 +152,9 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Error> {
             client.leave_channel(&channel).await?;
             out.done("left", &channel);
         }
-        Command::Members { channel } => out.members(&channel, &client.channel_members(&channel).await?),
+        Command::Members { channel } => {
+            out.members(&channel, &client.channel_members(&channel).await?)
+        }
         Command::Online { users } => {
             let users: Vec<&str> = users.iter().map(String::as_str).collect();
             out.online(&client.query_online_status(&users).await?);
@@ -163,22 +174,34 @@ async fn send(client: &Client, args: SendArgs, out: &Output) -> Result<(), Error
         Message::text(text)
     } else if let Some(path) = args.image {
         let upload = client.upload_image(&path)?;
-        transfer::finish(upload, &format!("uploading {}", path.display())).await?.image_message()
+        transfer::finish(upload, &format!("uploading {}", path.display()))
+            .await?
+            .image_message()
     } else if let Some(path) = args.file {
         let upload = client.upload_file(&path)?;
-        transfer::finish(upload, &format!("uploading {}", path.display())).await?.file_message()
+        transfer::finish(upload, &format!("uploading {}", path.display()))
+            .await?
+            .file_message()
     } else if let Some(media_id) = args.media_id {
         client.get_media(&media_id).await?.message()
     } else {
-        return Err(Error::InvalidArgument("say what to send: --text, --image, --file or --media-id".into()));
+        return Err(Error::InvalidArgument(
+            "say what to send: --text, --image, --file or --media-id".into(),
+        ));
     };
     let receipt = match (&args.to, &args.channel) {
         (Some(peer), _) => {
-            let options = SendOptions { offline: args.offline };
+            let options = SendOptions {
+                offline: args.offline,
+            };
             client.send_peer_message(peer, message, options).await?
         }
         (None, Some(channel)) => client.send_channel_message(channel, message).await?,
-        (None, None) => return Err(Error::InvalidArgument("say where to send: --to PEER or --channel CH".into())),
+        (None, None) => {
+            return Err(Error::InvalidArgument(
+                "say where to send: --to PEER or --channel CH".into(),
+            ));
+        }
     };
     out.sent(&receipt);
     Ok(())

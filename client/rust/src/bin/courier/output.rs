@@ -5,7 +5,9 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use courier_client::{Delivery, Event, Media, MediaKind, Message, MessageSource, OnlineStatus, SendReceipt};
+use courier_client::{
+    Delivery, Event, Media, MediaKind, Message, MessageSource, OnlineStatus, SendReceipt,
+};
 use serde_json::{Value, json};
 
 /// Prints results as text or JSON lines.
@@ -14,7 +16,9 @@ pub struct Output {
 }
 
 fn millis(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn media_json(media: &Media) -> Value {
@@ -35,7 +39,10 @@ fn media_json(media: &Media) -> Value {
 fn message_json(message: &Message) -> Value {
     match message {
         Message::Text(text) => json!({"type": "text", "text": text}),
-        Message::Raw { payload, description } => {
+        Message::Raw {
+            payload,
+            description,
+        } => {
             json!({"type": "raw", "payload_hex": hex::encode(payload), "description": description})
         }
         Message::Image(i) => json!({
@@ -53,8 +60,14 @@ fn message_text(message: &Message) -> String {
     match message {
         Message::Text(text) => text.clone(),
         Message::Raw { payload, .. } => format!("[raw, {} bytes]", payload.len()),
-        Message::Image(i) => format!("[image {} {}x{}, {} bytes, media {}]", i.file_name, i.width, i.height, i.size, i.media_id),
-        Message::File(f) => format!("[file {}, {} bytes, media {}]", f.file_name, f.size, f.media_id),
+        Message::Image(i) => format!(
+            "[image {} {}x{}, {} bytes, media {}]",
+            i.file_name, i.width, i.height, i.size, i.media_id
+        ),
+        Message::File(f) => format!(
+            "[file {}, {} bytes, media {}]",
+            f.file_name, f.size, f.media_id
+        ),
     }
 }
 
@@ -78,7 +91,11 @@ impl Output {
             media.file_name,
             media.size,
             media.content_type,
-            if media.width > 0 { format!(", {}x{}", media.width, media.height) } else { String::new() },
+            if media.width > 0 {
+                format!(", {}x{}", media.width, media.height)
+            } else {
+                String::new()
+            },
             media.sha256_hex()
         );
         self.line(media_json(media), text);
@@ -94,17 +111,27 @@ impl Output {
     }
 
     pub fn done(&self, what: &str, channel: &str) {
-        self.line(json!({"channel": channel, "result": what}), format!("{what} {channel}"));
+        self.line(
+            json!({"channel": channel, "result": what}),
+            format!("{what} {channel}"),
+        );
     }
 
     pub fn members(&self, channel: &str, members: &[String]) {
-        self.line(json!({"channel": channel, "members": members}), members.join("\n"));
+        self.line(
+            json!({"channel": channel, "members": members}),
+            members.join("\n"),
+        );
     }
 
     pub fn online(&self, statuses: &[OnlineStatus]) {
         for status in statuses {
             let value = json!({"user_id": status.user_id, "online": status.online});
-            let text = format!("{} {}", status.user_id, if status.online { "online" } else { "offline" });
+            let text = format!(
+                "{} {}",
+                status.user_id,
+                if status.online { "online" } else { "offline" }
+            );
             self.line(value, text);
         }
     }
@@ -121,12 +148,22 @@ impl Output {
                     "server_time_ms": millis(m.server_time), "offline": m.offline, "message": message_json(&m.message),
                 });
                 let place = channel.map(|c| format!(" in {c}")).unwrap_or_default();
-                let offline = if m.offline { " (sent while you were offline)" } else { "" };
-                self.line(value, format!("{}{place}: {}{offline}", m.from, message_text(&m.message)));
+                let offline = if m.offline {
+                    " (sent while you were offline)"
+                } else {
+                    ""
+                };
+                self.line(
+                    value,
+                    format!("{}{place}: {}{offline}", m.from, message_text(&m.message)),
+                );
             }
             Event::Ready { offline_count } => {
                 let value = json!({"event": "ready", "offline_count": offline_count});
-                self.line(value, format!("listening ({offline_count} offline messages delivered)"));
+                self.line(
+                    value,
+                    format!("listening ({offline_count} offline messages delivered)"),
+                );
             }
             Event::Disconnected { reason } => {
                 let value = json!({"event": "disconnected", "reason": reason});
@@ -139,6 +176,9 @@ impl Output {
         let mut value = media_json(media);
         value["event"] = json!("saved");
         value["path"] = json!(path.display().to_string());
-        self.line(value, format!("saved {} to {}", media.file_name, path.display()));
+        self.line(
+            value,
+            format!("saved {} to {}", media.file_name, path.display()),
+        );
     }
 }

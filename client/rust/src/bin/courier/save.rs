@@ -11,7 +11,13 @@ const MAX_NAME: usize = 200;
 pub fn safe_name(name: &str, fallback: &str) -> String {
     let cleaned: String = name
         .chars()
-        .map(|c| if c == '/' || c == '\\' || c.is_control() || c == ':' { '_' } else { c })
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() || c == ':' {
+                '_'
+            } else {
+                c
+            }
+        })
         .take(MAX_NAME)
         .collect();
     let trimmed = cleaned.trim().trim_start_matches('.').to_owned();
@@ -40,7 +46,10 @@ pub fn unique_path(dir: &Path, name: &str, fallback: &str) -> std::io::Result<Pa
             return Ok(candidate);
         }
     }
-    Err(std::io::Error::other(format!("too many files named like {name} in {}", dir.display())))
+    Err(std::io::Error::other(format!(
+        "too many files named like {name} in {}",
+        dir.display()
+    )))
 }
 
 #[cfg(test)]
@@ -64,8 +73,14 @@ mod tests {
         let first = unique_path(dir.path(), "cat.png", "x").expect("path");
         assert_eq!(first, dir.path().join("cat.png"));
         std::fs::write(&first, b"1").expect("write");
-        assert_eq!(unique_path(dir.path(), "cat.png", "x").expect("path"), dir.path().join("cat (1).png"));
+        assert_eq!(
+            unique_path(dir.path(), "cat.png", "x").expect("path"),
+            dir.path().join("cat (1).png")
+        );
         std::fs::write(dir.path().join("cat (1).png"), b"2").expect("write");
-        assert_eq!(unique_path(dir.path(), "cat.png", "x").expect("path"), dir.path().join("cat (2).png"));
+        assert_eq!(
+            unique_path(dir.path(), "cat.png", "x").expect("path"),
+            dir.path().join("cat (2).png")
+        );
     }
 }
