@@ -22,6 +22,8 @@
 //! - [`Error`]: one enum to match on (`error`).
 //! - [`pb`]: the generated gRPC types, for anything the typed layer does not cover.
 
+#![warn(missing_docs)]
+
 mod client;
 mod download;
 mod error;

@@ -1,0 +1,342 @@
+//! The `courier` command-line tool, run as a real process against a real server.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, ChildStdout, Command as StdCommand, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use assert_cmd::Command;
+use bytes::Bytes;
+use courier_client::Client;
+use courier_testkit::{Backend, Server, pattern, token};
+use predicates::prelude::PredicateBooleanExt;
+use serde_json::Value;
+
+fn courier(server: &Server, user: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_courier"));
+    command
+        .env("COURIER_SERVER", server.url())
+        .env("COURIER_TOKEN", token(user))
+        .timeout(Duration::from_secs(60));
+    command
+}
+
+/// Runs `courier --json ARGS` as `user` and returns its one JSON line.
+fn json(server: &Server, user: &str, args: &[&str]) -> Value {
+    let output = courier(server, user)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "courier {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one JSON object per line: {stdout}");
+    serde_json::from_str(lines[0]).expect("JSON")
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 1]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("encodes");
+    out.into_inner()
+}
+
+/// A `courier --json listen` process whose output lines are read on a thread.
+struct Listener {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Listener {
+    /// Starts listening and waits until the feed is live.
+    fn start(server: &Server, user: &str, save: &Path) -> Self {
+        let mut listener = Self::start_without_ready(server, user, save);
+        listener.wait_for("ready");
+        listener
+    }
+
+    /// The next line whose "event" is `event`, within 15 s.
+    fn wait_for(&mut self, event: &str) -> Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(15))
+                .expect("listen prints in time");
+            if line["event"] == event {
+                return line;
+            }
+        }
+    }
+}
+
+impl Listener {
+    /// Starts `courier --json listen --save SAVE` as `user`.
+    fn start_without_ready(server: &Server, user: &str, save: &Path) -> Self {
+        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_courier"))
+            .args(["--json", "listen", "--save"])
+            .arg(save)
+            .env("COURIER_SERVER", server.url())
+            .env("COURIER_TOKEN", token(user))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("listen starts");
+        let stdout: ChildStdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value: Value = serde_json::from_str(&line).expect("listen prints JSON lines");
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn upload_prints_the_media_record() {
+    let server = Server::start(&Backend::Local, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cat.png");
+    std::fs::write(&path, png(32, 24)).expect("write");
+    let media = json(
+        &server,
+        "alice",
+        &["upload", "--image", path.to_str().expect("utf-8")],
+    );
+    assert_eq!(media["kind"], "image");
+    assert_eq!(media["file_name"], "cat.png");
+    assert_eq!(
+        (media["width"].as_u64(), media["height"].as_u64()),
+        (Some(32), Some(24))
+    );
+    assert_eq!(media["media_id"].as_str().map(str::len), Some(32));
+    assert_eq!(media["sha256"].as_str().map(str::len), Some(64));
+    // Without --json: one readable line.
+    courier(&server, "alice")
+        .args(["upload", path.to_str().expect("utf-8")])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("cat.png").and(predicates::str::contains("bytes")));
+}
+
+#[test]
+fn send_an_image_and_listen_saves_it() {
+    let server = Server::start(&Backend::Local, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inbox = dir.path().join("inbox");
+    let picture = dir.path().join("cat.png");
+    std::fs::write(&picture, png(64, 48)).expect("write");
+    let mut bob = Listener::start(&server, "bob", &inbox);
+
+    courier(&server, "alice")
+        .args([
+            "send",
+            "--to",
+            "bob",
+            "--image",
+            picture.to_str().expect("utf-8"),
+        ])
+        .assert()
+        .success()
+        .stdout(predicates::str::starts_with("delivered"));
+    let message = bob.wait_for("message");
+    assert_eq!(message["from"], "alice");
+    assert_eq!(message["message"]["type"], "image");
+    assert_eq!(
+        (
+            message["message"]["width"].as_u64(),
+            message["message"]["height"].as_u64()
+        ),
+        (Some(64), Some(48))
+    );
+    let saved = bob.wait_for("saved");
+    assert_eq!(saved["path"], inbox.join("cat.png").display().to_string());
+    assert_eq!(
+        std::fs::read(inbox.join("cat.png")).expect("saved"),
+        std::fs::read(&picture).expect("read")
+    );
+
+    // The same name again gets a suffix instead of overwriting.
+    courier(&server, "alice")
+        .args([
+            "send",
+            "--to",
+            "bob",
+            "--image",
+            picture.to_str().expect("utf-8"),
+        ])
+        .assert()
+        .success();
+    let saved = bob.wait_for("saved");
+    assert_eq!(
+        saved["path"],
+        inbox.join("cat (1).png").display().to_string()
+    );
+
+    // A hostile file name cannot escape the folder.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let alice = Client::connect(&server.url(), &token("alice"))
+            .await
+            .expect("connects");
+        let media = alice
+            .upload_file_bytes("../../escape.txt", Bytes::from_static(b"gotcha"))
+            .expect("starts")
+            .await
+            .expect("uploads");
+        alice
+            .send_peer_message("bob", media.file_message(), Default::default())
+            .await
+            .expect("sends");
+    });
+    let saved = bob.wait_for("saved");
+    let path = saved["path"].as_str().expect("path");
+    assert!(
+        Path::new(path).starts_with(&inbox),
+        "{path} is outside the inbox"
+    );
+    assert_eq!(std::fs::read(path).expect("saved"), b"gotcha");
+    assert!(!dir.path().join("escape.txt").exists());
+}
+
+#[test]
+fn send_by_media_id_to_a_channel_and_download() {
+    let server = Server::start(&Backend::Local, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notes.bin");
+    let data = pattern(600_000, 3);
+    std::fs::write(&path, &data).expect("write");
+    let media = json(&server, "alice", &["upload", path.to_str().expect("utf-8")]);
+    let id = media["media_id"].as_str().expect("id").to_owned();
+
+    assert_eq!(
+        json(&server, "alice", &["join", "team"])["result"],
+        "joined"
+    );
+    assert_eq!(json(&server, "bob", &["join", "team"])["result"], "joined");
+    assert_eq!(
+        json(&server, "bob", &["members", "team"])["members"],
+        serde_json::json!(["alice", "bob"])
+    );
+    let mut bob = Listener::start(&server, "bob", &dir.path().join("inbox"));
+    let sent = json(
+        &server,
+        "alice",
+        &["send", "--channel", "team", "--media-id", &id],
+    );
+    assert_eq!(sent["state"], "delivered");
+    let message = bob.wait_for("message");
+    assert_eq!(
+        (
+            message["channel"].as_str(),
+            message["message"]["type"].as_str()
+        ),
+        (Some("team"), Some("file"))
+    );
+    assert_eq!(message["message"]["media_id"], id.as_str());
+
+    let online = courier(&server, "alice")
+        .args(["--json", "online", "bob", "carol"])
+        .output()
+        .expect("runs");
+    let lines: Vec<Value> = String::from_utf8_lossy(&online.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            serde_json::json!({"user_id": "bob", "online": true}),
+            serde_json::json!({"user_id": "carol", "online": false})
+        ]
+    );
+
+    let out = dir.path().join("copy.bin");
+    let saved = json(
+        &server,
+        "carol",
+        &["download", &id, "-o", out.to_str().expect("utf-8")],
+    );
+    assert_eq!(saved["event"], "saved");
+    assert!(std::fs::read(&out).expect("downloaded") == data);
+    assert_eq!(json(&server, "bob", &["leave", "team"])["result"], "left");
+}
+
+#[test]
+fn offline_messages_wait_for_listen() {
+    let server = Server::start(&Backend::Local, &[]);
+    let sent = json(
+        &server,
+        "alice",
+        &["send", "--to", "bob", "--text", "call me", "--offline"],
+    );
+    assert_eq!(sent["state"], "cached");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bob = Listener::start_without_ready(&server, "bob", dir.path());
+    let message = bob.wait_for("message");
+    assert_eq!(
+        (
+            message["offline"].as_bool(),
+            message["message"]["text"].as_str()
+        ),
+        (Some(true), Some("call me"))
+    );
+    assert_eq!(bob.wait_for("ready")["offline_count"], 1);
+}
+
+#[test]
+fn errors_are_one_line_and_a_failing_exit_code() {
+    let server = Server::start(&Backend::Local, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("x");
+    let assert = courier(&server, "alice")
+        .args([
+            "download",
+            "0123456789abcdef0123456789abcdef",
+            "-o",
+            out.to_str().expect("utf-8"),
+        ])
+        .assert()
+        .failure()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("courier: not found"), "{stderr}");
+    assert!(!out.exists());
+
+    courier(&server, "alice")
+        .args(["send", "--to", "bob", "--text", "anyone?"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("peer unreachable"));
+    Command::new(env!("CARGO_BIN_EXE_courier"))
+        .env_remove("COURIER_TOKEN")
+        .env("COURIER_SERVER", server.url())
+        .args(["online", "bob"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("no token"));
+    courier(&server, "alice")
+        .args(["send", "--to", "bob", "--text", &"x".repeat(32 * 1024 + 1)])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("message too large"));
+}
