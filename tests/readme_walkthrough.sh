@@ -3,12 +3,16 @@
 # the README's defaults (127.0.0.1:50051, ./data), in a throwaway folder:
 #   media  — mint a token, list, health, upload, GetMedia;
 #   bob    — a Subscribe left running in the background, as in "one terminal";
-#   alice  — a SendPeerMessage from "another terminal", which bob must receive.
-# The one substitution: `cargo run -q --release --` becomes the binary the tests just
-# built, which is the same program without a second (release) build.
+#   alice  — a SendPeerMessage from "another terminal", which bob must receive;
+#   quick-bob / quick-alice — the quick start: `courier listen --save inbox` as bob,
+#            `courier send --to bob --image cat.png` as alice; the picture must land.
+# The one substitution: release binaries (`cargo run -q --release --`,
+# `target/release`) become the debug ones the tests just built — the same programs
+# without a second, release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN="$PWD/target/debug/courier-server"
+DEBUG="$PWD/target/debug"
+BIN="$DEBUG/courier-server"
 README="$PWD/README.md"
 work=$(mktemp -d)
 pids=()
@@ -18,7 +22,8 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/
 block() {
   local text
   text=$(sed -n "/<!-- walkthrough $1 -->/,/<!-- \/walkthrough $1 -->/p" "$README" \
-    | sed -e '/^<!--/d' -e '/^```/d' -e "s#cargo run -q --release --#$BIN#g")
+    | sed -e '/^<!--/d' -e '/^```/d' -e "s#cargo run -q --release --#$BIN#g" \
+      -e "s#\$PWD/target/release#$DEBUG#g")
   [ -n "$text" ] || { echo "README has no walkthrough block '$1'" >&2; exit 1; }
   printf '%s\n' "$text"
 }
@@ -62,5 +67,24 @@ expect alice.txt PEER_MESSAGE_STATE_DELIVERED '"messageId"'
 wait_for_text bob.txt '"text": "hi bob"'
 expect bob.txt '"senderId": "alice"'
 
-cat media.txt alice.txt bob.txt
-echo "README walkthrough: 3 passed, 0 failed"
+# The quick start: a real PNG as cat.png, bob listening, alice sending.
+python3 - <<'PY'
+import struct, zlib
+w, h = 64, 48
+raw = b"".join(b"\x00" + b"".join(bytes((x * 4 % 256, y * 5 % 256, 128)) for x in range(w)) for y in range(h))
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+open("cat.png", "wb").write(png)
+PY
+run "$(block quick-bob)" >quick-bob.txt 2>&1 &
+pids+=($!)
+wait_for_text quick-bob.txt 'listening'
+run "$(block quick-alice)" >quick-alice.txt 2>&1 || { cat quick-alice.txt >&2; exit 1; }
+expect quick-alice.txt delivered
+wait_for_text quick-bob.txt 'saved cat.png to inbox/cat.png'
+expect quick-bob.txt 'alice: [image cat.png 64x48'
+cmp cat.png inbox/cat.png || { echo "bob's inbox/cat.png differs from alice's cat.png" >&2; exit 1; }
+
+cat media.txt alice.txt bob.txt quick-bob.txt
+echo "README walkthrough: 5 passed, 0 failed"
