@@ -93,6 +93,15 @@ impl Server {
 
     /// Starts a server; with no `secret` it makes its own in its data folder.
     pub fn start_with(backend: &Backend, extra: &[&str], secret: Option<&str>) -> Self {
+        Self::launch(backend, "127.0.0.1:0", extra, secret)
+    }
+
+    /// Starts a server listening on `listen` (for tests that need a known address).
+    pub fn start_at(backend: &Backend, listen: &str, extra: &[&str]) -> Self {
+        Self::launch(backend, listen, extra, Some(SECRET))
+    }
+
+    fn launch(backend: &Backend, listen: &str, extra: &[&str], secret: Option<&str>) -> Self {
         let data_dir = tempfile::tempdir().expect("a temporary data folder");
         let (storage, store, local_media): (Option<String>, Arc<dyn ObjectStore>, _) = match backend
         {
@@ -119,7 +128,7 @@ impl Server {
         };
         let secret = secret.map(str::to_owned);
         let (child, addr, metrics_addr) = spawn(
-            "127.0.0.1:0",
+            listen,
             data_dir.path(),
             storage.as_deref(),
             secret.as_deref(),

@@ -115,11 +115,25 @@ impl From<Status> for Error {
             Code::InvalidArgument => Self::InvalidArgument(message),
             Code::OutOfRange => Self::OutOfRange(message),
             Code::Unavailable => Self::Unavailable(message),
+            // A connection that broke under a call: the server went away.
+            Code::Unknown if from_transport(&status) => Self::Unavailable(format!("the connection broke: {message}")),
             Code::DeadlineExceeded => Self::DeadlineExceeded(message),
             Code::Cancelled => Self::Cancelled,
             _ => Self::Status(status),
         }
     }
+}
+
+/// Whether a status stands for a broken connection rather than an answer.
+fn from_transport(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::transport::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 impl From<tonic::transport::Error> for Error {

@@ -1,4 +1,4 @@
-//! courier-client: the Rust client of [courier](https://github.com/) — a self-hostable
+//! courier-client: the Rust client of courier — a self-hostable
 //! messaging service where users send each other, and channels, text, raw, image and
 //! file messages, with images and files uploaded once and sent by media ID.
 //!

@@ -340,3 +340,51 @@ fn errors_are_one_line_and_a_failing_exit_code() {
         .failure()
         .stderr(predicates::str::contains("message too large"));
 }
+
+#[test]
+fn ctrl_c_cancels_a_transfer_and_exits_130() {
+    // A peer that accepts the connection and never answers: the upload stalls on
+    // flow control until Ctrl-C.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten().take(4) {
+            let mut reader = stream.try_clone().expect("clone");
+            std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, pattern(4 * 1024 * 1024, 7)).expect("write");
+    let mut child = StdCommand::new(env!("CARGO_BIN_EXE_courier"))
+        .args(["upload"])
+        .arg(&path)
+        .env("COURIER_SERVER", format!("http://{addr}"))
+        .env("COURIER_TOKEN", token("alice"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().expect("status").is_none(),
+        "the upload should be stalled, not finished"
+    );
+    let interrupted = StdCommand::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(interrupted.success());
+    let output = child.wait_with_output().expect("exits");
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        "courier: cancelled"
+    );
+}

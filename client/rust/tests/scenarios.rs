@@ -551,3 +551,33 @@ async fn subscribe_reconnects_after_a_server_restart() {
         .expect("bob is online again");
     assert_eq!(next_message(&mut feed).await.message_id, sent.message_id);
 }
+
+#[tokio::test]
+async fn connect_retries_until_the_server_is_up() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let connecting = tokio::spawn(async move { Client::connect(&url, &token("alice")).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !connecting.is_finished(),
+        "still retrying while nothing listens"
+    );
+    let server = Server::start_at(&Backend::Local, &format!("127.0.0.1:{port}"), &[]);
+    let alice = connecting
+        .await
+        .expect("task")
+        .expect("connects once the server is up");
+    alice.join_channel("up").await.expect("works");
+    assert_eq!(
+        alice.channel_members("up").await.expect("members"),
+        ["alice"]
+    );
+    drop(server);
+    // Nothing listens any more: calls that are safe to retry give up with Unavailable.
+    let gone = alice.channel_members("up").await;
+    assert!(matches!(gone, Err(Error::Unavailable(_))), "{gone:?}");
+}
