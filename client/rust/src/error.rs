@@ -116,7 +116,9 @@ impl From<Status> for Error {
             Code::OutOfRange => Self::OutOfRange(message),
             Code::Unavailable => Self::Unavailable(message),
             // A connection that broke under a call: the server went away.
-            Code::Unknown if from_transport(&status) => Self::Unavailable(format!("the connection broke: {message}")),
+            Code::Unknown if from_transport(&status) => {
+                Self::Unavailable(format!("the connection broke: {message}"))
+            }
             Code::DeadlineExceeded => Self::DeadlineExceeded(message),
             Code::Cancelled => Self::Cancelled,
             _ => Self::Status(status),

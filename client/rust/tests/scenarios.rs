@@ -189,6 +189,8 @@ async fn download_to_file() {
     // is fetched.
     let partial = Client::partial_path(&target, &big_media.media_id);
     std::fs::write(&partial, &big[..MIB]).expect("write partial");
+    // The cancelled download's server side has stopped counting once its slot is free.
+    server.wait_in_flight(0).await;
     let sent_before = server.metric("courier_download_bytes_total").await;
     alice
         .download_to_file(&big_media.media_id, &target)
