@@ -72,7 +72,7 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_IDLE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
-    /// How often the sweeper looks for expired media to delete.
+    /// How often expired media and expired offline messages are deleted.
     #[arg(long, env = "COURIER_SWEEP_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub sweep_interval: Duration,
 

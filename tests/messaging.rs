@@ -750,3 +750,17 @@ async fn malformed_ids_and_empty_messages_are_refused() {
         .await
         .expect("64 bytes is allowed");
 }
+
+#[tokio::test]
+async fn cached_messages_expire_after_the_offline_ttl() {
+    let server = Server::start(&Backend::Local, &["--offline-ttl", "1s"]);
+    let mut alice = messaging(&server).await;
+    let sent = send_peer(&mut alice, &token("alice"), "bob", text("too late"), true)
+        .await
+        .expect("send");
+    assert_eq!(sent.state(), PeerMessageState::Cached);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let bob = Feed::open(&server, "bob").await;
+    assert_eq!(bob.ready_count, 0, "an expired message is not delivered");
+    assert!(bob.offline.is_empty());
+}

@@ -5,7 +5,7 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use prost::Message as _;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::{error::Error, pb};
 
@@ -165,6 +165,55 @@ impl OfflineCache {
     }
 }
 
+impl OfflineCache {
+    /// Deletes every expired message, of every user; returns how many. Messages are
+    /// kept for the configured time and no longer, even for users who never return.
+    pub async fn purge_expired(&self) -> Result<usize, Error> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.purge_blocking())
+            .await
+            .map_err(|e| Error::Internal(format!("offline cache task: {e}")))?
+    }
+
+    fn purge_blocking(&self) -> Result<usize, Error> {
+        let now = now_ms();
+        let txn = self.db.begin_write().map_err(internal)?;
+        let purged = {
+            let mut table = txn.open_table(MESSAGES).map_err(internal)?;
+            let before = table.len().map_err(internal)?;
+            table
+                .retain(|_, value| expiry(value) > now)
+                .map_err(internal)?;
+            before - table.len().map_err(internal)?
+        };
+        txn.commit().map_err(internal)?;
+        Ok(purged as usize)
+    }
+}
+
+/// Runs [`OfflineCache::purge_expired`] every `interval` until `shutdown` turns true.
+pub fn spawn_purger(
+    cache: OfflineCache,
+    interval: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+            match cache.purge_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "purged expired offline messages"),
+                Err(e) => tracing::warn!(error = %e, "purging offline messages failed"),
+            }
+        }
+    })
+}
+
 /// The expiry stored in front of a cached value.
 fn expiry(value: &[u8]) -> u64 {
     value
@@ -213,6 +262,28 @@ mod tests {
         assert_eq!(ids, ["2", "3", "4"]);
         assert!(cache.take("bob").await.unwrap_or_default().is_empty());
         assert_eq!(cache.take("carol").await.unwrap_or_default().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn purging_removes_only_expired_messages() {
+        let dir = tempfile::tempdir().ok();
+        let path = dir
+            .as_ref()
+            .map(|d| d.path().join("c.redb"))
+            .unwrap_or_default();
+        let Ok(short) = OfflineCache::open(&path, 3, Duration::from_millis(200)) else {
+            panic!("opens")
+        };
+        assert!(short.push("bob", &text("old")).await.is_ok());
+        assert!(short.push("carol", &text("old")).await.is_ok());
+        drop(short);
+        let Ok(cache) = OfflineCache::open(&path, 3, Duration::from_secs(60)) else {
+            panic!("reopens")
+        };
+        assert!(cache.push("dave", &text("new")).await.is_ok());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(cache.purge_expired().await.ok(), Some(2));
+        assert_eq!(cache.take("dave").await.unwrap_or_default().len(), 1);
     }
 
     #[tokio::test]
