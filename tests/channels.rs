@@ -1,0 +1,323 @@
+//! MessagingService, black-box: channels, the limits on senders, slow subscribers,
+//! ordering and shutdown, over real gRPC to a real server process.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    Backend, Feed, Server, authed, body, expect_code, expect_nothing_before_marker, messaging,
+    online, send_peer, text, token,
+};
+use courier_server::pb::messaging_service_client::MessagingServiceClient;
+use courier_server::pb::{self, message::Body};
+use tonic::{Code, transport::Channel};
+
+/// Flags that lift the rate limit for tests that send many messages.
+const UNLIMITED: [&str; 2] = ["--rate-limit", "1000000"];
+
+#[tokio::test]
+async fn channel_messages_reach_members_but_not_the_sender_or_leavers() {
+    let server = Server::start(&Backend::Local, &[]);
+    let mut client = messaging(&server).await;
+    for user in ["alice", "bob", "carol"] {
+        let join = pb::JoinChannelRequest {
+            channel_id: "room".into(),
+        };
+        client
+            .join_channel(authed(&token(user), join.clone()))
+            .await
+            .expect("join");
+        client
+            .join_channel(authed(&token(user), join))
+            .await
+            .expect("joining twice is fine");
+    }
+    let members = client
+        .get_channel_members(authed(
+            &token("dave"),
+            pb::GetChannelMembersRequest {
+                channel_id: "room".into(),
+            },
+        ))
+        .await
+        .expect("members")
+        .into_inner()
+        .user_ids;
+    assert_eq!(members, ["alice", "bob", "carol"]);
+    let (mut alice, mut bob, mut carol) = (
+        Feed::open(&server, "alice").await,
+        Feed::open(&server, "bob").await,
+        Feed::open(&server, "carol").await,
+    );
+    let send = |words: &str| pb::SendChannelMessageRequest {
+        channel_id: "room".into(),
+        message: Some(text(words)),
+    };
+    let sent = client
+        .send_channel_message(authed(&token("alice"), send("hi all")))
+        .await
+        .expect("send")
+        .into_inner();
+    for feed in [&mut bob, &mut carol] {
+        let got = feed.next_channel().await;
+        assert_eq!(
+            (got.channel_id.as_str(), got.sender_id.as_str()),
+            ("room", "alice")
+        );
+        assert_eq!(
+            (got.message_id.clone(), got.server_time),
+            (sent.message_id.clone(), sent.server_time)
+        );
+        assert_eq!(
+            body(&got.message),
+            &Body::Text(pb::TextMessage {
+                text: "hi all".into()
+            })
+        );
+    }
+    expect_nothing_before_marker(&server, &mut alice, "alice").await;
+
+    client
+        .leave_channel(authed(
+            &token("carol"),
+            pb::LeaveChannelRequest {
+                channel_id: "room".into(),
+            },
+        ))
+        .await
+        .expect("leave");
+    client
+        .send_channel_message(authed(&token("alice"), send("after carol left")))
+        .await
+        .expect("send");
+    assert_eq!(bob.next_channel().await.sender_id, "alice");
+    expect_nothing_before_marker(&server, &mut carol, "carol").await;
+    // A non-member may not send.
+    let result = client
+        .send_channel_message(authed(&token("carol"), send("let me in")))
+        .await;
+    expect_code(result, Code::FailedPrecondition);
+    // Membership outlives a user's streams.
+    drop(bob);
+    let members = client
+        .get_channel_members(authed(
+            &token("alice"),
+            pb::GetChannelMembersRequest {
+                channel_id: "room".into(),
+            },
+        ))
+        .await
+        .expect("members")
+        .into_inner()
+        .user_ids;
+    assert_eq!(members, ["alice", "bob"]);
+}
+
+#[tokio::test]
+async fn the_21st_channel_is_refused() {
+    let server = Server::start(&Backend::Local, &[]);
+    let mut client = messaging(&server).await;
+    let join = |i: usize| {
+        authed(
+            &token("alice"),
+            pb::JoinChannelRequest {
+                channel_id: format!("ch{i}"),
+            },
+        )
+    };
+    for i in 0..20 {
+        client.join_channel(join(i)).await.expect("join");
+    }
+    let text = expect_code(client.join_channel(join(20)).await, Code::ResourceExhausted);
+    assert!(text.contains("at most 20 channels"), "{text}");
+    client
+        .leave_channel(authed(
+            &token("alice"),
+            pb::LeaveChannelRequest {
+                channel_id: "ch0".into(),
+            },
+        ))
+        .await
+        .expect("leave");
+    client
+        .join_channel(join(20))
+        .await
+        .expect("a slot freed by leaving");
+}
+
+#[tokio::test]
+async fn the_181st_message_in_3_seconds_is_refused() {
+    let server = Server::start(&Backend::Local, &[]);
+    let mut alice = messaging(&server).await;
+    let mut channel = 0;
+    for i in 0..180 {
+        // Peer and channel messages count together.
+        if i % 2 == 0 {
+            send_peer(&mut alice, &token("alice"), "bob", text("hi"), false)
+                .await
+                .expect("within the limit");
+        } else {
+            if channel == 0 {
+                alice
+                    .join_channel(authed(
+                        &token("alice"),
+                        pb::JoinChannelRequest {
+                            channel_id: "c".into(),
+                        },
+                    ))
+                    .await
+                    .expect("join");
+                channel = 1;
+            }
+            let send = pb::SendChannelMessageRequest {
+                channel_id: "c".into(),
+                message: Some(text("hi")),
+            };
+            alice
+                .send_channel_message(authed(&token("alice"), send))
+                .await
+                .expect("within the limit");
+        }
+    }
+    let text = expect_code(
+        send_peer(
+            &mut alice,
+            &token("alice"),
+            "bob",
+            text("one too many"),
+            false,
+        )
+        .await,
+        Code::ResourceExhausted,
+    );
+    assert!(text.contains("180 messages per 3 s"), "{text}");
+    // Others are not held back.
+    send_peer(
+        &mut alice,
+        &token("carol"),
+        "bob",
+        common::text("hi"),
+        false,
+    )
+    .await
+    .expect("carol has her own limit");
+}
+
+#[tokio::test]
+async fn each_senders_order_is_kept_over_1000_messages() {
+    let server = Server::start(&Backend::Local, &UNLIMITED);
+    let mut bob = Feed::open(&server, "bob").await;
+    let mut alice = messaging(&server).await;
+    let mut carol = messaging(&server).await;
+    // Texts "a0".."a999" from alice and "c0".."c999" from carol, each sender in order.
+    async fn send_numbered(client: &mut MessagingServiceClient<Channel>, sender: &str) {
+        let prefix = &sender[..1];
+        for i in 0..1000 {
+            let words = format!("{prefix}{i}");
+            send_peer(client, &token(sender), "bob", text(&words), false)
+                .await
+                .expect("send");
+        }
+    }
+    let sends = send_numbered(&mut alice, "alice");
+    let other = send_numbered(&mut carol, "carol");
+    let receive = async {
+        let (mut next_a, mut next_c) = (0, 0);
+        for _ in 0..2000 {
+            let got = bob.next_peer().await;
+            let Body::Text(t) = body(&got.message) else {
+                panic!("text")
+            };
+            let (next, prefix) = if got.sender_id == "alice" {
+                (&mut next_a, "a")
+            } else {
+                (&mut next_c, "c")
+            };
+            assert_eq!(
+                t.text,
+                format!("{prefix}{next}"),
+                "out of order from {}",
+                got.sender_id
+            );
+            *next += 1;
+        }
+        (next_a, next_c)
+    };
+    let ((), (), counts) = tokio::join!(sends, other, receive);
+    assert_eq!(counts, (1000, 1000));
+}
+
+#[tokio::test]
+async fn a_stalled_subscriber_is_cut_off_while_a_healthy_one_gets_everything() {
+    let server = Server::start(
+        &Backend::Local,
+        &["--rate-limit", "1000000", "--subscriber-buffer", "16"],
+    );
+    let mut client = messaging(&server).await;
+    for user in ["alice", "stalled", "healthy"] {
+        client
+            .join_channel(authed(
+                &token(user),
+                pb::JoinChannelRequest {
+                    channel_id: "busy".into(),
+                },
+            ))
+            .await
+            .expect("join");
+    }
+    let mut stalled = Feed::open(&server, "stalled").await;
+    let mut healthy = Feed::open(&server, "healthy").await;
+    let total = 1500;
+    let words = "w".repeat(30 * 1024);
+    let sends = async {
+        for _ in 0..total {
+            let send = pb::SendChannelMessageRequest {
+                channel_id: "busy".into(),
+                message: Some(text(&words)),
+            };
+            client
+                .send_channel_message(authed(&token("alice"), send))
+                .await
+                .expect("sending never waits for a slow reader");
+        }
+    };
+    let receive = async {
+        for _ in 0..total {
+            healthy.next_channel().await;
+        }
+    };
+    tokio::join!(sends, receive);
+    assert_eq!(server.metric("courier_subscribers_cut_off_total").await, 1);
+    // The stalled stream, read at last, holds what was queued and then ends "too slow".
+    let mut received = 0;
+    let status = loop {
+        match stalled.end().await {
+            Ok(Some(_)) => received += 1,
+            Ok(None) => panic!("the stalled stream ended without an error"),
+            Err(status) => break status,
+        }
+    };
+    assert!(received < total, "the stalled stream was not cut off");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("too slow"), "{status:?}");
+    assert_eq!(
+        online(&server, &["stalled", "healthy"]).await,
+        [false, true]
+    );
+}
+
+#[tokio::test]
+async fn sigterm_ends_subscribe_streams_cleanly() {
+    let mut server = Server::start(&Backend::Local, &["--shutdown-grace", "5s"]);
+    let mut bob = Feed::open(&server, "bob").await;
+    server.terminate();
+    assert!(
+        matches!(bob.end().await, Ok(None)),
+        "the stream ends with OK"
+    );
+    let status = server
+        .wait_exit(Duration::from_secs(8))
+        .expect("exits within its grace period");
+    assert!(status.success(), "{status:?}");
+}
