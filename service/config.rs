@@ -96,6 +96,10 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_RATE_WINDOW", default_value = "3s", value_parser = humantime::parse_duration)]
     pub rate_window: Duration,
 
+    /// How many Subscribe streams (devices) one user may have open at once.
+    #[arg(long, env = "COURIER_MAX_STREAMS_PER_USER", default_value_t = 16)]
+    pub max_streams_per_user: usize,
+
     /// How many events a Subscribe stream may have queued before it is ended as too slow.
     #[arg(long, env = "COURIER_SUBSCRIBER_BUFFER", default_value_t = 1024)]
     pub subscriber_buffer: usize,

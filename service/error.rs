@@ -30,6 +30,8 @@ pub enum Reason {
     NotAMember,
     /// A Subscribe stream fell too far behind and was ended.
     TooSlow,
+    /// The caller already has the most Subscribe streams open.
+    TooManyStreams,
 }
 
 impl Reason {
@@ -37,9 +39,11 @@ impl Reason {
     pub fn code(self) -> Code {
         match self {
             Self::MediaTooLarge | Self::MessageTooLarge => Code::InvalidArgument,
-            Self::TooManyTransfers | Self::RateLimited | Self::TooManyChannels | Self::TooSlow => {
-                Code::ResourceExhausted
-            }
+            Self::TooManyTransfers
+            | Self::RateLimited
+            | Self::TooManyChannels
+            | Self::TooSlow
+            | Self::TooManyStreams => Code::ResourceExhausted,
             Self::MediaUnavailable | Self::NotAMember => Code::FailedPrecondition,
         }
     }
@@ -55,6 +59,7 @@ impl Reason {
             Self::MediaUnavailable => "MEDIA_UNAVAILABLE",
             Self::NotAMember => "NOT_A_MEMBER",
             Self::TooSlow => "TOO_SLOW",
+            Self::TooManyStreams => "TOO_MANY_STREAMS",
         }
     }
 }

@@ -98,6 +98,7 @@ impl Parts {
             self.cache.clone(),
             HubLimits {
                 max_channels_per_user: config.max_channels_per_user,
+                max_streams_per_user: config.max_streams_per_user,
                 subscriber_buffer: config.subscriber_buffer,
             },
         );

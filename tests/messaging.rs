@@ -422,3 +422,33 @@ async fn cached_messages_expire_after_the_offline_ttl() {
     assert_eq!(bob.ready_count, 0, "an expired message is not delivered");
     assert!(bob.offline.is_empty());
 }
+
+#[tokio::test]
+async fn a_user_may_open_only_so_many_streams() {
+    let server = Server::start(&Backend::Local, &["--max-streams-per-user", "2"]);
+    let first = Feed::open(&server, "bob").await;
+    let _second = Feed::open(&server, "bob").await;
+    let mut client = messaging(&server).await;
+    let result = client
+        .subscribe(authed(&token("bob"), pb::SubscribeRequest {}))
+        .await;
+    let message = expect_code(result.map(|_| ()), Code::ResourceExhausted);
+    assert!(message.contains("at most 2 Subscribe streams"), "{message}");
+    // Another user is not affected, and closing a stream frees its place.
+    Feed::open(&server, "carol").await;
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = client
+            .subscribe(authed(&token("bob"), pb::SubscribeRequest {}))
+            .await;
+        if attempt.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed stream's place was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -73,6 +73,8 @@ pub trait Router: Send + Sync + 'static {
 pub struct HubLimits {
     /// The most channels one user may be a member of.
     pub max_channels_per_user: usize,
+    /// The most Subscribe streams one user may have open.
+    pub max_streams_per_user: usize,
     /// How many events a stream may have queued before it is cut off as too slow.
     pub subscriber_buffer: usize,
 }
@@ -227,11 +229,20 @@ impl Router for LocalHub {
             tx,
             too_slow: too_slow.clone(),
         };
-        self.lock()
-            .streams
-            .entry(user.to_owned())
-            .or_default()
-            .push(stream);
+        {
+            let mut state = self.lock();
+            let streams = state.streams.entry(user.to_owned()).or_default();
+            if streams.len() >= self.limits.max_streams_per_user {
+                return Err(Error::Refused(
+                    Reason::TooManyStreams,
+                    format!(
+                        "a user may have at most {} Subscribe streams open at once",
+                        self.limits.max_streams_per_user
+                    ),
+                ));
+            }
+            streams.push(stream);
+        }
         METRICS.subscribers.fetch_add(1, Ordering::Relaxed);
         let registration = Registration {
             state: self.state.clone(),

@@ -48,6 +48,9 @@ pub enum Error {
         /// The ID the server gave the message.
         message_id: String,
     },
+    /// This user already has the most Subscribe streams open (16 by default).
+    #[error("too many streams: {0}")]
+    TooManyStreams(String),
     /// A Subscribe stream fell too far behind and the server ended it.
     #[error("too slow: {0}")]
     TooSlow(String),
@@ -107,6 +110,7 @@ impl From<Status> for Error {
             Some("MEDIA_UNAVAILABLE") => return Self::MediaUnavailable(message),
             Some("NOT_A_MEMBER") => return Self::NotAMember(message),
             Some("TOO_SLOW") => return Self::TooSlow(message),
+            Some("TOO_MANY_STREAMS") => return Self::TooManyStreams(message),
             _ => {}
         }
         match status.code() {
