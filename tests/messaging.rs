@@ -173,7 +173,7 @@ async fn image_dimensions_come_from_the_store_unless_the_sender_sets_them() {
 async fn unknown_or_expired_media_is_a_failed_precondition() {
     let server = Server::start(
         &Backend::Local,
-        &["--media-ttl", "1s", "--sweep-interval", "1h"],
+        &["--media-ttl", "3s", "--sweep-interval", "1h"],
     );
     let mut alice = messaging(&server).await;
     let unknown = "0123456789abcdef0123456789abcdef";
@@ -196,7 +196,7 @@ async fn unknown_or_expired_media_is_a_failed_precondition() {
     )
     .await
     .expect("alive");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let result = send_peer(
         &mut alice,
         &token("alice"),
