@@ -11,6 +11,7 @@
 //! - [`storage`]: opens the object store (a local folder or S3).
 //! - [`ids`]: media IDs and user/channel IDs, generated and validated.
 //! - [`metrics`]: Prometheus counters and their HTTP endpoint.
+//! - [`periodic`]: background chores (expiry of media and offline messages).
 //! - [`error`]: the one error type, and the one place it becomes a gRPC status.
 //! - [`pb`]: code generated from `proto/`.
 
@@ -22,6 +23,7 @@ pub mod media;
 pub mod messaging;
 pub mod metrics;
 pub mod pb;
+pub mod periodic;
 pub mod server;
 pub mod storage;
 

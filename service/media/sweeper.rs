@@ -8,28 +8,17 @@ use object_store::{ObjectStoreExt, path::Path};
 use tokio::sync::watch;
 
 use super::{MediaStore, Record, record};
-use crate::{error::Error, ids::MediaId, metrics::METRICS};
+use crate::{error::Error, ids::MediaId, metrics::METRICS, periodic::spawn_periodic};
 
-/// Runs [`sweep_once`] every `interval` until `shutdown` changes.
+/// Runs [`sweep_once`] every `interval` until `shutdown` turns true.
 pub fn spawn_sweeper(
     media: MediaStore,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = shutdown.changed() => return,
-            }
-            match sweep_once(&media).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "swept expired media"),
-                Err(e) => tracing::warn!(error = %e, "sweeping expired media failed"),
-            }
-        }
+    spawn_periodic("expired media", interval, shutdown, move || {
+        let media = media.clone();
+        async move { sweep_once(&media).await }
     })
 }
 

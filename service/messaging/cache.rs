@@ -7,7 +7,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 use prost::Message as _;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use crate::{error::Error, pb};
+use crate::{error::Error, pb, periodic::spawn_periodic};
 
 /// Cached messages: (receiver, sequence number) → expiry (8 bytes, big-endian
 /// milliseconds since the epoch) followed by the encoded `PeerMessageReceived`.
@@ -195,22 +195,11 @@ impl OfflineCache {
 pub fn spawn_purger(
     cache: OfflineCache,
     interval: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
-                _ = shutdown.wait_for(|stop| *stop) => return,
-            }
-            match cache.purge_expired().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(purged = n, "purged expired offline messages"),
-                Err(e) => tracing::warn!(error = %e, "purging offline messages failed"),
-            }
-        }
+    spawn_periodic("expired offline messages", interval, shutdown, move || {
+        let cache = cache.clone();
+        async move { cache.purge_expired().await }
     })
 }
 
