@@ -40,16 +40,23 @@ pub enum Frame {
 
 /// A header that passed every check.
 struct Header {
+    /// The kind of media.
     kind: record::Kind,
+    /// The display name, checked.
     file_name: String,
+    /// The exact size the data frames must add up to.
     size: u64,
+    /// The MIME type given, or empty.
     content_type: String,
+    /// The digest the bytes must match, when given.
     sha256: Option<[u8; 32]>,
 }
 
 /// What the data frames added up to.
 struct Received {
+    /// The SHA-256 of every byte received.
     sha256: [u8; 32],
+    /// The first bytes, for reading image dimensions.
     head: Bytes,
 }
 

@@ -117,8 +117,11 @@ struct Stream {
 
 /// Unregisters a stream when dropped.
 struct Registration {
+    /// The presence map to remove the stream from.
     state: Arc<Mutex<State>>,
+    /// The stream's user.
     user: String,
+    /// The stream's ID.
     id: u64,
 }
 

@@ -50,6 +50,7 @@ impl Default for ClientOptions {
 /// connection and the transfer limit.
 #[derive(Clone)]
 pub struct Client {
+    /// The shared connection, options and transfers.
     pub(crate) inner: Arc<Inner>,
 }
 

@@ -45,7 +45,9 @@ pub enum Event {
 /// A live feed of [`Event`]s; it ends only with an error that reconnecting cannot
 /// cure (such as an expired token). Dropping it closes the feed.
 pub struct Subscription {
+    /// Events from the feed task.
     events: mpsc::Receiver<Result<Event, Error>>,
+    /// The feed task, stopped when the subscription is dropped.
     task: JoinHandle<()>,
 }
 

@@ -34,9 +34,13 @@ pub struct Progress {
 /// A running upload or download. Await it for the result; dropping it does not cancel
 /// it (call [`Transfer::cancel`]).
 pub struct Transfer<T> {
+    /// The request ID.
     id: RequestId,
+    /// The latest progress.
     progress: watch::Receiver<Progress>,
+    /// Set to true to cancel.
     cancel: watch::Sender<bool>,
+    /// The task doing the transfer.
     task: JoinHandle<Result<T, Error>>,
 }
 
@@ -81,6 +85,7 @@ impl<T> Future for Transfer<T> {
 
 /// What a transfer's task gets: its progress to report and its cancellation to obey.
 pub(crate) struct TransferContext {
+    /// Where the task reports progress.
     progress: watch::Sender<Progress>,
 }
 
@@ -95,13 +100,17 @@ impl TransferContext {
 pub(crate) struct TransferTable {
     /// Cancel handles of running transfers. A std mutex: held for one map operation.
     running: Arc<Mutex<HashMap<RequestId, watch::Sender<bool>>>>,
+    /// The next request ID.
     next_id: AtomicU64,
+    /// The most transfers at once.
     max: usize,
 }
 
 /// Removes a transfer from the table when its task ends, however it ends.
 struct Finished {
+    /// The table to leave.
     running: Arc<Mutex<HashMap<RequestId, watch::Sender<bool>>>>,
+    /// The finished transfer.
     id: RequestId,
 }
 

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 /// Prints results as text or JSON lines.
 pub struct Output {
+    /// One JSON object per line instead of text.
     json: bool,
 }
 
