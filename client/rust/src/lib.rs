@@ -20,6 +20,7 @@
 //! - Messages: [`Message`] to send, [`Event`]s from [`Client::subscribe`], which
 //!   reconnects by itself (`message`, `subscribe`).
 //! - [`Error`]: one enum to match on (`error`).
+//! - [`safe_file_name`], [`unique_path`]: where to save received files (`names`).
 //! - [`pb`]: the generated gRPC types, for anything the typed layer does not cover.
 
 #![warn(missing_docs)]
@@ -29,6 +30,7 @@ mod download;
 mod error;
 mod media;
 mod message;
+mod names;
 pub mod pb;
 mod subscribe;
 mod transfer;
@@ -42,5 +44,6 @@ pub use message::{
     Delivery, FileMessage, ImageMessage, Message, MessageSource, OnlineStatus, ReceivedMessage,
     SendOptions, SendReceipt,
 };
+pub use names::{safe_file_name, unique_path};
 pub use subscribe::{Event, Subscription};
 pub use transfer::{Progress, RequestId, Transfer};

@@ -4,7 +4,6 @@
 //! for scripts; errors print one line on stderr and exit non-zero.
 
 mod output;
-mod save;
 mod transfer;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -228,7 +227,7 @@ async fn listen(client: &Client, save: Option<PathBuf>, out: &Output) -> Result<
                 Message::File(f) => &f.file_name,
                 _ => continue,
             };
-            let path = save::unique_path(dir, name, media_id)?;
+            let path = courier_client::unique_path(dir, name, media_id)?;
             let download = client.download_to_file(media_id, &path)?;
             match transfer::finish(download, &format!("saving {}", path.display())).await {
                 Ok(media) => out.saved(&media, &path),

@@ -1,5 +1,6 @@
-//! Safe file names for `listen --save`: no path separators or control characters,
-//! never a hidden or special name, and never an existing file.
+//! Safe local file names for received media: a sender chooses the file name, so it
+//! must never become a path as it is. No separators or control characters, no hidden
+//! or special names, and never an existing file.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +9,7 @@ const MAX_NAME: usize = 200;
 
 /// `name` made safe to create inside a folder: separators and control characters
 /// become `_`, leading dots are dropped, and an empty result becomes `fallback`.
-pub fn safe_name(name: &str, fallback: &str) -> String {
+pub fn safe_file_name(name: &str, fallback: &str) -> String {
     let cleaned: String = name
         .chars()
         .map(|c| {
@@ -28,10 +29,11 @@ pub fn safe_name(name: &str, fallback: &str) -> String {
     }
 }
 
-/// A path in `dir` for `name` that does not exist yet: `name`, then `stem (1).ext`,
+/// A path in `dir` for a received file called `name` (made safe with
+/// [`safe_file_name`]) that does not exist yet: `name`, then `stem (1).ext`,
 /// `stem (2).ext`, ...
 pub fn unique_path(dir: &Path, name: &str, fallback: &str) -> std::io::Result<PathBuf> {
-    let name = safe_name(name, fallback);
+    let name = safe_file_name(name, fallback);
     let candidate = dir.join(&name);
     if !candidate.exists() {
         return Ok(candidate);
@@ -58,13 +60,13 @@ mod tests {
 
     #[test]
     fn names_lose_their_danger() {
-        assert_eq!(safe_name("cat.png", "x"), "cat.png");
-        assert_eq!(safe_name("../../etc/passwd", "x"), "_.._etc_passwd");
-        assert_eq!(safe_name("a\\b\nc", "x"), "a_b_c");
-        assert_eq!(safe_name("..", "id"), "id");
-        assert_eq!(safe_name("", "id"), "id");
-        assert_eq!(safe_name(".bashrc", "id"), "bashrc");
-        assert_eq!(safe_name("/", "id"), "id");
+        assert_eq!(safe_file_name("cat.png", "x"), "cat.png");
+        assert_eq!(safe_file_name("../../etc/passwd", "x"), "_.._etc_passwd");
+        assert_eq!(safe_file_name("a\\b\nc", "x"), "a_b_c");
+        assert_eq!(safe_file_name("..", "id"), "id");
+        assert_eq!(safe_file_name("", "id"), "id");
+        assert_eq!(safe_file_name(".bashrc", "id"), "bashrc");
+        assert_eq!(safe_file_name("/", "id"), "id");
     }
 
     #[test]
