@@ -341,10 +341,9 @@ fn errors_are_one_line_and_a_failing_exit_code() {
         .stderr(predicates::str::contains("message too large"));
 }
 
-#[test]
-fn ctrl_c_cancels_a_transfer_and_exits_130() {
-    // A peer that accepts the connection and never answers: the upload stalls on
-    // flow control until Ctrl-C.
+/// A peer that accepts connections and never answers: uploads to it stall on flow
+/// control, for as long as a test needs.
+fn silent_server() -> std::net::SocketAddr {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = silent.local_addr().expect("addr");
     std::thread::spawn(move || {
@@ -355,6 +354,12 @@ fn ctrl_c_cancels_a_transfer_and_exits_130() {
             held.push(stream);
         }
     });
+    addr
+}
+
+#[test]
+fn ctrl_c_cancels_a_transfer_and_exits_130() {
+    let addr = silent_server();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("big.bin");
     std::fs::write(&path, pattern(4 * 1024 * 1024, 7)).expect("write");
@@ -387,4 +392,32 @@ fn ctrl_c_cancels_a_transfer_and_exits_130() {
         String::from_utf8_lossy(&output.stderr).trim(),
         "courier: cancelled"
     );
+}
+
+#[test]
+fn a_terminal_gets_a_progress_bar() {
+    // `script` gives the tool a terminal; the upload stalls until `timeout` sends
+    // Ctrl-C, so the bar is drawn whatever the machine's speed.
+    let addr = silent_server();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, pattern(4 * 1024 * 1024, 8)).expect("write");
+    let inner = format!(
+        "timeout --preserve-status -s INT 2 {} upload {}",
+        env!("CARGO_BIN_EXE_courier"),
+        path.display()
+    );
+    let output = StdCommand::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("COURIER_SERVER", format!("http://{addr}"))
+        .env("COURIER_TOKEN", token("alice"))
+        .output()
+        .expect("script runs");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        screen.contains(&format!("uploading {}", path.display())),
+        "no progress bar drawn: {screen:?}"
+    );
+    assert!(screen.contains("courier: cancelled"), "{screen:?}");
+    assert_eq!(output.status.code(), Some(130), "{screen:?}");
 }
