@@ -143,7 +143,19 @@ fn from_transport(status: &Status) -> bool {
 }
 
 impl From<tonic::transport::Error> for Error {
+    /// A connection failure, with its causes spelled out ("transport error" alone says
+    /// nothing a person can act on).
     fn from(error: tonic::transport::Error) -> Self {
-        Self::Unavailable(error.to_string())
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.ends_with(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        Self::Unavailable(text)
     }
 }

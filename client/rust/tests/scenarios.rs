@@ -583,3 +583,21 @@ async fn connect_retries_until_the_server_is_up() {
     let gone = alice.channel_members("up").await;
     assert!(matches!(gone, Err(Error::Unavailable(_))), "{gone:?}");
 }
+
+#[tokio::test]
+async fn https_urls_speak_tls() {
+    // The test server speaks plaintext HTTP/2 only: with https:// the client's TLS
+    // handshake meets a plaintext answer, which rustls reports as a corrupt message.
+    let server = Server::start(&Backend::Local, &[]);
+    let plain = Client::connect(&server.url(), &token("alice")).await;
+    assert!(plain.is_ok());
+    let tls_url = server.url().replacen("http://", "https://", 1);
+    let tls = Client::connect(&tls_url, &token("alice")).await;
+    let Err(Error::Unavailable(message)) = tls else {
+        panic!("expected Unavailable, got {tls:?}")
+    };
+    assert!(
+        message.contains("InvalidContentType"),
+        "no TLS handshake happened: {message}"
+    );
+}
