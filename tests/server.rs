@@ -220,18 +220,27 @@ async fn health_reflection_and_metrics() {
 
 #[tokio::test]
 async fn sigterm_stops_the_server_gracefully() {
-    let mut server = Server::start(&Backend::Local, &["--shutdown-grace", "5s"]);
+    let mut server = Server::start(&Backend::Local, &["--shutdown-grace", "2s"]);
     let mut health = HealthClient::new(server.channel().await);
-    let status = health
-        .check(HealthCheckRequest::default())
-        .await
-        .expect("check")
-        .into_inner()
-        .status();
-    assert_eq!(status, ServingStatus::Serving);
+    let request = HealthCheckRequest {
+        service: "courier.v1.MediaService".into(),
+    };
+    let mut watch = health.watch(request).await.expect("watch").into_inner();
+    let first = watch.message().await.expect("status").expect("a status");
+    assert_eq!(first.status(), ServingStatus::Serving);
     server.terminate();
-    let status = server
-        .wait_exit(Duration::from_secs(8))
+    // Health turns NOT_SERVING first, so load balancers stop sending new calls.
+    let next = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("a status change")
+        .expect("the watch stays open")
+        .expect("a status");
+    assert_eq!(next.status(), ServingStatus::NotServing);
+    // The watch is a call that never ends by itself: the server still exits once the
+    // grace period is over.
+    let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(8)))
+        .await
+        .expect("waits")
         .expect("the server exits within its grace period");
     assert!(status.success(), "exit status {status:?}");
 }
