@@ -16,7 +16,15 @@ BIN="$DEBUG/courier-server"
 README="$PWD/README.md"
 work=$(mktemp -d)
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+groups=()
+cleanup() {
+  # Background walkthrough blocks run in their own process groups: kill the whole
+  # group, so that `courier listen` or grpcurl started inside them go too.
+  for g in "${groups[@]}"; do kill -- -"$g" 2>/dev/null || true; done
+  for p in "${pids[@]}" "${groups[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 # block NAME: the shell commands of the README's block NAME.
 block() {
@@ -53,14 +61,18 @@ env -u COURIER_JWT_SECRET -u COURIER_DATA_DIR -u COURIER_LISTEN "$BIN" >server.l
 pids+=($!)
 wait_for_text server.log 'courier-server listening'
 run() { env -u COURIER_JWT_SECRET bash -euo pipefail -c "$1"; }
+# run_bg BLOCK FILE: runs a block in the background, in a process group of its own.
+run_bg() {
+  setsid env -u COURIER_JWT_SECRET bash -euo pipefail -c "$1" >"$2" 2>&1 &
+  groups+=($!)
+}
 
 run "$(block media)" >media.txt 2>&1 || { cat media.txt >&2; exit 1; }
 expect media.txt courier.v1.MediaService courier.v1.MessagingService '"status": "SERVING"' \
   '"fileName": "hello.txt"' '"size": "6"' '"kind": "MEDIA_KIND_FILE"'
 [ "$(grep -c '"fileName": "hello.txt"' media.txt)" -eq 2 ] || { echo "upload and GetMedia should both show the record" >&2; exit 1; }
 
-run "$(block bob)" >bob.txt 2>&1 &
-pids+=($!)
+run_bg "$(block bob)" bob.txt
 wait_for_text bob.txt '"ready"'
 run "$(block alice)" >alice.txt 2>&1 || { cat alice.txt >&2; exit 1; }
 expect alice.txt PEER_MESSAGE_STATE_DELIVERED '"messageId"'
@@ -77,8 +89,7 @@ def chunk(kind, data):
 png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 open("cat.png", "wb").write(png)
 PY
-run "$(block quick-bob)" >quick-bob.txt 2>&1 &
-pids+=($!)
+run_bg "$(block quick-bob)" quick-bob.txt
 wait_for_text quick-bob.txt 'listening'
 run "$(block quick-alice)" >quick-alice.txt 2>&1 || { cat quick-alice.txt >&2; exit 1; }
 expect quick-alice.txt delivered
