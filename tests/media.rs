@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{
-    Backend, Server, authed, data_frame, data_frames, download, expect_code, header, header_frame,
-    pattern, sha256, token, upload_bytes, upload_frames,
+    Backend, Server, authed, data_frame, data_frames, download, encode_image, expect_code, header,
+    header_frame, pattern, sha256, token, upload_bytes, upload_frames,
 };
 use courier_server::pb::media_service_client::MediaServiceClient;
 use courier_server::pb::{self, MediaKind};
@@ -227,16 +227,8 @@ async fn two_headers_refused(backend: Backend) {
     }
 }
 
-/// Encodes a `width` x `height` image in `format` with the `image` crate.
-fn encode(format: image::ImageFormat, width: u32, height: u32) -> Bytes {
-    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 128]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, format).expect("encodes");
-    out.into_inner().into()
-}
-
 async fn image_dimensions_from_headers(backend: Backend) {
-    use image::ImageFormat::*;
+    use common::ImageFormat::*;
     let server = Server::start(&backend, &[]);
     let mut client = server.media().await;
     let alice = token("alice");
@@ -247,7 +239,7 @@ async fn image_dimensions_from_headers(backend: Backend) {
         (Gif, 15, 9, "image/gif"),
         (WebP, 40, 25, "image/webp"),
     ] {
-        let data = encode(format, width, height);
+        let data = encode_image(format, width, height);
         let name = format!("img.{}", format.extensions_str()[0]);
         let media = upload_bytes(
             &mut client,
@@ -272,7 +264,7 @@ async fn image_dimensions_from_headers(backend: Backend) {
     .expect("upload");
     assert_eq!((media.width, media.height), (0, 0));
     // A content type that the uploader gives wins over detection.
-    let png = encode(Png, 2, 2);
+    let png = encode_image(Png, 2, 2);
     let mut head = header(MediaKind::Image, "a.png", png.len() as u64);
     head.content_type = "image/x-custom".into();
     let media = upload_bytes(&mut client, &alice, head, &png)

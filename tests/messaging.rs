@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{
     Backend, Feed, Server, authed, body, expect_code, expect_nothing_before_marker, header,
-    messaging, online, pattern, send_peer, text, token, upload_bytes,
+    messaging, online, pattern, png, send_peer, text, token, upload_bytes,
 };
 use courier_server::pb::{self, MediaKind, PeerMessageState, message::Body};
 use tonic::Code;
@@ -34,18 +34,9 @@ fn file(media_id: &str) -> pb::Message {
     }
 }
 
-/// A 40 x 30 PNG.
-fn png() -> Bytes {
-    let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8, y as u8, 0]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("encodes");
-    out.into_inner().into()
-}
-
 /// Uploads a 40 x 30 PNG as alice and returns its record.
 async fn upload_png(server: &Server) -> pb::Media {
-    let data = png();
+    let data = png(40, 30);
     let mut client = server.media().await;
     let head = header(MediaKind::Image, "cat.png", data.len() as u64);
     upload_bytes(&mut client, &token("alice"), head, &data)

@@ -8,7 +8,7 @@
 //! - `server`: [`Server`] processes, their metrics and their stored objects.
 //! - `media`: upload and download helpers over raw gRPC.
 //! - `messaging`: [`Feed`] (a Subscribe stream) and send helpers.
-//! - here: tokens, `authed` requests, test data and status assertions.
+//! - here: tokens, `authed` requests, test data (bytes, images) and status assertions.
 
 mod media;
 mod messaging;
@@ -20,6 +20,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use tonic::{Code, Request, Status};
 
+/// Image formats for [`encode_image`].
+pub use image::ImageFormat;
 pub use media::*;
 pub use messaging::*;
 pub use server::*;
@@ -99,4 +101,17 @@ pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) ->
 pub fn sha256(data: &[u8]) -> Vec<u8> {
     use sha2::Digest;
     sha2::Sha256::digest(data).to_vec()
+}
+
+/// A `width` x `height` image encoded in `format` by the `image` crate.
+pub fn encode_image(format: image::ImageFormat, width: u32, height: u32) -> Bytes {
+    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 128]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).expect("encodes");
+    out.into_inner().into()
+}
+
+/// A `width` x `height` PNG.
+pub fn png(width: u32, height: u32) -> Bytes {
+    encode_image(image::ImageFormat::Png, width, height)
 }

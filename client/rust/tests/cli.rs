@@ -11,7 +11,7 @@ use std::{
 use assert_cmd::Command;
 use bytes::Bytes;
 use courier_client::Client;
-use courier_testkit::{Backend, Server, pattern, token};
+use courier_testkit::{Backend, Server, pattern, png, token};
 use predicates::prelude::PredicateBooleanExt;
 use serde_json::Value;
 
@@ -40,14 +40,6 @@ fn json(server: &Server, user: &str, args: &[&str]) -> Value {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "one JSON object per line: {stdout}");
     serde_json::from_str(lines[0]).expect("JSON")
-}
-
-fn png(width: u32, height: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 1]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("encodes");
-    out.into_inner()
 }
 
 /// A `courier --json listen` process whose output lines are read on a thread.

@@ -8,7 +8,7 @@ use courier_client::{
     Client, Delivery, Error, Event, MediaKind, Message, MessageSource, Progress, ReceivedMessage,
     SendOptions, Subscription,
 };
-use courier_testkit::{Backend, Server, pattern, sha256, token};
+use courier_testkit::{Backend, Server, pattern, png, sha256, token};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -50,14 +50,6 @@ async fn ready(feed: &mut Subscription) -> (u32, Vec<ReceivedMessage>) {
             Event::Disconnected { .. } => {}
         }
     }
-}
-
-fn png(width: u32, height: u32) -> Bytes {
-    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 9]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("encodes");
-    out.into_inner().into()
 }
 
 #[tokio::test]
