@@ -42,13 +42,7 @@ impl Client {
         file_name: &str,
         bytes: impl Into<Bytes>,
     ) -> Result<Transfer<Media>, Error> {
-        let bytes = bytes.into();
-        self.upload(
-            MediaKind::Image,
-            file_name.to_owned(),
-            bytes.len() as u64,
-            Source::Memory(bytes),
-        )
+        self.upload_bytes(MediaKind::Image, file_name, bytes)
     }
 
     /// Starts uploading `bytes` as a file named `file_name`.
@@ -57,9 +51,19 @@ impl Client {
         file_name: &str,
         bytes: impl Into<Bytes>,
     ) -> Result<Transfer<Media>, Error> {
+        self.upload_bytes(MediaKind::File, file_name, bytes)
+    }
+
+    /// Starts uploading `bytes` of `kind`, named `file_name`.
+    pub fn upload_bytes(
+        &self,
+        kind: MediaKind,
+        file_name: &str,
+        bytes: impl Into<Bytes>,
+    ) -> Result<Transfer<Media>, Error> {
         let bytes = bytes.into();
         self.upload(
-            MediaKind::File,
+            kind,
             file_name.to_owned(),
             bytes.len() as u64,
             Source::Memory(bytes),
