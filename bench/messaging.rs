@@ -2,17 +2,14 @@
 //! - peer send→receive latency (p50, p99) while alice sends to bob at 2,000 msg/s;
 //! - channel fan-out: deliveries per second from one sender to 1,000 subscribers.
 
-#[path = "common.rs"]
-mod common;
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use common::{Spawned, authed, mint};
 use courier_server::pb::{
     self, message::Body, messaging_service_client::MessagingServiceClient,
     subscribe_response::Event,
 };
+use courier_testkit::{Backend, Server, authed, token as mint};
 use tonic::transport::Channel;
 
 const RATE: u64 = 2_000;
@@ -40,7 +37,7 @@ fn micros_now() -> u64 {
         .unwrap_or(0)
 }
 
-async fn connect(server: &Spawned) -> MessagingServiceClient<Channel> {
+async fn connect(server: &Server) -> MessagingServiceClient<Channel> {
     let channel = Channel::from_shared(server.url())
         .expect("url")
         .connect()
@@ -93,7 +90,7 @@ fn stamped() -> pb::Message {
 }
 
 async fn latency() {
-    let server = Spawned::courier(&["--rate-limit", "100000000"]);
+    let server = Server::start(&Backend::Local, &["--rate-limit", "100000000"]);
     let mut bob_client = connect(&server).await;
     let mut bob = subscribe(&mut bob_client, "bob").await;
     let total = (RATE * LATENCY_SECS) as usize;
@@ -157,7 +154,7 @@ async fn latency() {
 }
 
 async fn fanout() {
-    let server = Spawned::courier(&["--rate-limit", "100000000"]);
+    let server = Server::start(&Backend::Local, &["--rate-limit", "100000000"]);
     let mut clients = Vec::new();
     for _ in 0..CONNECTIONS {
         clients.push(connect(&server).await);

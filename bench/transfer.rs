@@ -21,7 +21,8 @@ use tonic::{
 
 #[path = "common.rs"]
 mod common;
-use common::{Spawned, authed, mint};
+use common::{BareServer, memory_kib};
+use courier_testkit::{Backend, Server as Courier, authed, token as mint};
 
 mod bare {
     tonic::include_proto!("courierbench");
@@ -59,13 +60,13 @@ async fn main() {
     );
     let data = all.slice(..SIZE);
 
-    let courier = Spawned::courier(&["--max-upload-size", "100000000"]);
+    let courier = Courier::start(&Backend::Local, &["--max-upload-size", "100000000"]);
     let token = mint("bench");
     let mut media = MediaServiceClient::connect(courier.url())
         .await
         .expect("connect courier")
         .max_decoding_message_size(8 * MIB);
-    let bare = Spawned::bare();
+    let bare = BareServer::start();
     let mut bare_client = BareStreamClient::connect(bare.url())
         .await
         .expect("connect bare")
@@ -113,12 +114,12 @@ async fn main() {
     println!("| object size | idle RSS MiB | peak RSS MiB | peak - idle MiB |");
     println!("| ---: | ---: | ---: | ---: |");
     for size_mib in RSS_SIZES_MIB {
-        let server = Spawned::courier(&["--max-upload-size", "100000000"]);
+        let server = Courier::start(&Backend::Local, &["--max-upload-size", "100000000"]);
         let client = MediaServiceClient::connect(server.url())
             .await
             .expect("connect")
             .max_decoding_message_size(8 * MIB);
-        let idle = server.rss_kib("VmRSS");
+        let idle = memory_kib(server.pid(), "VmRSS");
         let object = all.slice(..size_mib * MIB);
         let tasks: Vec<_> = (0..9)
             .map(|_| {
@@ -131,7 +132,7 @@ async fn main() {
         for task in tasks {
             task.await.expect("upload task");
         }
-        let peak = server.rss_kib("VmHWM");
+        let peak = memory_kib(server.pid(), "VmHWM");
         println!(
             "| {size_mib} MiB | {:.1} | {:.1} | {:.1} |",
             idle as f64 / 1024.0,
