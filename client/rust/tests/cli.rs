@@ -24,6 +24,15 @@ fn courier(server: &Server, user: &str) -> Command {
     command
 }
 
+/// Runs `courier send --to bob --image PICTURE` as alice and checks it succeeds.
+fn send_image_to_bob(server: &Server, picture: &Path) -> assert_cmd::assert::Assert {
+    let picture = picture.to_str().expect("utf-8");
+    courier(server, "alice")
+        .args(["send", "--to", "bob", "--image", picture])
+        .assert()
+        .success()
+}
+
 /// Runs `courier --json ARGS` as `user` and returns its one JSON line.
 fn json(server: &Server, user: &str, args: &[&str]) -> Value {
     let output = courier(server, user)
@@ -138,17 +147,7 @@ fn send_an_image_and_listen_saves_it() {
     std::fs::write(&picture, png(64, 48)).expect("write");
     let mut bob = Listener::start(&server, "bob", &inbox);
 
-    courier(&server, "alice")
-        .args([
-            "send",
-            "--to",
-            "bob",
-            "--image",
-            picture.to_str().expect("utf-8"),
-        ])
-        .assert()
-        .success()
-        .stdout(predicates::str::starts_with("delivered"));
+    send_image_to_bob(&server, &picture).stdout(predicates::str::starts_with("delivered"));
     let message = bob.wait_for("message");
     assert_eq!(message["from"], "alice");
     assert_eq!(message["message"]["type"], "image");
@@ -167,16 +166,7 @@ fn send_an_image_and_listen_saves_it() {
     );
 
     // The same name again gets a suffix instead of overwriting.
-    courier(&server, "alice")
-        .args([
-            "send",
-            "--to",
-            "bob",
-            "--image",
-            picture.to_str().expect("utf-8"),
-        ])
-        .assert()
-        .success();
+    send_image_to_bob(&server, &picture);
     let saved = bob.wait_for("saved");
     assert_eq!(
         saved["path"],
