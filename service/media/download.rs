@@ -1,11 +1,11 @@
 //! Downloads: the record, then the requested range of bytes in frames of bounded size.
 
-use std::io::SeekFrom;
+use std::io::{Seek, SeekFrom};
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{GetOptions, GetRange, GetResultPayload};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 
 use super::{MediaStore, Record};
 use crate::{error::Error, ids::MediaId};
@@ -62,7 +62,7 @@ pub async fn open_download(
         Err(e) => return Err(e.into()),
     };
     let data = match result.payload {
-        GetResultPayload::File(file, _) => read_file(file, offset, end - offset),
+        GetResultPayload::File(file, _) => read_file(file, offset, end - offset)?,
         GetResultPayload::Stream(stream) => rechunk(stream.map_err(Error::from).boxed()),
     };
     Ok(Download { record, data })
@@ -70,36 +70,36 @@ pub async fn open_download(
 
 /// Reads `len` bytes from `offset` of a local file in frames of [`FRAME_SIZE`].
 fn read_file(
-    file: std::fs::File,
+    mut file: std::fs::File,
     offset: u64,
     len: u64,
-) -> BoxStream<'static, Result<Bytes, Error>> {
-    let state = (tokio::fs::File::from_std(file), offset, len, false);
-    futures::stream::try_unfold(state, |(mut file, offset, left, seeked)| async move {
-        if left == 0 {
-            return Ok(None);
-        }
-        if !seeked {
-            file.seek(SeekFrom::Start(offset)).await.map_err(io_error)?;
-        }
-        let want = left.min(FRAME_SIZE as u64) as usize;
-        let mut buf = BytesMut::with_capacity(want);
-        while buf.len() < want {
-            let n = (&mut file)
-                .take((want - buf.len()) as u64)
-                .read_buf(&mut buf)
-                .await
-                .map_err(io_error)?;
-            if n == 0 {
-                return Err(Error::Internal(
-                    "a stored object is shorter than its record".into(),
-                ));
+) -> Result<BoxStream<'static, Result<Bytes, Error>>, Error> {
+    // One lseek, before the stream starts; it does not block on data.
+    file.seek(SeekFrom::Start(offset)).map_err(io_error)?;
+    let state = (tokio::fs::File::from_std(file), len);
+    Ok(
+        futures::stream::try_unfold(state, |(mut file, left)| async move {
+            if left == 0 {
+                return Ok(None);
             }
-        }
-        let left = left - want as u64;
-        Ok(Some((buf.freeze(), (file, offset, left, true))))
-    })
-    .boxed()
+            let want = left.min(FRAME_SIZE as u64) as usize;
+            let mut buf = BytesMut::with_capacity(want);
+            while buf.len() < want {
+                let n = (&mut file)
+                    .take((want - buf.len()) as u64)
+                    .read_buf(&mut buf)
+                    .await
+                    .map_err(io_error)?;
+                if n == 0 {
+                    return Err(Error::Internal(
+                        "a stored object is shorter than its record".into(),
+                    ));
+                }
+            }
+            Ok(Some((buf.freeze(), (file, left - want as u64))))
+        })
+        .boxed(),
+    )
 }
 
 fn io_error(e: std::io::Error) -> Error {

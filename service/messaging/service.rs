@@ -51,14 +51,16 @@ impl MessagingServer {
         }
     }
 
-    /// Checks a message, counts it against the sender's rate, and stamps it.
+    /// Counts a message against the sender's rate, checks it, and stamps it.
     async fn accept(
         &self,
         sender: &str,
         message: Option<pb::Message>,
     ) -> Result<(pb::Message, String, prost_types::Timestamp), Error> {
-        let message = prepare(&self.media, message).await?;
+        // The rate limit first: it is cheap, and a flood of image messages must not
+        // reach the media store before it is refused.
         self.rate.check(sender)?;
+        let message = prepare(&self.media, message).await?;
         METRICS.messages.fetch_add(1, Ordering::Relaxed);
         Ok((message, new_message_id(), timestamp_now()))
     }

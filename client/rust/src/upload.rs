@@ -132,6 +132,7 @@ impl Client {
             ..Default::default()
         };
         let chunk = self.inner.options.chunk_size;
+        // The channel is new and has room: the header always goes first.
         let _ = tx.try_send(pb::UploadMediaRequest {
             frame: Some(Frame::Header(header)),
         });
