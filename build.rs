@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .generate_default_stubs(true)
         .compile_protos(
             &[
+                "proto/courier/v1/error_reason.proto",
                 "proto/courier/v1/media_service.proto",
                 "proto/courier/v1/messaging_service.proto",
             ],

@@ -81,3 +81,31 @@ start_minio() {
     --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$AWS_ENDPOINT/$COURIER_TEST_S3_BUCKET"
   echo "MinIO is serving $AWS_ENDPOINT (bucket $COURIER_TEST_S3_BUCKET)" >&2
 }
+
+# tools_venv: a Python virtualenv in $TOOLS_DIR with the pinned tools of
+# scripts/requirements-tools.txt (grpcio-tools for protoc and the Python plugins,
+# mypy-protobuf, mypy, pytest); made once and remade when that file changes. Puts its
+# bin folder first on PATH and exports TOOLS_PYTHON.
+tools_venv() {
+  local req=scripts/requirements-tools.txt stamp venv
+  venv="$TOOLS_DIR/venv"
+  stamp="$venv/.requirements-$(sha256sum "$req" | cut -c1-16)"
+  if [ ! -e "$stamp" ]; then
+    step "installing the Python tools of $req into $venv (once; cached)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+    touch "$stamp"
+  fi
+  export PATH="$venv/bin:$PATH"
+  export TOOLS_PYTHON="$venv/bin/python"
+}
+
+# server_binary: builds courier-server (debug) unless COURIER_SERVER_BIN names one, and
+# exports COURIER_SERVER_BIN for the client test suites and the interop matrix.
+server_binary() {
+  if [ -z "${COURIER_SERVER_BIN:-}" ]; then
+    cargo build --locked -q -p courier-server
+    export COURIER_SERVER_BIN="$PWD/target/debug/courier-server"
+  fi
+}

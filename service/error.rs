@@ -11,56 +11,23 @@ use tonic_types::{ErrorDetails, StatusExt};
 pub const ERROR_DOMAIN: &str = "courier.v1";
 
 /// Why a well-formed request was refused, for clients to act on without reading
-/// messages. Sent as the `reason` of a `google.rpc.ErrorInfo` detail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// An upload is larger than the server accepts.
-    MediaTooLarge,
-    /// A message's text, file name, thumbnail and payload exceed 32 KiB.
-    MessageTooLarge,
-    /// The caller already has the most transfers in flight.
-    TooManyTransfers,
-    /// The caller sent more messages than the rate limit allows.
-    RateLimited,
-    /// The caller is already a member of the most channels allowed.
-    TooManyChannels,
-    /// A message points at media that do not exist or have expired.
-    MediaUnavailable,
-    /// The caller sent to a channel it is not a member of.
-    NotAMember,
-    /// A Subscribe stream fell too far behind and was ended.
-    TooSlow,
-    /// The caller already has the most Subscribe streams open.
-    TooManyStreams,
-}
+/// messages: the generated `courier.v1.ErrorReason`, whose value names
+/// (`ErrorReason::as_str_name`) are sent as the `reason` of a `google.rpc.ErrorInfo`.
+pub use crate::pb::ErrorReason as Reason;
 
-impl Reason {
-    /// The gRPC code of a refusal for this reason.
-    pub fn code(self) -> Code {
-        match self {
-            Self::MediaTooLarge | Self::MessageTooLarge => Code::InvalidArgument,
-            Self::TooManyTransfers
-            | Self::RateLimited
-            | Self::TooManyChannels
-            | Self::TooSlow
-            | Self::TooManyStreams => Code::ResourceExhausted,
-            Self::MediaUnavailable | Self::NotAMember => Code::FailedPrecondition,
-        }
-    }
-
-    /// The reason as sent in `google.rpc.ErrorInfo.reason`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::MediaTooLarge => "MEDIA_TOO_LARGE",
-            Self::MessageTooLarge => "MESSAGE_TOO_LARGE",
-            Self::TooManyTransfers => "TOO_MANY_TRANSFERS",
-            Self::RateLimited => "RATE_LIMITED",
-            Self::TooManyChannels => "TOO_MANY_CHANNELS",
-            Self::MediaUnavailable => "MEDIA_UNAVAILABLE",
-            Self::NotAMember => "NOT_A_MEMBER",
-            Self::TooSlow => "TOO_SLOW",
-            Self::TooManyStreams => "TOO_MANY_STREAMS",
-        }
+/// The gRPC code of a refusal for `reason`, as documented on each value in
+/// `proto/courier/v1/error_reason.proto`.
+pub fn reason_code(reason: Reason) -> Code {
+    match reason {
+        Reason::MediaTooLarge | Reason::MessageTooLarge => Code::InvalidArgument,
+        Reason::TooManyTransfers
+        | Reason::RateLimited
+        | Reason::TooManyChannels
+        | Reason::TooSlow
+        | Reason::TooManyStreams => Code::ResourceExhausted,
+        Reason::MediaUnavailable | Reason::NotAMember => Code::FailedPrecondition,
+        // Never constructed by the server: a refusal always names its reason.
+        Reason::Unspecified => Code::Unknown,
     }
 }
 
@@ -123,7 +90,7 @@ impl Error {
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::Cancelled(_) => Code::Cancelled,
             Self::Unavailable(_) => Code::Unavailable,
-            Self::Refused(reason, _) => reason.code(),
+            Self::Refused(reason, _) => reason_code(*reason),
             Self::Internal(_) | Self::Storage(_) => Code::Internal,
         }
     }
@@ -138,11 +105,11 @@ impl From<Error> for Status {
             }
             Error::Refused(reason, message) => {
                 let details = ErrorDetails::with_error_info(
-                    reason.as_str(),
+                    reason.as_str_name(),
                     ERROR_DOMAIN,
                     std::collections::HashMap::<String, String>::new(),
                 );
-                Status::with_error_details(reason.code(), message, details)
+                Status::with_error_details(reason_code(reason), message, details)
             }
             other => Status::new(other.code(), other.to_string()),
         }
@@ -178,6 +145,51 @@ mod tests {
             info.map(|i| (i.reason, i.domain)),
             Some(("RATE_LIMITED".into(), ERROR_DOMAIN.into()))
         );
+    }
+
+    #[test]
+    fn reason_strings_are_the_proto_value_names() {
+        // The wire strings of the API before the enum existed; they must never change.
+        let wire = [
+            (
+                Reason::MediaTooLarge,
+                "MEDIA_TOO_LARGE",
+                Code::InvalidArgument,
+            ),
+            (
+                Reason::MessageTooLarge,
+                "MESSAGE_TOO_LARGE",
+                Code::InvalidArgument,
+            ),
+            (
+                Reason::TooManyTransfers,
+                "TOO_MANY_TRANSFERS",
+                Code::ResourceExhausted,
+            ),
+            (Reason::RateLimited, "RATE_LIMITED", Code::ResourceExhausted),
+            (
+                Reason::TooManyChannels,
+                "TOO_MANY_CHANNELS",
+                Code::ResourceExhausted,
+            ),
+            (
+                Reason::MediaUnavailable,
+                "MEDIA_UNAVAILABLE",
+                Code::FailedPrecondition,
+            ),
+            (Reason::NotAMember, "NOT_A_MEMBER", Code::FailedPrecondition),
+            (Reason::TooSlow, "TOO_SLOW", Code::ResourceExhausted),
+            (
+                Reason::TooManyStreams,
+                "TOO_MANY_STREAMS",
+                Code::ResourceExhausted,
+            ),
+        ];
+        for (reason, name, code) in wire {
+            assert_eq!(reason.as_str_name(), name);
+            assert_eq!(Reason::from_str_name(name), Some(reason));
+            assert_eq!(reason_code(reason), code, "{name}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-use crate::transfer::RequestId;
+use crate::{pb::ErrorReason, transfer::RequestId};
 
 /// The `google.rpc.ErrorInfo` domain of courier's refusals.
 const DOMAIN: &str = "courier.v1";
@@ -91,6 +91,64 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
+
+    /// The gRPC code of this error: the server's, or for an error found by the client
+    /// itself the nearest one (DATA_LOSS for a failed integrity check, UNAVAILABLE for
+    /// a server that cannot be reached, RESOURCE_EXHAUSTED for the client's own
+    /// transfer cap).
+    pub fn code(&self) -> Code {
+        if let Some(reason) = self.reason() {
+            return reason_code(reason);
+        }
+        match self {
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::NotFound(_) => Code::NotFound,
+            Self::InvalidArgument(_) | Self::BadUrl(_) => Code::InvalidArgument,
+            Self::OutOfRange(_) => Code::OutOfRange,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Self::Cancelled => Code::Cancelled,
+            Self::NoSuchTransfer(_) => Code::NotFound,
+            Self::PeerUnreachable { .. } => Code::Unavailable,
+            Self::Integrity(_) => Code::DataLoss,
+            Self::Io(_) => Code::Internal,
+            Self::Status(status) => status.code(),
+            // The variants with a reason returned above.
+            _ => Code::Unknown,
+        }
+    }
+
+    /// The `google.rpc.ErrorInfo` reason of this error (the client's own transfer cap
+    /// counts as TOO_MANY_TRANSFERS), or `None` where there is none.
+    pub fn reason(&self) -> Option<ErrorReason> {
+        Some(match self {
+            Self::TooLarge(_) => ErrorReason::MediaTooLarge,
+            Self::MessageTooLarge(_) => ErrorReason::MessageTooLarge,
+            Self::TooManyTransfers(_) => ErrorReason::TooManyTransfers,
+            Self::TooOften(_) => ErrorReason::RateLimited,
+            Self::TooManyChannels(_) => ErrorReason::TooManyChannels,
+            Self::MediaUnavailable(_) => ErrorReason::MediaUnavailable,
+            Self::NotAMember(_) => ErrorReason::NotAMember,
+            Self::TooSlow(_) => ErrorReason::TooSlow,
+            Self::TooManyStreams(_) => ErrorReason::TooManyStreams,
+            _ => return None,
+        })
+    }
+}
+
+/// The gRPC code that the server sends with `reason` (documented on each value in
+/// `proto/courier/v1/error_reason.proto`).
+fn reason_code(reason: ErrorReason) -> Code {
+    match reason {
+        ErrorReason::MediaTooLarge | ErrorReason::MessageTooLarge => Code::InvalidArgument,
+        ErrorReason::MediaUnavailable | ErrorReason::NotAMember => Code::FailedPrecondition,
+        ErrorReason::TooManyTransfers
+        | ErrorReason::RateLimited
+        | ErrorReason::TooManyChannels
+        | ErrorReason::TooSlow
+        | ErrorReason::TooManyStreams => Code::ResourceExhausted,
+        ErrorReason::Unspecified => Code::Unknown,
+    }
 }
 
 impl From<Status> for Error {
@@ -101,17 +159,18 @@ impl From<Status> for Error {
             .error_info()
             .filter(|info| info.domain == DOMAIN)
             .map(|info| info.reason.clone());
-        match reason.as_deref() {
-            Some("MEDIA_TOO_LARGE") => return Self::TooLarge(message),
-            Some("MESSAGE_TOO_LARGE") => return Self::MessageTooLarge(message),
-            Some("TOO_MANY_TRANSFERS") => return Self::TooManyTransfers(message),
-            Some("RATE_LIMITED") => return Self::TooOften(message),
-            Some("TOO_MANY_CHANNELS") => return Self::TooManyChannels(message),
-            Some("MEDIA_UNAVAILABLE") => return Self::MediaUnavailable(message),
-            Some("NOT_A_MEMBER") => return Self::NotAMember(message),
-            Some("TOO_SLOW") => return Self::TooSlow(message),
-            Some("TOO_MANY_STREAMS") => return Self::TooManyStreams(message),
-            _ => {}
+        // Exhaustive on purpose: a reason added to the proto must be sorted here.
+        match reason.as_deref().and_then(ErrorReason::from_str_name) {
+            Some(ErrorReason::MediaTooLarge) => return Self::TooLarge(message),
+            Some(ErrorReason::MessageTooLarge) => return Self::MessageTooLarge(message),
+            Some(ErrorReason::TooManyTransfers) => return Self::TooManyTransfers(message),
+            Some(ErrorReason::RateLimited) => return Self::TooOften(message),
+            Some(ErrorReason::TooManyChannels) => return Self::TooManyChannels(message),
+            Some(ErrorReason::MediaUnavailable) => return Self::MediaUnavailable(message),
+            Some(ErrorReason::NotAMember) => return Self::NotAMember(message),
+            Some(ErrorReason::TooSlow) => return Self::TooSlow(message),
+            Some(ErrorReason::TooManyStreams) => return Self::TooManyStreams(message),
+            Some(ErrorReason::Unspecified) | None => {}
         }
         match status.code() {
             Code::Unauthenticated => Self::Unauthenticated(message),

@@ -45,5 +45,6 @@ pub use message::{
     SendOptions, SendReceipt,
 };
 pub use names::{safe_file_name, unique_path};
+pub use pb::ErrorReason;
 pub use subscribe::{Event, Subscription};
 pub use transfer::{Progress, RequestId, Transfer};

@@ -6,7 +6,7 @@ use std::{
 };
 
 use courier_client::{
-    Delivery, Event, Media, MediaKind, Message, MessageSource, OnlineStatus, SendReceipt,
+    Delivery, Error, Event, Media, MediaKind, Message, MessageSource, OnlineStatus, SendReceipt,
 };
 use serde_json::{Value, json};
 
@@ -173,13 +173,67 @@ impl Output {
         }
     }
 
-    pub fn saved(&self, media: &Media, path: &Path) {
+    /// A file saved at `path`; `sha256` is the digest of the bytes on disk.
+    pub fn saved(&self, media: &Media, path: &Path, sha256: &str) {
         let mut value = media_json(media);
         value["event"] = json!("saved");
         value["path"] = json!(path.display().to_string());
+        value["sha256"] = json!(sha256);
         self.line(
             value,
             format!("saved {} to {}", media.file_name, path.display()),
         );
+    }
+}
+
+impl Output {
+    /// A peer message that was neither delivered nor kept: with `--json`, its line on
+    /// stdout (the exit status says it failed).
+    pub fn unreachable(&self, message_id: &str) {
+        if self.json {
+            println!(
+                "{}",
+                json!({"message_id": message_id, "state": "unreachable"})
+            );
+        }
+    }
+
+    /// A failed command: with `--json`, `{"error": {"code", "reason", "message"}}` on
+    /// stdout, `code` being the gRPC status name and `reason` the ErrorInfo reason ("" for
+    /// none). The human-readable line goes to stderr either way.
+    pub fn error(&self, error: &Error) {
+        if self.json {
+            let reason = error.reason().map(|r| r.as_str_name()).unwrap_or_default();
+            let value = json!({"error": {
+                "code": code_name(error.code()),
+                "reason": reason,
+                "message": error.to_string(),
+            }});
+            println!("{value}");
+        }
+    }
+}
+
+/// The canonical name of a gRPC status code, as in `grpc-status` documentation.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }

@@ -323,6 +323,133 @@ fn errors_are_one_line_and_a_failing_exit_code() {
         .stderr(predicates::str::contains("message too large"));
 }
 
+/// Runs `courier --json ARGS` as `user`, expecting exit status 1; returns its last
+/// stdout line.
+fn json_failure(server: &Server, user: &str, args: &[&str]) -> Value {
+    let output = courier(server, user)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "courier {args:?}: {output:?}"
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let last = stdout.lines().last().expect("a JSON line on stdout");
+    serde_json::from_str(last).expect("JSON")
+}
+
+#[test]
+fn json_errors_follow_the_interop_contract() {
+    let server = Server::start(&Backend::Local, &["--max-upload-size", "1000"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, pattern(1001, 1)).expect("write");
+    let error = json_failure(&server, "alice", &["upload", big.to_str().expect("utf-8")]);
+    assert_eq!(error["error"]["code"], "INVALID_ARGUMENT");
+    assert_eq!(error["error"]["reason"], "MEDIA_TOO_LARGE");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1000"))
+    );
+
+    let out = dir.path().join("x");
+    let args = [
+        "download",
+        "0123456789abcdef0123456789abcdef",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ];
+    let error = json_failure(&server, "alice", &args);
+    assert_eq!(error["error"]["code"], "NOT_FOUND");
+    assert_eq!(error["error"]["reason"], "");
+    assert!(!out.exists());
+
+    let unreachable = json_failure(&server, "alice", &["send", "--to", "bob", "--text", "hi"]);
+    assert_eq!(unreachable["state"], "unreachable");
+    assert_eq!(
+        unreachable["message_id"].as_str().map(str::is_empty),
+        Some(false)
+    );
+
+    let error = json_failure(
+        &server,
+        "alice",
+        &["send", "--to", "bob", "--text", &"x".repeat(32 * 1024 + 1)],
+    );
+    assert_eq!(
+        (&error["error"]["code"], &error["error"]["reason"]),
+        (
+            &Value::from("INVALID_ARGUMENT"),
+            &Value::from("MESSAGE_TOO_LARGE")
+        )
+    );
+
+    // Nothing listens here: UNAVAILABLE, found by the client.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let output = courier(&server, "alice")
+        .env("COURIER_SERVER", url)
+        .args(["--json", "join", "team"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let line: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(line["error"]["code"], "UNAVAILABLE");
+
+    // Usage errors exit 2.
+    courier(&server, "alice").arg("--json").assert().code(2);
+    courier(&server, "alice")
+        .args(["--json", "send", "--to", "bob"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn listen_count_exits_after_the_saves() {
+    let server = Server::start(&Backend::Local, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inbox = dir.path().join("inbox");
+    let picture = dir.path().join("cat.png");
+    std::fs::write(&picture, png(40, 30)).expect("write");
+    let mut bob = StdCommand::new(env!("CARGO_BIN_EXE_courier"))
+        .args(["--json", "listen", "--count", "2", "--save"])
+        .arg(&inbox)
+        .env("COURIER_SERVER", server.url())
+        .env("COURIER_TOKEN", token("bob"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("listen starts");
+    let mut lines = BufReader::new(bob.stdout.take().expect("stdout")).lines();
+    let ready: Value =
+        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("JSON");
+    assert_eq!(ready["event"], "ready");
+
+    send_image_to_bob(&server, &picture);
+    json(
+        &server,
+        "alice",
+        &["send", "--to", "bob", "--text", "that's all"],
+    );
+    let rest: Vec<Value> = lines
+        .map(|l| serde_json::from_str(&l.expect("read")).expect("JSON"))
+        .collect();
+    assert!(bob.wait().expect("exits").success());
+    let events: Vec<&str> = rest.iter().filter_map(|l| l["event"].as_str()).collect();
+    assert_eq!(events, ["message", "saved", "message"]);
+    let saved = &rest[1];
+    let bytes = std::fs::read(inbox.join("cat.png")).expect("saved");
+    assert_eq!(bytes, std::fs::read(&picture).expect("read"));
+    assert_eq!(
+        saved["sha256"],
+        hex::encode(courier_testkit::sha256(&bytes))
+    );
+}
+
 /// A peer that accepts connections and never answers: uploads to it stall on flow
 /// control, for as long as a test needs.
 fn silent_server() -> std::net::SocketAddr {

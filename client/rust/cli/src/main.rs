@@ -1,14 +1,16 @@
 //! `courier`: send images, files and text to people and channels from a terminal.
 //!
 //! Every command prints one line per result, or with `--json` one JSON object per line
-//! for scripts; errors print one line on stderr and exit non-zero.
+//! for scripts; errors print one line on stderr and exit 1 (with `--json`, also an
+//! `{"error": {...}}` line on stdout), usage errors exit 2, Ctrl-C exits 130.
+//! `courier --json` is the Rust interop client of `docs/interop.md`.
 
 mod output;
 mod transfer;
 
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use courier_client::{Client, Error, Event, Message, SendOptions};
 use futures::StreamExt;
 
@@ -74,6 +76,9 @@ enum Command {
         /// Download every image and file received into this folder.
         #[arg(long)]
         save: Option<PathBuf>,
+        /// Exit after this many messages (and their saves).
+        #[arg(long)]
+        count: Option<u64>,
     },
     /// Download an image or file by its media ID.
     Download {
@@ -86,6 +91,7 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("content").required(true).multiple(false)))]
 struct SendArgs {
     /// The peer to send to.
     #[arg(long, conflicts_with = "channel", required_unless_present = "channel")]
@@ -120,7 +126,15 @@ async fn main() -> ExitCode {
             eprintln!("courier: cancelled");
             ExitCode::from(130)
         }
+        Err(e @ Error::PeerUnreachable { .. }) => {
+            if let Error::PeerUnreachable { message_id, .. } = &e {
+                out.unreachable(message_id);
+            }
+            eprintln!("courier: {e} (send with --offline to keep it)");
+            ExitCode::FAILURE
+        }
         Err(e) => {
+            out.error(&e);
             eprintln!("courier: {e}");
             ExitCode::FAILURE
         }
@@ -158,11 +172,11 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Error> {
             let users: Vec<&str> = users.iter().map(String::as_str).collect();
             out.online(&client.query_online_status(&users).await?);
         }
-        Command::Listen { save } => listen(&client, save, out).await?,
+        Command::Listen { save, count } => listen(&client, save, count, out).await?,
         Command::Download { media_id, output } => {
             let download = client.download_to_file(&media_id, &output)?;
             let media = transfer::finish(download, &format!("downloading {media_id}")).await?;
-            out.saved(&media, &output);
+            out.saved(&media, &output, &transfer::sha256_of_file(&output)?);
         }
     }
     Ok(())
@@ -206,12 +220,21 @@ async fn send(client: &Client, args: SendArgs, out: &Output) -> Result<(), Error
     Ok(())
 }
 
-async fn listen(client: &Client, save: Option<PathBuf>, out: &Output) -> Result<(), Error> {
+async fn listen(
+    client: &Client,
+    save: Option<PathBuf>,
+    count: Option<u64>,
+    out: &Output,
+) -> Result<(), Error> {
     if let Some(dir) = &save {
         std::fs::create_dir_all(dir)?;
     }
     let mut feed = client.subscribe();
+    let mut messages = 0;
     loop {
+        if count.is_some_and(|count| messages >= count) {
+            return Ok(());
+        }
         let event = tokio::select! {
             event = feed.next() => event,
             _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -219,6 +242,9 @@ async fn listen(client: &Client, save: Option<PathBuf>, out: &Output) -> Result<
         let Some(event) = event else { return Ok(()) };
         let event = event?;
         out.event(&event);
+        if matches!(event, Event::Message(_)) {
+            messages += 1;
+        }
         if let (Some(dir), Event::Message(received)) = (&save, &event)
             && let Some(media_id) = received.message.media_id()
         {
@@ -230,7 +256,7 @@ async fn listen(client: &Client, save: Option<PathBuf>, out: &Output) -> Result<
             let path = courier_client::unique_path(dir, name, media_id)?;
             let download = client.download_to_file(media_id, &path)?;
             match transfer::finish(download, &format!("saving {}", path.display())).await {
-                Ok(media) => out.saved(&media, &path),
+                Ok(media) => out.saved(&media, &path, &transfer::sha256_of_file(&path)?),
                 Err(Error::Cancelled) => return Err(Error::Cancelled),
                 // One failed download does not end the feed.
                 Err(e) => eprintln!("courier: could not save {media_id}: {e}"),
