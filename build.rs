@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("courier_descriptor.bin"))
         .bytes(".")
+        // Decode errors and oversized messages are the caller's fault (service/codec.rs).
+        .codec_path("crate::codec::StrictCodec")
         .generate_default_stubs(true)
         .compile_protos(
             &[

@@ -1,5 +1,10 @@
 //! Authentication: HS256 JWT bearer tokens whose `sub` is the user ID.
 //!
+//! Required claims: `sub` (the user ID: 1–64 bytes of printable ASCII, no whitespace)
+//! and `exp` (expiry, seconds since the Unix epoch; no leeway). Optional: `nbf` (not
+//! before; honoured, no leeway) and `iat` (issue time; not checked). Any other claim is
+//! ignored. A token is at most [`MAX_TOKEN_BYTES`] long.
+//!
 //! The secret comes from `COURIER_JWT_SECRET`, or from the file `jwt-secret` in the data
 //! folder, which the first start creates with mode 0600. `courier-server token` signs
 //! with the same secret, so a script can mint a token and call the server at once.
@@ -21,15 +26,27 @@ use crate::{error::Error, ids};
 /// The name of the secret's file inside the data folder.
 const SECRET_FILE: &str = "jwt-secret";
 
+/// The longest token accepted. Longer ones are refused with UNAUTHENTICATED (the
+/// server reads metadata up to 64 KiB in all, so the refusal can say why).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
 /// The claims courier reads and writes.
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
-    /// The user ID.
+    /// The user ID (empty when the token has none, which is refused).
+    #[serde(default)]
     sub: String,
-    /// Expiry, in seconds since the Unix epoch.
+    /// Expiry, in seconds since the Unix epoch. Never absent in a verified token: the
+    /// default only lets a token without one reach the check that names the claim.
+    #[serde(default)]
     exp: u64,
-    /// Issue time, in seconds since the Unix epoch.
-    iat: u64,
+    /// Issue time, in seconds since the Unix epoch: written by `mint`, never required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+    /// Not before, in seconds since the Unix epoch: checked when present (the
+    /// validation reads it from the token itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
 }
 
 /// The authenticated caller, put into each request's extensions by [`Authenticator`].
@@ -93,7 +110,8 @@ pub fn mint(secret: &[u8], user: &str, ttl: Duration) -> Result<String, Error> {
     let claims = Claims {
         sub: user.to_owned(),
         exp: iat + ttl.as_secs().max(1),
-        iat,
+        iat: Some(iat),
+        nbf: None,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -108,7 +126,7 @@ pub fn mint(secret: &[u8], user: &str, ttl: Duration) -> Result<String, Error> {
 pub struct Authenticator {
     /// The key that verifies signatures.
     key: DecodingKey,
-    /// HS256 only, `exp` and `sub` required, no leeway.
+    /// HS256 only, `exp` and `sub` required, `nbf` honoured, no leeway.
     validation: Validation,
 }
 
@@ -117,6 +135,8 @@ impl Authenticator {
     pub fn new(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
             key: DecodingKey::from_secret(secret),
@@ -135,13 +155,32 @@ impl Authenticator {
             .ok_or_else(|| {
                 Error::Unauthenticated("the authorization metadata must be `Bearer <token>`".into())
             })?;
-        let data = jsonwebtoken::decode::<Claims>(token.trim(), &self.key, &self.validation)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
-                    Error::Unauthenticated("the token has expired".into())
-                }
-                _ => Error::Unauthenticated("the token is invalid".into()),
+        let token = token.trim();
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Error::Unauthenticated(format!(
+                "the token is {} bytes long; at most {MAX_TOKEN_BYTES} are accepted",
+                token.len()
+            )));
+        }
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                Error::Unauthenticated(match e.kind() {
+                    ErrorKind::ExpiredSignature => "the token has expired".into(),
+                    ErrorKind::ImmatureSignature => {
+                        "the token is not valid yet (its nbf is in the future)".into()
+                    }
+                    ErrorKind::MissingRequiredClaim(claim) => {
+                        format!("the token has no `{claim}` claim (`sub` and `exp` are required)")
+                    }
+                    _ => "the token is invalid".into(),
+                })
             })?;
+        if data.claims.sub.is_empty() {
+            return Err(Error::Unauthenticated(
+                "the token has no `sub` claim (`sub` and `exp` are required)".into(),
+            ));
+        }
         ids::validate_name("the token's user ID", &data.claims.sub)
             .map_err(|e| Error::Unauthenticated(e.to_string()))?;
         Ok(UserId(data.claims.sub))

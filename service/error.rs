@@ -117,10 +117,21 @@ impl From<Error> for Status {
 }
 
 impl From<Status> for Error {
-    /// A status that arrives from the transport while reading a client stream: the
-    /// client cancelled, or the connection broke.
+    /// A status that arrives while reading a client stream: a frame that is too large
+    /// or does not decode is the client's fault and says so; anything else means the
+    /// client cancelled or the connection broke.
     fn from(status: Status) -> Self {
-        Self::Cancelled(format!("the call ended: {}", status.message()))
+        match status.code() {
+            Code::InvalidArgument => Self::InvalidArgument(status.message().to_owned()),
+            Code::ResourceExhausted => Self::ResourceExhausted(status.message().to_owned()),
+            // The transport's own size check, by the frame's length prefix.
+            Code::OutOfRange => Self::ResourceExhausted(format!(
+                "a frame is over the message size limit of {} bytes: {}",
+                crate::codec::MESSAGE_LIMIT,
+                status.message()
+            )),
+            _ => Self::Cancelled(format!("the call ended: {}", status.message())),
+        }
     }
 }
 

@@ -13,9 +13,10 @@
 //! - [`metrics`]: Prometheus counters and their HTTP endpoint.
 //! - [`periodic`]: background chores (expiry of media and offline messages).
 //! - [`error`]: the one error type, and the one place it becomes a gRPC status.
-//! - [`pb`]: code generated from `proto/`.
+//! - [`pb`]: code generated from `proto/`, with the [`codec`] that decodes requests.
 
 pub mod auth;
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod ids;

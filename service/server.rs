@@ -5,11 +5,15 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tonic::transport::{Server, server::Router, server::TcpIncoming};
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Server, server::Router, server::TcpIncoming},
+};
 use tonic_health::server::HealthReporter;
 
 use crate::{
     auth::{self, Authenticator},
+    codec::TRANSPORT_MESSAGE_LIMIT,
     config::ServeConfig,
     error::Error,
     media::{MediaLimits, MediaServer, MediaStore, TransferSlots, spawn_sweeper},
@@ -28,6 +32,11 @@ const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
 /// The largest HTTP/2 frame the server accepts: fewer, larger frames per message.
 const MAX_FRAME: u32 = 1024 * 1024;
+
+/// The most request metadata (all headers together) the server reads: room for a
+/// token of [`auth::MAX_TOKEN_BYTES`] and more, so that a long token is refused with a
+/// status that says so; past this, HTTP/2 itself refuses the headers.
+const MAX_HEADER_LIST: u32 = 64 * 1024;
 
 /// How long aborted uploads get, after the grace period, to remove their data.
 const ABORT_WAIT: Duration = Duration::from_secs(5);
@@ -109,15 +118,17 @@ impl Parts {
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(Some(MAX_FRAME))
+            .http2_max_header_list_size(MAX_HEADER_LIST)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(MediaServiceServer::with_interceptor(
-                media,
+            .add_service(InterceptedService::new(
+                MediaServiceServer::new(media).max_decoding_message_size(TRANSPORT_MESSAGE_LIMIT),
                 self.authenticator.clone(),
             ))
-            .add_service(MessagingServiceServer::with_interceptor(
-                messaging,
+            .add_service(InterceptedService::new(
+                MessagingServiceServer::new(messaging)
+                    .max_decoding_message_size(TRANSPORT_MESSAGE_LIMIT),
                 self.authenticator.clone(),
             ));
         Ok((router, health))

@@ -569,5 +569,20 @@ async fn stalled_download_frees_its_slot(backend: Backend) {
         .await
         .expect("the slot is free");
     assert!(bytes == data[..1000]);
-    drop(stalled);
+    // Read at last, the stalled stream holds what was queued and then ends with
+    // DEADLINE_EXCEEDED: never OK with bytes missing.
+    let mut received = 0;
+    let status = loop {
+        match stalled.message().await {
+            Ok(Some(frame)) => {
+                if let Some(pb::download_media_response::Frame::Data(chunk)) = frame.frame {
+                    received += chunk.len();
+                }
+            }
+            Ok(None) => panic!("a stalled download ended OK after {received} of {MAX} bytes"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(received < MAX);
 }

@@ -17,6 +17,8 @@ pub const FRAME_SIZE: usize = 256 * 1024;
 pub struct Download {
     /// The record of the object, sent first.
     pub record: Record,
+    /// How many bytes `data` yields: the requested range, cut to the object's end.
+    pub len: u64,
     /// The requested bytes in frames of at most [`FRAME_SIZE`].
     pub data: BoxStream<'static, Result<Bytes, Error>>,
 }
@@ -42,6 +44,7 @@ pub async fn open_download(
     if offset == end {
         return Ok(Download {
             record,
+            len: 0,
             data: futures::stream::empty().boxed(),
         });
     }
@@ -65,7 +68,11 @@ pub async fn open_download(
         GetResultPayload::File(file, _) => read_file(file, offset, end - offset)?,
         GetResultPayload::Stream(stream) => rechunk(stream.map_err(Error::from).boxed()),
     };
-    Ok(Download { record, data })
+    Ok(Download {
+        record,
+        len: end - offset,
+        data,
+    })
 }
 
 /// Reads `len` bytes from `offset` of a local file in frames of [`FRAME_SIZE`].

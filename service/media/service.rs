@@ -4,7 +4,7 @@
 use std::{pin::Pin, sync::atomic::Ordering, time::Duration};
 
 use futures::{Stream, StreamExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -89,14 +89,21 @@ impl media_service_server::MediaService for MediaServer {
         let id = MediaId::parse(&request.media_id)?;
         let slot = self.slots.acquire(&user.0)?;
         let download = open_download(&self.media, &id, request.offset, request.length).await?;
+        let promised = download.len;
         let (tx, rx) = mpsc::channel(DOWNLOAD_QUEUE);
+        let (ended_tx, ended_rx) = oneshot::channel();
         tokio::spawn(send_download(
             download,
             tx,
             slot,
             self.media.limits().idle_timeout,
+            ended_tx,
         ));
-        Ok(Response::new(ReceiverStream::new(rx).boxed()))
+        Ok(Response::new(complete_or_fail(
+            ReceiverStream::new(rx),
+            promised,
+            ended_rx,
+        )))
     }
 
     async fn get_media(
@@ -140,13 +147,71 @@ fn to_frame(request: pb::UploadMediaRequest) -> Result<Frame, Error> {
     }
 }
 
+/// The response stream of a download: the frames of `frames`, ending OK only once the
+/// record and all `promised` bytes went through. A download that stopped short (its
+/// reader stalled past the idle timeout, or the sending task ended early) ends with
+/// the status its task left in `ended`, else INTERNAL, never with OK and bytes missing.
+fn complete_or_fail(
+    frames: ReceiverStream<Result<pb::DownloadMediaResponse, Status>>,
+    promised: u64,
+    ended: oneshot::Receiver<Status>,
+) -> DownloadStream {
+    struct State {
+        frames: ReceiverStream<Result<pb::DownloadMediaResponse, Status>>,
+        ended: oneshot::Receiver<Status>,
+        record_sent: bool,
+        bytes_sent: u64,
+        finished: bool,
+    }
+    let state = State {
+        frames,
+        ended,
+        record_sent: false,
+        bytes_sent: 0,
+        finished: false,
+    };
+    futures::stream::unfold(state, move |mut state| async move {
+        if state.finished {
+            return None;
+        }
+        let item = match state.frames.next().await {
+            Some(Ok(frame)) => {
+                match &frame.frame {
+                    Some(download_media_response::Frame::Media(_)) => state.record_sent = true,
+                    Some(download_media_response::Frame::Data(data)) => {
+                        state.bytes_sent += data.len() as u64
+                    }
+                    None => {}
+                }
+                Ok(frame)
+            }
+            Some(Err(status)) => {
+                state.finished = true;
+                Err(status)
+            }
+            None if state.record_sent && state.bytes_sent == promised => return None,
+            None => {
+                state.finished = true;
+                Err(state.ended.try_recv().unwrap_or_else(|_| {
+                    Status::internal("the download ended before all its bytes were sent")
+                }))
+            }
+        };
+        Some((item, state))
+    })
+    .boxed()
+}
+
 /// Sends the record and then the bytes of a download. Stops when the client leaves
-/// or reads nothing for the idle timeout; the slot is freed when this returns.
+/// or reads nothing for the idle timeout (then leaves DEADLINE_EXCEEDED in `ended`,
+/// for the reader to get after the frames already queued); the slot is freed when
+/// this returns.
 async fn send_download(
     download: Download,
     tx: mpsc::Sender<Result<pb::DownloadMediaResponse, Status>>,
     _slot: SlotGuard,
     idle: Duration,
+    ended: oneshot::Sender<Status>,
 ) {
     METRICS.downloads_started.fetch_add(1, Ordering::Relaxed);
     let first = pb::DownloadMediaResponse {
@@ -154,7 +219,8 @@ async fn send_download(
             download.record.to_proto(),
         )),
     };
-    if !send_within(&tx, Ok(first), idle).await {
+    if let Err(stop) = send_within(&tx, Ok(first), idle).await {
+        stop.report(ended);
         return;
     }
     let mut data = download.data;
@@ -168,8 +234,32 @@ async fn send_download(
             }
         });
         let failed = frame.is_err();
-        if !send_within(&tx, frame.map_err(Status::from), idle).await || failed {
+        if let Err(stop) = send_within(&tx, frame.map_err(Status::from), idle).await {
+            stop.report(ended);
             return;
+        }
+        if failed {
+            return;
+        }
+    }
+}
+
+/// Why a download stopped sending.
+enum Stop {
+    /// The client has left: nobody to tell.
+    Left,
+    /// The reader took nothing for the idle timeout.
+    Stalled(Duration),
+}
+
+impl Stop {
+    /// Leaves the status the reader gets after the frames already queued.
+    fn report(self, ended: oneshot::Sender<Status>) {
+        if let Self::Stalled(idle) = self {
+            let _ = ended.send(Status::deadline_exceeded(format!(
+                "the download was ended: nothing was read for {}s (the server's idle timeout); resume it from the last byte received",
+                idle.as_secs_f32()
+            )));
         }
     }
 }
@@ -179,13 +269,13 @@ async fn send_within(
     tx: &mpsc::Sender<Result<pb::DownloadMediaResponse, Status>>,
     frame: Result<pb::DownloadMediaResponse, Status>,
     idle: Duration,
-) -> bool {
+) -> Result<(), Stop> {
     match tokio::time::timeout(idle, tx.send(frame)).await {
-        Ok(Ok(())) => true,
-        Ok(Err(_)) => false,
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Stop::Left),
         Err(_) => {
             tracing::info!("a download's reader stalled past the idle timeout; ending it");
-            false
+            Err(Stop::Stalled(idle))
         }
     }
 }

@@ -56,6 +56,25 @@ pub fn token_with(secret: &str, user: &str, ttl_secs: i64) -> String {
     .expect("signs")
 }
 
+/// A token signed with [`SECRET`] holding exactly `claims` (a JSON object), for tests
+/// of which claims the server requires.
+pub fn token_with_claims(claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("signs")
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// A valid token for `user`.
 pub fn token(user: &str) -> String {
     token_with(SECRET, user, 3600)

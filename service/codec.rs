@@ -1,0 +1,97 @@
+//! The protobuf codec of every courier service: prost's, except that a request that
+//! does not decode (a string that is not UTF-8, a truncated field) or is larger than
+//! the gRPC message limit is the client's fault and says so, instead of INTERNAL.
+
+use std::marker::PhantomData;
+
+use prost::Message;
+use tonic::{
+    Status,
+    codec::{BufferSettings, Codec, DecodeBuf, Decoder},
+};
+use tonic_prost::{ProstCodec, ProstDecoder};
+
+/// The largest message the server decodes: gRPC's customary 4 MiB, which every
+/// language's default accepts. (The transport refuses frames past
+/// [`TRANSPORT_MESSAGE_LIMIT`] before they are read; between the two, the codec refuses
+/// them with a message that names the limit.)
+pub const MESSAGE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The transport's own ceiling (tonic's `max_decoding_message_size`): past it a
+/// message is refused by the length in its prefix, without reading it.
+pub const TRANSPORT_MESSAGE_LIMIT: usize = 8 * 1024 * 1024;
+
+/// prost encoding and decoding with client-fault statuses for bad requests.
+#[derive(Debug, Clone)]
+pub struct StrictCodec<T, U> {
+    _types: PhantomData<(T, U)>,
+}
+
+impl<T, U> Default for StrictCodec<T, U> {
+    fn default() -> Self {
+        Self {
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<T, U> Codec for StrictCodec<T, U>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = <ProstCodec<T, U> as Codec>::Encoder;
+    type Decoder = StrictDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstCodec::<T, U>::raw_encoder(BufferSettings::default())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        StrictDecoder {
+            inner: ProstDecoder::default(),
+        }
+    }
+}
+
+/// Decodes with prost; refuses oversized and malformed messages as the caller's fault.
+#[derive(Debug)]
+pub struct StrictDecoder<U> {
+    inner: ProstDecoder<U>,
+}
+
+impl<U: Message + Default> Decoder for StrictDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        use bytes::Buf;
+        let len = buf.remaining();
+        if len > MESSAGE_LIMIT {
+            return Err(too_large(len));
+        }
+        self.inner.decode(buf).map_err(|status| {
+            Status::invalid_argument(format!(
+                "the message could not be decoded as {}: {}",
+                std::any::type_name::<U>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("protobuf"),
+                status.message()
+            ))
+        })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.inner.buffer_settings()
+    }
+}
+
+/// The status of a message over [`MESSAGE_LIMIT`].
+pub fn too_large(len: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "a message of {len} bytes is over the limit of {MESSAGE_LIMIT} bytes (4 MiB); send media in smaller data frames (64 KiB to 1 MiB)"
+    ))
+}
