@@ -443,3 +443,70 @@ async fn a_user_may_open_only_so_many_streams() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_message_that_overflows_a_stalled_stream_is_cached_not_acknowledged_delivered() {
+    let server = Server::start(
+        &Backend::Local,
+        &["--rate-limit", "1000000", "--subscriber-buffer", "16"],
+    );
+    let mut client = messaging(&server).await;
+    let alice = token("alice");
+    // bob subscribes and then reads nothing: his queue and the HTTP/2 windows fill.
+    let mut stalled = Feed::open(&server, "bob").await;
+    let words = "w".repeat(30 * 1024);
+    let mut delivered = Vec::new();
+    let mut cached = Vec::new();
+    for _ in 0..2000 {
+        let sent = send_peer(&mut client, &alice, "bob", text(&words), true)
+            .await
+            .expect("send");
+        match sent.state() {
+            PeerMessageState::Delivered => {
+                assert!(cached.is_empty(), "delivered after bob was cut off");
+                delivered.push(sent.message_id);
+            }
+            PeerMessageState::Cached => cached.push(sent.message_id),
+            other => panic!("unexpected state {other:?}"),
+        }
+        if cached.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(cached.len(), 3, "bob's stream was never cut off");
+    assert_eq!(server.metric("courier_subscribers_cut_off_total").await, 1);
+
+    // Every message answered DELIVERED is on the stalled stream, then it ends too slow.
+    let mut received = Vec::new();
+    let status = loop {
+        match stalled.end().await {
+            Ok(Some(event)) => match event.event {
+                Some(pb::subscribe_response::Event::PeerMessage(m)) => received.push(m.message_id),
+                other => panic!("unexpected event {other:?}"),
+            },
+            Ok(None) => panic!("the stalled stream ended without an error"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert_eq!(received, delivered, "a message answered DELIVERED was lost");
+    // Every message answered CACHED arrives, once, when bob comes back.
+    let back = Feed::open(&server, "bob").await;
+    let offline: Vec<&str> = back.offline.iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(offline, cached);
+
+    // Without offline messaging, the overflowing message is PEER_UNREACHABLE.
+    drop(back);
+    let _stalled = Feed::open(&server, "carol").await;
+    let mut states = Vec::new();
+    for _ in 0..2000 {
+        let sent = send_peer(&mut client, &alice, "carol", text(&words), false)
+            .await
+            .expect("send");
+        states.push(sent.state());
+        if sent.state() != PeerMessageState::Delivered {
+            break;
+        }
+    }
+    assert_eq!(states.last(), Some(&PeerMessageState::PeerUnreachable));
+}

@@ -204,12 +204,18 @@ impl LocalHub {
         delivered
     }
 
-    /// Delivers whatever is cached for `user` to their open streams.
+    /// Delivers whatever is cached for `user` to their open streams; what no stream
+    /// took goes back into the cache.
     async fn flush_cache(&self, user: &str) -> Result<(), Error> {
         for mut message in self.cache.take(user).await? {
             message.offline = true;
             let streams = self.lock().streams_of(user);
-            self.deliver(streams, &peer_event(message));
+            let event = peer_event(message);
+            if self.deliver(streams, &event) == 0
+                && let Some(Kind::PeerMessage(message)) = event.event
+            {
+                self.cache.push(user, &message).await?;
+            }
         }
         Ok(())
     }
@@ -270,10 +276,20 @@ impl Router for LocalHub {
         cache: bool,
     ) -> Result<pb::PeerMessageState, Error> {
         let streams = self.lock().streams_of(peer);
-        if !streams.is_empty() {
-            self.deliver(streams, &peer_event(message));
-            return Ok(pb::PeerMessageState::Delivered);
-        }
+        let message = if streams.is_empty() {
+            message
+        } else {
+            let event = peer_event(message);
+            // DELIVERED only when a live stream queued it: a message that overflows the
+            // peer's only stream (cutting it off) is handled as for an offline peer.
+            if self.deliver(streams, &event) > 0 {
+                return Ok(pb::PeerMessageState::Delivered);
+            }
+            let Some(Kind::PeerMessage(message)) = event.event else {
+                return Err(Error::Internal("a peer event lost its message".into()));
+            };
+            message
+        };
         if !cache {
             return Ok(pb::PeerMessageState::PeerUnreachable);
         }
