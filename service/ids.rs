@@ -73,6 +73,38 @@ pub fn validate_name(what: &str, text: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The longest display file name, in bytes.
+pub const MAX_FILE_NAME: usize = 255;
+
+/// Checks a display file name, wherever it arrives (an upload header, an image or file
+/// message): 1 to [`MAX_FILE_NAME`] bytes of UTF-8 with no control characters (NUL,
+/// newlines, ...) and no bidirectional-text controls, which can make `evil\u{202E}gnp.exe`
+/// show as `evilexe.png`. `what` names the field in the error.
+pub fn validate_file_name(what: &str, name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > MAX_FILE_NAME {
+        return Err(Error::invalid(format!(
+            "{what} must be 1 to {MAX_FILE_NAME} bytes long, not {}",
+            name.len()
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "{what} must not contain control characters"
+        )));
+    }
+    if name.chars().any(is_bidi_control) {
+        return Err(Error::invalid(format!(
+            "{what} must not contain bidirectional-text controls (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C)"
+        )));
+    }
+    Ok(())
+}
+
+/// The Unicode characters that reorder how text is displayed.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +141,25 @@ mod tests {
         assert!(validate_name("user ID", "al ice").is_err());
         assert!(validate_name("user ID", "al\u{e9}").is_err());
         assert!(validate_name("user ID", "tab\t").is_err());
+    }
+
+    #[test]
+    fn file_names() {
+        assert!(validate_file_name("f", "cat.png").is_ok());
+        assert!(validate_file_name("f", "caf\u{e9} \u{1F431}.png").is_ok());
+        assert!(validate_file_name("f", &"x".repeat(255)).is_ok());
+        for bad in [
+            "",
+            "a\0b",
+            "two\nlines",
+            "evil\u{202E}gnp.exe",
+            "x\u{2066}y",
+        ] {
+            assert!(
+                validate_file_name("f", bad).is_err(),
+                "{bad:?} was accepted"
+            );
+        }
+        assert!(validate_file_name("f", &"x".repeat(256)).is_err());
     }
 }

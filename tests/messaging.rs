@@ -510,3 +510,119 @@ async fn a_message_that_overflows_a_stalled_stream_is_cached_not_acknowledged_de
     }
     assert_eq!(states.last(), Some(&PeerMessageState::PeerUnreachable));
 }
+
+#[tokio::test]
+async fn image_and_file_messages_are_held_to_the_uploads_rules() {
+    let server = Server::start(&Backend::Local, &UNLIMITED);
+    let mut media = server.media().await;
+    let mut client = messaging(&server).await;
+    let alice = token("alice");
+    let picture = png(40, 30);
+    let image_id = upload_bytes(
+        &mut media,
+        &alice,
+        header(MediaKind::Image, "cat.png", picture.len() as u64),
+        &picture,
+    )
+    .await
+    .expect("upload")
+    .media_id;
+    let data = pattern(1000, 4);
+    let file_id = upload_bytes(
+        &mut media,
+        &alice,
+        header(MediaKind::File, "notes.txt", 1000),
+        &data,
+    )
+    .await
+    .expect("upload")
+    .media_id;
+    let mut bob = Feed::open(&server, "bob").await;
+
+    let named = |name: &str| pb::Message {
+        body: Some(Body::Image(pb::ImageMessage {
+            media_id: image_id.clone(),
+            file_name: name.into(),
+            ..Default::default()
+        })),
+    };
+    for hostile in [
+        "a\0b.png",
+        "two\nlines.png",
+        "evil\u{202E}gnp.exe",
+        &"x".repeat(256),
+    ] {
+        let message = expect_code(
+            send_peer(&mut client, &alice, "bob", named(hostile), false).await,
+            Code::InvalidArgument,
+        );
+        assert!(message.contains("file_name"), "{hostile:?}: {message}");
+    }
+    // The upload header refuses the same names.
+    let message = expect_code(
+        common::upload_frames(
+            &mut media,
+            &alice,
+            vec![common::header_frame(header(
+                MediaKind::File,
+                "evil\u{202E}gnp.exe",
+                1,
+            ))],
+        )
+        .await,
+        Code::InvalidArgument,
+    );
+    assert!(message.contains("bidirectional"), "{message}");
+
+    // A size that contradicts the record is refused; the right one, or none, passes.
+    let sized = |size: u64| pb::Message {
+        body: Some(Body::File(pb::FileMessage {
+            media_id: file_id.clone(),
+            size,
+            ..Default::default()
+        })),
+    };
+    let message = expect_code(
+        send_peer(&mut client, &alice, "bob", sized(999_999), false).await,
+        Code::InvalidArgument,
+    );
+    assert!(message.contains("1000 bytes"), "{message}");
+    // An image message must point at an image; a file message may point at anything.
+    let message = expect_code(
+        send_peer(&mut client, &alice, "bob", image(&file_id), false).await,
+        Code::InvalidArgument,
+    );
+    assert!(message.contains("file message"), "{message}");
+    expect_nothing_before_marker(&server, &mut bob, "bob").await;
+
+    send_peer(&mut client, &alice, "bob", sized(1000), false)
+        .await
+        .expect("the right size passes");
+    match body(&bob.next_peer().await.message) {
+        Body::File(f) => assert_eq!((f.size, f.file_name.as_str()), (1000, "notes.txt")),
+        other => panic!("expected a file message, got {other:?}"),
+    }
+    send_peer(&mut client, &alice, "bob", file(&image_id), false)
+        .await
+        .expect("a file message may carry an image");
+    send_peer(
+        &mut client,
+        &alice,
+        "bob",
+        named("caf\u{e9} \u{1F431}.png"),
+        false,
+    )
+    .await
+    .expect("a plain Unicode name passes");
+    assert!(matches!(
+        body(&bob.next_peer().await.message),
+        Body::File(_)
+    ));
+    match body(&bob.next_peer().await.message) {
+        Body::Image(i) => assert_eq!(
+            (i.file_name.as_str(), i.width, i.height),
+            ("caf\u{e9} \u{1F431}.png", 40, 30)
+        ),
+        other => panic!("expected an image message, got {other:?}"),
+    }
+}

@@ -19,7 +19,7 @@ use std::{sync::Arc, time::Duration};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 
 pub use download::{Download, open_download};
-pub use record::{Record, now_millis};
+pub use record::{Kind as MediaKind, Record, now_millis};
 pub use service::MediaServer;
 pub use slots::{SlotGuard, TransferSlots};
 pub use sweeper::{spawn_sweeper, sweep_once};

@@ -15,16 +15,13 @@ use tokio::io::AsyncWriteExt;
 use super::{MediaStore, Record, digest::Digester, dims, record};
 use crate::{
     error::{Error, Reason},
-    ids::MediaId,
+    ids::{self, MediaId},
     metrics::METRICS,
     pb,
 };
 
 /// How many parts of one upload may be in flight to the store at once.
 const PARTS_IN_FLIGHT: usize = 2;
-
-/// The longest display file name, in bytes.
-const MAX_FILE_NAME: usize = 255;
 
 /// The longest content type, in bytes.
 const MAX_CONTENT_TYPE: usize = 255;
@@ -124,16 +121,7 @@ where
 fn check_header(header: pb::UploadHeader, max_size: u64) -> Result<Header, Error> {
     let kind = record::Kind::from_proto(header.kind)?;
     let name = header.file_name;
-    if name.is_empty() || name.len() > MAX_FILE_NAME {
-        return Err(Error::invalid(format!(
-            "header.file_name must be 1 to {MAX_FILE_NAME} bytes long"
-        )));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "header.file_name must not contain control characters",
-        ));
-    }
+    ids::validate_file_name("header.file_name", &name)?;
     if header.size == 0 {
         return Err(Error::invalid(
             "header.size must be at least 1 byte: empty uploads are refused",

@@ -1,10 +1,12 @@
 //! Checks a message before it is sent: a body, the 32 KiB limit, and for image and
-//! file messages a live media ID, whose record fills what the sender left empty.
+//! file messages a live media ID (an image's must be an image), a file name held to the
+//! upload's rules and a size that agrees with the record, which fills what the sender
+//! left empty.
 
 use crate::{
     error::{Error, Reason},
-    ids::MediaId,
-    media::MediaStore,
+    ids::{self, MediaId},
+    media::{MediaKind as Kind, MediaStore, Record},
     pb::{self, message::Body},
 };
 
@@ -43,12 +45,14 @@ pub async fn prepare(
     let body = match body {
         Body::Image(mut image) => {
             let record = live_media(media, &image.media_id).await?;
-            if image.file_name.is_empty() {
-                image.file_name = record.file_name;
+            if record.kind != Kind::Image {
+                return Err(Error::invalid(format!(
+                    "media {} was uploaded as a file, not an image: send it in a file message",
+                    record.media_id
+                )));
             }
-            if image.size == 0 {
-                image.size = record.size;
-            }
+            image.file_name = file_name("message.image.file_name", image.file_name, &record)?;
+            image.size = checked_size("message.image.size", image.size, &record)?;
             if image.width == 0 {
                 image.width = record.width;
             }
@@ -58,13 +62,10 @@ pub async fn prepare(
             Body::Image(image)
         }
         Body::File(mut file) => {
+            // A file message may point at any media, images included.
             let record = live_media(media, &file.media_id).await?;
-            if file.file_name.is_empty() {
-                file.file_name = record.file_name;
-            }
-            if file.size == 0 {
-                file.size = record.size;
-            }
+            file.file_name = file_name("message.file.file_name", file.file_name, &record)?;
+            file.size = checked_size("message.file.size", file.size, &record)?;
             Body::File(file)
         }
         other => other,
@@ -72,9 +73,30 @@ pub async fn prepare(
     Ok(pb::Message { body: Some(body) })
 }
 
+/// The file name a message carries: the sender's, held to the upload header's rules,
+/// or the record's when the sender left it empty.
+fn file_name(field: &str, given: String, record: &Record) -> Result<String, Error> {
+    if given.is_empty() {
+        return Ok(record.file_name.clone());
+    }
+    ids::validate_file_name(field, &given)?;
+    Ok(given)
+}
+
+/// The size a message carries: the record's; a size the sender set must agree with it.
+fn checked_size(field: &str, given: u64, record: &Record) -> Result<u64, Error> {
+    if given != 0 && given != record.size {
+        return Err(Error::invalid(format!(
+            "{field} is {given} but media {} is {} bytes; leave it 0 to have it filled in",
+            record.media_id, record.size
+        )));
+    }
+    Ok(record.size)
+}
+
 /// The record of a media ID that a message points at: FAILED_PRECONDITION when it is
 /// unknown or expired.
-async fn live_media(media: &MediaStore, id: &str) -> Result<crate::media::Record, Error> {
+async fn live_media(media: &MediaStore, id: &str) -> Result<Record, Error> {
     let id = MediaId::parse(id)?;
     match media.get(&id).await {
         Ok(record) => Ok(record),
