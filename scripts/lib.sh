@@ -13,11 +13,18 @@ GRPCURL_MODULE=github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-# go_tool NAME MODULE@VERSION: builds a Go tool into $GOBIN unless it is there already.
+# go_tool NAME MODULE@VERSION: builds a Go tool into $GOBIN unless that version is
+# there already (a stamp file beside it records which module@version it was built from;
+# a binary from before stamps is taken as it is).
 go_tool() {
-  if [ ! -x "$GOBIN/$1" ]; then
-    step "building $1 with go install (once; cached in $GOBIN)"
+  local stamp="$GOBIN/.$1.module"
+  if [ -x "$GOBIN/$1" ] && [ ! -e "$stamp" ]; then
+    echo "$2" >"$stamp"
+  fi
+  if [ ! -x "$GOBIN/$1" ] || [ "$(cat "$stamp")" != "$2" ]; then
+    step "building $1 with go install $2 (once; cached in $GOBIN)"
     go install "$2"
+    echo "$2" >"$stamp"
   fi
 }
 

@@ -91,7 +91,16 @@ impl Client {
     }
 
     fn upload_path(&self, kind: MediaKind, path: &Path) -> Result<Transfer<Media>, Error> {
-        let size = std::fs::metadata(path)?.len();
+        // The caller's input: a path that cannot be read is an invalid argument.
+        let metadata = std::fs::metadata(path)
+            .map_err(|e| Error::InvalidArgument(format!("cannot read {}: {e}", path.display())))?;
+        if !metadata.is_file() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not a file",
+                path.display()
+            )));
+        }
+        let size = metadata.len();
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -52,7 +52,7 @@ fn message_json(message: &Message) -> Value {
         }),
         Message::File(f) => json!({
             "type": "file", "media_id": f.media_id, "file_name": f.file_name, "size": f.size,
-            "thumbnail_bytes": f.thumbnail.len(),
+            "width": 0, "height": 0, "thumbnail_bytes": f.thumbnail.len(),
         }),
     }
 }

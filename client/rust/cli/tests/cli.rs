@@ -401,6 +401,15 @@ fn json_errors_follow_the_interop_contract() {
     let line: Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(line["error"]["code"], "UNAVAILABLE");
 
+    // A file that is not there is the caller's input: INVALID_ARGUMENT.
+    let missing = dir.path().join("missing.bin");
+    let error = json_failure(
+        &server,
+        "alice",
+        &["upload", missing.to_str().expect("utf-8")],
+    );
+    assert_eq!(error["error"]["code"], "INVALID_ARGUMENT");
+
     // Usage errors exit 2.
     courier(&server, "alice").arg("--json").assert().code(2);
     courier(&server, "alice")

@@ -1,0 +1,195 @@
+// The commands that move media and messages.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"google.golang.org/grpc/codes"
+
+	courier "github.com/courier-rtm/courier/client/go"
+)
+
+func upload(ctx context.Context, c *courier.Client, path string, image bool) (courier.Media, error) {
+	kind := courier.File
+	if image {
+		kind = courier.Image
+	}
+	return c.UploadFile(ctx, path, courier.UploadOptions{Kind: kind})
+}
+
+func prepareSend(p parsed) (func(context.Context, *courier.Client) error, error) {
+	if err := p.exactly(); err != nil {
+		return nil, err
+	}
+	target, err := p.oneOf("to", "channel")
+	if err != nil {
+		return nil, err
+	}
+	if target == "" {
+		return nil, usagef("say where to send: --to PEER or --channel CH")
+	}
+	content, err := p.oneOf("text", "image", "file", "media-id")
+	if err != nil {
+		return nil, err
+	}
+	if content == "" {
+		return nil, usagef("say what to send: --text, --image, --file or --media-id")
+	}
+	if p.has("offline") && target == "channel" {
+		return nil, usagef("--offline is for peer messages (--to)")
+	}
+	return func(ctx context.Context, c *courier.Client) error {
+		message, err := compose(ctx, c, content, p.flags[content])
+		if err != nil {
+			return err
+		}
+		var receipt courier.Receipt
+		if target == "to" {
+			receipt, err = c.SendPeerMessage(ctx, p.flags["to"], message, courier.SendOptions{Offline: p.has("offline")})
+		} else {
+			receipt, err = c.SendChannelMessage(ctx, p.flags["channel"], message)
+		}
+		if errors.Is(err, courier.ErrPeerUnreachable) {
+			printLine(object{"message_id": receipt.MessageID, "state": "unreachable"})
+			fmt.Fprintf(os.Stderr, "courier-interop: %s is offline; the message was not kept (send with --offline to keep it)\n", p.flags["to"])
+			return errUnreachable
+		}
+		if err != nil {
+			return err
+		}
+		printLine(object{"message_id": receipt.MessageID, "state": receipt.Delivery.String(), "server_time_ms": receipt.ServerTime.UnixMilli()})
+		return nil
+	}, nil
+}
+
+// compose makes the message that send sends: text, an upload, or a stored record.
+func compose(ctx context.Context, c *courier.Client, content, value string) (courier.Message, error) {
+	switch content {
+	case "text":
+		return courier.Text(value), nil
+	case "image", "file":
+		media, err := upload(ctx, c, value, content == "image")
+		if err != nil {
+			return nil, err
+		}
+		return media.Message(), nil
+	case "media-id":
+		media, err := c.GetMedia(ctx, value)
+		if err != nil {
+			return nil, err
+		}
+		return media.Message(), nil
+	default:
+		return nil, &courier.Error{Kind: courier.ErrInvalidArgument, Code: codes.InvalidArgument,
+			Message: "nothing to send"}
+	}
+}
+
+func channelCommand(ctx context.Context, c *courier.Client, name, channel string) error {
+	switch name {
+	case "join":
+		if err := c.JoinChannel(ctx, channel); err != nil {
+			return err
+		}
+		printLine(object{"channel": channel, "result": "joined"})
+	case "leave":
+		if err := c.LeaveChannel(ctx, channel); err != nil {
+			return err
+		}
+		printLine(object{"channel": channel, "result": "left"})
+	default:
+		members, err := c.ChannelMembers(ctx, channel)
+		if err != nil {
+			return err
+		}
+		if members == nil {
+			members = []string{}
+		}
+		printLine(object{"channel": channel, "members": members})
+	}
+	return nil
+}
+
+func download(ctx context.Context, c *courier.Client, mediaID, path string) error {
+	media, err := c.DownloadFile(ctx, mediaID, path, courier.DownloadOptions{})
+	if err != nil {
+		return err
+	}
+	return printSaved(media, path)
+}
+
+// printSaved prints a saved line, with the SHA-256 of the bytes on disk (read back
+// rather than taken from the record that the library checked them against).
+func printSaved(media courier.Media, path string) error {
+	digest, err := sha256OfFile(path)
+	if err != nil {
+		return err
+	}
+	line := mediaJSON(media)
+	line["event"] = "saved"
+	line["path"] = path
+	line["sha256"] = digest
+	printLine(line)
+	return nil
+}
+
+// listen prints the feed; with save, it downloads every image and file into that
+// folder; with count > 0, it returns after that many messages (and their saves).
+func listen(ctx context.Context, c *courier.Client, save string, count int) error {
+	if save != "" {
+		if err := os.MkdirAll(save, 0o755); err != nil {
+			return err
+		}
+	}
+	feed := c.Subscribe(ctx)
+	defer feed.Close()
+	messages := 0
+	for count == 0 || messages < count {
+		event, open := <-feed.Events()
+		if !open {
+			return feed.Err()
+		}
+		printLine(eventJSON(event))
+		received, ok := event.(courier.ReceivedMessage)
+		if !ok {
+			continue
+		}
+		messages++
+		if save != "" {
+			if err := saveMedia(ctx, c, save, received.Message); errors.Is(err, courier.ErrCancelled) {
+				return err
+			} else if err != nil {
+				// One failed download does not end the feed.
+				fmt.Fprintf(os.Stderr, "courier-interop: could not save a file: %v\n", err)
+			}
+		}
+	}
+	return nil
+}
+
+// saveMedia downloads the media of an image or file message into dir, under its
+// file name made safe and unique.
+func saveMedia(ctx context.Context, c *courier.Client, dir string, message courier.Message) error {
+	var mediaID, name string
+	switch m := message.(type) {
+	case courier.ImageMessage:
+		mediaID, name = m.MediaID, m.FileName
+	case courier.FileMessage:
+		mediaID, name = m.MediaID, m.FileName
+	default:
+		return nil
+	}
+	path, err := courier.UniquePath(dir, name, mediaID)
+	if err != nil {
+		return err
+	}
+	media, err := c.DownloadFile(ctx, mediaID, path, courier.DownloadOptions{})
+	if err != nil {
+		return err
+	}
+	return printSaved(media, path)
+}

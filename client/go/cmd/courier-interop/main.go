@@ -1,0 +1,173 @@
+// Command courier-interop is the Go client's interop client (docs/interop.md): the
+// commands of `courier --json`, printing one JSON object per line on stdout, built on
+// the courier package. The server and token come from COURIER_SERVER and
+// COURIER_TOKEN (or --server and --token).
+//
+// Exit status: 0 on success; 1 for a refused or failed call, with an
+// {"error": {"code", "reason", "message"}} line on stdout (and a line on stderr), or
+// for a peer message that was neither delivered nor kept; 2 for a usage error; 130
+// when a transfer was cancelled by Ctrl-C.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	courier "github.com/courier-rtm/courier/client/go"
+)
+
+const usage = `usage: courier-interop COMMAND [ARGS]
+  upload PATH [--image]
+  send (--to PEER | --channel CH) (--text T | --image PATH | --file PATH | --media-id ID) [--offline]
+  join CH | leave CH | members CH | online USER...
+  download MEDIA_ID -o PATH
+  listen [--save DIR] [--count N]
+every command also takes --server URL and --token TOKEN (default: $COURIER_SERVER, $COURIER_TOKEN)`
+
+// errUnreachable marks a peer send that was neither delivered nor kept: its line is
+// printed already, the exit status is 1.
+var errUnreachable = errors.New("peer unreachable")
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(os.Stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := command(ctx, args[0], args[1:])
+	var usageErr usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &usageErr):
+		fmt.Fprintf(os.Stderr, "courier-interop: %v\n%s\n", err, usage)
+		return 2
+	case errors.Is(err, errUnreachable):
+		return 1
+	case errors.Is(err, courier.ErrCancelled) && ctx.Err() != nil:
+		fmt.Fprintln(os.Stderr, "courier-interop: cancelled")
+		return 130
+	default:
+		printError(err)
+		fmt.Fprintf(os.Stderr, "courier-interop: %v\n", err)
+		return 1
+	}
+}
+
+// specs are the flags of each command.
+var specs = map[string]spec{
+	"upload":   {bools: []string{"image"}},
+	"send":     {values: []string{"to", "channel", "text", "image", "file", "media-id"}, bools: []string{"offline"}},
+	"join":     {},
+	"leave":    {},
+	"members":  {},
+	"online":   {},
+	"download": {values: []string{"output"}, aliases: map[string]string{"o": "output"}},
+	"listen":   {values: []string{"save", "count"}},
+}
+
+// command parses the command line of name, connects, and runs it.
+func command(ctx context.Context, name string, args []string) error {
+	s, known := specs[name]
+	if !known {
+		return usagef("unknown command %q", name)
+	}
+	p, err := parse(args, s)
+	if err != nil {
+		return err
+	}
+	run, err := prepare(name, p)
+	if err != nil {
+		return err
+	}
+	server := os.Getenv("COURIER_SERVER")
+	if p.has("server") {
+		server = p.flags["server"]
+	}
+	if server == "" {
+		server = "http://127.0.0.1:50051"
+	}
+	token := os.Getenv("COURIER_TOKEN")
+	if p.has("token") {
+		token = p.flags["token"]
+	}
+	client, err := courier.Dial(ctx, server, courier.WithToken(token))
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	return run(ctx, client)
+}
+
+// prepare checks the arguments of a command (usage errors come before any call) and
+// returns what runs it.
+func prepare(name string, p parsed) (func(context.Context, *courier.Client) error, error) {
+	switch name {
+	case "upload":
+		if err := p.exactly("PATH"); err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, c *courier.Client) error {
+			media, err := upload(ctx, c, p.positional[0], p.has("image"))
+			if err == nil {
+				printLine(mediaJSON(media))
+			}
+			return err
+		}, nil
+	case "send":
+		return prepareSend(p)
+	case "join", "leave", "members":
+		if err := p.exactly("CHANNEL"); err != nil {
+			return nil, err
+		}
+		channel := p.positional[0]
+		return func(ctx context.Context, c *courier.Client) error {
+			return channelCommand(ctx, c, name, channel)
+		}, nil
+	case "online":
+		if len(p.positional) == 0 {
+			return nil, usagef("missing USER")
+		}
+		return func(ctx context.Context, c *courier.Client) error {
+			statuses, err := c.QueryOnlineStatus(ctx, p.positional...)
+			for _, s := range statuses {
+				printLine(object{"user_id": s.UserID, "online": s.Online})
+			}
+			return err
+		}, nil
+	case "download":
+		if err := p.exactly("MEDIA_ID"); err != nil {
+			return nil, err
+		}
+		if !p.has("output") {
+			return nil, usagef("missing -o PATH")
+		}
+		return func(ctx context.Context, c *courier.Client) error {
+			return download(ctx, c, p.positional[0], p.flags["output"])
+		}, nil
+	case "listen":
+		if err := p.exactly(); err != nil {
+			return nil, err
+		}
+		count, err := p.count("count")
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, c *courier.Client) error {
+			return listen(ctx, c, p.flags["save"], count)
+		}, nil
+	}
+	return nil, usagef("unknown command %q", name)
+}
