@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`config`]: the command line and environment (`serve`, `token`).
 //! - [`server`]: wires the services together and runs them until shutdown.
+//! - [`health`]: the health service, NOT_SERVING everywhere at shutdown.
 //! - [`auth`]: HS256 JWT bearer tokens, the secret, and the interceptor.
 //! - [`media`]: MediaService — uploads, downloads, records, slots, expiry.
 //! - [`messaging`]: MessagingService (peer and channel messages, presence).
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod ids;
 pub mod media;
 pub mod messaging;

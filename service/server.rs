@@ -9,13 +9,13 @@ use tonic::{
     service::interceptor::InterceptedService,
     transport::{Server, server::Router, server::TcpIncoming},
 };
-use tonic_health::server::HealthReporter;
 
 use crate::{
     auth::{self, Authenticator},
     codec::TRANSPORT_MESSAGE_LIMIT,
     config::ServeConfig,
     error::Error,
+    health::Health,
     media::{MediaLimits, MediaServer, MediaStore, TransferSlots, spawn_sweeper},
     messaging::{HubLimits, LocalHub, MessagingServer, OfflineCache, RateLimiter, spawn_purger},
     metrics,
@@ -89,14 +89,8 @@ impl Parts {
         &self,
         config: &ServeConfig,
         signals: Signals,
-    ) -> Result<(Router, HealthReporter), Error> {
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<MediaServiceServer<MediaServer>>()
-            .await;
-        health
-            .set_serving::<MessagingServiceServer<MessagingServer>>()
-            .await;
+    ) -> Result<(Router, Health), Error> {
+        let (health, health_service) = Health::new().await;
         let reflection_v1 = reflection()
             .build_v1()
             .map_err(|e| Error::Internal(format!("building reflection v1: {e}")))?;
@@ -178,8 +172,7 @@ pub async fn run(
         result = &mut serving => flatten(result),
         () = shutdown => {
             tracing::info!(grace_secs = config.shutdown_grace.as_secs_f64(), "shutting down");
-            health.set_not_serving::<MediaServiceServer<MediaServer>>().await;
-            health.set_not_serving::<MessagingServiceServer<MessagingServer>>().await;
+            health.close().await;
             let _ = stop_tx.send(true);
             match tokio::time::timeout(config.shutdown_grace, &mut serving).await {
                 Ok(result) => flatten(result),

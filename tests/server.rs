@@ -220,27 +220,44 @@ async fn health_reflection_and_metrics() {
 
 #[tokio::test]
 async fn sigterm_stops_the_server_gracefully() {
-    let mut server = Server::start(&Backend::Local, &["--shutdown-grace", "2s"]);
+    // A long grace period: the server must not need it when nothing real is open.
+    let mut server = Server::start(&Backend::Local, &["--shutdown-grace", "20s"]);
     let mut health = HealthClient::new(server.channel().await);
-    let request = HealthCheckRequest {
-        service: "courier.v1.MediaService".into(),
-    };
-    let mut watch = health.watch(request).await.expect("watch").into_inner();
-    let first = watch.message().await.expect("status").expect("a status");
-    assert_eq!(first.status(), ServingStatus::Serving);
+    let mut watches = Vec::new();
+    for name in ["", "courier.v1.MediaService", "courier.v1.MessagingService"] {
+        let request = HealthCheckRequest {
+            service: name.into(),
+        };
+        let mut watch = health.watch(request).await.expect("watch").into_inner();
+        let first = watch.message().await.expect("status").expect("a status");
+        assert_eq!(first.status(), ServingStatus::Serving, "{name:?}");
+        watches.push((name, watch));
+    }
+    let started = std::time::Instant::now();
     server.terminate();
-    // Health turns NOT_SERVING first, so load balancers stop sending new calls.
-    let next = tokio::time::timeout(Duration::from_secs(5), watch.message())
-        .await
-        .expect("a status change")
-        .expect("the watch stays open")
-        .expect("a status");
-    assert_eq!(next.status(), ServingStatus::NotServing);
-    // The watch is a call that never ends by itself: the server still exits once the
-    // grace period is over.
-    let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(8)))
+    // Every name, the overall one included, turns NOT_SERVING at once, so load
+    // balancers stop sending new calls; then each watch ends.
+    for (name, watch) in &mut watches {
+        let next = tokio::time::timeout(Duration::from_secs(5), watch.message())
+            .await
+            .expect("a status change")
+            .expect("the watch stays open")
+            .expect("a status");
+        assert_eq!(next.status(), ServingStatus::NotServing, "{name:?}");
+        let end = tokio::time::timeout(Duration::from_secs(5), watch.message())
+            .await
+            .expect("the watch ends");
+        assert!(matches!(end, Ok(None) | Err(_)), "{name:?}: {end:?}");
+    }
+    // Open watches do not hold the process for the grace period.
+    let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(10)))
         .await
         .expect("waits")
-        .expect("the server exits within its grace period");
+        .expect("the server exits");
     assert!(status.success(), "exit status {status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the server took {:?} to exit with only health watches open",
+        started.elapsed()
+    );
 }

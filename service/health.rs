@@ -1,0 +1,115 @@
+//! `grpc.health.v1.Health` with shutdown in mind: when shutdown starts, every name —
+//! the overall status `""` and each service's — turns NOT_SERVING at once, and every
+//! `Watch` stream ends right after telling its watcher so, instead of holding the
+//! process open for the whole grace period.
+
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+use tonic_health::{
+    ServingStatus,
+    pb::{
+        HealthCheckRequest, HealthCheckResponse,
+        health_check_response::ServingStatus as WireStatus, health_server,
+    },
+    server::{HealthReporter, HealthService},
+};
+
+use crate::pb::{
+    media_service_server::MediaServiceServer, messaging_service_server::MessagingServiceServer,
+};
+use crate::{media::MediaServer, messaging::MessagingServer};
+
+/// The health of the server: a reporter for the statuses and a flag for shutdown.
+#[derive(Clone)]
+pub struct Health {
+    /// Sets the status of each name.
+    reporter: HealthReporter,
+    /// Turns true when shutdown starts, before any status changes.
+    closing: watch::Sender<bool>,
+}
+
+impl Health {
+    /// Every name SERVING, and the gRPC service that reports them.
+    pub async fn new() -> (Self, health_server::HealthServer<ClosingHealth>) {
+        let reporter = HealthReporter::new();
+        reporter
+            .set_serving::<MediaServiceServer<MediaServer>>()
+            .await;
+        reporter
+            .set_serving::<MessagingServiceServer<MessagingServer>>()
+            .await;
+        let (closing, closing_rx) = watch::channel(false);
+        let service = ClosingHealth {
+            inner: HealthService::from_health_reporter(reporter.clone()),
+            closing: closing_rx,
+        };
+        (
+            Self { reporter, closing },
+            health_server::HealthServer::new(service),
+        )
+    }
+
+    /// Shutdown has started: every name NOT_SERVING, every watcher told and let go.
+    pub async fn close(&self) {
+        // First the flag, so that a watcher who sees NOT_SERVING from here on ends.
+        let _ = self.closing.send(true);
+        self.reporter
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        self.reporter
+            .set_not_serving::<MediaServiceServer<MediaServer>>()
+            .await;
+        self.reporter
+            .set_not_serving::<MessagingServiceServer<MessagingServer>>()
+            .await;
+    }
+}
+
+/// tonic-health's service, whose `Watch` streams end once shutdown has started and
+/// the watcher has been sent NOT_SERVING.
+pub struct ClosingHealth {
+    /// Answers checks and feeds watches.
+    inner: HealthService,
+    /// True once shutdown has started.
+    closing: watch::Receiver<bool>,
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<HealthCheckResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl health_server::Health for ClosingHealth {
+    async fn check(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        self.inner.check(request).await
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<HealthCheckRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let statuses = self.inner.watch(request).await?.into_inner();
+        let closing = self.closing.clone();
+        // After the item that tells a closing server's watcher NOT_SERVING, the stream
+        // ends without waiting for another status.
+        let stream = futures::stream::unfold((statuses, false), move |(mut statuses, told)| {
+            let closing = closing.clone();
+            async move {
+                if told {
+                    return None;
+                }
+                let item = statuses.next().await?;
+                let not_serving = matches!(&item, Ok(r) if r.status() == WireStatus::NotServing);
+                let told = not_serving && *closing.borrow();
+                Some((item, (statuses, told)))
+            }
+        });
+        Ok(Response::new(stream.boxed()))
+    }
+}
