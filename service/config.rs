@@ -57,55 +57,55 @@ pub struct ServeConfig {
     pub jwt_secret: Option<String>,
 
     /// The largest upload accepted, in bytes.
-    #[arg(long, env = "COURIER_MAX_UPLOAD_SIZE", default_value_t = 30 * 1024 * 1024)]
+    #[arg(long, env = "COURIER_MAX_UPLOAD_SIZE", default_value_t = 30 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_upload_size: u64,
 
     /// How long media are kept after upload (for example 7d, 36h, 90s).
-    #[arg(long, env = "COURIER_MEDIA_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "COURIER_MEDIA_TTL", default_value = "7d", value_parser = positive_duration)]
     pub media_ttl: Duration,
 
     /// How many uploads and downloads one user may have in flight at once.
-    #[arg(long, env = "COURIER_MAX_TRANSFERS_PER_USER", default_value_t = 9)]
+    #[arg(long, env = "COURIER_MAX_TRANSFERS_PER_USER", default_value_t = 9, value_parser = positive_count)]
     pub max_transfers_per_user: usize,
 
     /// A transfer that moves no bytes for this long is ended and cleaned up.
-    #[arg(long, env = "COURIER_IDLE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "COURIER_IDLE_TIMEOUT", default_value = "120s", value_parser = positive_duration)]
     pub idle_timeout: Duration,
 
     /// How often expired media and expired offline messages are deleted.
-    #[arg(long, env = "COURIER_SWEEP_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "COURIER_SWEEP_INTERVAL", default_value = "10m", value_parser = positive_duration)]
     pub sweep_interval: Duration,
 
     /// How many messages one receiver may have cached while offline (oldest dropped).
-    #[arg(long, env = "COURIER_OFFLINE_CACHE_SIZE", default_value_t = 200)]
+    #[arg(long, env = "COURIER_OFFLINE_CACHE_SIZE", default_value_t = 200, value_parser = positive_count)]
     pub offline_cache_size: usize,
 
     /// How long cached offline messages are kept.
-    #[arg(long, env = "COURIER_OFFLINE_TTL", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "COURIER_OFFLINE_TTL", default_value = "7d", value_parser = positive_duration)]
     pub offline_ttl: Duration,
 
     /// How many channels one user may be a member of.
-    #[arg(long, env = "COURIER_MAX_CHANNELS_PER_USER", default_value_t = 20)]
+    #[arg(long, env = "COURIER_MAX_CHANNELS_PER_USER", default_value_t = 20, value_parser = positive_count)]
     pub max_channels_per_user: usize,
 
     /// How many messages one user may send per rate window.
-    #[arg(long, env = "COURIER_RATE_LIMIT", default_value_t = 180)]
+    #[arg(long, env = "COURIER_RATE_LIMIT", default_value_t = 180, value_parser = positive_count)]
     pub rate_limit: usize,
 
     /// The rate window.
-    #[arg(long, env = "COURIER_RATE_WINDOW", default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "COURIER_RATE_WINDOW", default_value = "3s", value_parser = positive_duration)]
     pub rate_window: Duration,
 
     /// How many Subscribe streams (devices) one user may have open at once.
-    #[arg(long, env = "COURIER_MAX_STREAMS_PER_USER", default_value_t = 16)]
+    #[arg(long, env = "COURIER_MAX_STREAMS_PER_USER", default_value_t = 16, value_parser = positive_count)]
     pub max_streams_per_user: usize,
 
     /// How many events a Subscribe stream may have queued before it is ended as too slow.
-    #[arg(long, env = "COURIER_SUBSCRIBER_BUFFER", default_value_t = 1024)]
+    #[arg(long, env = "COURIER_SUBSCRIBER_BUFFER", default_value_t = 1024, value_parser = positive_count)]
     pub subscriber_buffer: usize,
 
     /// How long a shutdown waits for calls in flight before the process exits.
-    #[arg(long, env = "COURIER_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "COURIER_SHUTDOWN_GRACE", default_value = "25s", value_parser = positive_duration)]
     pub shutdown_grace: Duration,
 }
 
@@ -125,6 +125,26 @@ pub struct TokenArgs {
     pub jwt_secret: Option<String>,
 
     /// How long the token is valid (for example 24h, 30m, 7d).
-    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "24h", value_parser = positive_duration)]
     pub ttl: Duration,
+}
+
+/// A duration of more than zero (humantime syntax: 90s, 10m, 7d): a zero sweep
+/// interval, TTL, idle timeout or rate window would break the server, so it is refused
+/// at start with exit status 2.
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(duration)
+}
+
+/// A count of at least 1: a limit of 0 would refuse everything.
+fn positive_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -261,3 +261,37 @@ async fn sigterm_stops_the_server_gracefully() {
         started.elapsed()
     );
 }
+
+#[test]
+fn zero_durations_and_limits_are_refused_at_start_with_status_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (flag, value) in [
+        ("--sweep-interval", "0s"),
+        ("--idle-timeout", "0s"),
+        ("--media-ttl", "0s"),
+        ("--offline-ttl", "0s"),
+        ("--rate-window", "0s"),
+        ("--rate-limit", "0"),
+        ("--max-transfers-per-user", "0"),
+        ("--max-upload-size", "0"),
+        ("--subscriber-buffer", "0"),
+        ("--sweep-interval", "soon"),
+    ] {
+        let output = Command::new(common::server_binary())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([flag, value])
+            .output()
+            .expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
+}

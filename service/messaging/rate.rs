@@ -8,7 +8,10 @@ use std::{
 
 use crate::error::{Error, Reason};
 
-/// Past this many tracked users, idle ones are forgotten on the next check.
+/// Past this many tracked users, idle ones are forgotten on the next check; after a
+/// prune the threshold becomes twice the users left (at least this), so a full scan
+/// happens only when the map has doubled: amortised O(1) per message however many
+/// users are active.
 const PRUNE_AT: usize = 10_000;
 
 /// A sliding-window limiter, exact: the (N+1)th message inside any window is refused.
@@ -18,10 +21,20 @@ pub struct RateLimiter {
     limit: usize,
     /// The window's length.
     window: Duration,
-    /// The times of each user's messages inside the current window, oldest first.
-    ///
-    /// A std mutex: held only for a few queue operations, never across an `.await`.
-    sent: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Each user's recent messages. A std mutex: held only for a few queue
+    /// operations (and, amortised, a share of a prune), never across an `.await`.
+    sent: Mutex<Sent>,
+}
+
+/// The times of each user's messages inside the current window, oldest first.
+#[derive(Debug)]
+struct Sent {
+    /// Per user.
+    users: HashMap<String, VecDeque<Instant>>,
+    /// Prune idle users when the map grows past this.
+    prune_at: usize,
+    /// How many prunes ran (for tests of the amortised cost).
+    prunes: u64,
 }
 
 impl RateLimiter {
@@ -30,7 +43,11 @@ impl RateLimiter {
         Self {
             limit,
             window,
-            sent: Mutex::default(),
+            sent: Mutex::new(Sent {
+                users: HashMap::new(),
+                prune_at: PRUNE_AT,
+                prunes: 0,
+            }),
         }
     }
 
@@ -44,15 +61,17 @@ impl RateLimiter {
             .sent
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        if sent.len() > PRUNE_AT {
+        if sent.users.len() > sent.prune_at {
             let window = self.window;
-            sent.retain(|_, times| {
+            sent.users.retain(|_, times| {
                 times
                     .back()
                     .is_some_and(|t| now.duration_since(*t) < window)
             });
+            sent.prune_at = (sent.users.len() * 2).max(PRUNE_AT);
+            sent.prunes += 1;
         }
-        let times = sent.entry(user.to_owned()).or_default();
+        let times = sent.users.entry(user.to_owned()).or_default();
         while times
             .front()
             .is_some_and(|t| now.duration_since(*t) >= self.window)
@@ -77,6 +96,34 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_active_users_do_not_make_every_check_a_scan() {
+        let limiter = RateLimiter::new(5, Duration::from_secs(3));
+        let now = Instant::now();
+        let users = 100_000;
+        for i in 0..users {
+            assert!(limiter.check_at(&format!("user{i}"), now).is_ok());
+        }
+        let sent = limiter.sent.lock().unwrap_or_else(|p| p.into_inner());
+        assert_eq!(sent.users.len(), users);
+        // 10k, 20k, 40k, 80k: a handful of scans for 100k users, not one per message.
+        assert!(sent.prunes <= 5, "{} prunes", sent.prunes);
+    }
+
+    #[test]
+    fn idle_users_are_forgotten() {
+        let limiter = RateLimiter::new(5, Duration::from_secs(3));
+        let start = Instant::now();
+        for i in 0..=PRUNE_AT {
+            assert!(limiter.check_at(&format!("old{i}"), start).is_ok());
+        }
+        let later = start + Duration::from_secs(10);
+        assert!(limiter.check_at("new", later).is_ok());
+        assert!(limiter.check_at("newer", later).is_ok());
+        let sent = limiter.sent.lock().unwrap_or_else(|p| p.into_inner());
+        assert_eq!(sent.users.len(), 2, "the idle users were pruned");
+    }
 
     #[test]
     fn refuses_past_the_limit_until_the_window_moves() {
