@@ -1,0 +1,150 @@
+package dev.courier;
+
+import com.google.protobuf.Any;
+import com.google.protobuf.InvalidProtocolBufferException;
+import com.google.rpc.ErrorInfo;
+import courier.v1.ErrorReasonOuterClass.ErrorReason;
+import dev.courier.errors.CancelledException;
+import dev.courier.errors.CourierException;
+import dev.courier.errors.DeadlineExceededException;
+import dev.courier.errors.InvalidArgumentException;
+import dev.courier.errors.LocalIoException;
+import dev.courier.errors.MediaTooLargeException;
+import dev.courier.errors.MediaUnavailableException;
+import dev.courier.errors.MessageTooLargeException;
+import dev.courier.errors.NotAMemberException;
+import dev.courier.errors.NotFoundException;
+import dev.courier.errors.OutOfRangeException;
+import dev.courier.errors.RateLimitedException;
+import dev.courier.errors.TooManyChannelsException;
+import dev.courier.errors.TooManyStreamsException;
+import dev.courier.errors.TooManyTransfersException;
+import dev.courier.errors.TooSlowException;
+import dev.courier.errors.UnauthenticatedException;
+import dev.courier.errors.UnavailableException;
+import io.grpc.Status;
+import io.grpc.protobuf.StatusProto;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.util.concurrent.CompletionException;
+import java.util.concurrent.ExecutionException;
+
+/** Sorts gRPC failures into the {@link CourierException} kinds, in one place. */
+final class Errors {
+  /** The {@code google.rpc.ErrorInfo} domain of courier's refusals. */
+  static final String DOMAIN = "courier.v1";
+
+  private Errors() {}
+
+  /**
+   * The courier exception for any failure: a gRPC status (with its ErrorInfo reason), a
+   * local I/O error, or a courier exception already (unwrapped from future wrappers).
+   */
+  static CourierException from(Throwable error) {
+    Throwable t = unwrap(error);
+    if (t instanceof CourierException courier) {
+      return courier;
+    }
+    if (t instanceof IOException || t instanceof UncheckedIOException) {
+      return new LocalIoException("i/o: " + describe(t), Status.Code.INTERNAL, t);
+    }
+    Status status = Status.fromThrowable(t);
+    if (status.getCode() == Status.Code.UNKNOWN && status.getCause() == t) {
+      // Not a gRPC failure at all: a bug or a runtime error in this process.
+      return new CourierException(describe(t), Status.Code.INTERNAL, null, t);
+    }
+    return fromStatus(status, reasonOf(t), t);
+  }
+
+  /** The exception for {@code status}, sorted by {@code reason} first, then by code. */
+  static CourierException fromStatus(Status status, ErrorReason reason, Throwable cause) {
+    Status.Code code = status.getCode();
+    String message = message(status);
+    // A switch expression must name every value: a reason added to the proto fails the
+    // build here until it is sorted.
+    CourierException byReason =
+        switch (reason) {
+          case MEDIA_TOO_LARGE -> new MediaTooLargeException(message, code, cause);
+          case MESSAGE_TOO_LARGE -> new MessageTooLargeException(message, code, cause);
+          case TOO_MANY_TRANSFERS -> new TooManyTransfersException(message, code, cause);
+          case RATE_LIMITED -> new RateLimitedException(message, code, cause);
+          case TOO_MANY_CHANNELS -> new TooManyChannelsException(message, code, cause);
+          case MEDIA_UNAVAILABLE -> new MediaUnavailableException(message, code, cause);
+          case NOT_A_MEMBER -> new NotAMemberException(message, code, cause);
+          case TOO_SLOW -> new TooSlowException(message, code, cause);
+          case TOO_MANY_STREAMS -> new TooManyStreamsException(message, code, cause);
+          case ERROR_REASON_UNSPECIFIED, UNRECOGNIZED -> null;
+        };
+    if (byReason != null) {
+      return byReason;
+    }
+    return switch (code) {
+      case UNAUTHENTICATED -> new UnauthenticatedException(message, code, cause);
+      case NOT_FOUND -> new NotFoundException(message, code, cause);
+      case INVALID_ARGUMENT -> new InvalidArgumentException(message, code, cause);
+      case OUT_OF_RANGE -> new OutOfRangeException(message, code, cause);
+      case UNAVAILABLE -> new UnavailableException(message, code, cause);
+      case DEADLINE_EXCEEDED -> new DeadlineExceededException(message, code, cause);
+      case CANCELLED -> new CancelledException(message, code, cause);
+      default -> new CourierException(message, code, null, cause);
+    };
+  }
+
+  /**
+   * The ErrorInfo reason in the status details of {@code t}, read through the generated
+   * {@link ErrorReason} enum; a reason this client does not know is UNSPECIFIED.
+   */
+  static ErrorReason reasonOf(Throwable t) {
+    com.google.rpc.Status details = StatusProto.fromThrowable(t);
+    if (details == null) {
+      return ErrorReason.ERROR_REASON_UNSPECIFIED;
+    }
+    for (Any any : details.getDetailsList()) {
+      if (!any.is(ErrorInfo.class)) {
+        continue;
+      }
+      try {
+        ErrorInfo info = any.unpack(ErrorInfo.class);
+        if (DOMAIN.equals(info.getDomain())) {
+          return ErrorReason.valueOf(info.getReason());
+        }
+      } catch (InvalidProtocolBufferException | IllegalArgumentException e) {
+        return ErrorReason.ERROR_REASON_UNSPECIFIED;
+      }
+    }
+    return ErrorReason.ERROR_REASON_UNSPECIFIED;
+  }
+
+  /** The status description, with the causes of a connection failure spelled out. */
+  private static String message(Status status) {
+    StringBuilder text = new StringBuilder();
+    text.append(status.getDescription() == null ? status.getCode().name() : status.getDescription());
+    for (Throwable cause = status.getCause(); cause != null; cause = cause.getCause()) {
+      String part = describe(cause);
+      if (text.indexOf(part) < 0) {
+        text.append(": ").append(part);
+      }
+      if (cause.getCause() == cause) {
+        break;
+      }
+    }
+    return text.toString();
+  }
+
+  private static String describe(Throwable t) {
+    return t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage();
+  }
+
+  private static Throwable unwrap(Throwable t) {
+    Throwable current = t;
+    for (int depth = 0; depth < 8; depth++) {
+      if ((current instanceof CompletionException || current instanceof ExecutionException)
+          && current.getCause() != null) {
+        current = current.getCause();
+      } else {
+        break;
+      }
+    }
+    return current;
+  }
+}

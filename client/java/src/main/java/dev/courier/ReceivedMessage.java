@@ -1,0 +1,33 @@
+package dev.courier;
+
+import java.time.Instant;
+
+/**
+ * A message that arrived on a subscription, from a peer or in a channel (Agora's
+ * {@code onMessageReceivedFromPeer}, {@code onImageMessageReceivedFromPeer},
+ * {@code onFileMessageReceived}, ...).
+ *
+ * @param from the sender's user ID
+ * @param channelId the channel it was sent to, or {@code null} for a peer message
+ * @param messageId the server's ID of the message
+ * @param serverTime when the server accepted it
+ * @param offline true when it was cached while this user was offline
+ * @param message the content
+ */
+public record ReceivedMessage(
+    String from,
+    String channelId,
+    String messageId,
+    Instant serverTime,
+    boolean offline,
+    Message message) {
+
+  /**
+   * Whether this is a channel message.
+   *
+   * @return true when {@link #channelId()} is set
+   */
+  public boolean isChannelMessage() {
+    return channelId != null;
+  }
+}

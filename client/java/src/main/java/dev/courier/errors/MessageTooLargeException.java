@@ -1,0 +1,39 @@
+package dev.courier.errors;
+
+import courier.v1.ErrorReasonOuterClass.ErrorReason;
+import io.grpc.Status;
+
+/** The message's text, file name, thumbnail and payload exceed 32 KiB (reason {@code MESSAGE_TOO_LARGE}). */
+public final class MessageTooLargeException extends CourierException {
+  private static final long serialVersionUID = 1L;
+
+  /**
+   * An error with the server's (or the client's) message and code.
+   *
+   * @param message what went wrong
+   * @param code the gRPC status code
+   * @param cause the underlying exception, or {@code null}
+   */
+  public MessageTooLargeException(String message, Status.Code code, Throwable cause) {
+    super(message, code, ErrorReason.MESSAGE_TOO_LARGE, cause);
+  }
+
+  /**
+   * An error found by the client itself, with the usual code ({@code INVALID_ARGUMENT}).
+   *
+   * @param message what went wrong
+   */
+  public MessageTooLargeException(String message) {
+    this(message, Status.Code.INVALID_ARGUMENT, null);
+  }
+
+  /**
+   * An error found by the client itself, with the usual code ({@code INVALID_ARGUMENT}) and a cause.
+   *
+   * @param message what went wrong
+   * @param cause the underlying exception
+   */
+  public MessageTooLargeException(String message, Throwable cause) {
+    this(message, Status.Code.INVALID_ARGUMENT, cause);
+  }
+}

@@ -1,0 +1,39 @@
+package dev.courier.errors;
+
+import courier.v1.ErrorReasonOuterClass.ErrorReason;
+import io.grpc.Status;
+
+/** A subscription fell too far behind and the server ended it (reason {@code TOO_SLOW}). */
+public final class TooSlowException extends CourierException {
+  private static final long serialVersionUID = 1L;
+
+  /**
+   * An error with the server's (or the client's) message and code.
+   *
+   * @param message what went wrong
+   * @param code the gRPC status code
+   * @param cause the underlying exception, or {@code null}
+   */
+  public TooSlowException(String message, Status.Code code, Throwable cause) {
+    super(message, code, ErrorReason.TOO_SLOW, cause);
+  }
+
+  /**
+   * An error found by the client itself, with the usual code ({@code RESOURCE_EXHAUSTED}).
+   *
+   * @param message what went wrong
+   */
+  public TooSlowException(String message) {
+    this(message, Status.Code.RESOURCE_EXHAUSTED, null);
+  }
+
+  /**
+   * An error found by the client itself, with the usual code ({@code RESOURCE_EXHAUSTED}) and a cause.
+   *
+   * @param message what went wrong
+   * @param cause the underlying exception
+   */
+  public TooSlowException(String message, Throwable cause) {
+    this(message, Status.Code.RESOURCE_EXHAUSTED, cause);
+  }
+}

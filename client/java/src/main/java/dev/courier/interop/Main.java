@@ -1,0 +1,407 @@
+package dev.courier.interop;
+
+import dev.courier.CourierClient;
+import dev.courier.Delivery;
+import dev.courier.FileMessage;
+import dev.courier.FileNames;
+import dev.courier.ImageMessage;
+import dev.courier.Media;
+import dev.courier.MediaKind;
+import dev.courier.Message;
+import dev.courier.RawMessage;
+import dev.courier.ReceivedMessage;
+import dev.courier.SendOptions;
+import dev.courier.SendReceipt;
+import dev.courier.Subscription;
+import dev.courier.SubscriptionListener;
+import dev.courier.TextMessage;
+import dev.courier.UploadArgs;
+import dev.courier.errors.CancelledException;
+import dev.courier.errors.CourierException;
+import dev.courier.errors.InvalidArgumentException;
+import dev.courier.errors.LocalIoException;
+import dev.courier.errors.PeerUnreachableException;
+import dev.courier.errors.UnauthenticatedException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.time.Instant;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.LinkedBlockingQueue;
+
+/**
+ * The Java interop client of docs/interop.md: one command per run, one JSON object per
+ * line on stdout, exit 0 on success, 1 for a refused call (with an {@code {"error": ...}}
+ * line), 2 for a usage error. Built on the library alone, so it is also its example.
+ */
+public final class Main {
+  /** Where the JSON lines go. */
+  private static final PrintStream OUT = new PrintStream(System.out, true, StandardCharsets.UTF_8);
+
+  private Main() {}
+
+  /**
+   * Runs one interop command.
+   *
+   * @param argv the command line
+   */
+  public static void main(String[] argv) {
+    System.exit(run(argv));
+  }
+
+  static int run(String[] argv) {
+    Args args;
+    try {
+      args = Args.parse(argv);
+    } catch (Usage e) {
+      System.err.println("interop: " + e.getMessage());
+      System.err.println(Usage.TEXT);
+      return 2;
+    }
+    try {
+      validate(args);
+    } catch (Usage e) {
+      System.err.println("interop: " + e.getMessage());
+      System.err.println(Usage.TEXT);
+      return 2;
+    }
+    try (CourierClient client = connect(args)) {
+      command(client, args);
+      return 0;
+    } catch (PeerUnreachableException e) {
+      line(Json.of("message_id", e.messageId(), "state", "unreachable"));
+      System.err.println(
+          "interop: " + e.peer() + " is offline; the message was not kept (send with --offline to keep it)");
+      return 1;
+    } catch (CancelledException e) {
+      System.err.println("interop: cancelled");
+      return 130;
+    } catch (CourierException e) {
+      error(e);
+      return 1;
+    } catch (IllegalArgumentException e) {
+      error(new InvalidArgumentException(e.getMessage(), e));
+      return 1;
+    } catch (IOException e) {
+      error(new LocalIoException(e.getMessage(), e));
+      return 1;
+    } catch (InterruptedException e) {
+      System.err.println("interop: interrupted");
+      return 130;
+    }
+  }
+
+  /** Checks the words of each command before anything connects. */
+  private static void validate(Args args) throws Usage {
+    switch (args.command) {
+      case "upload" -> args.exactly(1, "one PATH");
+      case "join", "leave", "members" -> args.exactly(1, "one channel");
+      case "online" -> {
+        if (args.positional.isEmpty()) {
+          throw new Usage("online takes one or more user IDs");
+        }
+      }
+      case "download" -> {
+        args.exactly(1, "one MEDIA_ID");
+        if (output(args) == null) {
+          throw new Usage("download needs -o PATH");
+        }
+      }
+      case "send" -> {
+        args.exactly(0, "only flags");
+        if ((args.value("--to") == null) == (args.value("--channel") == null)) {
+          throw new Usage("send needs exactly one of --to PEER and --channel CH");
+        }
+        int contents = 0;
+        for (String flag : List.of("--text", "--image", "--file", "--media-id")) {
+          contents += args.value(flag) == null ? 0 : 1;
+        }
+        if (contents != 1) {
+          throw new Usage("send needs exactly one of --text, --image, --file and --media-id");
+        }
+      }
+      case "listen" -> {
+        args.exactly(0, "only flags");
+        String count = args.value("--count");
+        if (count != null && !count.matches("[0-9]{1,9}")) {
+          throw new Usage("--count takes a number");
+        }
+      }
+      default -> throw new Usage("unknown command " + args.command);
+    }
+  }
+
+  private static String output(Args args) {
+    return args.value("-o") != null ? args.value("-o") : args.value("--output");
+  }
+
+  private static CourierClient connect(Args args) throws CourierException {
+    String server = args.server != null ? args.server : System.getenv("COURIER_SERVER");
+    if (server == null || server.isBlank()) {
+      server = "http://127.0.0.1:50051";
+    }
+    String token = args.token != null ? args.token : System.getenv("COURIER_TOKEN");
+    if (token == null || token.isBlank()) {
+      throw new UnauthenticatedException(
+          "no token: pass --token or set COURIER_TOKEN (courier-server token --user NAME mints one)");
+    }
+    return CourierClient.builder().endpoint(server).token(token).build();
+  }
+
+  private static void command(CourierClient client, Args args)
+      throws CourierException, IOException, InterruptedException {
+    switch (args.command) {
+      case "upload" -> {
+        Path path = Path.of(args.positional.get(0));
+        line(media(upload(client, path, args.has("--image") ? MediaKind.IMAGE : MediaKind.FILE)));
+      }
+      case "send" -> send(client, args);
+      case "join" -> {
+        client.joinChannel(args.positional.get(0));
+        line(Json.of("channel", args.positional.get(0), "result", "joined"));
+      }
+      case "leave" -> {
+        client.leaveChannel(args.positional.get(0));
+        line(Json.of("channel", args.positional.get(0), "result", "left"));
+      }
+      case "members" -> {
+        List<String> members = client.channelMembers(args.positional.get(0));
+        line(Json.of("channel", args.positional.get(0), "members", members));
+      }
+      case "online" -> {
+        for (Map.Entry<String, Boolean> e : client.queryPeersOnlineStatus(args.positional).entrySet()) {
+          line(Json.of("user_id", e.getKey(), "online", e.getValue()));
+        }
+      }
+      case "download" -> {
+        Path path = Path.of(output(args));
+        Media media = client.downloadToFile(args.positional.get(0), path).await();
+        line(saved(media, path));
+      }
+      case "listen" -> listen(client, args);
+      default -> throw new IllegalStateException("validated: " + args.command);
+    }
+  }
+
+  private static Media upload(CourierClient client, Path path, MediaKind kind)
+      throws CourierException {
+    return client.upload(UploadArgs.builder().file(path).kind(kind).build()).await();
+  }
+
+  private static void send(CourierClient client, Args args) throws CourierException {
+    Message message;
+    if (args.value("--text") != null) {
+      message = Message.text(args.value("--text"));
+    } else if (args.value("--image") != null) {
+      message = upload(client, Path.of(args.value("--image")), MediaKind.IMAGE).imageMessage();
+    } else if (args.value("--file") != null) {
+      message = upload(client, Path.of(args.value("--file")), MediaKind.FILE).fileMessage();
+    } else {
+      message = client.getMedia(args.value("--media-id")).message();
+    }
+    SendReceipt receipt =
+        args.value("--to") != null
+            ? client.sendPeerMessage(
+                args.value("--to"), message, new SendOptions(args.has("--offline")))
+            : client.sendChannelMessage(args.value("--channel"), message);
+    line(
+        Json.of(
+            "message_id", receipt.messageId(),
+            "state", receipt.delivery() == Delivery.CACHED ? "cached" : "delivered",
+            "server_time_ms", millis(receipt.serverTime())));
+  }
+
+  /** What the subscription hands the main thread. */
+  private sealed interface Event {}
+
+  private record Received(ReceivedMessage message) implements Event {}
+
+  private record Line(Json json) implements Event {}
+
+  private record Ended(CourierException error) implements Event {}
+
+  private static void listen(CourierClient client, Args args)
+      throws CourierException, IOException, InterruptedException {
+    Path save = args.value("--save") == null ? null : Path.of(args.value("--save"));
+    if (save != null) {
+      Files.createDirectories(save);
+    }
+    long count = args.value("--count") == null ? Long.MAX_VALUE : Long.parseLong(args.value("--count"));
+    BlockingQueue<Event> events = new LinkedBlockingQueue<>();
+    SubscriptionListener listener =
+        new SubscriptionListener() {
+          @Override
+          public void onMessage(ReceivedMessage message) {
+            events.add(new Received(message));
+          }
+
+          @Override
+          public void onReady(int offlineCount) {
+            events.add(new Line(Json.of("event", "ready", "offline_count", offlineCount)));
+          }
+
+          @Override
+          public void onDisconnected(String reason) {
+            events.add(new Line(Json.of("event", "disconnected", "reason", reason)));
+          }
+
+          @Override
+          public void onReconnected() {
+            events.add(new Line(Json.of("event", "reconnected")));
+          }
+
+          @Override
+          public void onClosed(CourierException error) {
+            events.add(new Ended(error));
+          }
+        };
+    long messages = 0;
+    Subscription subscription = client.subscribe(listener);
+    try {
+      while (messages < count) {
+        Event event = events.take();
+        if (event instanceof Line l) {
+          line(l.json());
+        } else if (event instanceof Ended e) {
+          throw e.error();
+        } else if (event instanceof Received r) {
+          line(message(r.message()));
+          messages++;
+          if (save != null) {
+            save(client, save, r.message().message());
+          }
+        }
+      }
+    } finally {
+      subscription.close();
+    }
+  }
+
+  /** Downloads an image or file message's media into {@code dir}; one failure does not end the feed. */
+  private static void save(CourierClient client, Path dir, Message message) throws IOException {
+    String mediaId;
+    String name;
+    if (message instanceof ImageMessage i) {
+      mediaId = i.mediaId();
+      name = i.fileName();
+    } else if (message instanceof FileMessage f) {
+      mediaId = f.mediaId();
+      name = f.fileName();
+    } else {
+      return;
+    }
+    Path path = FileNames.uniquePath(dir, name, mediaId);
+    try {
+      Media media = client.downloadToFile(mediaId, path).await();
+      line(saved(media, path));
+    } catch (CourierException e) {
+      System.err.println("interop: could not save " + mediaId + ": " + e.getMessage());
+    }
+  }
+
+  // ---- output ----
+
+  private static void line(Json json) {
+    OUT.println(json);
+  }
+
+  private static void error(CourierException e) {
+    line(
+        Json.of(
+            "error",
+            Json.of("code", e.code().name(), "reason", e.reasonName(), "message", e.getMessage())));
+    System.err.println("interop: " + e.getMessage());
+  }
+
+  private static long millis(Instant time) {
+    return time.toEpochMilli();
+  }
+
+  private static Json media(Media media) {
+    return Json.of(
+        "media_id", media.mediaId(),
+        "kind", media.kind() == MediaKind.IMAGE ? "image" : "file",
+        "file_name", media.fileName(),
+        "size", media.size(),
+        "sha256", media.sha256(),
+        "content_type", media.contentType(),
+        "width", media.width(),
+        "height", media.height(),
+        "created_ms", millis(media.created()),
+        "expires_ms", millis(media.expires()));
+  }
+
+  /** A saved line: the record, the path, and the SHA-256 of the bytes now on disk. */
+  private static Json saved(Media media, Path path) throws IOException {
+    return media(media)
+        .put("event", "saved")
+        .put("path", path.toString())
+        .put("sha256", sha256Of(path));
+  }
+
+  private static Json message(ReceivedMessage m) {
+    return Json.of(
+        "event", "message",
+        "from", m.from(),
+        "channel", m.channelId(),
+        "message_id", m.messageId(),
+        "server_time_ms", millis(m.serverTime()),
+        "offline", m.offline(),
+        "message", body(m.message()));
+  }
+
+  private static Json body(Message message) {
+    if (message instanceof TextMessage t) {
+      return Json.of("type", "text", "text", t.text());
+    }
+    if (message instanceof RawMessage r) {
+      return Json.of(
+          "type", "raw",
+          "payload_hex", HexFormat.of().formatHex(r.payload()),
+          "description", r.description());
+    }
+    if (message instanceof ImageMessage i) {
+      return Json.of(
+          "type", "image",
+          "media_id", i.mediaId(),
+          "file_name", i.fileName(),
+          "size", i.size(),
+          "width", i.width(),
+          "height", i.height(),
+          "thumbnail_bytes", i.thumbnail().length);
+    }
+    FileMessage f = (FileMessage) message;
+    return Json.of(
+        "type", "file",
+        "media_id", f.mediaId(),
+        "file_name", f.fileName(),
+        "size", f.size(),
+        "width", 0,
+        "height", 0,
+        "thumbnail_bytes", f.thumbnail().length);
+  }
+
+  private static String sha256Of(Path path) throws IOException {
+    MessageDigest sha;
+    try {
+      sha = MessageDigest.getInstance("SHA-256");
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+    try (InputStream in = Files.newInputStream(path)) {
+      byte[] buffer = new byte[256 * 1024];
+      for (int n = in.read(buffer); n > 0; n = in.read(buffer)) {
+        sha.update(buffer, 0, n);
+      }
+    }
+    return HexFormat.of().formatHex(sha.digest());
+  }
+}

@@ -1,0 +1,20 @@
+package dev.courier.interop;
+
+/** A command line the interop client cannot run: exit status 2. */
+final class Usage extends Exception {
+  private static final long serialVersionUID = 1L;
+
+  static final String TEXT =
+      """
+      usage: interop [--server URL] [--token TOKEN] COMMAND ...
+        upload PATH [--image]
+        send (--to PEER | --channel CH) (--text T | --image PATH | --file PATH | --media-id ID) [--offline]
+        join CH | leave CH | members CH | online USER...
+        download MEDIA_ID -o PATH
+        listen [--save DIR] [--count N]
+      The server and token also come from COURIER_SERVER and COURIER_TOKEN.""";
+
+  Usage(String message) {
+    super(message);
+  }
+}

@@ -1,0 +1,70 @@
+package dev.courier;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+
+import com.google.protobuf.Any;
+import com.google.rpc.ErrorInfo;
+import courier.v1.ErrorReasonOuterClass.ErrorReason;
+import dev.courier.errors.CourierException;
+import dev.courier.errors.InvalidArgumentException;
+import dev.courier.errors.LocalIoException;
+import dev.courier.errors.NotFoundException;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import io.grpc.protobuf.StatusProto;
+import java.io.IOException;
+import org.junit.jupiter.api.Test;
+
+/** The one place where statuses become exception kinds. */
+class ErrorsTest {
+  private static StatusRuntimeException refusal(Status.Code code, String domain, String reason) {
+    com.google.rpc.Status status =
+        com.google.rpc.Status.newBuilder()
+            .setCode(code.value())
+            .setMessage("refused")
+            .addDetails(
+                Any.pack(ErrorInfo.newBuilder().setDomain(domain).setReason(reason).build()))
+            .build();
+    return StatusProto.toStatusRuntimeException(status);
+  }
+
+  @Test
+  void every_reason_of_the_proto_has_its_own_kind() {
+    for (ErrorReason reason : ErrorReason.values()) {
+      if (reason == ErrorReason.ERROR_REASON_UNSPECIFIED || reason == ErrorReason.UNRECOGNIZED) {
+        continue;
+      }
+      CourierException e =
+          Errors.from(refusal(Status.Code.RESOURCE_EXHAUSTED, Errors.DOMAIN, reason.name()));
+      assertEquals(reason, e.reason(), reason.name());
+      assertEquals(reason.name(), e.reasonName());
+      assertEquals(Status.Code.RESOURCE_EXHAUSTED, e.code(), "the server's code is kept");
+      assertNotEquals(CourierException.class, e.getClass(), reason + " has a kind of its own");
+      assertEquals("refused", e.getMessage());
+    }
+  }
+
+  @Test
+  void unknown_reasons_and_other_domains_fall_back_on_the_code() {
+    CourierException unknown =
+        Errors.from(refusal(Status.Code.NOT_FOUND, Errors.DOMAIN, "SOMETHING_NEW"));
+    assertInstanceOf(NotFoundException.class, unknown);
+    assertEquals("", unknown.reasonName());
+    CourierException foreign =
+        Errors.from(refusal(Status.Code.INVALID_ARGUMENT, "example.com", "MEDIA_TOO_LARGE"));
+    assertInstanceOf(InvalidArgumentException.class, foreign);
+    assertEquals(ErrorReason.ERROR_REASON_UNSPECIFIED, foreign.reason());
+  }
+
+  @Test
+  void other_codes_and_local_errors_keep_their_code() {
+    CourierException internal = Errors.from(Status.INTERNAL.withDescription("oops").asRuntimeException());
+    assertEquals(CourierException.class, internal.getClass());
+    assertEquals(Status.Code.INTERNAL, internal.code());
+    CourierException io = Errors.from(new IOException("disk full"));
+    assertInstanceOf(LocalIoException.class, io);
+    assertEquals(Status.Code.INTERNAL, io.code());
+  }
+}
