@@ -5,6 +5,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_util::task::TaskTracker;
 use tonic::{
     service::interceptor::InterceptedService,
     transport::{Server, server::Router, server::TcpIncoming},
@@ -38,7 +39,7 @@ const MAX_FRAME: u32 = 1024 * 1024;
 /// status that says so; past this, HTTP/2 itself refuses the headers.
 const MAX_HEADER_LIST: u32 = 64 * 1024;
 
-/// How long aborted uploads get, after the grace period, to remove their data.
+/// How long aborted transfers get, after the grace period, to remove their data.
 const ABORT_WAIT: Duration = Duration::from_secs(5);
 
 /// The server's state, opened from the configuration.
@@ -51,6 +52,8 @@ struct Parts {
     slots: TransferSlots,
     /// Offline messages on disk.
     cache: OfflineCache,
+    /// Every upload and download task.
+    transfers: TaskTracker,
 }
 
 /// The signals of a shutdown.
@@ -81,6 +84,7 @@ impl Parts {
             media: MediaStore::new(store, limits),
             slots: TransferSlots::new(config.max_transfers_per_user),
             cache: OfflineCache::open(&cache_path, config.offline_cache_size, config.offline_ttl)?,
+            transfers: TaskTracker::new(),
         })
     }
 
@@ -105,7 +109,12 @@ impl Parts {
                 subscriber_buffer: config.subscriber_buffer,
             },
         );
-        let media = MediaServer::new(self.media.clone(), self.slots.clone(), signals.abort);
+        let media = MediaServer::new(
+            self.media.clone(),
+            self.slots.clone(),
+            signals.abort,
+            self.transfers.clone(),
+        );
         let rate = RateLimiter::new(config.rate_limit, config.rate_window);
         let messaging = MessagingServer::new(Arc::new(hub), self.media.clone(), rate, signals.stop);
         let router = Server::builder()
@@ -179,7 +188,12 @@ pub async fn run(
                 Err(_) => {
                     tracing::warn!("calls were still open when the grace period ended; aborting them");
                     let _ = abort_tx.send(true);
-                    wait_for_transfers(&parts.slots).await;
+                    // Aborted uploads remove their partial data; wait for exactly the
+                    // transfer tasks still running (bounded).
+                    parts.transfers.close();
+                    if tokio::time::timeout(ABORT_WAIT, parts.transfers.wait()).await.is_err() {
+                        tracing::warn!(left = parts.transfers.len(), "transfers did not stop in time");
+                    }
                     serving.abort();
                     Ok(())
                 }
@@ -199,14 +213,6 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-}
-
-/// Waits (a bounded time) for aborted uploads to remove their partial data.
-async fn wait_for_transfers(slots: &TransferSlots) {
-    let deadline = tokio::time::Instant::now() + ABORT_WAIT;
-    while slots.total() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn flatten(

@@ -6,6 +6,7 @@ use std::{pin::Pin, sync::atomic::Ordering, time::Duration};
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{Download, Frame, MediaStore, SlotGuard, TransferSlots, open_download, upload};
@@ -30,16 +31,26 @@ pub struct MediaServer {
     /// Turns true when the shutdown grace period is over: open uploads then stop,
     /// remove their partial data and fail with UNAVAILABLE.
     abort: watch::Receiver<bool>,
+    /// Every upload and download task, so that shutdown waits for exactly the
+    /// transfers in flight.
+    tasks: TaskTracker,
 }
 
 impl MediaServer {
     /// A service over `media`, with `slots` limiting each user's transfers, whose open
-    /// uploads are aborted when `abort` turns true.
-    pub fn new(media: MediaStore, slots: TransferSlots, abort: watch::Receiver<bool>) -> Self {
+    /// uploads are aborted when `abort` turns true, and whose transfer tasks `tasks`
+    /// tracks.
+    pub fn new(
+        media: MediaStore,
+        slots: TransferSlots,
+        abort: watch::Receiver<bool>,
+        tasks: TaskTracker,
+    ) -> Self {
         Self {
             media,
             slots,
             abort,
+            tasks,
         }
     }
 }
@@ -61,7 +72,7 @@ impl media_service_server::MediaService for MediaServer {
         let frames = until_aborted(frames, self.abort.clone());
         // The upload runs in its own task so that, if the call is dropped, it still
         // sees the broken stream, aborts the partial data and frees the slot.
-        let task = tokio::spawn(async move {
+        let task = self.tasks.spawn(async move {
             let _slot: SlotGuard = slot;
             let result = upload(&media, &user.0, frames).await;
             let counter = match &result {
@@ -92,7 +103,7 @@ impl media_service_server::MediaService for MediaServer {
         let promised = download.len;
         let (tx, rx) = mpsc::channel(DOWNLOAD_QUEUE);
         let (ended_tx, ended_rx) = oneshot::channel();
-        tokio::spawn(send_download(
+        self.tasks.spawn(send_download(
             download,
             tx,
             slot,
