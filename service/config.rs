@@ -80,6 +80,16 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_OFFLINE_CACHE_SIZE", default_value_t = 200, value_parser = positive_count)]
     pub offline_cache_size: usize,
 
+    /// How many messages one sender may have waiting for offline receivers, all
+    /// receivers together; more are refused with OFFLINE_CACHE_FULL.
+    #[arg(long, env = "COURIER_OFFLINE_QUOTA_PER_SENDER", default_value_t = 1000, value_parser = positive_count)]
+    pub offline_quota_per_sender: usize,
+
+    /// The most bytes the offline cache holds in all; past it, offline messages are
+    /// refused with OFFLINE_CACHE_FULL.
+    #[arg(long, env = "COURIER_OFFLINE_CACHE_MAX_BYTES", default_value_t = 1024 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub offline_cache_max_bytes: u64,
+
     /// How long cached offline messages are kept.
     #[arg(long, env = "COURIER_OFFLINE_TTL", default_value = "7d", value_parser = positive_duration)]
     pub offline_ttl: Duration,

@@ -24,7 +24,8 @@ pub fn reason_code(reason: Reason) -> Code {
         | Reason::RateLimited
         | Reason::TooManyChannels
         | Reason::TooSlow
-        | Reason::TooManyStreams => Code::ResourceExhausted,
+        | Reason::TooManyStreams
+        | Reason::OfflineCacheFull => Code::ResourceExhausted,
         Reason::MediaUnavailable | Reason::NotAMember => Code::FailedPrecondition,
         // Never constructed by the server: a refusal always names its reason.
         Reason::Unspecified => Code::Unknown,

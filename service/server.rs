@@ -18,7 +18,9 @@ use crate::{
     error::Error,
     health::Health,
     media::{MediaLimits, MediaServer, MediaStore, TransferSlots, spawn_sweeper},
-    messaging::{HubLimits, LocalHub, MessagingServer, OfflineCache, RateLimiter, spawn_purger},
+    messaging::{
+        CacheLimits, HubLimits, LocalHub, MessagingServer, OfflineCache, RateLimiter, spawn_purger,
+    },
     metrics,
     pb::{
         self, media_service_server::MediaServiceServer,
@@ -83,7 +85,15 @@ impl Parts {
             authenticator: Authenticator::new(&secret),
             media: MediaStore::new(store, limits),
             slots: TransferSlots::new(config.max_transfers_per_user),
-            cache: OfflineCache::open(&cache_path, config.offline_cache_size, config.offline_ttl)?,
+            cache: OfflineCache::open(
+                &cache_path,
+                CacheLimits {
+                    max_per_user: config.offline_cache_size,
+                    max_per_sender: config.offline_quota_per_sender as u64,
+                    max_bytes: config.offline_cache_max_bytes,
+                    ttl: config.offline_ttl,
+                },
+            )?,
             transfers: TaskTracker::new(),
         })
     }

@@ -626,3 +626,43 @@ async fn image_and_file_messages_are_held_to_the_uploads_rules() {
         other => panic!("expected an image message, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_sender_cannot_fill_the_offline_cache() {
+    let server = Server::start(&Backend::Local, &["--offline-quota-per-sender", "2"]);
+    let mut client = messaging(&server).await;
+    let mallory = token("mallory");
+    for user in ["made-up-1", "made-up-2"] {
+        let sent = send_peer(&mut client, &mallory, user, text("hi"), true)
+            .await
+            .expect("cached");
+        assert_eq!(sent.state(), PeerMessageState::Cached);
+    }
+    let refused = send_peer(&mut client, &mallory, "made-up-3", text("hi"), true)
+        .await
+        .expect_err("over the quota");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    use tonic_types::StatusExt;
+    let reason = refused
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone());
+    assert_eq!(reason.as_deref(), Some("OFFLINE_CACHE_FULL"));
+    // Other senders are not held to mallory's count; a live peer is not cached at all.
+    let sent = send_peer(&mut client, &token("alice"), "made-up-3", text("hi"), true)
+        .await
+        .expect("cached");
+    assert_eq!(sent.state(), PeerMessageState::Cached);
+    let _bob = Feed::open(&server, "bob").await;
+    let sent = send_peer(&mut client, &mallory, "bob", text("hi"), true)
+        .await
+        .expect("delivered");
+    assert_eq!(sent.state(), PeerMessageState::Delivered);
+    // Once a receiver comes online and takes its message, mallory may cache again.
+    let feed = Feed::open(&server, "made-up-1").await;
+    assert_eq!(feed.offline.len(), 1);
+    let sent = send_peer(&mut client, &mallory, "made-up-4", text("hi"), true)
+        .await
+        .expect("cached");
+    assert_eq!(sent.state(), PeerMessageState::Cached);
+}

@@ -52,6 +52,10 @@ var (
 	// ErrTooManyStreams: this user already has the most Subscribe streams open
 	// (TOO_MANY_STREAMS).
 	ErrTooManyStreams = errors.New("too many streams")
+	// ErrOfflineCacheFull: the offline cache cannot take the message: the sender has
+	// the most messages waiting for offline receivers, or the server's cache is full;
+	// nothing was kept (OFFLINE_CACHE_FULL).
+	ErrOfflineCacheFull = errors.New("offline cache full")
 	// ErrTooSlow: a Subscribe stream fell too far behind and the server ended it
 	// (TOO_SLOW).
 	ErrTooSlow = errors.New("too slow")
@@ -148,6 +152,7 @@ var reasonKinds = map[pb.ErrorReason]error{
 	pb.ErrorReason_NOT_A_MEMBER:       ErrNotAMember,
 	pb.ErrorReason_TOO_SLOW:           ErrTooSlow,
 	pb.ErrorReason_TOO_MANY_STREAMS:   ErrTooManyStreams,
+	pb.ErrorReason_OFFLINE_CACHE_FULL: ErrOfflineCacheFull,
 }
 
 // codeKinds sorts the gRPC codes of statuses without a known reason into kinds.

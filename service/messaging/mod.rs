@@ -10,7 +10,7 @@ mod message;
 mod rate;
 mod service;
 
-pub use cache::{OfflineCache, spawn_purger};
+pub use cache::{CacheLimits, OfflineCache, spawn_purger};
 pub use hub::{Event, HubLimits, LocalHub, Router, Subscription};
 pub use message::{MAX_MESSAGE_BYTES, prepare};
 pub use rate::RateLimiter;

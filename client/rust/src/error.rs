@@ -51,6 +51,10 @@ pub enum Error {
     /// This user already has the most Subscribe streams open (16 by default).
     #[error("too many streams: {0}")]
     TooManyStreams(String),
+    /// The offline cache cannot take the message: the sender has the most messages
+    /// waiting for offline receivers, or the server's cache is full. Nothing was kept.
+    #[error("offline cache full: {0}")]
+    OfflineCacheFull(String),
     /// A Subscribe stream fell too far behind and the server ended it.
     #[error("too slow: {0}")]
     TooSlow(String),
@@ -131,6 +135,7 @@ impl Error {
             Self::NotAMember(_) => ErrorReason::NotAMember,
             Self::TooSlow(_) => ErrorReason::TooSlow,
             Self::TooManyStreams(_) => ErrorReason::TooManyStreams,
+            Self::OfflineCacheFull(_) => ErrorReason::OfflineCacheFull,
             _ => return None,
         })
     }
@@ -146,7 +151,8 @@ fn reason_code(reason: ErrorReason) -> Code {
         | ErrorReason::RateLimited
         | ErrorReason::TooManyChannels
         | ErrorReason::TooSlow
-        | ErrorReason::TooManyStreams => Code::ResourceExhausted,
+        | ErrorReason::TooManyStreams
+        | ErrorReason::OfflineCacheFull => Code::ResourceExhausted,
         ErrorReason::Unspecified => Code::Unknown,
     }
 }
@@ -170,6 +176,7 @@ impl From<Status> for Error {
             Some(ErrorReason::NotAMember) => return Self::NotAMember(message),
             Some(ErrorReason::TooSlow) => return Self::TooSlow(message),
             Some(ErrorReason::TooManyStreams) => return Self::TooManyStreams(message),
+            Some(ErrorReason::OfflineCacheFull) => return Self::OfflineCacheFull(message),
             Some(ErrorReason::Unspecified) | None => {}
         }
         match status.code() {

@@ -88,21 +88,31 @@ const (
 	//
 	// Returned by MessagingService.Subscribe with code RESOURCE_EXHAUSTED.
 	ErrorReason_TOO_MANY_STREAMS ErrorReason = 9
+	// The offline cache cannot take the message: the sender already has the most
+	// messages waiting for offline receivers (1,000 by default,
+	// `--offline-quota-per-sender`), or the server's offline cache is full (1 GiB by
+	// default, `--offline-cache-max-bytes`). Nothing was kept; send again once
+	// receivers have come online, or without offline messaging.
+	//
+	// Returned by MessagingService.SendPeerMessage with code RESOURCE_EXHAUSTED, only for
+	// messages sent with offline messaging to a peer that is offline.
+	ErrorReason_OFFLINE_CACHE_FULL ErrorReason = 10
 )
 
 // Enum value maps for ErrorReason.
 var (
 	ErrorReason_name = map[int32]string{
-		0: "ERROR_REASON_UNSPECIFIED",
-		1: "MEDIA_TOO_LARGE",
-		2: "MESSAGE_TOO_LARGE",
-		3: "TOO_MANY_TRANSFERS",
-		4: "RATE_LIMITED",
-		5: "TOO_MANY_CHANNELS",
-		6: "MEDIA_UNAVAILABLE",
-		7: "NOT_A_MEMBER",
-		8: "TOO_SLOW",
-		9: "TOO_MANY_STREAMS",
+		0:  "ERROR_REASON_UNSPECIFIED",
+		1:  "MEDIA_TOO_LARGE",
+		2:  "MESSAGE_TOO_LARGE",
+		3:  "TOO_MANY_TRANSFERS",
+		4:  "RATE_LIMITED",
+		5:  "TOO_MANY_CHANNELS",
+		6:  "MEDIA_UNAVAILABLE",
+		7:  "NOT_A_MEMBER",
+		8:  "TOO_SLOW",
+		9:  "TOO_MANY_STREAMS",
+		10: "OFFLINE_CACHE_FULL",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
@@ -115,6 +125,7 @@ var (
 		"NOT_A_MEMBER":             7,
 		"TOO_SLOW":                 8,
 		"TOO_MANY_STREAMS":         9,
+		"OFFLINE_CACHE_FULL":       10,
 	}
 )
 
@@ -150,7 +161,7 @@ var File_courier_v1_error_reason_proto protoreflect.FileDescriptor
 const file_courier_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
 	"\x1dcourier/v1/error_reason.proto\x12\n" +
-	"courier.v1*\xe5\x01\n" +
+	"courier.v1*\xfd\x01\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fMEDIA_TOO_LARGE\x10\x01\x12\x15\n" +
@@ -161,7 +172,9 @@ const file_courier_v1_error_reason_proto_rawDesc = "" +
 	"\x11MEDIA_UNAVAILABLE\x10\x06\x12\x10\n" +
 	"\fNOT_A_MEMBER\x10\a\x12\f\n" +
 	"\bTOO_SLOW\x10\b\x12\x14\n" +
-	"\x10TOO_MANY_STREAMS\x10\tb\x06proto3"
+	"\x10TOO_MANY_STREAMS\x10\t\x12\x16\n" +
+	"\x12OFFLINE_CACHE_FULL\x10\n" +
+	"b\x06proto3"
 
 var (
 	file_courier_v1_error_reason_proto_rawDescOnce sync.Once

@@ -84,6 +84,16 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
 
     Returned by MessagingService.Subscribe with code RESOURCE_EXHAUSTED.
     """
+    OFFLINE_CACHE_FULL: _ErrorReason.ValueType  # 10
+    """The offline cache cannot take the message: the sender already has the most
+    messages waiting for offline receivers (1,000 by default,
+    `--offline-quota-per-sender`), or the server's offline cache is full (1 GiB by
+    default, `--offline-cache-max-bytes`). Nothing was kept; send again once
+    receivers have come online, or without offline messaging.
+
+    Returned by MessagingService.SendPeerMessage with code RESOURCE_EXHAUSTED, only for
+    messages sent with offline messaging to a peer that is offline.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists why courier refuses a well-formed request, for clients to act on
@@ -161,5 +171,15 @@ TOO_MANY_STREAMS: ErrorReason.ValueType  # 9
 `--max-streams-per-user`).
 
 Returned by MessagingService.Subscribe with code RESOURCE_EXHAUSTED.
+"""
+OFFLINE_CACHE_FULL: ErrorReason.ValueType  # 10
+"""The offline cache cannot take the message: the sender already has the most
+messages waiting for offline receivers (1,000 by default,
+`--offline-quota-per-sender`), or the server's offline cache is full (1 GiB by
+default, `--offline-cache-max-bytes`). Nothing was kept; send again once
+receivers have come online, or without offline messaging.
+
+Returned by MessagingService.SendPeerMessage with code RESOURCE_EXHAUSTED, only for
+messages sent with offline messaging to a peer that is offline.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

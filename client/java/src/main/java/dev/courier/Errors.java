@@ -18,6 +18,7 @@ import dev.courier.errors.OutOfRangeException;
 import dev.courier.errors.RateLimitedException;
 import dev.courier.errors.TooManyChannelsException;
 import dev.courier.errors.TooManyStreamsException;
+import dev.courier.errors.OfflineCacheFullException;
 import dev.courier.errors.TooManyTransfersException;
 import dev.courier.errors.TooSlowException;
 import dev.courier.errors.UnauthenticatedException;
@@ -73,6 +74,7 @@ final class Errors {
           case NOT_A_MEMBER -> new NotAMemberException(message, code, cause);
           case TOO_SLOW -> new TooSlowException(message, code, cause);
           case TOO_MANY_STREAMS -> new TooManyStreamsException(message, code, cause);
+          case OFFLINE_CACHE_FULL -> new OfflineCacheFullException(message, code, cause);
           case ERROR_REASON_UNSPECIFIED, UNRECOGNIZED -> null;
         };
     if (byReason != null) {

@@ -1,0 +1,149 @@
+"""How a client reaches the server, shared by the synchronous and asyncio clients: the
+server URL, the token sent with every call, channel settings, retry pauses."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Union
+from urllib.parse import urlsplit
+
+from courier.errors import InvalidArgumentError, UnauthenticatedError
+
+#: A token, or a function that returns the current one (read before every call, so a
+#: refreshed token is used without reconnecting).
+TokenSource = Union[str, Callable[[], str]]
+
+#: Metadata of one call.
+Metadata = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How a client behaves; the defaults suit most applications."""
+
+    #: The deadline of each unary call, in seconds.
+    deadline: float = 10.0
+    #: How many times a call that is safe to repeat is retried while the server is
+    #: unavailable (and how many times a broken download resumes without progress).
+    retries: int = 4
+    #: The first pause before a retry, in seconds; it doubles each time.
+    backoff: float = 0.1
+    #: The longest pause between retries and between reconnections of a subscription.
+    max_backoff: float = 5.0
+    #: The most uploads and downloads this client runs at once (the server allows 9
+    #: per user). One more is refused at once with TooManyTransfersError...
+    max_transfers: int = 9
+    #: ...unless this many may wait in a queue for a free slot (0: none, refuse).
+    queued_transfers: int = 0
+    #: The size of the data frames of an upload, in bytes.
+    chunk_size: int = 256 * 1024
+    #: PEM root certificates for ``https://`` servers; None uses the system's roots.
+    root_certificates: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_transfers < 1 or self.queued_transfers < 0:
+            raise ValueError("max_transfers must be at least 1, queued_transfers at least 0")
+        if not 1 <= self.chunk_size <= 3 * 1024 * 1024:
+            raise ValueError("chunk_size must be between 1 byte and 3 MiB")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the server is."""
+
+    #: ``host:port`` for gRPC.
+    address: str
+    #: True for TLS (an ``https://`` URL).
+    secure: bool
+
+
+def parse_server_url(url: str) -> Target:
+    """The target of ``http://host[:port]`` or ``https://host[:port]`` (TLS); the
+    port defaults to 80 and 443."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgumentError(
+            f"bad server URL {url!r}: expected http://host:port or https://host:port"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise InvalidArgumentError(f"bad server URL {url!r}: only a scheme, host and port")
+    try:
+        port = parts.port
+    except ValueError as e:
+        raise InvalidArgumentError(f"bad server URL {url!r}: {e}") from None
+    secure = parts.scheme == "https"
+    host = parts.hostname
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return Target(f"{host}:{port or (443 if secure else 80)}", secure)
+
+
+def channel_options(options: ClientOptions) -> list[tuple[str, int]]:
+    """gRPC channel arguments: reconnect quickly after a server restart, and accept
+    data frames of up to 8 MiB."""
+    backoff_ms = max(1, int(options.backoff * 1000))
+    return [
+        ("grpc.initial_reconnect_backoff_ms", backoff_ms),
+        ("grpc.min_reconnect_backoff_ms", backoff_ms),
+        ("grpc.max_reconnect_backoff_ms", max(backoff_ms, int(options.max_backoff * 1000))),
+        ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+        ("grpc.max_send_message_length", 8 * 1024 * 1024),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+class Auth:
+    """The token sent as ``authorization: Bearer <token>`` with every call."""
+
+    def __init__(self, token: TokenSource) -> None:
+        self._lock = threading.Lock()
+        self._token = token
+
+    def set(self, token: TokenSource) -> None:
+        """Uses ``token`` from the next call on (calls in flight keep theirs)."""
+        with self._lock:
+            self._token = token
+
+    def metadata(self) -> Metadata:
+        """The metadata of one call, with the current token."""
+        with self._lock:
+            source = self._token
+        token = (source() if callable(source) else source).strip()
+        if not token:
+            raise UnauthenticatedError("no token: give one (courier-server token --user NAME)")
+        if not token.isascii() or not token.isprintable() or " " in token:
+            raise UnauthenticatedError("the token holds characters a header cannot carry")
+        return (("authorization", f"Bearer {token}"),)
+
+
+def backoff_delays(options: ClientOptions) -> Iterator[float]:
+    """The pauses before each of ``options.retries`` retries: ``backoff``, doubling,
+    at most ``max_backoff``."""
+    pause = options.backoff
+    for _ in range(options.retries):
+        yield pause
+        pause = min(pause * 2, options.max_backoff)
+
+
+class Backoff:
+    """Pauses between reconnections of a subscription: doubling from ``backoff`` to
+    ``max_backoff``, back to the start once a connection works."""
+
+    def __init__(self, options: ClientOptions) -> None:
+        self._first = options.backoff
+        self._max = options.max_backoff
+        self._next = self._first
+
+    def next(self) -> float:
+        """The pause before the next attempt."""
+        pause = self._next
+        self._next = min(pause * 2, self._max)
+        return pause
+
+    def reset(self) -> None:
+        """A connection worked: start again from the shortest pause."""
+        self._next = self._first

@@ -1,0 +1,194 @@
+"""Between the generated protobuf types and the library's records, both ways: the one
+place that knows the wire shapes of requests and answers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from google.protobuf import timestamp_pb2
+
+from courier.errors import PeerUnreachableError
+from courier.records import (
+    Delivery,
+    Event,
+    FileMessage,
+    ImageMessage,
+    Media,
+    MediaKind,
+    Message,
+    RawMessage,
+    Ready,
+    ReceivedMessage,
+    SendReceipt,
+    TextMessage,
+)
+from courier.v1 import media_service_pb2 as media_pb
+from courier.v1 import messaging_service_pb2 as messaging_pb
+
+_EPOCH = datetime.fromtimestamp(0, tz=timezone.utc)
+
+
+def timestamp(value: timestamp_pb2.Timestamp) -> datetime:
+    """A protobuf timestamp as an aware UTC datetime (the epoch when unset)."""
+    if value.seconds == 0 and value.nanos == 0:
+        return _EPOCH
+    return datetime.fromtimestamp(value.seconds + value.nanos / 1e9, tz=timezone.utc)
+
+
+def media_kind(kind: MediaKind) -> media_pb.MediaKind.ValueType:
+    """The proto's value for ``kind``."""
+    return media_pb.MEDIA_KIND_IMAGE if kind is MediaKind.IMAGE else media_pb.MEDIA_KIND_FILE
+
+
+def media(record: media_pb.Media) -> Media:
+    """The library's record for a proto ``Media``."""
+    return Media(
+        media_id=record.media_id,
+        kind=MediaKind.IMAGE if record.kind == media_pb.MEDIA_KIND_IMAGE else MediaKind.FILE,
+        file_name=record.file_name,
+        size=record.size,
+        sha256=bytes(record.sha256),
+        content_type=record.content_type,
+        width=record.width,
+        height=record.height,
+        created=timestamp(record.create_time),
+        expires=timestamp(record.expire_time),
+    )
+
+
+def message_to_proto(message: Message | str) -> messaging_pb.Message:
+    """The proto ``Message`` for a message (a ``str`` is a text message)."""
+    if isinstance(message, str):
+        message = TextMessage(message)
+    if isinstance(message, TextMessage):
+        return messaging_pb.Message(text=messaging_pb.TextMessage(text=message.text))
+    if isinstance(message, RawMessage):
+        return messaging_pb.Message(
+            raw=messaging_pb.RawMessage(payload=message.payload, description=message.description)
+        )
+    if isinstance(message, ImageMessage):
+        return messaging_pb.Message(
+            image=messaging_pb.ImageMessage(
+                media_id=message.media_id,
+                file_name=message.file_name,
+                size=message.size,
+                width=message.width,
+                height=message.height,
+                thumbnail=message.thumbnail,
+                thumbnail_width=message.thumbnail_width,
+                thumbnail_height=message.thumbnail_height,
+            )
+        )
+    if isinstance(message, FileMessage):
+        return messaging_pb.Message(
+            file=messaging_pb.FileMessage(
+                media_id=message.media_id,
+                file_name=message.file_name,
+                size=message.size,
+                thumbnail=message.thumbnail,
+            )
+        )
+    raise TypeError(
+        "a message is a str, TextMessage, RawMessage, ImageMessage or FileMessage, "
+        f"not {type(message).__name__}"
+    )
+
+
+def message_from_proto(message: messaging_pb.Message) -> Message | None:
+    """The library's message for a proto ``Message``; None for a body this client
+    does not know (sent by a newer one)."""
+    body = message.WhichOneof("body")
+    if body == "text":
+        return TextMessage(message.text.text)
+    if body == "raw":
+        return RawMessage(bytes(message.raw.payload), message.raw.description)
+    if body == "image":
+        i = message.image
+        return ImageMessage(
+            media_id=i.media_id,
+            file_name=i.file_name,
+            size=i.size,
+            width=i.width,
+            height=i.height,
+            thumbnail=bytes(i.thumbnail),
+            thumbnail_width=i.thumbnail_width,
+            thumbnail_height=i.thumbnail_height,
+        )
+    if body == "file":
+        f = message.file
+        return FileMessage(
+            media_id=f.media_id, file_name=f.file_name, size=f.size, thumbnail=bytes(f.thumbnail)
+        )
+    return None
+
+
+def peer_request(
+    peer_id: str, message: Message | str, offline: bool
+) -> messaging_pb.SendPeerMessageRequest:
+    """The request that sends ``message`` to ``peer_id``."""
+    return messaging_pb.SendPeerMessageRequest(
+        peer_id=peer_id,
+        message=message_to_proto(message),
+        options=messaging_pb.SendMessageOptions(enable_offline_messaging=offline),
+    )
+
+
+def channel_request(
+    channel_id: str, message: Message | str
+) -> messaging_pb.SendChannelMessageRequest:
+    """The request that sends ``message`` to ``channel_id``."""
+    return messaging_pb.SendChannelMessageRequest(
+        channel_id=channel_id, message=message_to_proto(message)
+    )
+
+
+def peer_receipt(peer_id: str, response: messaging_pb.SendPeerMessageResponse) -> SendReceipt:
+    """The receipt of a peer message; :class:`PeerUnreachableError` when the peer was
+    offline and nothing was kept."""
+    if response.state == messaging_pb.PEER_MESSAGE_STATE_DELIVERED:
+        delivery = Delivery.DELIVERED
+    elif response.state == messaging_pb.PEER_MESSAGE_STATE_CACHED:
+        delivery = Delivery.CACHED
+    else:
+        raise PeerUnreachableError(peer_id, response.message_id)
+    return SendReceipt(response.message_id, timestamp(response.server_time), delivery)
+
+
+def channel_receipt(response: messaging_pb.SendChannelMessageResponse) -> SendReceipt:
+    """The receipt of a channel message."""
+    return SendReceipt(response.message_id, timestamp(response.server_time), Delivery.DELIVERED)
+
+
+def event(response: messaging_pb.SubscribeResponse, reconnected: bool) -> Event | None:
+    """The event for one Subscribe frame; None for one this client does not know.
+    ``reconnected`` marks the ``Ready`` of a connection that replaced a broken one."""
+    kind = response.WhichOneof("event")
+    if kind == "peer_message":
+        p = response.peer_message
+        body = message_from_proto(p.message)
+        if body is None:
+            return None
+        return ReceivedMessage(
+            sender=p.sender_id,
+            channel=None,
+            message_id=p.message_id,
+            server_time=timestamp(p.server_time),
+            offline=p.offline,
+            message=body,
+        )
+    if kind == "channel_message":
+        c = response.channel_message
+        body = message_from_proto(c.message)
+        if body is None:
+            return None
+        return ReceivedMessage(
+            sender=c.sender_id,
+            channel=c.channel_id,
+            message_id=c.message_id,
+            server_time=timestamp(c.server_time),
+            offline=False,
+            message=body,
+        )
+    if kind == "ready":
+        return Ready(response.ready.offline_message_count, reconnected=reconnected)
+    return None

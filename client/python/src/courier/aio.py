@@ -1,0 +1,379 @@
+"""The asyncio client (``grpc.aio``): the same calls as :class:`courier.Client`, as
+coroutines; transfers are tasks; the subscription is an async iterator.
+
+Everything but running the calls (validation, records, errors, partial files,
+retries, reconnection) lives in modules shared with :mod:`courier.client`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import grpc
+import grpc.aio
+
+from courier import _convert, _transfers
+from courier._connection import (
+    Auth,
+    ClientOptions,
+    TokenSource,
+    backoff_delays,
+    channel_options,
+    parse_server_url,
+)
+from courier._download import Download, FileDownload, MemoryDownload, partial_path
+from courier._transfers import AsyncTransfer, ProgressCallback, TransferState, TransferTable
+from courier._upload import Source, UploadPlan
+from courier.errors import TransferCancelledError, UnavailableError, from_rpc_error
+from courier.records import (
+    Downloaded,
+    FileMessage,
+    ImageMessage,
+    Media,
+    MediaKind,
+    Message,
+    SendReceipt,
+)
+from courier.subscription import AsyncSubscription
+from courier.v1 import media_service_pb2 as media_pb
+from courier.v1 import media_service_pb2_grpc as media_grpc
+from courier.v1 import messaging_service_pb2 as messaging_pb
+from courier.v1 import messaging_service_pb2_grpc as messaging_grpc
+
+__all__ = ["AsyncClient"]
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """A connection to a courier server as one user, for asyncio.
+
+    Make it inside a running event loop (``async with AsyncClient(url, token) as
+    client:``) and use it from that loop. ``server_url``, ``token`` and ``options``
+    are those of :class:`courier.Client`; so are the deadlines, retries and limits.
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        token: TokenSource,
+        *,
+        options: ClientOptions | None = None,
+    ) -> None:
+        self._options = options or ClientOptions()
+        target = parse_server_url(server_url)
+        self._auth = Auth(token)
+        settings = channel_options(self._options)
+        if target.secure:
+            credentials = grpc.ssl_channel_credentials(self._options.root_certificates)
+            self._channel = grpc.aio.secure_channel(target.address, credentials, settings)
+        else:
+            self._channel = grpc.aio.insecure_channel(target.address, settings)
+        self._media = media_grpc.MediaServiceStub(self._channel)
+        self._messaging = messaging_grpc.MessagingServiceStub(self._channel)
+        self._transfers = TransferTable(self._options.max_transfers, self._options.queued_transfers)
+        # Transfer tasks, kept here so that none is collected while it runs.
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Open subscriptions, closed with the client.
+        self._subscriptions: weakref.WeakSet[AsyncSubscription] = weakref.WeakSet()
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def set_token(self, token: TokenSource) -> None:
+        """Uses ``token`` (or the function returning it) from the next call on."""
+        self._auth.set(token)
+
+    async def close(self) -> None:
+        """Closes every subscription, cancels every transfer and closes the
+        connection."""
+        for subscription in list(self._subscriptions):
+            await subscription.aclose()
+        self._transfers.cancel_all()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    @property
+    def options(self) -> ClientOptions:
+        """The options this client runs with."""
+        return self._options
+
+    async def _unary(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        *,
+        idempotent: bool,
+    ) -> Resp:
+        """One unary call with the token and the deadline; retried while the server
+        is unavailable when ``idempotent``."""
+        delays = backoff_delays(self._options) if idempotent else iter(())
+        while True:
+            try:
+                return await method(
+                    request, timeout=self._options.deadline, metadata=self._auth.metadata()
+                )
+            except grpc.aio.AioRpcError as e:
+                error = from_rpc_error(e)
+                pause = next(delays, None) if isinstance(error, UnavailableError) else None
+                if pause is None:
+                    raise error from None
+            await asyncio.sleep(pause)
+
+    # -- media ------------------------------------------------------------------
+
+    async def get_media(self, media_id: str) -> Media:
+        """The record of ``media_id``, without its bytes (NotFoundError: unknown or
+        expired)."""
+        response = await self._unary(
+            self._media.GetMedia, media_pb.GetMediaRequest(media_id=media_id), idempotent=True
+        )
+        return _convert.media(response.media)
+
+    async def image_message_from_media_id(self, media_id: str) -> ImageMessage:
+        """An image message for an already uploaded ``media_id``."""
+        return (await self.get_media(media_id)).image_message()
+
+    async def file_message_from_media_id(self, media_id: str) -> FileMessage:
+        """A file message for an already uploaded ``media_id``."""
+        return (await self.get_media(media_id)).file_message()
+
+    async def message_from_media_id(self, media_id: str) -> ImageMessage | FileMessage:
+        """An image or a file message for ``media_id``, after its record's kind."""
+        return (await self.get_media(media_id)).message()
+
+    def start_upload(
+        self,
+        source: Source,
+        *,
+        kind: MediaKind = MediaKind.FILE,
+        file_name: str | None = None,
+        size: int | None = None,
+        content_type: str = "",
+        progress: ProgressCallback | None = None,
+    ) -> AsyncTransfer[Media]:
+        """Starts uploading and returns at once with the :class:`AsyncTransfer`
+        (request ID, progress, cancel); await it for the :class:`Media` record.
+        Arguments and errors are those of :meth:`courier.Client.start_upload`;
+        ``progress`` is called in the event loop, and files are read in a worker
+        thread."""
+        plan = UploadPlan(
+            source,
+            kind=kind,
+            file_name=file_name,
+            size=size,
+            content_type=content_type,
+            chunk_size=self._options.chunk_size,
+        )
+        return self._start(progress, lambda state: lambda: self._run_upload(state, plan))
+
+    async def upload(
+        self,
+        source: Source,
+        *,
+        kind: MediaKind = MediaKind.FILE,
+        file_name: str | None = None,
+        size: int | None = None,
+        content_type: str = "",
+        progress: ProgressCallback | None = None,
+    ) -> Media:
+        """Uploads and returns the :class:`Media` record; see :meth:`start_upload`."""
+        return await self.start_upload(
+            source,
+            kind=kind,
+            file_name=file_name,
+            size=size,
+            content_type=content_type,
+            progress=progress,
+        )
+
+    async def upload_image(
+        self,
+        source: Source,
+        *,
+        file_name: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Media:
+        """Uploads an image; then ``media.image_message()`` is the message to send."""
+        return await self.upload(
+            source, kind=MediaKind.IMAGE, file_name=file_name, progress=progress
+        )
+
+    async def upload_file(
+        self,
+        source: Source,
+        *,
+        file_name: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Media:
+        """Uploads a file; then ``media.file_message()`` is the message to send."""
+        return await self.upload(source, kind=MediaKind.FILE, file_name=file_name, progress=progress)
+
+    def start_download_to_file(
+        self,
+        media_id: str,
+        path: str | os.PathLike[str],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> AsyncTransfer[Media]:
+        """Starts downloading ``media_id`` to ``path``; see
+        :meth:`courier.Client.start_download_to_file`."""
+        job: Callable[[TransferState[Media]], Callable[[], Awaitable[Media]]] = (
+            lambda state: self._download_work(FileDownload(media_id, path, state, self._options))
+        )
+        return self._start(progress, job)
+
+    async def download_to_file(
+        self,
+        media_id: str,
+        path: str | os.PathLike[str],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> Media:
+        """Downloads ``media_id`` to ``path`` and returns its record."""
+        return await self.start_download_to_file(media_id, path, progress=progress)
+
+    def start_download_to_memory(
+        self, media_id: str, *, progress: ProgressCallback | None = None
+    ) -> AsyncTransfer[Downloaded]:
+        """Starts downloading ``media_id`` into memory."""
+        job: Callable[[TransferState[Downloaded]], Callable[[], Awaitable[Downloaded]]] = (
+            lambda state: self._download_work(MemoryDownload(media_id, state, self._options))
+        )
+        return self._start(progress, job)
+
+    async def download_to_memory(
+        self, media_id: str, *, progress: ProgressCallback | None = None
+    ) -> Downloaded:
+        """Downloads ``media_id`` into memory: its record and its checked bytes."""
+        return await self.start_download_to_memory(media_id, progress=progress)
+
+    def cancel(self, request_id: int) -> None:
+        """Cancels a running (or queued) transfer by its request ID.
+
+        Raises:
+            NoSuchTransferError: no such transfer runs (it ended, or never was).
+        """
+        self._transfers.cancel(request_id)
+
+    #: Where a download to ``path`` keeps its unfinished bytes.
+    partial_path = staticmethod(partial_path)
+
+    def _start(
+        self,
+        progress: ProgressCallback | None,
+        job: Callable[[TransferState[T]], Callable[[], Awaitable[T]]],
+    ) -> AsyncTransfer[T]:
+        """Makes a transfer of ``job``'s work and runs it as a task once it has a
+        slot; cancel() cancels the task."""
+        loop = asyncio.get_running_loop()
+        state: TransferState[T] = self._transfers.new_state(progress)
+        work = job(state)  # checks the input before a slot is taken
+
+        def launch() -> None:
+            task = loop.create_task(_transfers.run_async(self._transfers, state, work))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            state.on_cancel(lambda: loop.call_soon_threadsafe(task.cancel))
+
+        self._transfers.start(state, launch)
+        return AsyncTransfer(state, self._transfers)
+
+    async def _run_upload(self, state: TransferState[Media], plan: UploadPlan) -> Media:
+        call = self._media.UploadMedia(plan.aframes(state), metadata=self._auth.metadata())
+        plan.attach_abort(call.cancel)
+        try:
+            response = await call
+        except grpc.aio.AioRpcError as e:
+            failure = plan.failure(state, from_rpc_error(e))
+            raise failure from failure.__cause__  # a local error keeps its cause
+        except asyncio.CancelledError:
+            call.cancel()
+            if plan.error is not None:  # the call was stopped because reading failed
+                raise plan.error from plan.error.__cause__
+            raise
+        return plan.finish(state, response)
+
+    def _download_work(self, job: Download[T]) -> Callable[[], Awaitable[T]]:
+        return lambda: self._run_download(job)
+
+    async def _run_download(self, job: Download[T]) -> T:
+        try:
+            await asyncio.to_thread(job.prepare)
+            while True:
+                call = self._media.DownloadMedia(job.request(), metadata=self._auth.metadata())
+                try:
+                    async for frame in call:
+                        job.on_frame(frame)
+                    return await asyncio.to_thread(job.finish)
+                except grpc.aio.AioRpcError as e:
+                    pause = job.after_error(from_rpc_error(e))
+                finally:
+                    call.cancel()  # a no-op once the call has ended
+                await asyncio.sleep(pause)
+        except asyncio.CancelledError:
+            job.abort(TransferCancelledError())
+            raise
+        except BaseException as e:
+            job.abort(job.state.failure(e))
+            raise
+
+    # -- messaging --------------------------------------------------------------
+
+    async def send_peer_message(
+        self, peer_id: str, message: Message | str, *, offline: bool = False
+    ) -> SendReceipt:
+        """Sends ``message`` to the user ``peer_id``; see
+        :meth:`courier.Client.send_peer_message` (PeerUnreachableError when the peer
+        is offline and ``offline`` is False)."""
+        request = _convert.peer_request(peer_id, message, offline)
+        response = await self._unary(self._messaging.SendPeerMessage, request, idempotent=False)
+        return _convert.peer_receipt(peer_id, response)
+
+    async def send_channel_message(self, channel_id: str, message: Message | str) -> SendReceipt:
+        """Sends ``message`` to every other member of ``channel_id``."""
+        request = _convert.channel_request(channel_id, message)
+        response = await self._unary(self._messaging.SendChannelMessage, request, idempotent=False)
+        return _convert.channel_receipt(response)
+
+    async def join_channel(self, channel_id: str) -> None:
+        """Joins ``channel_id`` (joining twice is fine)."""
+        request = messaging_pb.JoinChannelRequest(channel_id=channel_id)
+        await self._unary(self._messaging.JoinChannel, request, idempotent=True)
+
+    async def leave_channel(self, channel_id: str) -> None:
+        """Leaves ``channel_id``; delivery stops at once."""
+        request = messaging_pb.LeaveChannelRequest(channel_id=channel_id)
+        await self._unary(self._messaging.LeaveChannel, request, idempotent=True)
+
+    async def channel_members(self, channel_id: str) -> list[str]:
+        """The user IDs of the members of ``channel_id``, sorted."""
+        request = messaging_pb.GetChannelMembersRequest(channel_id=channel_id)
+        response = await self._unary(self._messaging.GetChannelMembers, request, idempotent=True)
+        return list(response.user_ids)
+
+    async def query_online_status(self, user_ids: list[str]) -> dict[str, bool]:
+        """Whether each user is online, in the order asked."""
+        request = messaging_pb.QueryPeersOnlineStatusRequest(user_ids=user_ids)
+        response = await self._unary(
+            self._messaging.QueryPeersOnlineStatus, request, idempotent=True
+        )
+        return {s.user_id: s.online for s in response.statuses}
+
+    def subscribe(self) -> AsyncSubscription:
+        """Opens this user's live feed, at once; see :class:`AsyncSubscription`."""
+        subscription = AsyncSubscription(self._messaging, self._auth, self._options)
+        self._subscriptions.add(subscription)
+        return subscription

@@ -1,0 +1,431 @@
+"""The synchronous client: blocking calls, transfers in background threads, and a
+subscription that is a plain iterator.
+
+Everything but running the calls (validation, records, errors, partial files,
+retries, reconnection) lives in modules shared with :mod:`courier.aio`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TypeVar
+
+import grpc
+
+from courier import _convert, _transfers
+from courier._connection import (
+    Auth,
+    ClientOptions,
+    TokenSource,
+    backoff_delays,
+    channel_options,
+    parse_server_url,
+)
+from courier._download import Download, FileDownload, MemoryDownload, partial_path
+from courier._transfers import ProgressCallback, Transfer, TransferState, TransferTable
+from courier._upload import Source, UploadPlan
+from courier.errors import TransferCancelledError, UnavailableError, from_rpc_error
+from courier.records import (
+    Downloaded,
+    FileMessage,
+    ImageMessage,
+    Media,
+    MediaKind,
+    Message,
+    SendReceipt,
+)
+from courier.subscription import Subscription
+from courier.v1 import media_service_pb2 as media_pb
+from courier.v1 import media_service_pb2_grpc as media_grpc
+from courier.v1 import messaging_service_pb2 as messaging_pb
+from courier.v1 import messaging_service_pb2_grpc as messaging_grpc
+
+__all__ = ["Client"]
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+T = TypeVar("T")
+
+
+class Client:
+    """A connection to a courier server as one user.
+
+    ``server_url`` is ``http://host:port``, or ``https://host:port`` for TLS (with the
+    system's roots, or ``options.root_certificates``). ``token`` is the user's token,
+    or a function returning the current one, read before every call; ``set_token()``
+    replaces it. Neither needs a new connection.
+
+    The connection is made on the first call and remade by itself after a failure.
+    Unary calls have a deadline (10 s); those safe to repeat (everything but sends)
+    are retried with backoff while the server is unavailable. Use it as a context
+    manager, or call :meth:`close`. A client may be shared between threads.
+    """
+
+    def __init__(
+        self,
+        server_url: str,
+        token: TokenSource,
+        *,
+        options: ClientOptions | None = None,
+    ) -> None:
+        self._options = options or ClientOptions()
+        target = parse_server_url(server_url)
+        self._auth = Auth(token)
+        settings = channel_options(self._options)
+        if target.secure:
+            credentials = grpc.ssl_channel_credentials(self._options.root_certificates)
+            self._channel = grpc.secure_channel(target.address, credentials, settings)
+        else:
+            self._channel = grpc.insecure_channel(target.address, settings)
+        self._media = media_grpc.MediaServiceStub(self._channel)
+        self._messaging = messaging_grpc.MessagingServiceStub(self._channel)
+        self._transfers = TransferTable(self._options.max_transfers, self._options.queued_transfers)
+        # Open subscriptions, closed with the client.
+        self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def set_token(self, token: TokenSource) -> None:
+        """Uses ``token`` (or the function returning it) from the next call on."""
+        self._auth.set(token)
+
+    def close(self) -> None:
+        """Closes every subscription, cancels every transfer and closes the connection."""
+        for subscription in list(self._subscriptions):
+            subscription.close()
+        self._transfers.cancel_all()
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def options(self) -> ClientOptions:
+        """The options this client runs with."""
+        return self._options
+
+    def _unary(
+        self,
+        method: grpc.UnaryUnaryMultiCallable[Req, Resp],
+        request: Req,
+        *,
+        idempotent: bool,
+    ) -> Resp:
+        """One unary call with the token and the deadline; retried while the server
+        is unavailable when ``idempotent``."""
+        delays = backoff_delays(self._options) if idempotent else iter(())
+        while True:
+            try:
+                return method(
+                    request, timeout=self._options.deadline, metadata=self._auth.metadata()
+                )
+            except grpc.RpcError as e:
+                error = from_rpc_error(e)
+                pause = next(delays, None) if isinstance(error, UnavailableError) else None
+                if pause is None:
+                    raise error from None
+            time.sleep(pause)
+
+    # -- media ------------------------------------------------------------------
+
+    def get_media(self, media_id: str) -> Media:
+        """The record of ``media_id``, without its bytes.
+
+        Raises:
+            NotFoundError: unknown or expired.
+        """
+        response = self._unary(
+            self._media.GetMedia, media_pb.GetMediaRequest(media_id=media_id), idempotent=True
+        )
+        return _convert.media(response.media)
+
+    def image_message_from_media_id(self, media_id: str) -> ImageMessage:
+        """An image message for an already uploaded ``media_id``, without uploading
+        again (Agora's ``createImageMessageByMediaId``)."""
+        return self.get_media(media_id).image_message()
+
+    def file_message_from_media_id(self, media_id: str) -> FileMessage:
+        """A file message for an already uploaded ``media_id``."""
+        return self.get_media(media_id).file_message()
+
+    def message_from_media_id(self, media_id: str) -> ImageMessage | FileMessage:
+        """An image or a file message for ``media_id``, after its record's kind."""
+        return self.get_media(media_id).message()
+
+    def start_upload(
+        self,
+        source: Source,
+        *,
+        kind: MediaKind = MediaKind.FILE,
+        file_name: str | None = None,
+        size: int | None = None,
+        content_type: str = "",
+        progress: ProgressCallback | None = None,
+    ) -> Transfer[Media]:
+        """Starts uploading and returns at once with the :class:`Transfer` (request
+        ID, progress, cancel); ``result()`` gives the :class:`Media` record.
+
+        Args:
+            source: a path, bytes, or a binary file object (read from where it is
+                now; ``size`` bytes of it, by default up to its end).
+            kind: IMAGE (the server reads width and height) or FILE.
+            file_name: the display name; by default the path's (or file object's)
+                base name; required for bytes.
+            size: the bytes to send; by default all of them.
+            content_type: the MIME type; by default the server detects images.
+            progress: called with each :class:`Progress` (in a worker thread).
+
+        Raises:
+            InvalidArgumentError: a missing or empty source, or no file name.
+            TooManyTransfersError: the client already runs ``max_transfers``.
+        """
+        plan = UploadPlan(
+            source,
+            kind=kind,
+            file_name=file_name,
+            size=size,
+            content_type=content_type,
+            chunk_size=self._options.chunk_size,
+        )
+        return self._start(progress, lambda state: lambda: self._run_upload(state, plan))
+
+    def upload(
+        self,
+        source: Source,
+        *,
+        kind: MediaKind = MediaKind.FILE,
+        file_name: str | None = None,
+        size: int | None = None,
+        content_type: str = "",
+        progress: ProgressCallback | None = None,
+    ) -> Media:
+        """Uploads and returns the :class:`Media` record; see :meth:`start_upload`.
+        An interrupt (Ctrl-C) cancels the upload."""
+        return _wait(
+            self.start_upload(
+                source,
+                kind=kind,
+                file_name=file_name,
+                size=size,
+                content_type=content_type,
+                progress=progress,
+            )
+        )
+
+    def upload_image(
+        self,
+        source: Source,
+        *,
+        file_name: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Media:
+        """Uploads an image (Agora's ``createImageMessageByUploading``); then
+        ``media.image_message()`` is the message to send."""
+        return self.upload(source, kind=MediaKind.IMAGE, file_name=file_name, progress=progress)
+
+    def upload_file(
+        self,
+        source: Source,
+        *,
+        file_name: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Media:
+        """Uploads a file; then ``media.file_message()`` is the message to send."""
+        return self.upload(source, kind=MediaKind.FILE, file_name=file_name, progress=progress)
+
+    def start_download_to_file(
+        self,
+        media_id: str,
+        path: str | os.PathLike[str],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> Transfer[Media]:
+        """Starts downloading ``media_id`` to ``path`` and returns at once.
+
+        The bytes go to :meth:`partial_path` first and are renamed into place once
+        their size and SHA-256 match the record; an existing ``path`` is replaced.
+        A broken connection resumes by offset (after the client's retries, the
+        partial file stays and the next download resumes from it); a cancelled or
+        corrupt download removes it.
+        """
+        state_job: Callable[[TransferState[Media]], Callable[[], Media]] = (
+            lambda state: self._download_work(FileDownload(media_id, path, state, self._options))
+        )
+        return self._start(progress, state_job)
+
+    def download_to_file(
+        self,
+        media_id: str,
+        path: str | os.PathLike[str],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> Media:
+        """Downloads ``media_id`` to ``path`` and returns its record; see
+        :meth:`start_download_to_file`.
+
+        Raises:
+            NotFoundError: unknown or expired.
+            IntegrityError: the bytes do not match the record.
+        """
+        return _wait(self.start_download_to_file(media_id, path, progress=progress))
+
+    def start_download_to_memory(
+        self, media_id: str, *, progress: ProgressCallback | None = None
+    ) -> Transfer[Downloaded]:
+        """Starts downloading ``media_id`` into memory and returns at once."""
+        state_job: Callable[[TransferState[Downloaded]], Callable[[], Downloaded]] = (
+            lambda state: self._download_work(MemoryDownload(media_id, state, self._options))
+        )
+        return self._start(progress, state_job)
+
+    def download_to_memory(
+        self, media_id: str, *, progress: ProgressCallback | None = None
+    ) -> Downloaded:
+        """Downloads ``media_id`` into memory: its record and its checked bytes."""
+        return _wait(self.start_download_to_memory(media_id, progress=progress))
+
+    def cancel(self, request_id: int) -> None:
+        """Cancels a running (or queued) transfer by its request ID.
+
+        Raises:
+            NoSuchTransferError: no such transfer runs (it ended, or never was).
+        """
+        self._transfers.cancel(request_id)
+
+    #: Where a download to ``path`` keeps its unfinished bytes.
+    partial_path = staticmethod(partial_path)
+
+    def _start(
+        self,
+        progress: ProgressCallback | None,
+        job: Callable[[TransferState[T]], Callable[[], T]],
+    ) -> Transfer[T]:
+        """Makes a transfer of ``job``'s work and runs it in a thread of its own once
+        it has a slot."""
+        state: TransferState[T] = self._transfers.new_state(progress)
+        work = job(state)  # checks the input before a slot is taken
+
+        def launch() -> None:
+            threading.Thread(
+                target=_transfers.run,
+                args=(self._transfers, state, work),
+                name=f"courier-transfer-{state.request_id}",
+                daemon=True,
+            ).start()
+
+        self._transfers.start(state, launch)
+        return Transfer(state, self._transfers)
+
+    def _run_upload(self, state: TransferState[Media], plan: UploadPlan) -> Media:
+        call = self._media.UploadMedia.future(plan.frames(state), metadata=self._auth.metadata())
+        plan.attach_abort(call.cancel)
+        state.on_cancel(call.cancel)
+        try:
+            response = call.result()
+        except grpc.RpcError as e:
+            failure = plan.failure(state, from_rpc_error(e))
+            raise failure from failure.__cause__  # a local error keeps its cause
+        except grpc.FutureCancelledError:
+            failure = plan.failure(state, TransferCancelledError())
+            raise failure from failure.__cause__
+        return plan.finish(state, response)
+
+    def _download_work(self, job: Download[T]) -> Callable[[], T]:
+        return lambda: self._run_download(job)
+
+    def _run_download(self, job: Download[T]) -> T:
+        try:
+            job.prepare()
+            while True:
+                call = self._media.DownloadMedia(job.request(), metadata=self._auth.metadata())
+                job.state.on_cancel(call.cancel)
+                try:
+                    for frame in call:
+                        job.on_frame(frame)
+                    return job.finish()
+                except grpc.RpcError as e:
+                    pause = job.after_error(from_rpc_error(e))
+                finally:
+                    call.cancel()  # a no-op once the call has ended
+                if job.state.wait_cancelled(pause):
+                    raise TransferCancelledError()
+        except BaseException as e:
+            job.abort(job.state.failure(e))
+            raise
+
+    # -- messaging --------------------------------------------------------------
+
+    def send_peer_message(
+        self, peer_id: str, message: Message | str, *, offline: bool = False
+    ) -> SendReceipt:
+        """Sends ``message`` (a str is a text message) to the user ``peer_id``.
+
+        With ``offline`` a peer who is offline gets it on their next subscription
+        (the receipt says CACHED). Not retried: a retry could deliver it twice.
+
+        Raises:
+            PeerUnreachableError: the peer is offline and ``offline`` is False.
+            MessageTooLargeError, MediaUnavailableError, RateLimitedError: as named.
+        """
+        request = _convert.peer_request(peer_id, message, offline)
+        response = self._unary(self._messaging.SendPeerMessage, request, idempotent=False)
+        return _convert.peer_receipt(peer_id, response)
+
+    def send_channel_message(self, channel_id: str, message: Message | str) -> SendReceipt:
+        """Sends ``message`` to every other member of ``channel_id``.
+
+        Raises:
+            NotAMemberError: the caller has not joined the channel.
+        """
+        request = _convert.channel_request(channel_id, message)
+        response = self._unary(self._messaging.SendChannelMessage, request, idempotent=False)
+        return _convert.channel_receipt(response)
+
+    def join_channel(self, channel_id: str) -> None:
+        """Joins ``channel_id`` (joining twice is fine).
+
+        Raises:
+            TooManyChannelsError: already in the most channels allowed.
+        """
+        request = messaging_pb.JoinChannelRequest(channel_id=channel_id)
+        self._unary(self._messaging.JoinChannel, request, idempotent=True)
+
+    def leave_channel(self, channel_id: str) -> None:
+        """Leaves ``channel_id``; delivery stops at once."""
+        request = messaging_pb.LeaveChannelRequest(channel_id=channel_id)
+        self._unary(self._messaging.LeaveChannel, request, idempotent=True)
+
+    def channel_members(self, channel_id: str) -> list[str]:
+        """The user IDs of the members of ``channel_id``, sorted."""
+        request = messaging_pb.GetChannelMembersRequest(channel_id=channel_id)
+        response = self._unary(self._messaging.GetChannelMembers, request, idempotent=True)
+        return list(response.user_ids)
+
+    def query_online_status(self, user_ids: list[str]) -> dict[str, bool]:
+        """Whether each user is online (has a subscription open), in the order asked."""
+        request = messaging_pb.QueryPeersOnlineStatusRequest(user_ids=user_ids)
+        response = self._unary(self._messaging.QueryPeersOnlineStatus, request, idempotent=True)
+        return {s.user_id: s.online for s in response.statuses}
+
+    def subscribe(self) -> Subscription:
+        """Opens this user's live feed, at once; the user is online while it is open.
+        See :class:`Subscription`."""
+        subscription = Subscription(self._messaging, self._auth, self._options)
+        self._subscriptions.add(subscription)
+        return subscription
+
+
+def _wait(transfer: Transfer[T]) -> T:
+    """The result of ``transfer``; an interrupt while waiting cancels it."""
+    try:
+        return transfer.result()
+    except BaseException:
+        transfer.cancel()  # a no-op when it has ended
+        raise

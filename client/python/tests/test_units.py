@@ -1,0 +1,235 @@
+"""Unit tests of the pure logic shared by both clients: error mapping, URLs, tokens,
+names, upload checks, the transfer table, the download and subscription policies."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+import courier
+from courier import _feed, errors
+from courier._connection import Auth, ClientOptions, Target, parse_server_url
+from courier._download import MemoryDownload, check_media_id, partial_path
+from courier._transfers import TransferTable
+from courier._upload import UploadPlan
+from courier.records import Disconnected, MediaKind, Ready
+from courier.v1 import error_reason_pb2
+from courier.v1 import messaging_service_pb2 as messaging_pb
+
+
+def trailer(reason: str, domain: str = "courier.v1") -> tuple[tuple[str, bytes], ...]:
+    """A grpc-status-details-bin trailer holding one ErrorInfo."""
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=domain))
+    status = status_pb2.Status(code=3, message="x", details=[detail])
+    return (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+def test_every_error_reason_has_its_class() -> None:
+    # A reason added to the proto must be sorted into a class (errors._BY_REASON).
+    for name, value in error_reason_pb2.ErrorReason.items():
+        if value == error_reason_pb2.ERROR_REASON_UNSPECIFIED:
+            continue
+        error = errors.from_status(grpc.StatusCode.INVALID_ARGUMENT, "m", trailer(name))
+        assert type(error).reason_value == value, name
+        assert error.reason == name
+        assert isinstance(error, courier.CourierError)
+
+
+def test_reasons_and_codes_choose_the_class() -> None:
+    too_large = errors.from_status(
+        grpc.StatusCode.INVALID_ARGUMENT, "too big", trailer("MEDIA_TOO_LARGE")
+    )
+    assert isinstance(too_large, courier.MediaTooLargeError)
+    assert isinstance(too_large, courier.InvalidArgumentError)
+    assert (too_large.code, too_large.reason, str(too_large)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "MEDIA_TOO_LARGE",
+        "too big",
+    )
+    limited = errors.from_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "", trailer("RATE_LIMITED"))
+    assert isinstance(limited, courier.RateLimitedError)
+    assert isinstance(limited, courier.ResourceExhaustedError)
+    # An unknown reason, or another domain's, falls back on the code.
+    newer = errors.from_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "m", trailer("SOMETHING_NEW"))
+    assert type(newer) is courier.ResourceExhaustedError
+    assert newer.reason == "SOMETHING_NEW"
+    foreign = errors.from_status(
+        grpc.StatusCode.INVALID_ARGUMENT, "m", trailer("MEDIA_TOO_LARGE", domain="other")
+    )
+    assert type(foreign) is courier.InvalidArgumentError
+    assert foreign.reason == ""
+    for code, cls in [
+        (grpc.StatusCode.NOT_FOUND, courier.NotFoundError),
+        (grpc.StatusCode.UNAUTHENTICATED, courier.UnauthenticatedError),
+        (grpc.StatusCode.UNAVAILABLE, courier.UnavailableError),
+        (grpc.StatusCode.OUT_OF_RANGE, courier.OutOfRangeError),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, courier.DeadlineExceededError),
+        (grpc.StatusCode.INTERNAL, courier.CourierError),
+    ]:
+        error = errors.from_status(code, "m", None)
+        assert type(error) is cls and error.code == code
+    # A malformed trailer is no reason.
+    assert errors.error_info_reason((("grpc-status-details-bin", b"\xff\x00"),)) == ""
+
+
+def test_client_side_errors_carry_the_nearest_code() -> None:
+    assert courier.TooManyTransfersError("m").code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert courier.TooManyTransfersError("m").reason == "TOO_MANY_TRANSFERS"
+    assert courier.IntegrityError("m").code == grpc.StatusCode.DATA_LOSS
+    assert courier.IntegrityError("m").reason == ""
+    assert courier.NoSuchTransferError(7).request_id == 7
+    assert courier.TransferCancelledError().code == grpc.StatusCode.CANCELLED
+
+
+def test_server_urls() -> None:
+    assert parse_server_url("http://127.0.0.1:50051") == Target("127.0.0.1:50051", False)
+    assert parse_server_url("https://chat.example.com") == Target("chat.example.com:443", True)
+    assert parse_server_url("http://[::1]:9/") == Target("[::1]:9", False)
+    for bad in ["127.0.0.1:50051", "ftp://x", "http://", "http://x:99999", "http://x/path"]:
+        with pytest.raises(courier.InvalidArgumentError):
+            parse_server_url(bad)
+
+
+def test_tokens_are_read_per_call() -> None:
+    tokens = iter(["one", "two"])
+    auth = Auth(lambda: next(tokens))
+    assert auth.metadata() == (("authorization", "Bearer one"),)
+    assert auth.metadata() == (("authorization", "Bearer two"),)
+    auth.set(" three\n")
+    assert auth.metadata() == (("authorization", "Bearer three"),)
+    for bad in ["", "a b", "caf\u00e9", "a\x00b"]:
+        auth.set(bad)
+        with pytest.raises(courier.UnauthenticatedError):
+            auth.metadata()
+
+
+def test_names_lose_their_danger(tmp_path: Path) -> None:
+    assert courier.safe_file_name("cat.png", "x") == "cat.png"
+    assert courier.safe_file_name("../../etc/passwd", "x") == "_.._etc_passwd"
+    assert courier.safe_file_name("a\\b\nc", "x") == "a_b_c"
+    assert courier.safe_file_name("..", "id") == "id"
+    assert courier.safe_file_name("", "id") == "id"
+    assert courier.safe_file_name(".bashrc", "id") == "bashrc"
+    assert courier.safe_file_name("/", "id") == "id"
+    first = courier.unique_path(tmp_path, "cat.png", "x")
+    assert first == tmp_path / "cat.png"
+    first.write_bytes(b"1")
+    assert courier.unique_path(tmp_path, "cat.png", "x") == tmp_path / "cat (1).png"
+    (tmp_path / "cat (1).png").write_bytes(b"2")
+    assert courier.unique_path(tmp_path, "cat.png", "x") == tmp_path / "cat (2).png"
+    (tmp_path / "README").write_bytes(b"3")
+    assert courier.unique_path(tmp_path, "README", "x") == tmp_path / "README (1)"
+
+
+def plan(source: object, **kw: object) -> UploadPlan:
+    args: dict[str, object] = dict(
+        kind=MediaKind.FILE, file_name=None, size=None, content_type="", chunk_size=4
+    )
+    args.update(kw)
+    return UploadPlan(source, **args)  # type: ignore[arg-type]
+
+
+def test_uploads_are_checked_before_they_start(tmp_path: Path) -> None:
+    with pytest.raises(courier.InvalidArgumentError, match="no such file"):
+        plan(tmp_path / "missing.png")
+    with pytest.raises(courier.InvalidArgumentError, match="not a regular file"):
+        plan(tmp_path)
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    with pytest.raises(courier.InvalidArgumentError, match="empty"):
+        plan(empty)
+    with pytest.raises(courier.InvalidArgumentError, match="file name"):
+        plan(b"bytes without a name")
+    with pytest.raises(courier.InvalidArgumentError, match="size="):
+        plan(NoSize(), file_name="pipe")
+    with pytest.raises(TypeError):
+        plan(12345)
+    # A file object's size and name come from the file itself.
+    path = tmp_path / "ten.bin"
+    path.write_bytes(bytes(range(10)))
+    with open(path, "rb") as f:
+        f.read(3)
+        p = plan(f)
+        assert (p.file_name, p.size) == ("ten.bin", 7)
+        chunks = []
+        while (chunk := p.read_chunk()) is not None:
+            chunks.append(chunk)
+        assert b"".join(chunks) == bytes(range(3, 10))
+    p = plan(io.BytesIO(b"abcdef"), file_name="x.bin")
+    assert p.size == 6
+    assert plan(path).header().header.file_name == "ten.bin"
+
+
+class NoSize:
+    def read(self, size: int) -> bytes:
+        return b""
+
+
+def test_media_ids_and_partial_paths() -> None:
+    check_media_id("0123456789abcdef0123456789abcdef")
+    for bad in ["../etc/passwd", "0123456789ABCDEF0123456789ABCDEF", "abc", ""]:
+        with pytest.raises(courier.InvalidArgumentError):
+            check_media_id(bad)
+    assert partial_path("/tmp/in/cat.png", "ab" * 16) == Path(f"/tmp/in/.cat.png.{'ab' * 16}.part")
+
+
+def test_the_tenth_transfer_is_refused_or_queued() -> None:
+    table = TransferTable(max_active=2, max_queued=1)
+    launched: list[int] = []
+    states = [table.new_state(None) for _ in range(4)]
+    table.start(states[0], lambda: launched.append(0))
+    table.start(states[1], lambda: launched.append(1))
+    table.start(states[2], lambda: launched.append(2))  # queued
+    with pytest.raises(courier.TooManyTransfersError):
+        table.start(states[3], lambda: launched.append(3))
+    assert launched == [0, 1]
+    table.finish(states[0])
+    assert launched == [0, 1, 2]
+    with pytest.raises(courier.NoSuchTransferError):
+        table.cancel(states[0].request_id)
+    table.cancel(states[1].request_id)
+    assert states[1].cancelled
+    assert len({s.request_id for s in states}) == 4
+
+
+def test_a_download_resumes_or_restarts() -> None:
+    table = TransferTable(9, 0)
+    job = MemoryDownload("ab" * 16, table.new_state(None), ClientOptions(retries=2, backoff=0.1))
+    job.offset = 5
+    # A partial longer than the object: start over, once.
+    assert job.after_error(courier.OutOfRangeError("past the end")) == 0.0
+    assert job.offset == 0
+    with pytest.raises(courier.OutOfRangeError):
+        job.after_error(courier.OutOfRangeError("again"))
+    # A broken connection: retried with growing pauses, then given up.
+    assert job.after_error(courier.UnavailableError("x")) == 0.1
+    assert job.after_error(courier.UnavailableError("x")) == 0.2
+    with pytest.raises(courier.UnavailableError):
+        job.after_error(courier.UnavailableError("x"))
+    with pytest.raises(courier.NotFoundError):
+        job.after_error(courier.NotFoundError("gone"))
+    job.state.cancel()
+    with pytest.raises(courier.TransferCancelledError):
+        job.after_error(courier.UnavailableError("x"))
+
+
+def test_a_feed_reconnects_unless_the_token_is_refused() -> None:
+    feed = _feed.Feed(ClientOptions(backoff=0.1, max_backoff=0.3))
+    first = feed.on_end(courier.UnavailableError("down"))
+    assert isinstance(first, Disconnected) and first.retry_in == 0.1
+    assert feed.on_end(None).retry_in == 0.2
+    assert feed.on_end(courier.TooSlowError("slow")).retry_in == 0.3
+    assert feed.on_end(None).retry_in == 0.3
+    ready = feed.on_frame(
+        messaging_pb.SubscribeResponse(ready=messaging_pb.SubscribeReady(offline_message_count=2))
+    )
+    assert ready == Ready(2, reconnected=True)
+    assert feed.on_end(None).retry_in == 0.1, "a working connection resets the backoff"
+    with pytest.raises(courier.UnauthenticatedError):
+        feed.on_end(courier.UnauthenticatedError("expired"))

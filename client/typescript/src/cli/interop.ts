@@ -1,0 +1,347 @@
+#!/usr/bin/env node
+/**
+ * The TypeScript interop client of docs/interop.md, built on this library: `upload`,
+ * `send`, `join`, `leave`, `members`, `online`, `download` and `listen`, printing one
+ * JSON object per line on stdout as the Rust `courier --json` does. A refused call
+ * prints `{"error": {"code", "reason", "message"}}` and exits 1; usage errors exit 2;
+ * Ctrl-C cancels a transfer and exits 130. The server and token come from
+ * `COURIER_SERVER` and `COURIER_TOKEN` (or `--server`, `--token`).
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { createReadStream, mkdirSync } from "node:fs";
+import { parseArgs } from "node:util";
+
+import {
+  CancelledError,
+  Client,
+  CourierError,
+  type FeedEvent,
+  InvalidArgumentError,
+  type Media,
+  type Message,
+  type MessageInit,
+  PeerUnreachableError,
+  type SendReceipt,
+  type Transfer,
+  UnauthenticatedError,
+  fileMessage,
+  imageMessage,
+  mediaMessage,
+  textMessage,
+  uniquePath,
+} from "../index.js";
+
+/** A mistake in the command line: exit 2. */
+class UsageError extends Error {}
+
+const USAGE = `usage: interop [--server URL] [--token TOKEN] COMMAND
+  upload PATH [--image]
+  send (--to PEER | --channel CH) (--text T | --image PATH | --file PATH | --media-id ID) [--offline]
+  join CH | leave CH | members CH | online USER...
+  download MEDIA_ID -o PATH
+  listen [--save DIR] [--count N]`;
+
+/** Cancels the running transfer on Ctrl-C. */
+const interrupt = new AbortController();
+
+/** Writes one JSON line on stdout. */
+function print(value: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(value)}\n`);
+}
+
+function mediaJson(media: Media): Record<string, unknown> {
+  return {
+    media_id: media.mediaId,
+    kind: media.kind,
+    file_name: media.fileName,
+    size: media.size,
+    sha256: media.sha256,
+    content_type: media.contentType,
+    width: media.width,
+    height: media.height,
+    created_ms: media.created.getTime(),
+    expires_ms: media.expires.getTime(),
+  };
+}
+
+function messageJson(message: Message): Record<string, unknown> {
+  switch (message.type) {
+    case "text":
+      return { type: "text", text: message.text };
+    case "raw":
+      return { type: "raw", payload_hex: Buffer.from(message.payload).toString("hex"), description: message.description };
+    case "image":
+      return {
+        type: "image",
+        media_id: message.mediaId,
+        file_name: message.fileName,
+        size: message.size,
+        width: message.width,
+        height: message.height,
+        thumbnail_bytes: message.thumbnail.length,
+      };
+    case "file":
+      return {
+        type: "file",
+        media_id: message.mediaId,
+        file_name: message.fileName,
+        size: message.size,
+        width: 0,
+        height: 0,
+        thumbnail_bytes: message.thumbnail.length,
+      };
+  }
+}
+
+function eventJson(event: FeedEvent): Record<string, unknown> {
+  switch (event.type) {
+    case "message":
+      return {
+        event: "message",
+        from: event.from,
+        channel: event.channel,
+        message_id: event.messageId,
+        server_time_ms: event.serverTime.getTime(),
+        offline: event.offline,
+        message: messageJson(event.message),
+      };
+    case "ready":
+      return { event: "ready", offline_count: event.offlineCount };
+    case "disconnected":
+      return { event: "disconnected", reason: event.reason };
+    case "reconnected":
+      return { event: "reconnected" };
+  }
+}
+
+/** The SHA-256 (hex) of the bytes now on disk: read back, not taken from the record. */
+async function sha256OfFile(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+/** Prints a saved file: its record, where it is, and the digest of what is on disk. */
+async function printSaved(media: Media, path: string): Promise<void> {
+  print({ ...mediaJson(media), event: "saved", path, sha256: await sha256OfFile(path) });
+}
+
+/** Awaits a transfer; Ctrl-C cancels it. */
+async function finish<T>(transfer: Transfer<T>): Promise<T> {
+  const cancel = () => transfer.cancel();
+  interrupt.signal.addEventListener("abort", cancel, { once: true });
+  try {
+    return await transfer;
+  } finally {
+    interrupt.signal.removeEventListener("abort", cancel);
+  }
+}
+
+/** Parses a command's own arguments; unknown flags are usage errors. */
+function parse<O extends Record<string, { type: "string" | "boolean"; short?: string; multiple?: boolean }>>(
+  args: string[],
+  options: O,
+) {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+/** Exactly one positional argument. */
+function one(positionals: string[], what: string): string {
+  if (positionals.length !== 1) throw new UsageError(`expected one ${what}`);
+  return positionals[0]!;
+}
+
+async function send(client: Client, args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, {
+    to: { type: "string" },
+    channel: { type: "string" },
+    text: { type: "string" },
+    image: { type: "string" },
+    file: { type: "string" },
+    "media-id": { type: "string" },
+    offline: { type: "boolean" },
+  });
+  if (positionals.length > 0) throw new UsageError(`unexpected ${positionals.join(" ")}`);
+  const contents = [values.text, values.image, values.file, values["media-id"]].filter((v) => v !== undefined);
+  if (contents.length !== 1) throw new UsageError("say what to send: one of --text, --image, --file, --media-id");
+  if ((values.to === undefined) === (values.channel === undefined)) {
+    throw new UsageError("say where to send: --to PEER or --channel CH");
+  }
+  let message: MessageInit;
+  if (values.text !== undefined) message = textMessage(values.text);
+  else if (values.image !== undefined) message = imageMessage(await finish(client.uploadImage(values.image)));
+  else if (values.file !== undefined) message = fileMessage(await finish(client.uploadFile(values.file)));
+  else message = mediaMessage(await client.getMedia(values["media-id"]!));
+  let receipt: SendReceipt;
+  if (values.to !== undefined) {
+    try {
+      receipt = await client.sendPeerMessage(values.to, message, { offline: values.offline ?? false });
+    } catch (error) {
+      if (!(error instanceof PeerUnreachableError)) throw error;
+      print({ message_id: error.messageId, state: "unreachable" });
+      process.stderr.write(
+        `interop: ${error.peer} is offline; the message was not kept (send with --offline to keep it)\n`,
+      );
+      process.exitCode = 1;
+      return;
+    }
+  } else {
+    receipt = await client.sendChannelMessage(values.channel!, message);
+  }
+  print({ message_id: receipt.messageId, state: receipt.delivery, server_time_ms: receipt.serverTime.getTime() });
+}
+
+async function listen(client: Client, args: string[]): Promise<void> {
+  const { values, positionals } = parse(args, { save: { type: "string" }, count: { type: "string" } });
+  if (positionals.length > 0) throw new UsageError(`unexpected ${positionals.join(" ")}`);
+  const count = values.count === undefined ? undefined : Number(values.count);
+  if (count !== undefined && !(Number.isSafeInteger(count) && count >= 0)) {
+    throw new UsageError(`--count takes a number, not ${values.count}`);
+  }
+  const save = values.save;
+  if (save !== undefined) mkdirSync(save, { recursive: true });
+  const feed = client.subscribe({ signal: interrupt.signal });
+  let messages = 0;
+  if (count === 0) return;
+  for await (const event of feed) {
+    print(eventJson(event));
+    if (event.type !== "message") continue;
+    messages++;
+    const received = event.message;
+    if (save !== undefined && (received.type === "image" || received.type === "file")) {
+      const path = uniquePath(save, received.fileName, received.mediaId);
+      try {
+        await printSaved(await finish(client.downloadToFile(received.mediaId, path)), path);
+      } catch (error) {
+        if (error instanceof CancelledError) throw error;
+        // One failed download does not end the feed.
+        process.stderr.write(`interop: could not save ${received.mediaId}: ${(error as Error).message}\n`);
+      }
+    }
+    if (count !== undefined && messages >= count) break;
+  }
+}
+
+/** Runs one command: global flags first, then the command and its own arguments. */
+async function run(argv: string[]): Promise<void> {
+  let server = process.env.COURIER_SERVER ?? "http://127.0.0.1:50051";
+  let token = process.env.COURIER_TOKEN;
+  let at = 0;
+  for (; at < argv.length && argv[at]!.startsWith("-"); at++) {
+    const [flag, inline] = argv[at]!.split(/=(.*)/s, 2) as [string, string | undefined];
+    if (flag === "--json") continue;
+    if (flag !== "--server" && flag !== "--token") throw new UsageError(`unknown flag ${flag}`);
+    const value = inline ?? argv[++at];
+    if (value === undefined) throw new UsageError(`${flag} takes a value`);
+    if (flag === "--server") server = value;
+    else token = value;
+  }
+  const command = argv[at];
+  if (command === undefined) throw new UsageError("no command");
+  // Check the command line before connecting.
+  const runCommand = check(command, argv.slice(at + 1));
+  if (!token) {
+    throw new UnauthenticatedError("no token: set COURIER_TOKEN (courier-server token --user NAME mints one)");
+  }
+  const client = await Client.connect(server, token);
+  try {
+    await runCommand(client);
+  } finally {
+    client.close();
+  }
+}
+
+/** Parses a command's arguments, returning what runs it. */
+function check(command: string, args: string[]): (client: Client) => Promise<void> {
+  switch (command) {
+    case "upload": {
+      const { values, positionals } = parse(args, { image: { type: "boolean" } });
+      const path = one(positionals, "PATH");
+      return async (client) => {
+        const upload = values.image ? client.uploadImage(path) : client.uploadFile(path);
+        print(mediaJson(await finish(upload)));
+      };
+    }
+    case "send":
+      parse(args, {
+        to: { type: "string" },
+        channel: { type: "string" },
+        text: { type: "string" },
+        image: { type: "string" },
+        file: { type: "string" },
+        "media-id": { type: "string" },
+        offline: { type: "boolean" },
+      });
+      return (client) => send(client, args);
+    case "join":
+    case "leave": {
+      const channel = one(parse(args, {}).positionals, "channel");
+      return async (client) => {
+        if (command === "join") await client.joinChannel(channel);
+        else await client.leaveChannel(channel);
+        print({ channel, result: command === "join" ? "joined" : "left" });
+      };
+    }
+    case "members": {
+      const channel = one(parse(args, {}).positionals, "channel");
+      return async (client) => print({ channel, members: await client.channelMembers(channel) });
+    }
+    case "online": {
+      const users = parse(args, {}).positionals;
+      if (users.length === 0) throw new UsageError("name at least one user");
+      return async (client) => {
+        for (const status of await client.queryOnlineStatus(users)) {
+          print({ user_id: status.userId, online: status.online });
+        }
+      };
+    }
+    case "download": {
+      const { values, positionals } = parse(args, { output: { type: "string", short: "o" } });
+      const mediaId = one(positionals, "MEDIA_ID");
+      const output = values.output;
+      if (output === undefined) throw new UsageError("say where to write it: -o PATH");
+      return async (client) => printSaved(await finish(client.downloadToFile(mediaId, output)), output);
+    }
+    case "listen":
+      parse(args, { save: { type: "string" }, count: { type: "string" } });
+      return (client) => listen(client, args);
+    default:
+      throw new UsageError(`unknown command ${command}`);
+  }
+}
+
+/** Runs the command line and exits with its status once stdout is flushed. */
+async function main(): Promise<void> {
+  let status = 0;
+  process.once("SIGINT", () => interrupt.abort());
+  try {
+    await run(process.argv.slice(2));
+    status = typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`interop: ${error.message}\n${USAGE}\n`);
+      status = 2;
+    } else if (error instanceof CancelledError && interrupt.signal.aborted) {
+      process.stderr.write("interop: cancelled\n");
+      status = 130;
+    } else {
+      const courier =
+        error instanceof CourierError ? error : new InvalidArgumentError(String((error as Error)?.message ?? error));
+      print({ error: { code: courier.code, reason: courier.reason, message: courier.message } });
+      process.stderr.write(`interop: ${courier.code}: ${courier.message}\n`);
+      status = 1;
+    }
+  }
+  // Exit once everything written has reached the pipe.
+  await new Promise<void>((resolve) => process.stdout.write("", () => resolve()));
+  process.exit(status);
+}
+
+await main();

@@ -1,0 +1,187 @@
+/**
+ * Downloads into memory or into a file. A file download writes to a hidden partial
+ * file beside the target, verifies size and SHA-256, then renames it into place, so
+ * the target is never a half file; a download interrupted by a lost connection (or a
+ * crash) resumes from the partial file.
+ *
+ * @module
+ */
+
+import { createHash, type Hash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { open, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+
+import type { Connection } from "./connection.js";
+import { ConnectError } from "@connectrpc/connect";
+
+import {
+  CourierError,
+  IntegrityError,
+  InvalidArgumentError,
+  OutOfRangeError,
+  UnavailableError,
+  fromFileError,
+  toCourierError,
+} from "./errors.js";
+import type { DownloadMediaResponse } from "./gen/courier/v1/media_service_pb.js";
+import { type Downloaded, type Media, isMediaId, mediaFromProto } from "./media.js";
+import type { Transfer, TransferContext, TransferOptions } from "./transfer.js";
+
+/**
+ * Where a download of `mediaId` to `path` keeps its unfinished bytes: the hidden file
+ * `.<name>.<mediaId>.part` in the same folder, so that the rename is atomic.
+ */
+export function partialPath(path: string, mediaId: string): string {
+  return join(dirname(path), `.${basename(path)}.${mediaId}.part`);
+}
+
+/** Refuses, at once, anything but a media ID: it goes into a request and a file name. */
+function checkMediaId(mediaId: string): void {
+  if (!isMediaId(mediaId)) {
+    throw new InvalidArgumentError(`${JSON.stringify(mediaId)} is not a media ID (32 lowercase hex characters)`);
+  }
+}
+
+/** Starts downloading `mediaId` into memory. */
+export function downloadToMemory(connection: Connection, mediaId: string, options: TransferOptions): Transfer<Downloaded> {
+  checkMediaId(mediaId);
+  return connection.transfers.start(options, async (context) => {
+    const { media, frames } = await openDownload(connection, mediaId, 0, context.signal);
+    const chunks: Uint8Array[] = [];
+    const hash = createHash("sha256");
+    let done = 0;
+    context.report(0, media.size);
+    for await (const data of frames) {
+      chunks.push(data);
+      hash.update(data);
+      done += data.length;
+      context.report(done, media.size);
+    }
+    verify(media, done, hash);
+    return { media, bytes: Buffer.concat(chunks, done) };
+  });
+}
+
+/**
+ * Starts downloading `mediaId` to `path` (replacing any file there) through the
+ * partial file of {@link partialPath}. A cancelled or failed download removes the
+ * partial file, except when the connection was lost: then the next download resumes
+ * from it.
+ */
+export function downloadToFile(
+  connection: Connection,
+  mediaId: string,
+  path: string,
+  options: TransferOptions,
+): Transfer<Media> {
+  checkMediaId(mediaId);
+  const partial = partialPath(path, mediaId);
+  const remove = () => rm(partial, { force: true });
+  return connection.transfers.start(
+    options,
+    async (context) => {
+      try {
+        return await toFile(connection, mediaId, path, partial, context);
+      } catch (error) {
+        const courier =
+          error instanceof CourierError || error instanceof ConnectError
+            ? toCourierError(error)
+            : fromFileError(error, partial);
+        if (!(courier instanceof UnavailableError) && !context.signal.aborted) await remove();
+        throw courier;
+      }
+    },
+    remove,
+  );
+}
+
+/** The body of {@link downloadToFile}. */
+async function toFile(
+  connection: Connection,
+  mediaId: string,
+  path: string,
+  partial: string,
+  context: TransferContext,
+): Promise<Media> {
+  let { hash, size: done } = await hashFile(partial);
+  let opened;
+  try {
+    opened = await openDownload(connection, mediaId, done, context.signal);
+  } catch (error) {
+    // The partial file is longer than the object: it is not a prefix of it.
+    if (!(toCourierError(error) instanceof OutOfRangeError)) throw error;
+    await rm(partial, { force: true });
+    ({ hash, size: done } = { hash: createHash("sha256"), size: 0 });
+    opened = await openDownload(connection, mediaId, 0, context.signal);
+  }
+  const { media, frames } = opened;
+  context.report(done, media.size);
+  const file = await open(partial, "a");
+  try {
+    for await (const data of frames) {
+      await file.write(data);
+      hash.update(data);
+      done += data.length;
+      context.report(done, media.size);
+    }
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  // Bytes that can never become the object are removed by the caller.
+  verify(media, done, hash);
+  await rename(partial, path);
+  return media;
+}
+
+/** Opens a download from `offset`: the record, then the data frames. */
+async function openDownload(
+  connection: Connection,
+  mediaId: string,
+  offset: number,
+  signal: AbortSignal,
+): Promise<{ media: Media; frames: AsyncIterable<Uint8Array> }> {
+  const stream = connection.media.downloadMedia({ mediaId, offset: BigInt(offset) }, { signal });
+  const iterator = stream[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  if (first.done || first.value.frame.case !== "media") {
+    throw new IntegrityError("the download did not start with the media record");
+  }
+  const media = mediaFromProto(first.value.frame.value);
+  return { media, frames: data(iterator) };
+}
+
+/** The data frames of a download after its record. */
+async function* data(iterator: AsyncIterator<DownloadMediaResponse>): AsyncIterable<Uint8Array> {
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done) return;
+    if (next.value.frame.case === "data") yield next.value.frame.value;
+  }
+}
+
+/** Hashes what a partial file already holds; no file is an empty start. */
+async function hashFile(path: string): Promise<{ hash: Hash; size: number }> {
+  const hash = createHash("sha256");
+  let size = 0;
+  try {
+    for await (const chunk of createReadStream(path, { highWaterMark: 256 * 1024 })) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { hash: createHash("sha256"), size: 0 };
+    throw error;
+  }
+  return { hash, size };
+}
+
+/** Checks received bytes against the record. */
+function verify(media: Media, size: number, hash: Hash): void {
+  if (size !== media.size) throw new IntegrityError(`received ${size} bytes of ${media.size}`);
+  const digest = hash.digest("hex");
+  if (digest !== media.sha256) {
+    throw new IntegrityError(`the bytes hash to ${digest} but the record says ${media.sha256}`);
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * courier-client: the TypeScript (Node.js) client of courier — a self-hostable
+ * messaging service where users send each other, and channels, text, raw, image and
+ * file messages, with images and files uploaded once and sent by media ID.
+ *
+ * ## Layout
+ * - {@link Client}: the connection and every call (`client`, `connection`: deadlines,
+ *   retries, the HTTP/2 session).
+ * - Transfers: uploads and downloads run in the background and hand back a
+ *   {@link Transfer} with a request ID, progress and cancel (`transfer`, `upload`,
+ *   `download`).
+ * - Messages: {@link Message}s to send, {@link FeedEvent}s from
+ *   {@link Client.subscribe}, which reconnects by itself (`messages`, `subscribe`).
+ * - Errors: {@link CourierError} and a subclass per failure (`errors`).
+ * - {@link safeFileName}, {@link uniquePath}: where to save received files (`names`).
+ * - `gen/`: the generated protobuf-es code, which stays inside the library.
+ *
+ * @module
+ */
+
+export { Client } from "./client.js";
+export type { ClientOptions } from "./connection.js";
+export {
+  CancelledError,
+  CourierError,
+  DeadlineExceededError,
+  IntegrityError,
+  InvalidArgumentError,
+  IoError,
+  MediaUnavailableError,
+  MessageTooLargeError,
+  NoSuchTransferError,
+  NotAMemberError,
+  NotFoundError,
+  OutOfRangeError,
+  PeerUnreachableError,
+  RateLimitedError,
+  TooLargeError,
+  TooManyChannelsError,
+  TooManyStreamsError,
+  OfflineCacheFullError,
+  TooManyTransfersError,
+  TooSlowError,
+  UnauthenticatedError,
+  UnavailableError,
+  type ErrorReasonName,
+  type GrpcCode,
+} from "./errors.js";
+export type { Downloaded, Media, MediaKind } from "./media.js";
+export {
+  fileMessage,
+  imageMessage,
+  mediaMessage,
+  rawMessage,
+  textMessage,
+  type FileMessage,
+  type ImageMessage,
+  type Message,
+  type MessageInit,
+  type OnlineStatus,
+  type RawMessage,
+  type ReceivedMessage,
+  type SendOptions,
+  type SendReceipt,
+  type TextMessage,
+} from "./messages.js";
+export { safeFileName, uniquePath } from "./names.js";
+export {
+  Subscription,
+  type DisconnectedEvent,
+  type FeedEvent,
+  type ReadyEvent,
+  type ReconnectedEvent,
+  type SubscribeOptions,
+} from "./subscribe.js";
+export { Transfer, type Progress, type RequestId, type TransferOptions } from "./transfer.js";
+export type { UploadOptions, UploadSource } from "./upload.js";

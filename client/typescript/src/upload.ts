@@ -1,0 +1,168 @@
+/**
+ * Uploads from a path, a `Uint8Array` or a Node `Readable` (any async iterable of
+ * bytes), streamed in chunks with progress; the server's SHA-256 is checked against
+ * the one computed while reading.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { basename } from "node:path";
+
+import type { MessageInitShape } from "@bufbuild/protobuf";
+
+import type { Connection } from "./connection.js";
+import { IntegrityError, InvalidArgumentError, fromFileError } from "./errors.js";
+import type { UploadMediaRequestSchema } from "./gen/courier/v1/media_service_pb.js";
+import { type Media, type MediaKind, kindToProto, mediaFromProto } from "./media.js";
+import type { Transfer, TransferContext, TransferOptions } from "./transfer.js";
+
+/** Where an upload's bytes come from: a file's path, bytes in memory, or a stream (such as a Node `Readable`). */
+export type UploadSource = string | Uint8Array | AsyncIterable<Uint8Array | string>;
+
+/** How to upload. */
+export interface UploadOptions extends TransferOptions {
+  /** Image (the server reads its width and height) or file; `"file"` by default. */
+  kind?: MediaKind;
+  /** The display file name: the path's base name by default; required for bytes and streams. */
+  fileName?: string;
+  /** How many bytes a stream yields: required for streams (the server must know it first). */
+  size?: number;
+  /** The MIME type; when left out the server detects images and otherwise records `application/octet-stream`. */
+  contentType?: string;
+}
+
+/** An upload request frame. */
+type Frame = MessageInitShape<typeof UploadMediaRequestSchema>;
+
+/** What an upload reads from, resolved. */
+interface Resolved {
+  fileName: string;
+  size: number;
+  chunks: () => AsyncIterable<Uint8Array>;
+}
+
+/** Starts uploading `source`; the transfer resolves with the media record. */
+export function upload(connection: Connection, source: UploadSource, options: UploadOptions): Transfer<Media> {
+  const kind = options.kind ?? "file";
+  if (typeof source !== "string") check(source, options);
+  return connection.transfers.start(options, async (context) => {
+    const resolved = await resolve(source, options, connection.settings.chunkSize);
+    return run(connection, kind, options.contentType ?? "", resolved, context);
+  });
+}
+
+/** Refuses, at once, bytes or a stream without the name or size the server needs. */
+function check(source: Uint8Array | AsyncIterable<Uint8Array | string>, options: UploadOptions): void {
+  if (!options.fileName) throw new InvalidArgumentError("an upload of bytes or of a stream needs a fileName");
+  const size = source instanceof Uint8Array ? source.length : options.size;
+  if (size === undefined) throw new InvalidArgumentError("an upload of a stream needs its size");
+  if (!Number.isSafeInteger(size) || size <= 0) {
+    throw new InvalidArgumentError(`an upload needs 1 byte or more, not ${size}`);
+  }
+}
+
+/** The name, size and chunks of `source`. */
+async function resolve(source: UploadSource, options: UploadOptions, chunk: number): Promise<Resolved> {
+  if (typeof source === "string") {
+    let size: number;
+    try {
+      const info = await stat(source);
+      if (!info.isFile()) throw new InvalidArgumentError(`${source} is not a file`);
+      size = info.size;
+    } catch (error) {
+      throw error instanceof InvalidArgumentError ? error : fromFileError(error, source);
+    }
+    if (size === 0) throw new InvalidArgumentError(`${source} is empty: there is nothing to upload`);
+    const file = createReadStream(source, { highWaterMark: chunk });
+    return {
+      fileName: options.fileName ?? basename(source),
+      size,
+      chunks: () => rechunk(readFile(file, source), chunk),
+    };
+  }
+  if (source instanceof Uint8Array) {
+    const bytes = source;
+    return {
+      fileName: options.fileName!,
+      size: bytes.length,
+      chunks: async function* () {
+        for (let at = 0; at < bytes.length; at += chunk) yield bytes.subarray(at, at + chunk);
+      },
+    };
+  }
+  return { fileName: options.fileName!, size: options.size!, chunks: () => rechunk(source, chunk) };
+}
+
+/** A file's chunks, with read errors as courier errors. */
+async function* readFile(file: AsyncIterable<Uint8Array | string>, path: string): AsyncIterable<Uint8Array | string> {
+  try {
+    yield* file;
+  } catch (error) {
+    throw fromFileError(error, path);
+  }
+}
+
+/** Chunks of at most `chunk` bytes (each gRPC frame must stay under 4 MiB). */
+async function* rechunk(source: AsyncIterable<Uint8Array | string>, chunk: number): AsyncIterable<Uint8Array> {
+  for await (const piece of source) {
+    const bytes = typeof piece === "string" ? Buffer.from(piece) : piece;
+    for (let at = 0; at < bytes.length; at += chunk) yield bytes.subarray(at, at + chunk);
+  }
+}
+
+/** Sends the header and the data frames, then checks the server's record against what was read. */
+async function run(
+  connection: Connection,
+  kind: MediaKind,
+  contentType: string,
+  source: Resolved,
+  context: TransferContext,
+): Promise<Media> {
+  const { size } = source;
+  const hash = createHash("sha256");
+  let done = 0;
+  let readError: unknown;
+  let complete = false;
+  async function* frames(): AsyncIterable<Frame> {
+    yield {
+      frame: {
+        case: "header",
+        value: { kind: kindToProto(kind), fileName: source.fileName, size: BigInt(size), contentType },
+      },
+    };
+    try {
+      for await (const data of source.chunks()) {
+        if (context.signal.aborted) return;
+        if (done + data.length > size) {
+          throw new InvalidArgumentError(`the source yields more than the ${size} bytes declared`);
+        }
+        hash.update(data);
+        yield { frame: { case: "data", value: data } };
+        done += data.length;
+        context.report(done, size);
+      }
+      complete = true;
+    } catch (error) {
+      // A local read error is the root cause of whatever the server says after it.
+      readError = error;
+      throw error;
+    }
+  }
+  let response;
+  try {
+    response = await connection.media.uploadMedia(frames(), { signal: context.signal });
+  } catch (error) {
+    throw readError ?? error;
+  }
+  if (readError !== undefined) throw readError;
+  if (response.media === undefined) throw new IntegrityError("the server's answer holds no media record");
+  const media = mediaFromProto(response.media);
+  if (complete && media.sha256 !== hash.digest("hex")) {
+    throw new IntegrityError(`the server stored SHA-256 ${media.sha256} but the bytes read here hash differently`);
+  }
+  context.report(size, size);
+  return media;
+}
