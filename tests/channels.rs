@@ -147,8 +147,10 @@ async fn the_21st_channel_is_refused() {
 }
 
 #[tokio::test]
-async fn the_181st_message_in_3_seconds_is_refused() {
-    let server = Server::start(&Backend::Local, &[]);
+async fn the_181st_message_in_the_window_is_refused() {
+    // A 1-hour window, so that 180 calls need not fit in 3 s on a loaded machine; the
+    // default of 180 per 3 s is checked in `the_defaults_are_the_designs`.
+    let server = Server::start(&Backend::Local, &["--rate-window", "1h"]);
     let mut alice = messaging(&server).await;
     let mut channel = 0;
     for i in 0..180 {
@@ -191,7 +193,7 @@ async fn the_181st_message_in_3_seconds_is_refused() {
         .await,
         Code::ResourceExhausted,
     );
-    assert!(text.contains("180 messages per 3 s"), "{text}");
+    assert!(text.contains("180 messages per 3600 s"), "{text}");
     // Others are not held back.
     send_peer(
         &mut alice,

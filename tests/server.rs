@@ -295,3 +295,39 @@ fn zero_durations_and_limits_are_refused_at_start_with_status_2() {
         assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
     }
 }
+
+#[test]
+fn the_defaults_are_the_designs() {
+    // Read from --help, so that the limits DESIGN.md names are checked without a
+    // test racing the clock.
+    let output = Command::new(common::server_binary())
+        .args(["serve", "--help"])
+        .output()
+        .expect("runs");
+    let help = String::from_utf8_lossy(&output.stdout).replace('\n', " ");
+    for (flag, default) in [
+        ("--rate-limit", "180"),
+        ("--rate-window", "3s"),
+        ("--max-upload-size", "31457280"),
+        ("--media-ttl", "7d"),
+        ("--max-transfers-per-user", "9"),
+        ("--idle-timeout", "120s"),
+        ("--offline-cache-size", "200"),
+        ("--offline-ttl", "7d"),
+        ("--max-channels-per-user", "20"),
+    ] {
+        let at = help
+            .find(&format!("{flag} <"))
+            .unwrap_or_else(|| panic!("{flag} in {help}"));
+        let rest = &help[at..];
+        let end = rest[2..]
+            .find("      --")
+            .map(|i| i + 2)
+            .unwrap_or(rest.len());
+        assert!(
+            rest[..end].contains(&format!("[default: {default}]")),
+            "{flag}: {}",
+            &rest[..end]
+        );
+    }
+}

@@ -258,8 +258,9 @@ def test_typed_errors(start_server: Callable[..., Server]) -> None:
             alice.send_peer_message("bob", "x" * (32 * 1024 + 1), offline=True)
         assert message_too_large.value.reason == "MESSAGE_TOO_LARGE"
 
-    # The client holds its transfers to 9 before the server has to.
-    server = start_server()
+    # The client holds its transfers to 9 before the server has to. (A 1-hour rate
+    # window: the 181st message below is refused however slowly this machine runs.)
+    server = start_server("--rate-window", "1h")
     with client(server, "alice") as alice:
         sources = [SlowFile(chunk=10, free=0) for _ in range(9)]
         held = [alice.start_upload(s, file_name="slow", size=10) for s in sources]
@@ -278,9 +279,12 @@ def test_typed_errors(start_server: Callable[..., Server]) -> None:
         finally:
             for source in sources:
                 source.release()
+        # The client frees its slots at once; the server frees its own once it has
+        # seen the cancellations, which under load can take a moment.
+        server.wait_in_flight(0)
         assert alice.upload(pattern(10, 9), file_name="after").size == 10
 
-        # The rate limit: 180 messages per 3 s, the 181st is refused.
+        # The rate limit: 180 messages per window, the 181st is refused.
         refused_at = None
         for i in range(181):
             try:
