@@ -10,6 +10,7 @@ mkdir -p "$GOBIN"
 # Pinned so that every machine tests against the same servers and tools.
 MINIO_MODULE=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
 GRPCURL_MODULE=github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
+TOXIPROXY_MODULE=github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -87,6 +88,29 @@ start_minio() {
   curl -fsS -X PUT --aws-sigv4 "aws:amz:$AWS_REGION:s3" \
     --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$AWS_ENDPOINT/$COURIER_TEST_S3_BUCKET"
   echo "MinIO is serving $AWS_ENDPOINT (bucket $COURIER_TEST_S3_BUCKET)" >&2
+}
+
+# start_toxiproxy: starts Toxiproxy (built once with go install into its own folder,
+# since its binary is named `server`) on 127.0.0.1 and exports its API address in
+# COURIER_TEST_TOXIPROXY for the fault drills (tests/drills.rs); their proxies listen
+# on 127.0.0.1 too.
+start_toxiproxy() {
+  local bin="$TOOLS_DIR/toxiproxy" stamp dir port
+  stamp="$bin/.server.module"
+  if [ ! -x "$bin/server" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$TOXIPROXY_MODULE" ]; then
+    step "building toxiproxy with go install $TOXIPROXY_MODULE (once; cached in $bin)"
+    mkdir -p "$bin"
+    GOBIN="$bin" go install "$TOXIPROXY_MODULE"
+    echo "$TOXIPROXY_MODULE" >"$stamp"
+  fi
+  dir=$(mktemp -d)
+  port=$(free_port)
+  CLEANUP_DIRS+=("$dir")
+  "$bin/server" -host 127.0.0.1 -port "$port" >"$dir/toxiproxy.log" 2>&1 &
+  CLEANUP_PIDS+=($!)
+  wait_for "http://127.0.0.1:$port/version" 30 || { cat "$dir/toxiproxy.log" >&2; return 1; }
+  export COURIER_TEST_TOXIPROXY="127.0.0.1:$port"
+  echo "Toxiproxy is serving its API on $COURIER_TEST_TOXIPROXY" >&2
 }
 
 # tools_venv: a Python virtualenv in $TOOLS_DIR with the pinned tools of

@@ -92,6 +92,7 @@ impl Error {
             Self::Cancelled(_) => Code::Cancelled,
             Self::Unavailable(_) => Code::Unavailable,
             Self::Refused(reason, _) => reason_code(*reason),
+            Self::Storage(e) if store_unreachable(e) => Code::Unavailable,
             Self::Internal(_) | Self::Storage(_) => Code::Internal,
         }
     }
@@ -100,6 +101,10 @@ impl Error {
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
+            Error::Storage(ref e) if store_unreachable(e) => {
+                tracing::warn!(error = %error, "the media store is unreachable");
+                Status::unavailable("the media store is unreachable right now; try again later")
+            }
             Error::Internal(_) | Error::Storage(_) => {
                 tracing::error!(error = %error, "request failed");
                 Status::internal("internal error; the server log has the details")
@@ -115,6 +120,27 @@ impl From<Error> for Status {
             other => Status::new(other.code(), other.to_string()),
         }
     }
+}
+
+/// Whether an object store error means the store could not be reached (a refused,
+/// reset or timed-out connection, after object_store's own retries), which is worth a
+/// retry later, rather than a fault of the store or of the server.
+pub fn store_unreachable(error: &object_store::Error) -> bool {
+    use object_store::client::{HttpError, HttpErrorKind};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(http) = e.downcast_ref::<HttpError>() {
+            return matches!(
+                http.kind(),
+                HttpErrorKind::Connect
+                    | HttpErrorKind::Request
+                    | HttpErrorKind::Timeout
+                    | HttpErrorKind::Interrupted
+            );
+        }
+        source = e.source();
+    }
+    false
 }
 
 impl From<Status> for Error {
@@ -202,6 +228,31 @@ mod tests {
             assert_eq!(Reason::from_str_name(name), Some(reason));
             assert_eq!(reason_code(reason), code, "{name}");
         }
+    }
+
+    #[test]
+    fn an_unreachable_store_is_unavailable_without_detail() {
+        let broken = object_store::client::HttpError::new(
+            object_store::client::HttpErrorKind::Connect,
+            std::io::Error::other("connect to 10.0.0.7:9000: connection refused"),
+        );
+        let error = Error::Storage(object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(broken),
+        });
+        assert_eq!(error.code(), Code::Unavailable);
+        let status = Status::from(error);
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(
+            !status.message().contains("10.0.0.7"),
+            "{}",
+            status.message()
+        );
+        let other = Error::Storage(object_store::Error::Generic {
+            store: "S3",
+            source: "a malformed response".into(),
+        });
+        assert_eq!(Status::from(other).code(), Code::Internal);
     }
 
     #[test]

@@ -7,10 +7,12 @@ use std::{
     fs, io,
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use object_store::{
-    ObjectStore, aws::AmazonS3Builder, local::LocalFileSystem, prefix::PrefixStore,
+    BackoffConfig, ObjectStore, RetryConfig, aws::AmazonS3Builder, local::LocalFileSystem,
+    prefix::PrefixStore,
 };
 
 use crate::error::Error;
@@ -82,6 +84,7 @@ pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
         Location::S3 { bucket, prefix } => {
             let s3 = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
+                .with_retry(s3_retries())
                 .build()?;
             if prefix.is_empty() {
                 Ok(Arc::new(s3))
@@ -89,6 +92,18 @@ pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
                 Ok(Arc::new(PrefixStore::new(s3, prefix.as_str())))
             }
         }
+    }
+}
+
+/// How an S3 request is retried: a few times within seconds, so that a blip is
+/// absorbed but an unreachable store fails the call (UNAVAILABLE) while its client
+/// still waits, instead of after object_store's default of up to 10 retries over 3
+/// minutes.
+fn s3_retries() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: 4,
+        retry_timeout: Duration::from_secs(15),
     }
 }
 

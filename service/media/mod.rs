@@ -13,6 +13,7 @@ mod service;
 mod slots;
 mod sweeper;
 mod upload;
+mod writer;
 
 use std::{sync::Arc, time::Duration};
 
@@ -24,6 +25,7 @@ pub use service::MediaServer;
 pub use slots::{SlotGuard, TransferSlots};
 pub use sweeper::{spawn_sweeper, sweep_once};
 pub use upload::{Frame, upload};
+pub use writer::PendingAborts;
 
 use crate::{error::Error, ids::MediaId};
 
@@ -47,6 +49,8 @@ pub struct MediaStore {
     store: Arc<dyn ObjectStore>,
     /// The rules uploads and downloads obey.
     limits: Arc<MediaLimits>,
+    /// Multipart uploads of failed uploads that could not be aborted yet.
+    pending_aborts: PendingAborts,
 }
 
 impl MediaStore {
@@ -55,7 +59,13 @@ impl MediaStore {
         Self {
             store,
             limits: Arc::new(limits),
+            pending_aborts: PendingAborts::default(),
         }
+    }
+
+    /// The aborts that failed and wait for the sweeper to retry them.
+    pub fn pending_aborts(&self) -> &PendingAborts {
+        &self.pending_aborts
     }
 
     /// The configured limits.

@@ -22,8 +22,15 @@ pub fn spawn_sweeper(
     })
 }
 
-/// Deletes every expired object once and returns how many were deleted.
+/// Retries the aborts of failed uploads that the store refused earlier, then deletes
+/// every expired object once; returns how many uploads and objects were removed.
 pub async fn sweep_once(media: &MediaStore) -> Result<usize, Error> {
+    let aborted = media.pending_aborts().retry().await;
+    Ok(aborted + sweep_expired(media).await?)
+}
+
+/// Deletes every expired object once and returns how many were deleted.
+async fn sweep_expired(media: &MediaStore) -> Result<usize, Error> {
     let now = record::now_millis();
     let prefix = Path::from("records");
     let mut listing = media.object_store().list(Some(&prefix));

@@ -1,27 +1,23 @@
 //! Uploads: a header frame, then data frames streamed straight into the object store.
 //!
-//! The bytes go to `blobs/<id>` through a bounded [`BufWriter`] (small objects in one
+//! The bytes go to `blobs/<id>` through a bounded [`BlobWriter`] (small objects in one
 //! put, larger ones as a multipart upload with a few parts in flight), so memory per
-//! upload stays bounded by the part size, whatever the object's size. The record is written only after every byte
-//! is stored and verified; on any failure the partial data is aborted.
+//! upload stays bounded by the part size, whatever the object's size. The record is
+//! written only after every byte is stored and verified; on any failure the partial
+//! data is aborted (and the abort retried later if the store is unreachable).
 
 use std::{sync::atomic::Ordering, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use object_store::buffered::BufWriter;
-use tokio::io::AsyncWriteExt;
 
-use super::{MediaStore, Record, digest::Digester, dims, record};
+use super::{MediaStore, Record, digest::Digester, dims, record, writer::BlobWriter};
 use crate::{
     error::{Error, Reason},
     ids::{self, MediaId},
     metrics::METRICS,
     pb,
 };
-
-/// How many parts of one upload may be in flight to the store at once.
-const PARTS_IN_FLIGHT: usize = 2;
 
 /// The longest content type, in bytes.
 const MAX_CONTENT_TYPE: usize = 255;
@@ -74,26 +70,25 @@ where
         None => return Err(Error::invalid("the upload sent no header")),
     };
     let id = MediaId::generate();
-    let mut writer = BufWriter::with_capacity(
+    let mut writer = BlobWriter::new(
         media.object_store().clone(),
         MediaStore::blob_path(&id),
         media.limits().part_size,
-    )
-    .with_max_concurrency(PARTS_IN_FLIGHT);
-
+        media.pending_aborts().clone(),
+    );
     let received = match receive(&mut frames, &header, &mut writer, idle).await {
         Ok(received) => received,
         Err(e) => {
-            if let Err(abort) = writer.abort().await {
-                tracing::warn!(error = %abort, media_id = %id, "aborting a failed upload");
-            }
+            writer.abort().await;
             return Err(e);
         }
     };
-    writer
-        .shutdown()
-        .await
-        .map_err(|e| Error::Internal(format!("finishing {id}: {e}")))?;
+    if let Err(e) = writer.finish().await {
+        writer.abort().await;
+        // A lost answer to a put that did land would leave bytes without a record.
+        let _ = media.delete(&id).await;
+        return Err(e);
+    }
 
     let record = finished_record(&id, owner, header, received, media.limits().ttl);
     if let Err(e) = media.put_record(&record).await {
@@ -169,7 +164,7 @@ fn check_header(header: pb::UploadHeader, max_size: u64) -> Result<Header, Error
 async fn receive<S>(
     frames: &mut S,
     header: &Header,
-    writer: &mut BufWriter,
+    writer: &mut BlobWriter,
     idle: Duration,
 ) -> Result<Received, Error>
 where

@@ -8,11 +8,15 @@
 //! - `server`: [`Server`] processes, their metrics and their stored objects.
 //! - `media`: upload and download helpers over raw gRPC.
 //! - `messaging`: [`Feed`] (a Subscribe stream) and send helpers.
+//! - `toxiproxy`: [`Toxiproxy`] proxies that cut, slow or reset connections.
+//! - `s3`: what the S3 server holds that object_store cannot list.
 //! - here: tokens, `authed` requests, test data (bytes, images) and status assertions.
 
 mod media;
 mod messaging;
+pub mod s3;
 mod server;
+mod toxiproxy;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,6 +29,7 @@ pub use image::ImageFormat;
 pub use media::*;
 pub use messaging::*;
 pub use server::*;
+pub use toxiproxy::*;
 
 /// The secret every test server signs with, so tests can mint and forge tokens.
 pub const SECRET: &str = "test-secret-of-courier";

@@ -54,6 +54,8 @@ pub struct Server {
     storage: Option<String>,
     /// The secret in COURIER_JWT_SECRET, if any.
     secret: Option<String>,
+    /// Extra environment variables of the process (kept for restarts).
+    env: Vec<(String, String)>,
     /// The gRPC address.
     pub addr: SocketAddr,
     /// The metrics address.
@@ -91,7 +93,28 @@ impl Server {
         Self::launch(backend, listen, extra, Some(SECRET))
     }
 
+    /// Starts a server with extra environment variables (for example an AWS_ENDPOINT
+    /// that goes through a fault-injecting proxy, while [`Server::store`] still reads
+    /// the store directly).
+    pub fn start_env(backend: &Backend, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Self::launch_env(backend, "127.0.0.1:0", extra, Some(SECRET), env)
+    }
+
     fn launch(backend: &Backend, listen: &str, extra: &[&str], secret: Option<&str>) -> Self {
+        Self::launch_env(backend, listen, extra, secret, Vec::new())
+    }
+
+    fn launch_env(
+        backend: &Backend,
+        listen: &str,
+        extra: &[&str],
+        secret: Option<&str>,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let data_dir = tempfile::tempdir().expect("a temporary data folder");
         let (storage, store, local_media): (Option<String>, Arc<dyn ObjectStore>, _) = match backend
         {
@@ -123,6 +146,7 @@ impl Server {
             storage.as_deref(),
             secret.as_deref(),
             extra,
+            &env,
         );
         Self {
             child,
@@ -130,6 +154,7 @@ impl Server {
             metrics_addr,
             storage,
             secret,
+            env,
             data_dir,
             store,
             local_media,
@@ -149,10 +174,18 @@ impl Server {
             self.storage.as_deref(),
             self.secret.as_deref(),
             extra,
+            &self.env,
         );
         self.child = child;
         self.addr = addr;
         self.metrics_addr = metrics_addr;
+    }
+
+    /// The bucket and key prefix of an S3-backed server.
+    pub fn s3_location(&self) -> Option<(String, String)> {
+        let rest = self.storage.as_deref()?.strip_prefix("s3://")?;
+        let (bucket, prefix) = rest.split_once('/')?;
+        Some((bucket.to_owned(), prefix.to_owned()))
     }
 
     /// The server's URL.
@@ -304,6 +337,7 @@ fn spawn(
     storage: Option<&str>,
     secret: Option<&str>,
     extra: &[&str],
+    env: &[(String, String)],
 ) -> (Child, SocketAddr, SocketAddr) {
     let mut command = Command::new(server_binary());
     command
@@ -314,6 +348,7 @@ fn spawn(
         .args(extra)
         .env_remove("COURIER_JWT_SECRET")
         .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if let Some(secret) = secret {

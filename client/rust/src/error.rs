@@ -196,11 +196,16 @@ impl From<Status> for Error {
     }
 }
 
-/// Whether a status stands for a broken connection rather than an answer.
+/// Whether a status stands for a broken connection rather than an answer: a transport
+/// error, or an HTTP/2 or socket error under it (a connection reset in the middle of a
+/// response stream arrives as `hyper::Error` over an I/O error).
 fn from_transport(status: &Status) -> bool {
     let mut source = std::error::Error::source(status);
     while let Some(error) = source {
-        if error.is::<tonic::transport::Error>() {
+        if error.is::<tonic::transport::Error>()
+            || error.is::<hyper::Error>()
+            || error.is::<std::io::Error>()
+        {
             return true;
         }
         source = error.source();
