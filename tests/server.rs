@@ -222,31 +222,35 @@ async fn health_reflection_and_metrics() {
 async fn sigterm_stops_the_server_gracefully() {
     // A long grace period: the server must not need it when nothing real is open.
     let mut server = Server::start(&Backend::Local, &["--shutdown-grace", "20s"]);
-    let mut health = HealthClient::new(server.channel().await);
-    let mut watches = Vec::new();
+    // One connection and one reader task per watch, each reading as events come: a
+    // watcher must get NOT_SERVING and then the end of its stream.
+    let mut readers = Vec::new();
     for name in ["", "courier.v1.MediaService", "courier.v1.MessagingService"] {
+        let mut health = HealthClient::new(server.channel().await);
         let request = HealthCheckRequest {
             service: name.into(),
         };
         let mut watch = health.watch(request).await.expect("watch").into_inner();
         let first = watch.message().await.expect("status").expect("a status");
         assert_eq!(first.status(), ServingStatus::Serving, "{name:?}");
-        watches.push((name, watch));
+        readers.push(tokio::spawn(async move {
+            let next = tokio::time::timeout(Duration::from_secs(5), watch.message()).await;
+            let end = tokio::time::timeout(Duration::from_secs(5), watch.message()).await;
+            (name, next, end)
+        }));
     }
     let started = std::time::Instant::now();
     server.terminate();
     // Every name, the overall one included, turns NOT_SERVING at once, so load
     // balancers stop sending new calls; then each watch ends.
-    for (name, watch) in &mut watches {
-        let next = tokio::time::timeout(Duration::from_secs(5), watch.message())
-            .await
+    for reader in readers {
+        let (name, next, end) = reader.await.expect("reader");
+        let next = next
             .expect("a status change")
             .expect("the watch stays open")
             .expect("a status");
         assert_eq!(next.status(), ServingStatus::NotServing, "{name:?}");
-        let end = tokio::time::timeout(Duration::from_secs(5), watch.message())
-            .await
-            .expect("the watch ends");
+        let end = end.expect("the watch ends");
         assert!(matches!(end, Ok(None) | Err(_)), "{name:?}: {end:?}");
     }
     // Open watches do not hold the process for the grace period.
