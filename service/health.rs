@@ -1,7 +1,9 @@
 //! `grpc.health.v1.Health` with shutdown in mind: when shutdown starts, every name —
-//! the overall status `""` and each service's — turns NOT_SERVING at once, and every
-//! `Watch` stream ends right after telling its watcher so, instead of holding the
-//! process open for the whole grace period.
+//! the overall status `""` (readiness) and each service's — turns NOT_SERVING at once,
+//! and every `Watch` stream ends right after telling its watcher so, instead of holding
+//! the process open for the whole grace period. One name is the exception:
+//! [`LIVENESS`] answers SERVING for as long as the process answers at all, shutdown
+//! included, so that a liveness probe never restarts a pod that is draining.
 
 use std::pin::Pin;
 
@@ -22,6 +24,11 @@ use crate::pb::{
 };
 use crate::{media::MediaServer, messaging::MessagingServer};
 
+/// The health name of liveness: SERVING from start to exit, depending on nothing but
+/// the process (not the store, not the bus, not shutdown). Kubernetes' liveness probe
+/// asks for it; readiness asks for the overall status `""`.
+pub const LIVENESS: &str = "courier.v1.Liveness";
+
 /// The health of the server: a reporter for the statuses and a flag for shutdown.
 #[derive(Clone)]
 pub struct Health {
@@ -35,6 +42,9 @@ impl Health {
     /// Every name SERVING, and the gRPC service that reports them.
     pub async fn new() -> (Self, health_server::HealthServer<ClosingHealth>) {
         let reporter = HealthReporter::new();
+        reporter
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
         reporter
             .set_serving::<MediaServiceServer<MediaServer>>()
             .await;
@@ -52,7 +62,8 @@ impl Health {
         )
     }
 
-    /// Shutdown has started: every name NOT_SERVING, every watcher told and let go.
+    /// Shutdown has started: every name but [`LIVENESS`] NOT_SERVING, every watcher
+    /// told and let go.
     pub async fn close(&self) {
         // First the flag, so that a watcher who sees NOT_SERVING from here on ends.
         let _ = self.closing.send(true);
@@ -94,8 +105,17 @@ impl health_server::Health for ClosingHealth {
         &self,
         request: Request<HealthCheckRequest>,
     ) -> Result<Response<WatchStream>, Status> {
+        let liveness = request.get_ref().service == LIVENESS;
         let statuses = self.inner.watch(request).await?.into_inner();
         let closing = self.closing.clone();
+        if liveness {
+            // Liveness never turns NOT_SERVING: its watches end when shutdown starts.
+            let mut closing = closing;
+            let closed = async move {
+                let _ = closing.wait_for(|closing| *closing).await;
+            };
+            return Ok(Response::new(statuses.take_until(closed).boxed()));
+        }
         // After the item that tells a closing server's watcher NOT_SERVING, the stream
         // ends without waiting for another status.
         let stream = futures::stream::unfold((statuses, false), move |(mut statuses, told)| {

@@ -5,13 +5,15 @@
 //! # Layout
 //! - [`config`]: the command line and environment (`serve`, `token`).
 //! - [`server`]: wires the services together and runs them until shutdown.
-//! - [`health`]: the health service, NOT_SERVING everywhere at shutdown.
+//! - [`health`]: the health service, NOT_SERVING everywhere at shutdown but on the
+//!   liveness name.
 //! - [`auth`]: HS256 JWT bearer tokens, the secret, and the interceptor.
 //! - [`media`]: MediaService — uploads, downloads, records, slots, expiry.
 //! - [`messaging`]: MessagingService (peer and channel messages, presence).
 //! - [`storage`]: opens the object store (a local folder or S3).
 //! - [`ids`]: media IDs and user/channel IDs, generated and validated.
-//! - [`metrics`]: Prometheus counters and their HTTP endpoint.
+//! - [`metrics`]: Prometheus metrics (the `metrics` facade), their HTTP endpoint, and
+//!   the tower layer that measures every gRPC call.
 //! - [`periodic`]: background chores (expiry of media and offline messages).
 //! - [`error`]: the one error type, and the one place it becomes a gRPC status.
 //! - [`pb`]: code generated from `proto/`, with the [`codec`] that decodes requests.

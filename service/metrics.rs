@@ -1,181 +1,234 @@
-//! Prometheus metrics: a few process-wide counters, served as text on their own port.
+//! Prometheus metrics on the standard crates: the `metrics` facade, recorded by
+//! `metrics-exporter-prometheus`. This module holds every series' name (names are part
+//! of the contract once tests or dashboards read them), the recorder, and the counters
+//! the media and messaging code bump; [`endpoint`] serves them over HTTP and [`grpc`]
+//! measures every gRPC call (count, latency, bytes, refusals by reason).
 
-use std::{
-    fmt::Write as _,
-    sync::atomic::{AtomicI64, AtomicU64, Ordering},
-    time::Duration,
-};
+mod endpoint;
+mod grpc;
 
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-};
+use std::sync::{OnceLock, atomic::Ordering};
 
-/// The server's counters. Relaxed ordering is enough: each value stands alone.
-#[derive(Debug, Default)]
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub use endpoint::serve;
+pub use grpc::GrpcMetricsLayer;
+
+use crate::pb::ErrorReason;
+
+/// The name of every series. Tests, the client suites, the benchmarks and the Grafana
+/// dashboard (k8s/monitoring) read these: rename one only with every reader updated.
+pub mod names {
+    pub const TRANSFERS_IN_FLIGHT: &str = "courier_transfers_in_flight";
+    pub const SUBSCRIBERS: &str = "courier_subscribers";
+    pub const UPLOADS_COMPLETED: &str = "courier_uploads_completed_total";
+    pub const UPLOADS_FAILED: &str = "courier_uploads_failed_total";
+    pub const DOWNLOADS_STARTED: &str = "courier_downloads_started_total";
+    pub const UPLOAD_BYTES: &str = "courier_upload_bytes_total";
+    pub const DOWNLOAD_BYTES: &str = "courier_download_bytes_total";
+    pub const TRANSFERS_REFUSED: &str = "courier_transfers_refused_total";
+    pub const MEDIA_EXPIRED: &str = "courier_media_expired_total";
+    pub const MESSAGES: &str = "courier_messages_total";
+    pub const DELIVERIES: &str = "courier_deliveries_total";
+    pub const SUBSCRIBERS_CUT_OFF: &str = "courier_subscribers_cut_off_total";
+    pub const OFFLINE_MESSAGES: &str = "courier_offline_messages_cached";
+    pub const OFFLINE_BYTES: &str = "courier_offline_cache_bytes";
+    pub const REFUSALS: &str = "courier_refusals_total";
+    pub const GRPC_REQUESTS: &str = "courier_grpc_requests_total";
+    pub const GRPC_DURATION: &str = "courier_grpc_request_duration_seconds";
+    pub const GRPC_IN_FLIGHT: &str = "courier_grpc_requests_in_flight";
+    pub const GRPC_RECEIVED_BYTES: &str = "courier_grpc_received_bytes_total";
+    pub const GRPC_SENT_BYTES: &str = "courier_grpc_sent_bytes_total";
+    pub const BUILD_INFO: &str = "courier_build_info";
+}
+
+/// The latency buckets of gRPC calls, in seconds: sub-millisecond unary calls up to
+/// 30 MiB transfers; long Subscribe streams land in `+Inf`.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0, 300.0,
+];
+
+/// A counter of the facade. `fetch_add` keeps the shape of the atomics these counters
+/// were before the facade, so that the code that bumps them reads the same.
+#[derive(Debug)]
+pub struct Counter(&'static str);
+
+impl Counter {
+    /// Adds `n`. The ordering is ignored: the recorder's own atomics are relaxed.
+    pub fn fetch_add(&self, n: u64, _: Ordering) {
+        counter!(self.0).increment(n);
+    }
+}
+
+/// A gauge of the facade that counts things open now.
+#[derive(Debug)]
+pub struct Gauge(&'static str);
+
+impl Gauge {
+    /// One more (or `n` more) open.
+    pub fn fetch_add(&self, n: i64, _: Ordering) {
+        gauge!(self.0).increment(n as f64);
+    }
+
+    /// `n` fewer open.
+    pub fn fetch_sub(&self, n: i64, _: Ordering) {
+        gauge!(self.0).decrement(n as f64);
+    }
+}
+
+/// The series that the media and messaging code bump directly.
+#[derive(Debug)]
 pub struct Metrics {
     /// Uploads and downloads running now, over all users.
-    pub transfers_in_flight: AtomicI64,
+    pub transfers_in_flight: Gauge,
     /// Uploads that completed and were stored.
-    pub uploads_completed: AtomicU64,
+    pub uploads_completed: Counter,
     /// Uploads refused, failed or cancelled (their data removed).
-    pub uploads_failed: AtomicU64,
+    pub uploads_failed: Counter,
     /// Downloads started.
-    pub downloads_started: AtomicU64,
+    pub downloads_started: Counter,
     /// Bytes received by uploads.
-    pub upload_bytes: AtomicU64,
+    pub upload_bytes: Counter,
     /// Bytes sent by downloads.
-    pub download_bytes: AtomicU64,
+    pub download_bytes: Counter,
     /// Transfers refused because the user had too many in flight.
-    pub transfers_refused: AtomicU64,
+    pub transfers_refused: Counter,
     /// Expired media whose bytes the sweeper deleted.
-    pub media_expired: AtomicU64,
+    pub media_expired: Counter,
     /// Subscribe streams open now.
-    pub subscribers: AtomicI64,
+    pub subscribers: Gauge,
     /// Messages accepted (peer and channel).
-    pub messages: AtomicU64,
+    pub messages: Counter,
     /// Events queued onto Subscribe streams.
-    pub deliveries: AtomicU64,
+    pub deliveries: Counter,
     /// Subscribe streams cut off for being too slow.
-    pub subscribers_cut_off: AtomicU64,
+    pub subscribers_cut_off: Counter,
 }
 
-/// The one set of counters of this process.
+/// The one set of series of this process.
 pub static METRICS: Metrics = Metrics {
-    transfers_in_flight: AtomicI64::new(0),
-    uploads_completed: AtomicU64::new(0),
-    uploads_failed: AtomicU64::new(0),
-    downloads_started: AtomicU64::new(0),
-    upload_bytes: AtomicU64::new(0),
-    download_bytes: AtomicU64::new(0),
-    transfers_refused: AtomicU64::new(0),
-    media_expired: AtomicU64::new(0),
-    subscribers: AtomicI64::new(0),
-    messages: AtomicU64::new(0),
-    deliveries: AtomicU64::new(0),
-    subscribers_cut_off: AtomicU64::new(0),
+    transfers_in_flight: Gauge(names::TRANSFERS_IN_FLIGHT),
+    uploads_completed: Counter(names::UPLOADS_COMPLETED),
+    uploads_failed: Counter(names::UPLOADS_FAILED),
+    downloads_started: Counter(names::DOWNLOADS_STARTED),
+    upload_bytes: Counter(names::UPLOAD_BYTES),
+    download_bytes: Counter(names::DOWNLOAD_BYTES),
+    transfers_refused: Counter(names::TRANSFERS_REFUSED),
+    media_expired: Counter(names::MEDIA_EXPIRED),
+    subscribers: Gauge(names::SUBSCRIBERS),
+    messages: Counter(names::MESSAGES),
+    deliveries: Counter(names::DELIVERIES),
+    subscribers_cut_off: Counter(names::SUBSCRIBERS_CUT_OFF),
 };
 
-impl Metrics {
-    /// The Prometheus text exposition of every counter.
-    pub fn render(&self) -> String {
-        let gauges = [
-            (
-                "courier_transfers_in_flight",
-                "Uploads and downloads running now.",
-                &self.transfers_in_flight,
-            ),
-            (
-                "courier_subscribers",
-                "Subscribe streams open now.",
-                &self.subscribers,
-            ),
-        ];
-        let counters = [
-            (
-                "courier_uploads_completed_total",
-                "Uploads stored.",
-                &self.uploads_completed,
-            ),
-            (
-                "courier_uploads_failed_total",
-                "Uploads refused, failed or cancelled.",
-                &self.uploads_failed,
-            ),
-            (
-                "courier_downloads_started_total",
-                "Downloads started.",
-                &self.downloads_started,
-            ),
-            (
-                "courier_upload_bytes_total",
-                "Bytes received by uploads.",
-                &self.upload_bytes,
-            ),
-            (
-                "courier_download_bytes_total",
-                "Bytes sent by downloads.",
-                &self.download_bytes,
-            ),
-            (
-                "courier_transfers_refused_total",
-                "Transfers refused for too many in flight.",
-                &self.transfers_refused,
-            ),
-            (
-                "courier_media_expired_total",
-                "Expired media deleted by the sweeper.",
-                &self.media_expired,
-            ),
-            (
-                "courier_messages_total",
-                "Messages accepted.",
-                &self.messages,
-            ),
-            (
-                "courier_deliveries_total",
-                "Events queued onto Subscribe streams.",
-                &self.deliveries,
-            ),
-            (
-                "courier_subscribers_cut_off_total",
-                "Subscribe streams cut off as too slow.",
-                &self.subscribers_cut_off,
-            ),
-        ];
-        let mut out = String::new();
-        for (name, help, gauge) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            let _ = writeln!(out, "{name} {}", gauge.load(Ordering::Relaxed));
-        }
-        for (name, help, counter) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {}", counter.load(Ordering::Relaxed));
-        }
-        out
-    }
+/// Installs the Prometheus recorder as the process's metrics recorder (once; a second
+/// server in the same process shares it) and returns the handle that renders it.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            // Only an empty bucket list is refused; ours is a non-empty constant.
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(names::GRPC_DURATION.into()), DURATION_BUCKETS)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "latency buckets refused; latency is a summary");
+                    PrometheusBuilder::new()
+                });
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            if let Err(e) = metrics::set_global_recorder(recorder) {
+                tracing::warn!(error = %e, "another metrics recorder is installed; /metrics stays empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
 }
 
-/// Serves `GET /metrics` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            // Out of file descriptors, say: wait instead of spinning.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream)).await;
-        });
-    }
-}
-
-/// Reads one HTTP request head (at most 8 KiB) and answers it.
-async fn answer(mut stream: TcpStream) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&head);
-    let (status, body) = if line.starts_with("GET /metrics ") || line.starts_with("GET / ") {
-        ("200 OK", METRICS.render())
-    } else {
+/// Describes every series and makes the unlabelled ones (and the refusal reasons)
+/// appear at zero from the start, so a reader never meets a missing line.
+fn describe() {
+    let counters = [
+        (names::UPLOADS_COMPLETED, "Uploads stored."),
         (
-            "404 Not Found",
-            "only GET /metrics is served here\n".to_owned(),
-        )
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
+            names::UPLOADS_FAILED,
+            "Uploads refused, failed or cancelled.",
+        ),
+        (names::DOWNLOADS_STARTED, "Downloads started."),
+        (names::UPLOAD_BYTES, "Bytes received by uploads."),
+        (names::DOWNLOAD_BYTES, "Bytes sent by downloads."),
+        (
+            names::TRANSFERS_REFUSED,
+            "Transfers refused for too many in flight.",
+        ),
+        (
+            names::MEDIA_EXPIRED,
+            "Expired media deleted by the sweeper.",
+        ),
+        (names::MESSAGES, "Messages accepted."),
+        (names::DELIVERIES, "Events queued onto Subscribe streams."),
+        (
+            names::SUBSCRIBERS_CUT_OFF,
+            "Subscribe streams cut off as too slow.",
+        ),
+    ];
+    for (name, help) in counters {
+        describe_counter!(name, help);
+        counter!(name).increment(0);
+    }
+    let gauges = [
+        (
+            names::TRANSFERS_IN_FLIGHT,
+            "Uploads and downloads running now.",
+        ),
+        (names::SUBSCRIBERS, "Subscribe streams open now."),
+        (
+            names::OFFLINE_MESSAGES,
+            "Messages waiting in the offline cache.",
+        ),
+        (names::OFFLINE_BYTES, "Bytes held by the offline cache."),
+    ];
+    for (name, help) in gauges {
+        describe_gauge!(name, help);
+        gauge!(name).increment(0.0);
+    }
+    describe_counter!(
+        names::REFUSALS,
+        "Calls refused with a google.rpc.ErrorInfo, by its reason."
     );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    for reason in (1..=64).filter_map(|n| ErrorReason::try_from(n).ok()) {
+        counter!(names::REFUSALS, "reason" => reason.as_str_name()).increment(0);
+    }
+    describe_counter!(
+        names::GRPC_REQUESTS,
+        "gRPC calls finished, by method and status code."
+    );
+    describe_histogram!(
+        names::GRPC_DURATION,
+        Unit::Seconds,
+        "gRPC call latency, from the request headers to the end of the response (a stream's whole life)."
+    );
+    describe_gauge!(
+        names::GRPC_IN_FLIGHT,
+        "gRPC calls open now (streams included), by method."
+    );
+    describe_counter!(
+        names::GRPC_RECEIVED_BYTES,
+        Unit::Bytes,
+        "gRPC message bytes received, by method."
+    );
+    describe_counter!(
+        names::GRPC_SENT_BYTES,
+        Unit::Bytes,
+        "gRPC message bytes sent, by method."
+    );
+    describe_gauge!(names::BUILD_INFO, "Always 1; the version is a label.");
+    gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// Sets the gauges of the offline cache (called before each scrape).
+pub fn set_offline_cache(messages: u64, bytes: u64) {
+    gauge!(names::OFFLINE_MESSAGES).set(messages as f64);
+    gauge!(names::OFFLINE_BYTES).set(bytes as f64);
 }

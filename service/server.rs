@@ -21,7 +21,7 @@ use crate::{
     messaging::{
         CacheLimits, HubLimits, LocalHub, MessagingServer, OfflineCache, RateLimiter, spawn_purger,
     },
-    metrics,
+    metrics::{self, GrpcMetricsLayer},
     pb::{
         self, media_service_server::MediaServiceServer,
         messaging_service_server::MessagingServiceServer,
@@ -43,6 +43,9 @@ const MAX_HEADER_LIST: u32 = 64 * 1024;
 
 /// How long aborted transfers get, after the grace period, to remove their data.
 const ABORT_WAIT: Duration = Duration::from_secs(5);
+
+/// The router of every service, behind the layer that measures each call.
+type MeasuredRouter = Router<tower_layer::Stack<GrpcMetricsLayer, tower_layer::Identity>>;
 
 /// The server's state, opened from the configuration.
 struct Parts {
@@ -103,7 +106,7 @@ impl Parts {
         &self,
         config: &ServeConfig,
         signals: Signals,
-    ) -> Result<(Router, Health), Error> {
+    ) -> Result<(MeasuredRouter, Health), Error> {
         let (health, health_service) = Health::new().await;
         let reflection_v1 = reflection()
             .build_v1()
@@ -128,6 +131,7 @@ impl Parts {
         let rate = RateLimiter::new(config.rate_limit, config.rate_window);
         let messaging = MessagingServer::new(Arc::new(hub), self.media.clone(), rate, signals.stop);
         let router = Server::builder()
+            .layer(GrpcMetricsLayer)
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(Some(MAX_FRAME))
@@ -165,6 +169,7 @@ pub async fn run(
         stop: stop.clone(),
         abort,
     };
+    let prometheus = metrics::install();
     let (router, health) = parts.router(&config, signals).await?;
     let addr = grpc
         .local_addr()
@@ -175,7 +180,11 @@ pub async fn run(
     let background: [JoinHandle<()>; 3] = [
         spawn_sweeper(parts.media.clone(), config.sweep_interval, stop.clone()),
         spawn_purger(parts.cache.clone(), config.sweep_interval, stop.clone()),
-        tokio::spawn(metrics::serve(metrics)),
+        tokio::spawn(metrics::serve(
+            metrics,
+            prometheus,
+            offline_gauges(parts.cache.clone()),
+        )),
     ];
     // tonic does not set TCP_NODELAY on incoming sockets by itself; without it small
     // frames wait for delayed ACKs and uploads crawl.
@@ -215,6 +224,14 @@ pub async fn run(
     }
     tracing::info!("stopped");
     result
+}
+
+/// Samples the offline cache's size into its gauges before each scrape.
+fn offline_gauges(cache: OfflineCache) -> Arc<dyn Fn() + Send + Sync> {
+    Arc::new(move || match cache.size() {
+        Ok((messages, bytes)) => metrics::set_offline_cache(messages, bytes),
+        Err(e) => tracing::warn!(error = %e, "reading the offline cache's size"),
+    })
 }
 
 /// Reflection over courier's services and health; built once per protocol version

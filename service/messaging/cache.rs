@@ -11,7 +11,7 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use prost::Message as _;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::{
     error::{Error, Reason},
@@ -242,6 +242,26 @@ impl OfflineCache {
 }
 
 impl OfflineCache {
+    /// How many messages are cached (expired ones not yet purged included) and how
+    /// many bytes they hold: two reads of one read transaction, for the metrics.
+    /// Blocking (a short redb read).
+    pub fn size(&self) -> Result<(u64, u64), Error> {
+        let txn = self.db.begin_read().map_err(internal)?;
+        let messages = txn
+            .open_table(MESSAGES)
+            .map_err(internal)?
+            .len()
+            .map_err(internal)?;
+        let bytes = txn
+            .open_table(COUNTERS)
+            .map_err(internal)?
+            .get("bytes")
+            .map_err(internal)?
+            .map(|v| v.value())
+            .unwrap_or(0);
+        Ok((messages, bytes))
+    }
+
     /// Deletes every expired message, of every user; returns how many. Messages are
     /// kept for the configured time and no longer, even for users who never return.
     pub async fn purge_expired(&self) -> Result<usize, Error> {
