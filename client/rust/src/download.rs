@@ -66,8 +66,9 @@ impl Client {
 
     /// Starts downloading `media_id` to `path`: the bytes go to
     /// [`Client::partial_path`] first and are renamed into place once their size and
-    /// SHA-256 match; an existing `path` is replaced. A download that fails part-way
-    /// keeps the partial file and the next call resumes from it; a cancelled one
+    /// SHA-256 match; an existing `path` is replaced. A download whose connection is
+    /// lost part-way (UNAVAILABLE, DEADLINE_EXCEEDED) keeps the partial file and the
+    /// next call resumes from it; a cancelled one, or one that fails in any other way,
     /// removes it.
     pub fn download_to_file(
         &self,
@@ -144,13 +145,34 @@ impl Client {
         partial: PathBuf,
         progress: TransferContext,
     ) -> Result<Media, Error> {
-        let (mut hasher, mut done) = hash_file(&partial).await?;
-        let (media, mut stream) = match self.open(&media_id, done).await {
+        let result = self
+            .fill_and_rename(&media_id, &path, &partial, &progress)
+            .await;
+        // Only a lost connection (or a stalled one) leaves bytes worth resuming from;
+        // after any other failure (the media expired, a local write failed, the bytes
+        // did not match) the partial file goes.
+        if let Err(e) = &result
+            && !matches!(e, Error::Unavailable(_) | Error::DeadlineExceeded(_))
+        {
+            let _ = tokio::fs::remove_file(&partial).await;
+        }
+        result
+    }
+
+    async fn fill_and_rename(
+        &self,
+        media_id: &str,
+        path: &Path,
+        partial: &Path,
+        progress: &TransferContext,
+    ) -> Result<Media, Error> {
+        let (mut hasher, mut done) = hash_file(partial).await?;
+        let (media, mut stream) = match self.open(media_id, done).await {
             // The partial file is longer than the object: it is not a prefix of it.
             Err(Error::OutOfRange(_)) => {
-                tokio::fs::remove_file(&partial).await?;
+                tokio::fs::remove_file(partial).await?;
                 (hasher, done) = (Sha256::new(), 0);
-                self.open(&media_id, 0).await?
+                self.open(media_id, 0).await?
             }
             other => other?,
         };
@@ -158,7 +180,7 @@ impl Client {
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&partial)
+            .open(partial)
             .await?;
         while let Some(frame) = stream.message().await? {
             if let Some(Frame::Data(data)) = frame.frame {
@@ -170,12 +192,10 @@ impl Client {
         }
         file.sync_all().await?;
         drop(file);
-        if let Err(e) = verify(&media, done, hasher.finalize().into()) {
-            // These bytes can never become the object: start over next time.
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(e);
-        }
-        tokio::fs::rename(&partial, &path).await?;
+        // Bytes that fail the check can never become the object (the caller removes
+        // the partial file): start over next time.
+        verify(&media, done, hasher.finalize().into())?;
+        tokio::fs::rename(partial, path).await?;
         Ok(media)
     }
 }
