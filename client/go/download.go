@@ -70,7 +70,9 @@ func (c *Client) StartDownloadFile(ctx context.Context, mediaID, path string, op
 	return startTransfer(c, ctx, 0, opts.OnProgress, func(ctx context.Context, report func(Progress)) (Media, error) {
 		partial := PartialPath(path, mediaID)
 		media, err := c.runDownloadFile(ctx, mediaID, path, partial, report)
-		if err != nil && !(errors.Is(err, ErrUnavailable) && ctx.Err() == nil) {
+		// Only a lost or stalled connection leaves bytes worth resuming from.
+		resumable := errors.Is(err, ErrUnavailable) || errors.Is(err, ErrDeadlineExceeded)
+		if err != nil && !(resumable && ctx.Err() == nil) {
 			os.Remove(partial)
 		}
 		return media, err

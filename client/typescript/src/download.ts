@@ -21,6 +21,7 @@ import {
   InvalidArgumentError,
   OutOfRangeError,
   UnavailableError,
+  DeadlineExceededError,
   fromFileError,
   toCourierError,
 } from "./errors.js";
@@ -88,7 +89,9 @@ export function downloadToFile(
           error instanceof CourierError || error instanceof ConnectError
             ? toCourierError(error)
             : fromFileError(error, partial);
-        if (!(courier instanceof UnavailableError) && !context.signal.aborted) await remove();
+        // Only a lost or stalled connection leaves bytes worth resuming from.
+        const resumable = courier instanceof UnavailableError || courier instanceof DeadlineExceededError;
+        if (!resumable && !context.signal.aborted) await remove();
         throw courier;
       }
     },
