@@ -76,6 +76,12 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_SWEEP_INTERVAL", default_value = "10m", value_parser = positive_duration)]
     pub sweep_interval: Duration,
 
+    /// How old shared content no media names, and an upload a crash left staged, must
+    /// be before the sweeper deletes them; longer than any upload takes from storing
+    /// its bytes to writing its record.
+    #[arg(long, env = "COURIER_CONTENT_GRACE", default_value = "1h", value_parser = positive_duration)]
+    pub content_grace: Duration,
+
     /// How many messages one receiver may have cached while offline (oldest dropped).
     #[arg(long, env = "COURIER_OFFLINE_CACHE_SIZE", default_value_t = 200, value_parser = positive_count)]
     pub offline_cache_size: usize,

@@ -59,6 +59,12 @@ pub enum Error {
     /// The caller cancelled the call.
     #[error("{0}")]
     Cancelled(String),
+    /// A header-only upload (SHA-256 and size, no data) of content the caller has not
+    /// stored: INVALID_ARGUMENT, worded exactly as any upload that sent too few bytes,
+    /// so that it reveals nothing; kept apart only so that it is not counted as a
+    /// failed upload (clients offer every upload this way first).
+    #[error("{0}")]
+    OfferMissed(String),
     /// A rule with a machine-readable [`Reason`] refused the request.
     #[error("{1}")]
     Refused(Reason, String),
@@ -82,7 +88,7 @@ impl Error {
     /// The gRPC code this error maps to.
     pub fn code(&self) -> Code {
         match self {
-            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::InvalidArgument(_) | Self::OfferMissed(_) => Code::InvalidArgument,
             Self::NotFound(_) => Code::NotFound,
             Self::OutOfRange(_) => Code::OutOfRange,
             Self::ResourceExhausted(_) => Code::ResourceExhausted,

@@ -24,6 +24,7 @@ pub mod names {
     pub const SUBSCRIBERS: &str = "courier_subscribers";
     pub const UPLOADS_COMPLETED: &str = "courier_uploads_completed_total";
     pub const UPLOADS_FAILED: &str = "courier_uploads_failed_total";
+    pub const UPLOAD_OFFERS_MISSED: &str = "courier_upload_offers_missed_total";
     pub const DOWNLOADS_STARTED: &str = "courier_downloads_started_total";
     pub const UPLOAD_BYTES: &str = "courier_upload_bytes_total";
     pub const DOWNLOAD_BYTES: &str = "courier_download_bytes_total";
@@ -86,6 +87,9 @@ pub struct Metrics {
     pub uploads_completed: Counter,
     /// Uploads refused, failed or cancelled (their data removed).
     pub uploads_failed: Counter,
+    /// Header-only offers of content the caller has not stored (the client then sends
+    /// the bytes): not failures.
+    pub upload_offers_missed: Counter,
     /// Downloads started.
     pub downloads_started: Counter,
     /// Bytes received by uploads.
@@ -111,6 +115,7 @@ pub static METRICS: Metrics = Metrics {
     transfers_in_flight: Gauge(names::TRANSFERS_IN_FLIGHT),
     uploads_completed: Counter(names::UPLOADS_COMPLETED),
     uploads_failed: Counter(names::UPLOADS_FAILED),
+    upload_offers_missed: Counter(names::UPLOAD_OFFERS_MISSED),
     downloads_started: Counter(names::DOWNLOADS_STARTED),
     upload_bytes: Counter(names::UPLOAD_BYTES),
     download_bytes: Counter(names::DOWNLOAD_BYTES),
@@ -154,6 +159,10 @@ fn describe() {
         (
             names::UPLOADS_FAILED,
             "Uploads refused, failed or cancelled.",
+        ),
+        (
+            names::UPLOAD_OFFERS_MISSED,
+            "Header-only offers of content the caller has not stored.",
         ),
         (names::DOWNLOADS_STARTED, "Downloads started."),
         (names::UPLOAD_BYTES, "Bytes received by uploads."),

@@ -82,6 +82,7 @@ impl Parts {
             ttl: config.media_ttl,
             idle_timeout: config.idle_timeout,
             part_size: location.part_size(),
+            grace: config.content_grace,
         };
         let cache_path = config.data_dir.join("offline.redb");
         Ok(Self {

@@ -144,8 +144,8 @@ async fn s3_unreachable_mid_upload() {
         s3::incomplete_uploads(&bucket, &uploads_under).pop()
     })
     .await;
-    let media_id = key.rsplit('/').next().expect("blobs/<id>").to_owned();
-    assert!(key.ends_with(&format!("blobs/{media_id}")), "{key}");
+    let media_id = key.rsplit('/').next().expect("uploads/<id>").to_owned();
+    assert!(key.ends_with(&format!("uploads/{media_id}")), "{key}");
 
     // The store goes away mid-upload; the client sends the rest and gets its answer.
     proxy.set_enabled(false);
@@ -253,7 +253,10 @@ async fn connection_reset_mid_upload() {
     // The server frees the slot and keeps nothing.
     server.wait_in_flight(0).await;
     server.wait_stored(&[]).await;
+    // One failed upload, the one the reset broke; the client's header-only offer of
+    // content the server does not hold is counted apart, as a missed offer.
     assert_eq!(server.metric("courier_uploads_failed_total").await, 1);
+    assert_eq!(server.metric("courier_upload_offers_missed_total").await, 1);
 
     // Once the link is back the same upload completes on the same client.
     proxy.remove_toxic("cut");
@@ -476,7 +479,7 @@ async fn kill_mid_upload_leaves_no_partial_media() {
         .unwrap_or_else(|| panic!("no staging file of the upload: {staged:?}"))
         .clone();
     let media_id = staging
-        .trim_start_matches("blobs/")
+        .trim_start_matches("uploads/")
         .split('#')
         .next()
         .expect("an ID")

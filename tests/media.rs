@@ -466,7 +466,7 @@ async fn expired_media_gone(backend: Backend) {
     let alice = token("alice");
     let data = pattern(1000, 11);
     let media = upload_small(&mut client, &alice, &data).await;
-    let blob = format!("blobs/{}", media.media_id);
+    let blob = format!("content/{}", hex::encode(&media.sha256));
     let expires = media.expire_time.expect("expire_time");
     let created = media.create_time.expect("create_time");
     assert_eq!(expires.seconds - created.seconds, 2);
@@ -487,7 +487,14 @@ async fn expired_media_gone(backend: Backend) {
     );
     assert!(server.has(&blob).await, "nothing has swept yet");
     // Then with the sweeper running: it deletes the bytes and the record.
-    server.restart(&["--media-ttl", "2s", "--sweep-interval", "200ms"]);
+    server.restart(&[
+        "--media-ttl",
+        "2s",
+        "--sweep-interval",
+        "200ms",
+        "--content-grace",
+        "200ms",
+    ]);
     server.wait_stored(&[]).await;
     let mut client = server.media().await;
     expect_code(client.get_media(authed(&alice, get)).await, Code::NotFound);

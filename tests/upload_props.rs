@@ -277,6 +277,7 @@ async fn check(case: Case, tally: &Tally) -> Result<(), TestCaseError> {
             ttl: Duration::from_secs(3600),
             idle_timeout: Duration::from_secs(5),
             part_size: PART,
+            grace: Duration::from_secs(3600),
         },
     );
     let (items, _) = items(&case);
@@ -301,11 +302,19 @@ async fn check(case: Case, tally: &Tally) -> Result<(), TestCaseError> {
     match (outcome, expected) {
         (Ok(record), Ok(bytes)) => {
             let id = &record.media_id;
+            // Layout 2: the bytes under their digest, the record, and the owner's
+            // index key; nothing staged.
+            let digest = hex::encode(sha256(&bytes));
+            let owner = hex::encode(sha256(b"alice"));
             prop_assert_eq!(
                 &left,
-                &vec![format!("blobs/{id}"), format!("records/{id}.json")]
+                &vec![
+                    format!("content/{digest}"),
+                    format!("owners/{owner}/{digest}/{id}"),
+                    format!("records/{id}.json"),
+                ]
             );
-            let stored = std::fs::read(dir.path().join("blobs").join(id))
+            let stored = std::fs::read(dir.path().join("content").join(&digest))
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert!(stored == bytes, "the stored bytes differ");
             prop_assert_eq!(record.size, bytes.len() as u64);

@@ -54,7 +54,7 @@ pub async fn open_download(
     };
     let result = match media
         .object_store()
-        .get_opts(&MediaStore::blob_path(id), options)
+        .get_opts(&MediaStore::bytes_path(&record)?, options)
         .await
     {
         Ok(result) => result,

@@ -1,10 +1,62 @@
-//! MediaService: images and files stored once, served by media ID.
+//! MediaService: images and files stored once per distinct content, served by media ID.
 //!
-//! Each object is two keys in the store: `blobs/<id>` holds the bytes and
-//! `records/<id>.json` the [`Record`]. The record is written last, after the bytes are
-//! complete, and every reader starts from it — so an object is visible only once
-//! complete, on every backend alike, with no database.
+//! # Store layout (version 2: content-addressed)
+//! - `content/<sha256>`: the bytes, once per distinct SHA-256 whoever uploaded them.
+//! - `records/<id>.json`: one [`Record`] per upload (its own ID, owner, file name and
+//!   expiry) naming the content's SHA-256; written last, so an object is visible only
+//!   once complete. Every reader starts from it.
+//! - `owners/<sha256(owner)>/<sha256>/<id>`: an empty index key, so that an owner's
+//!   header-only re-upload finds a live record of its own without a scan.
+//! - `uploads/<id>`: an upload's bytes while they stream in and are verified.
+//!
+//! Version 1 wrote `blobs/<id>` + `records/<id>.json` (a record with no `layout`
+//! field). Such records stay readable as they are: downloads read `blobs/<id>`, and
+//! the sweeper deletes both when the record expires. Nothing is migrated.
+//!
+//! # How bytes are shared and collected
+//! An upload streams into `uploads/<id>`, verifies size and digest, copies it to
+//! `content/<sha256>` (a plain copy: whoever wrote that key wrote the same bytes, so
+//! overwriting is harmless and needs no conditional write, on a folder or S3 alike,
+//! and it makes the key's last-modified time fresh), writes its record, checks that
+//! the content is still there (copying again if a sweep took it meanwhile), writes
+//! the owner index and deletes `uploads/<id>`. A header-only re-upload (same owner,
+//! same SHA-256 and size, no data frames) is accepted only when a live record of that
+//! owner names the content and expires later than `grace` from now; it writes a
+//! record and an index key and nothing else.
+//!
+//! The sweeper (see `sweeper.rs`) deletes expired records, then lists the records
+//! left and deletes each `content/<sha256>` that no live record names and whose
+//! last-modified time (read again just before the delete) is older than `grace`
+//! before the sweep started; and each `uploads/<id>` older than `grace`.
+//!
+//! # Races, and why they are safe
+//! - *An upload writing its record while a sweep lists records.* Its content was
+//!   copied (last-modified refreshed) just before, so it is younger than `grace` and
+//!   kept; the next sweep sees the record. `grace` (default 1 h) must exceed the time
+//!   from an upload's copy to its record write (bounded by the store's retry limit,
+//!   15 s).
+//! - *A header-only re-upload while the previous record expires.* It is accepted only
+//!   when that record outlives `grace`, so any sweep that could miss the new record
+//!   still sees the old one live and keeps the content.
+//! - *A sweep that read an old last-modified, then an upload re-copies, then the sweep
+//!   deletes.* The sweep reads last-modified again right before its delete, and the
+//!   upload checks after its record write that the content exists (copying it again
+//!   from `uploads/<id>` if not). What remains is a sweep stalled between its check
+//!   and its delete for longer than an upload's copy, record write and check; object
+//!   stores without conditional deletes cannot close that last gap, and `grace`
+//!   makes it need a content unreferenced for `grace` and re-uploaded in that instant.
+//! - *Two uploads of the same content at once.* Both copy identical bytes to the same
+//!   key; the last copy wins and is the same.
+//! - *A crash (kill -9) at any point.* Before the record: `uploads/<id>` or an
+//!   unreferenced `content/<sha256>` is left and swept after `grace` (a local store's
+//!   half-written staging files are removed at start; an S3 multipart upload never
+//!   completed is left to the bucket's lifecycle rule). After the record: its content
+//!   is there (copied and checked first); a missing index key only disables the
+//!   shortcut for that upload. Deleting, the sweeper removes the index key, then the
+//!   record; content goes only when no live record names it. So no record points at
+//!   missing bytes, and no bytes stay uncollected.
 
+mod content;
 mod digest;
 mod dims;
 mod download;
@@ -40,6 +92,9 @@ pub struct MediaLimits {
     pub idle_timeout: Duration,
     /// How many bytes an upload buffers before writing them as one part.
     pub part_size: usize,
+    /// How old unreferenced content and staged uploads must be before the sweeper
+    /// deletes them; see the module doc for why.
+    pub grace: Duration,
 }
 
 /// The media library: the object store and the limits. Cheap to clone.
@@ -78,14 +133,47 @@ impl MediaStore {
         &self.store
     }
 
-    /// The key of an object's bytes.
-    fn blob_path(id: &MediaId) -> Path {
+    /// Where an upload's bytes stream in before they are verified.
+    fn staging_path(id: &MediaId) -> Path {
+        Path::from(format!("uploads/{id}"))
+    }
+
+    /// The key of the bytes whose SHA-256 is `sha256` (hex).
+    fn content_path(sha256: &str) -> Path {
+        Path::from(format!("content/{sha256}"))
+    }
+
+    /// The key of a layout-1 object's bytes.
+    fn legacy_blob_path(id: &MediaId) -> Path {
         Path::from(format!("blobs/{id}"))
     }
 
     /// The key of an object's record.
     fn record_path(id: &MediaId) -> Path {
         Path::from(format!("records/{id}.json"))
+    }
+
+    /// The prefix of `owner`'s index keys for content `sha256`; the owner is hashed,
+    /// so whatever a user ID holds it never shapes a path.
+    fn owner_prefix(owner: &str, sha256: &str) -> Path {
+        let owner = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(owner.as_bytes()));
+        Path::from(format!("owners/{owner}/{sha256}"))
+    }
+
+    /// The index key saying that `record`'s owner uploaded its content.
+    fn owner_index_path(record: &Record) -> Path {
+        let prefix = Self::owner_prefix(&record.owner, &record.sha256);
+        Path::from(format!("{prefix}/{}", record.media_id))
+    }
+
+    /// Where the bytes of `record` are, by its layout.
+    fn bytes_path(record: &Record) -> Result<Path, Error> {
+        if record.layout == record::LAYOUT_BLOBS {
+            Ok(Self::legacy_blob_path(&MediaId::parse(&record.media_id)?))
+        } else {
+            check_sha256_hex(&record.sha256)?;
+            Ok(Self::content_path(&record.sha256))
+        }
     }
 
     /// The record of a live object: NOT_FOUND when unknown or expired.
@@ -116,12 +204,32 @@ impl MediaStore {
         Ok(())
     }
 
-    /// Deletes an object: its bytes first, then its record, so that a crash between
-    /// the two leaves a record the next sweep deletes, never bytes without a record.
-    async fn delete(&self, id: &MediaId) -> Result<(), Error> {
-        ignore_not_found(self.store.delete(&Self::blob_path(id)).await)?;
-        ignore_not_found(self.store.delete(&Self::record_path(id)).await)?;
+    /// Deletes an upload's record. Layout 1: its bytes first, then the record, so that
+    /// a crash between the two leaves a record the next sweep deletes, never bytes
+    /// without a record. Layout 2: the owner index, then the record; the shared bytes
+    /// are the sweeper's to collect once no record names them.
+    async fn delete_record(&self, record: &Record) -> Result<(), Error> {
+        let id = MediaId::parse(&record.media_id)?;
+        if record.layout == record::LAYOUT_BLOBS {
+            ignore_not_found(self.store.delete(&Self::legacy_blob_path(&id)).await)?;
+        } else {
+            ignore_not_found(self.store.delete(&Self::owner_index_path(record)).await)?;
+        }
+        ignore_not_found(self.store.delete(&Self::record_path(&id)).await)?;
         Ok(())
+    }
+}
+
+/// Checks that a record's digest is 64 lowercase hex digits before it names a key.
+fn check_sha256_hex(sha256: &str) -> Result<(), Error> {
+    if sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        Ok(())
+    } else {
+        Err(Error::Internal("a record with a malformed sha256".into()))
     }
 }
 

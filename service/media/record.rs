@@ -31,6 +31,21 @@ pub struct Record {
     pub created_ms: u64,
     /// When it expires, in milliseconds since the Unix epoch.
     pub expires_ms: u64,
+    /// Where the bytes are: [`LAYOUT_BLOBS`] (records written before content
+    /// addressing, which carry no such field) or [`LAYOUT_CONTENT`].
+    #[serde(default = "legacy_layout")]
+    pub layout: u32,
+}
+
+/// Layout 1: the bytes of each media ID under `blobs/<id>`, deleted with the record.
+pub const LAYOUT_BLOBS: u32 = 1;
+
+/// Layout 2: the bytes under `content/<sha256>`, shared by every record naming it.
+pub const LAYOUT_CONTENT: u32 = 2;
+
+/// The layout of a record that names none: the first.
+fn legacy_layout() -> u32 {
+    LAYOUT_BLOBS
 }
 
 /// Whether an object is an image or a file.

@@ -77,6 +77,7 @@ impl media_service_server::MediaService for MediaServer {
             let result = upload(&media, &user.0, frames).await;
             let counter = match &result {
                 Ok(_) => &METRICS.uploads_completed,
+                Err(Error::OfferMissed(_)) => &METRICS.upload_offers_missed,
                 Err(_) => &METRICS.uploads_failed,
             };
             counter.fetch_add(1, Ordering::Relaxed);

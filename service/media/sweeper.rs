@@ -1,13 +1,15 @@
-//! The sweeper: a background task that deletes the bytes and records of expired media.
-//! Expired media are NOT_FOUND at once (readers check the expiry); this reclaims space.
+//! The sweeper: a background task that deletes expired records, the shared content
+//! no live record names any more, and uploads a crash left staged. Expired media are
+//! NOT_FOUND at once (readers check the expiry); this reclaims space. Why content is
+//! only deleted after a grace period is in `mod.rs`.
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::{collections::HashSet, sync::atomic::Ordering, time::Duration};
 
 use futures::StreamExt;
-use object_store::{ObjectStoreExt, path::Path};
+use object_store::{ObjectMeta, ObjectStoreExt, path::Path};
 use tokio::sync::watch;
 
-use super::{MediaStore, Record, record};
+use super::{MediaStore, Record, content, ignore_not_found, record};
 use crate::{error::Error, ids::MediaId, metrics::METRICS, periodic::spawn_periodic};
 
 /// Runs [`sweep_once`] every `interval` until `shutdown` turns true.
@@ -22,19 +24,28 @@ pub fn spawn_sweeper(
     })
 }
 
-/// Retries the aborts of failed uploads that the store refused earlier, then deletes
-/// every expired object once; returns how many uploads and objects were removed.
+/// Retries the aborts of failed uploads that the store refused earlier, deletes every
+/// expired record once, then the content and staged uploads nothing needs; returns
+/// how many uploads, records and objects were removed.
 pub async fn sweep_once(media: &MediaStore) -> Result<usize, Error> {
     let aborted = media.pending_aborts().retry().await;
-    Ok(aborted + sweep_expired(media).await?)
+    // Taken before the records are listed: content younger than this may belong to a
+    // record written after the listing.
+    let cutoff = record::now_millis().saturating_sub(content::grace_ms(media));
+    let (expired, live) = sweep_records(media).await?;
+    let unreferenced = sweep_content(media, &live, cutoff).await?;
+    let staged = sweep_staged(media, cutoff).await?;
+    Ok(aborted + expired + unreferenced + staged)
 }
 
-/// Deletes every expired object once and returns how many were deleted.
-async fn sweep_expired(media: &MediaStore) -> Result<usize, Error> {
+/// Deletes every expired record once; returns how many were deleted and the SHA-256
+/// of every live record's shared content.
+async fn sweep_records(media: &MediaStore) -> Result<(usize, HashSet<String>), Error> {
     let now = record::now_millis();
     let prefix = Path::from("records");
     let mut listing = media.object_store().list(Some(&prefix));
     let mut deleted = 0;
+    let mut live = HashSet::new();
     while let Some(meta) = listing.next().await {
         let meta = meta?;
         let Some(id) = meta
@@ -50,16 +61,91 @@ async fn sweep_expired(media: &MediaStore) -> Result<usize, Error> {
             Err(object_store::Error::NotFound { .. }) => continue,
             Err(e) => return Err(e.into()),
         };
-        let expired = match Record::from_json(&bytes) {
-            Ok(record) => record.is_expired(now),
-            // A record nobody can read serves nobody; remove it with its bytes.
-            Err(_) => true,
-        };
-        if expired {
-            media.delete(&id).await?;
-            METRICS.media_expired.fetch_add(1, Ordering::Relaxed);
-            deleted += 1;
+        match Record::from_json(&bytes) {
+            Ok(record) if !record.is_expired(now) => {
+                if record.layout == record::LAYOUT_CONTENT {
+                    live.insert(record.sha256);
+                }
+                continue;
+            }
+            Ok(record) => media.delete_record(&record).await?,
+            // A record nobody can read serves nobody; remove it (and layout-1 bytes).
+            Err(_) => {
+                ignore_not_found(
+                    media
+                        .object_store()
+                        .delete(&MediaStore::legacy_blob_path(&id))
+                        .await,
+                )?;
+                ignore_not_found(media.object_store().delete(&meta.location).await)?;
+            }
         }
+        METRICS.media_expired.fetch_add(1, Ordering::Relaxed);
+        deleted += 1;
+    }
+    Ok((deleted, live))
+}
+
+/// Deletes each `content/<sha256>` that no live record names and that was last
+/// written before `cutoff`; returns how many.
+async fn sweep_content(
+    media: &MediaStore,
+    live: &HashSet<String>,
+    cutoff: u64,
+) -> Result<usize, Error> {
+    let store = media.object_store();
+    let stale = older_than(media, "content", cutoff).await?;
+    let mut deleted = 0;
+    for meta in stale {
+        let Some(sha256) = meta.location.filename() else {
+            continue;
+        };
+        if live.contains(sha256) {
+            continue;
+        }
+        // Read the time again: an upload may have copied the content in since the
+        // listing.
+        match store.head(&meta.location).await {
+            Ok(now) if millis(&now) < cutoff => {}
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        ignore_not_found(store.delete(&meta.location).await)?;
+        tracing::info!(key = %meta.location, "deleted content no live media names");
+        deleted += 1;
     }
     Ok(deleted)
+}
+
+/// Deletes the `uploads/<id>` that a crashed upload left before `cutoff`.
+async fn sweep_staged(media: &MediaStore, cutoff: u64) -> Result<usize, Error> {
+    let stale = older_than(media, "uploads", cutoff).await?;
+    for meta in &stale {
+        ignore_not_found(media.object_store().delete(&meta.location).await)?;
+        tracing::info!(key = %meta.location, "deleted an upload left staged by a crash");
+    }
+    Ok(stale.len())
+}
+
+/// The objects under `prefix` last written before `cutoff`.
+async fn older_than(
+    media: &MediaStore,
+    prefix: &str,
+    cutoff: u64,
+) -> Result<Vec<ObjectMeta>, Error> {
+    let prefix = Path::from(prefix);
+    let mut listing = media.object_store().list(Some(&prefix));
+    let mut out = Vec::new();
+    while let Some(meta) = listing.next().await {
+        let meta = meta?;
+        if millis(&meta) < cutoff {
+            out.push(meta);
+        }
+    }
+    Ok(out)
+}
+
+/// When an object was last written, in milliseconds since the Unix epoch.
+fn millis(meta: &ObjectMeta) -> u64 {
+    meta.last_modified.timestamp_millis().max(0) as u64
 }

@@ -1,17 +1,27 @@
 //! Uploads: a header frame, then data frames streamed straight into the object store.
 //!
-//! The bytes go to `blobs/<id>` through a bounded [`BlobWriter`] (small objects in one
-//! put, larger ones as a multipart upload with a few parts in flight), so memory per
-//! upload stays bounded by the part size, whatever the object's size. The record is
-//! written only after every byte is stored and verified; on any failure the partial
-//! data is aborted (and the abort retried later if the store is unreachable).
+//! The bytes go to `uploads/<id>` through a bounded [`BlobWriter`] (small objects in
+//! one put, larger ones as a multipart upload with a few parts in flight), so memory
+//! per upload stays bounded by the part size, whatever the object's size. Once every
+//! byte is stored and verified they are published under their SHA-256 and the record
+//! is written (see `content.rs`); on any failure the partial data is aborted (and the
+//! abort retried later if the store is unreachable).
+//!
+//! A header that carries `sha256` and is followed by no data frame asks to reuse
+//! content: it completes at once when the same owner has that content stored, and
+//! otherwise fails exactly as any upload without data does, so that it never tells
+//! whether somebody else stored it.
 
 use std::{sync::atomic::Ordering, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
+use object_store::ObjectStoreExt;
 
-use super::{MediaStore, Record, digest::Digester, dims, record, writer::BlobWriter};
+use super::{
+    MediaStore, Record, content, digest::Digester, dims, ignore_not_found, record,
+    writer::BlobWriter,
+};
 use crate::{
     error::{Error, Reason},
     ids::{self, MediaId},
@@ -70,12 +80,26 @@ where
         None => return Err(Error::invalid("the upload sent no header")),
     };
     let id = MediaId::generate();
+    let first = next_frame(&mut frames, idle).await?;
+    if first.is_none() {
+        if let Some(record) = reuse(media, &id, owner, &header).await? {
+            return Ok(record);
+        }
+        // The stream ended after the header: no data frame at all.
+        if header.sha256.is_some() {
+            return Err(Error::OfferMissed(format!(
+                "the upload ended after 0 bytes, but the header declared {}",
+                header.size
+            )));
+        }
+    }
     let mut writer = BlobWriter::new(
         media.object_store().clone(),
-        MediaStore::blob_path(&id),
+        MediaStore::staging_path(&id),
         media.limits().part_size,
         media.pending_aborts().clone(),
     );
+    let mut frames = futures::stream::iter(first.map(Ok)).chain(&mut frames);
     let received = match receive(&mut frames, &header, &mut writer, idle).await {
         Ok(received) => received,
         Err(e) => {
@@ -83,19 +107,62 @@ where
             return Err(e);
         }
     };
+    let staging = MediaStore::staging_path(&id);
     if let Err(e) = writer.finish().await {
         writer.abort().await;
         // A lost answer to a put that did land would leave bytes without a record.
-        let _ = media.delete(&id).await;
+        let _ = ignore_not_found(media.object_store().delete(&staging).await);
         return Err(e);
     }
+    content::crash_point("after-staging");
 
     let record = finished_record(&id, owner, header, received, media.limits().ttl);
-    if let Err(e) = media.put_record(&record).await {
-        let _ = media.delete(&id).await;
+    if let Err(e) = content::publish(media, &id, &record).await {
+        let _ = ignore_not_found(media.object_store().delete(&staging).await);
         return Err(e);
     }
     Ok(record)
+}
+
+/// A header-only upload of content that `owner` already stored: a new record for it,
+/// or `None` when there is none to reuse (the caller then fails it as an upload
+/// without data).
+async fn reuse(
+    media: &MediaStore,
+    id: &MediaId,
+    owner: &str,
+    header: &Header,
+) -> Result<Option<Record>, Error> {
+    let Some(sha256) = header.sha256 else {
+        return Ok(None);
+    };
+    let sha256 = hex::encode(sha256);
+    let Some(found) = content::find_own(media, owner, &sha256, header.size).await? else {
+        return Ok(None);
+    };
+    let content_type = if header.content_type.is_empty() {
+        found.content_type
+    } else {
+        header.content_type.clone()
+    };
+    let created_ms = record::now_millis();
+    let record = Record {
+        media_id: id.to_string(),
+        kind: header.kind,
+        file_name: header.file_name.clone(),
+        size: header.size,
+        sha256,
+        content_type,
+        width: found.width,
+        height: found.height,
+        owner: owner.to_owned(),
+        created_ms,
+        expires_ms: Record::expiry(created_ms, media.limits().ttl),
+        layout: record::LAYOUT_CONTENT,
+    };
+    media.put_record(&record).await?;
+    content::index(media, &record).await;
+    Ok(Some(record))
 }
 
 /// Waits for the next frame for at most the idle timeout.
@@ -249,5 +316,6 @@ fn finished_record(
         owner: owner.to_owned(),
         created_ms,
         expires_ms: Record::expiry(created_ms, ttl),
+        layout: record::LAYOUT_CONTENT,
     }
 }

@@ -181,6 +181,16 @@ impl Server {
         self.metrics_addr = metrics_addr;
     }
 
+    /// Like [`Server::restart`], with the process environment's extra variables
+    /// replaced by `env`.
+    pub fn restart_env(&mut self, extra: &[&str], env: &[(&str, &str)]) {
+        self.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.restart(extra);
+    }
+
     /// The bucket and key prefix of an S3-backed server.
     pub fn s3_location(&self) -> Option<(String, String)> {
         let rest = self.storage.as_deref()?.strip_prefix("s3://")?;

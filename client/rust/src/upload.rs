@@ -1,5 +1,11 @@
 //! Uploads from a file or from memory, streamed in chunks with progress; the server's
 //! SHA-256 is checked against the one computed while reading.
+//!
+//! A file or in-memory upload is hashed first and offered to the server by header
+//! alone (SHA-256 and size, no data): when this user stored the same content before,
+//! the server completes it at once without the bytes. Otherwise the server answers
+//! INVALID_ARGUMENT (the same as for content it does not hold, or that another user
+//! stored), and the bytes are sent as usual.
 
 use std::path::{Path, PathBuf};
 
@@ -133,13 +139,21 @@ impl Client {
         source: Source,
         progress: TransferContext,
     ) -> Result<Media, Error> {
-        let (tx, rx) = mpsc::channel(4);
-        let header = pb::UploadHeader {
+        let mut header = pb::UploadHeader {
             kind: kind.to_proto().into(),
             file_name,
             size,
             ..Default::default()
         };
+        let digest = digest_of(&source).await?;
+        if let Some(digest) = digest {
+            header.sha256 = Bytes::copy_from_slice(&digest);
+            if let Some(media) = self.try_reuse(header.clone(), &digest).await? {
+                progress.report(size, size);
+                return Ok(media);
+            }
+        }
+        let (tx, rx) = mpsc::channel(4);
         let chunk = self.inner.options.chunk_size;
         // The channel is new and has room: the header always goes first.
         let _ = tx.try_send(pb::UploadMediaRequest {
@@ -170,6 +184,70 @@ impl Client {
         }
         progress.report(size, size);
         Ok(media)
+    }
+}
+
+impl Client {
+    /// Offers the content by header alone; `None` when the server wants the bytes.
+    async fn try_reuse(
+        &self,
+        header: pb::UploadHeader,
+        digest: &[u8; 32],
+    ) -> Result<Option<Media>, Error> {
+        let frames = futures::stream::iter([pb::UploadMediaRequest {
+            frame: Some(Frame::Header(header)),
+        }]);
+        let response = match self.media().upload_media(self.request(frames, false)).await {
+            Ok(response) => response,
+            // Not content this user stored (or not stored at all): send the bytes.
+            Err(status) if status.code() == tonic::Code::InvalidArgument => return Ok(None),
+            Err(status) => return Err(status.into()),
+        };
+        let media = response
+            .into_inner()
+            .media
+            .map(Media::from_proto)
+            .ok_or_else(|| Error::Integrity("the server's answer holds no media record".into()))?;
+        if media.sha256 != *digest {
+            return Err(Error::Integrity(format!(
+                "the server reused SHA-256 {} for content that hashes differently here",
+                media.sha256_hex()
+            )));
+        }
+        Ok(Some(media))
+    }
+}
+
+/// The SHA-256 of a file or in-memory source, read before the upload so that the
+/// server can be offered the content by header alone; `None` for a stream, which can
+/// be read only once.
+fn digest_of(
+    source: &Source,
+) -> impl Future<Output = Result<Option<[u8; 32]>, Error>> + Send + 'static {
+    // What to hash is taken here, so that the future does not borrow the source.
+    let path = match source {
+        Source::Memory(bytes) => Err(Some(Sha256::digest(bytes).into())),
+        Source::Stream(_) => Err(None),
+        Source::File(path) => Ok(path.clone()),
+    };
+    async move {
+        let path = match path {
+            Ok(path) => path,
+            Err(known) => return Ok(known),
+        };
+        let digest = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+            let mut file = std::fs::File::open(&path)?;
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut file, &mut hasher)?;
+            Ok(hasher.finalize().into())
+        })
+        .await
+        .map_err(|e| {
+            Error::Io(std::io::Error::other(format!(
+                "the hashing task failed: {e}"
+            )))
+        })??;
+        Ok(Some(digest))
     }
 }
 

@@ -222,7 +222,9 @@ type UploadHeader struct {
 	// and otherwise records `application/octet-stream`.
 	ContentType string `protobuf:"bytes,4,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	// The SHA-256 digest of the content (32 bytes). Optional; when given, the server
-	// refuses the upload with INVALID_ARGUMENT unless the received bytes match it.
+	// refuses the upload with INVALID_ARGUMENT unless the received bytes match it. With
+	// no data frames after the header, it asks to reuse content the caller uploaded
+	// before (see UploadMedia); it is never honoured for content another user uploaded.
 	Sha256        []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

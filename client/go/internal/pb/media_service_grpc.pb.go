@@ -52,6 +52,15 @@ type MediaServiceClient interface {
 	// does not match; DEADLINE_EXCEEDED when no frame arrives for the server's idle
 	// timeout (120 s by default); RESOURCE_EXHAUSTED when the caller already has the
 	// maximum number of transfers in flight.
+	//
+	// Re-uploading without resending: a header that carries `sha256` and `size` and is
+	// followed by no data frame completes at once, with a new media ID, when the caller
+	// itself uploaded that content earlier and it is still stored. Across users the
+	// bytes must always be sent (knowing a digest must not be a way to obtain a copy of
+	// a file): for any other caller, and for content the server does not hold, such an
+	// upload fails exactly as any upload without data does (INVALID_ARGUMENT), and so
+	// never reveals whether the content exists. Clients try it first, then upload the
+	// bytes when it is refused.
 	UploadMedia(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UploadMediaRequest, UploadMediaResponse], error)
 	// DownloadMedia streams a stored object: first one frame holding the Media record,
 	// then `data` frames with the requested bytes. A request with an offset (and
@@ -142,6 +151,15 @@ type MediaServiceServer interface {
 	// does not match; DEADLINE_EXCEEDED when no frame arrives for the server's idle
 	// timeout (120 s by default); RESOURCE_EXHAUSTED when the caller already has the
 	// maximum number of transfers in flight.
+	//
+	// Re-uploading without resending: a header that carries `sha256` and `size` and is
+	// followed by no data frame completes at once, with a new media ID, when the caller
+	// itself uploaded that content earlier and it is still stored. Across users the
+	// bytes must always be sent (knowing a digest must not be a way to obtain a copy of
+	// a file): for any other caller, and for content the server does not hold, such an
+	// upload fails exactly as any upload without data does (INVALID_ARGUMENT), and so
+	// never reveals whether the content exists. Clients try it first, then upload the
+	// bytes when it is refused.
 	UploadMedia(grpc.ClientStreamingServer[UploadMediaRequest, UploadMediaResponse]) error
 	// DownloadMedia streams a stored object: first one frame holding the Media record,
 	// then `data` frames with the requested bytes. A request with an offset (and

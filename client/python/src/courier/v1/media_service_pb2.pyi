@@ -141,7 +141,9 @@ class UploadHeader(_message.Message):
     """
     sha256: _builtins.bytes
     """The SHA-256 digest of the content (32 bytes). Optional; when given, the server
-    refuses the upload with INVALID_ARGUMENT unless the received bytes match it.
+    refuses the upload with INVALID_ARGUMENT unless the received bytes match it. With
+    no data frames after the header, it asks to reuse content the caller uploaded
+    before (see UploadMedia); it is never honoured for content another user uploaded.
     """
     def __init__(
         self,

@@ -57,6 +57,15 @@ class MediaServiceStub:
     does not match; DEADLINE_EXCEEDED when no frame arrives for the server's idle
     timeout (120 s by default); RESOURCE_EXHAUSTED when the caller already has the
     maximum number of transfers in flight.
+
+    Re-uploading without resending: a header that carries `sha256` and `size` and is
+    followed by no data frame completes at once, with a new media ID, when the caller
+    itself uploaded that content earlier and it is still stored. Across users the
+    bytes must always be sent (knowing a digest must not be a way to obtain a copy of
+    a file): for any other caller, and for content the server does not hold, such an
+    upload fails exactly as any upload without data does (INVALID_ARGUMENT), and so
+    never reveals whether the content exists. Clients try it first, then upload the
+    bytes when it is refused.
     """
     DownloadMedia: _grpc.UnaryStreamMultiCallable[_media_service_pb2.DownloadMediaRequest, _media_service_pb2.DownloadMediaResponse]
     """DownloadMedia streams a stored object: first one frame holding the Media record,
@@ -99,6 +108,15 @@ class MediaServiceAsyncStub(MediaServiceStub):
     does not match; DEADLINE_EXCEEDED when no frame arrives for the server's idle
     timeout (120 s by default); RESOURCE_EXHAUSTED when the caller already has the
     maximum number of transfers in flight.
+
+    Re-uploading without resending: a header that carries `sha256` and `size` and is
+    followed by no data frame completes at once, with a new media ID, when the caller
+    itself uploaded that content earlier and it is still stored. Across users the
+    bytes must always be sent (knowing a digest must not be a way to obtain a copy of
+    a file): for any other caller, and for content the server does not hold, such an
+    upload fails exactly as any upload without data does (INVALID_ARGUMENT), and so
+    never reveals whether the content exists. Clients try it first, then upload the
+    bytes when it is refused.
     """
     DownloadMedia: _aio.UnaryStreamMultiCallable[_media_service_pb2.DownloadMediaRequest, _media_service_pb2.DownloadMediaResponse]  # type: ignore[assignment]
     """DownloadMedia streams a stored object: first one frame holding the Media record,
@@ -144,6 +162,15 @@ class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
         does not match; DEADLINE_EXCEEDED when no frame arrives for the server's idle
         timeout (120 s by default); RESOURCE_EXHAUSTED when the caller already has the
         maximum number of transfers in flight.
+
+        Re-uploading without resending: a header that carries `sha256` and `size` and is
+        followed by no data frame completes at once, with a new media ID, when the caller
+        itself uploaded that content earlier and it is still stored. Across users the
+        bytes must always be sent (knowing a digest must not be a way to obtain a copy of
+        a file): for any other caller, and for content the server does not hold, such an
+        upload fails exactly as any upload without data does (INVALID_ARGUMENT), and so
+        never reveals whether the content exists. Clients try it first, then upload the
+        bytes when it is refused.
         """
 
     @_abc_1.abstractmethod

@@ -142,7 +142,9 @@ export type UploadHeader = Message<"courier.v1.UploadHeader"> & {
 
   /**
    * The SHA-256 digest of the content (32 bytes). Optional; when given, the server
-   * refuses the upload with INVALID_ARGUMENT unless the received bytes match it.
+   * refuses the upload with INVALID_ARGUMENT unless the received bytes match it. With
+   * no data frames after the header, it asks to reuse content the caller uploaded
+   * before (see UploadMedia); it is never honoured for content another user uploaded.
    *
    * @generated from field: bytes sha256 = 5;
    */
@@ -394,6 +396,15 @@ export const MediaService: GenService<{
    * does not match; DEADLINE_EXCEEDED when no frame arrives for the server's idle
    * timeout (120 s by default); RESOURCE_EXHAUSTED when the caller already has the
    * maximum number of transfers in flight.
+   *
+   * Re-uploading without resending: a header that carries `sha256` and `size` and is
+   * followed by no data frame completes at once, with a new media ID, when the caller
+   * itself uploaded that content earlier and it is still stored. Across users the
+   * bytes must always be sent (knowing a digest must not be a way to obtain a copy of
+   * a file): for any other caller, and for content the server does not hold, such an
+   * upload fails exactly as any upload without data does (INVALID_ARGUMENT), and so
+   * never reveals whether the content exists. Clients try it first, then upload the
+   * bytes when it is refused.
    *
    * @generated from rpc courier.v1.MediaService.UploadMedia
    */
