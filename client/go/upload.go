@@ -1,9 +1,18 @@
 // Uploads from an io.Reader of known size or from a file, streamed in chunks with
 // progress; the server's SHA-256 is checked against the one computed while reading.
+//
+// A file, or bytes already in memory (a *bytes.Reader, *strings.Reader or
+// *bytes.Buffer), is hashed first and offered to the server by header alone (SHA-256
+// and size, no data): when this user stored the same content before, the server
+// completes it at once without the bytes. Otherwise the server answers
+// INVALID_ARGUMENT (the same as for content it does not hold, or that another user
+// stored), and the bytes are sent as usual. Any other reader can be read only once
+// and is uploaded directly.
 
 package courier
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -11,8 +20,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/courier-rtm/courier/client/go/internal/pb"
 )
@@ -36,7 +47,9 @@ type UploadOptions struct {
 // StartUpload starts uploading size bytes read from r and returns at once with the
 // running *Transfer (or ErrTooManyTransfers when the client already runs the most it
 // may); Wait on it for the Media record. r must yield at least size bytes; only size
-// are read. The upload stops when ctx ends.
+// are read. The upload stops when ctx ends. A *bytes.Reader, *strings.Reader or
+// *bytes.Buffer is first offered by its SHA-256 alone, as a file is (see the top of
+// this file).
 func (c *Client) StartUpload(ctx context.Context, r io.Reader, size int64, opts UploadOptions) (*Transfer[Media], error) {
 	if opts.FileName == "" {
 		return nil, invalidArgument(nil, "an upload needs a file name (UploadOptions.FileName)")
@@ -44,7 +57,7 @@ func (c *Client) StartUpload(ctx context.Context, r io.Reader, size int64, opts 
 	if size <= 0 {
 		return nil, invalidArgument(nil, "%s: an upload needs 1 byte or more, not %d", opts.FileName, size)
 	}
-	return c.startUpload(ctx, r, nil, size, opts)
+	return c.startUpload(ctx, r, nil, inMemory(r, size), size, opts)
 }
 
 // StartUploadFile starts uploading the file at path (named after it unless
@@ -69,7 +82,8 @@ func (c *Client) StartUploadFile(ctx context.Context, path string, opts UploadOp
 	if opts.FileName == "" {
 		opts.FileName = filepath.Base(path)
 	}
-	t, err := c.startUpload(ctx, file, file, info.Size(), opts)
+	// The file is hashed through ReadAt, which leaves its offset at the start.
+	t, err := c.startUpload(ctx, file, file, &knownContent{at: file}, info.Size(), opts)
 	if err != nil {
 		file.Close()
 	}
@@ -96,7 +110,7 @@ func (c *Client) UploadFile(ctx context.Context, path string, opts UploadOptions
 	return t.Wait()
 }
 
-func (c *Client) startUpload(ctx context.Context, r io.Reader, closer io.Closer, size int64, opts UploadOptions) (*Transfer[Media], error) {
+func (c *Client) startUpload(ctx context.Context, r io.Reader, closer io.Closer, known *knownContent, size int64, opts UploadOptions) (*Transfer[Media], error) {
 	header := &pb.UploadHeader{
 		Kind:        opts.Kind.toProto(),
 		FileName:    opts.FileName,
@@ -104,8 +118,127 @@ func (c *Client) startUpload(ctx context.Context, r io.Reader, closer io.Closer,
 		ContentType: opts.ContentType,
 	}
 	return startTransfer(c, ctx, size, opts.OnProgress, func(ctx context.Context, report func(Progress)) (Media, error) {
+		if known != nil {
+			media, reused, err := c.offerKnown(ctx, known, header)
+			if err != nil || reused {
+				if closer != nil {
+					closer.Close()
+				}
+				if err == nil {
+					report(Progress{Done: size, Total: size})
+				}
+				return media, err
+			}
+		}
 		return c.runUpload(ctx, r, closer, header, report)
 	})
+}
+
+// knownContent is an upload's content that can be read before it is sent: a file or
+// bytes in memory, hashed to offer the server a re-upload by header alone.
+type knownContent struct {
+	// at holds the content from offset off on.
+	at  io.ReaderAt
+	off int64
+	// consume, if set, moves the caller's reader past the content once it was
+	// re-uploaded without being read, as a normal upload would have.
+	consume func(n int64)
+}
+
+// inMemory is the content of r when r holds at least size bytes in memory, or nil
+// for a reader that can only be read once.
+func inMemory(r io.Reader, size int64) *knownContent {
+	switch r := r.(type) {
+	case *bytes.Reader:
+		if int64(r.Len()) >= size {
+			return &knownContent{at: r, off: r.Size() - int64(r.Len()),
+				consume: func(n int64) { r.Seek(n, io.SeekCurrent) }}
+		}
+	case *strings.Reader:
+		if int64(r.Len()) >= size {
+			return &knownContent{at: r, off: r.Size() - int64(r.Len()),
+				consume: func(n int64) { r.Seek(n, io.SeekCurrent) }}
+		}
+	case *bytes.Buffer:
+		if int64(r.Len()) >= size {
+			return &knownContent{at: bytes.NewReader(r.Bytes()),
+				consume: func(n int64) { r.Next(int(n)) }}
+		}
+	}
+	return nil
+}
+
+// hashKnown computes the SHA-256 of size bytes of known, in chunks, stopping when ctx
+// ends.
+func hashKnown(ctx context.Context, known *knownContent, size int64, chunk int) ([32]byte, error) {
+	var digest [32]byte
+	hash := sha256.New()
+	section := io.NewSectionReader(known.at, known.off, size)
+	buf := make([]byte, max(chunk, 1))
+	for done := int64(0); done < size; {
+		if ctx.Err() != nil {
+			return digest, contextError(ctx)
+		}
+		n, err := io.ReadFull(section, buf[:min(int64(len(buf)), size-done)])
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return digest, invalidArgument(err, "the source ended after %d of %d bytes", done+int64(n), size)
+			}
+			return digest, localIO(err, "cannot read the upload")
+		}
+		hash.Write(buf[:n])
+		done += int64(n)
+	}
+	hash.Sum(digest[:0])
+	return digest, nil
+}
+
+// offerKnown hashes known content, puts the digest in header (for the upload of the
+// bytes too, should they be needed) and offers the upload by header alone. reused
+// says whether the server completed it without the bytes.
+func (c *Client) offerKnown(ctx context.Context, known *knownContent, header *pb.UploadHeader) (media Media, reused bool, err error) {
+	size := int64(header.GetSize())
+	digest, err := hashKnown(ctx, known, size, c.opts.chunkSize)
+	if err != nil {
+		return Media{}, false, err
+	}
+	header.Sha256 = digest[:]
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	stream, err := c.media.UploadMedia(ctx)
+	if err != nil {
+		return Media{}, false, fromStatus(ctx, err)
+	}
+	err = stream.Send(&pb.UploadMediaRequest{Frame: &pb.UploadMediaRequest_Header{Header: header}})
+	var response *pb.UploadMediaResponse
+	if err == nil || errors.Is(err, io.EOF) {
+		// io.EOF from Send means the server ended the call: its status says why.
+		response, err = stream.CloseAndRecv()
+	}
+	if err != nil {
+		if ctx.Err() == nil && status.Code(err) == codes.InvalidArgument {
+			refusal := fromStatus(ctx, err)
+			if errors.Is(refusal, ErrTooLarge) {
+				// Over the server's limit: sending the bytes would not help.
+				return Media{}, false, refusal
+			}
+			// Not content this user stored (or not stored at all): send the bytes.
+			return Media{}, false, nil
+		}
+		return Media{}, false, fromStatus(ctx, err)
+	}
+	if response.GetMedia() == nil {
+		return Media{}, false, newError(ErrIntegrity, codes.DataLoss, "the server's answer holds no media record")
+	}
+	media = mediaFromProto(response.GetMedia())
+	if media.SHA256 != digest {
+		return Media{}, false, newError(ErrIntegrity, codes.DataLoss,
+			"the server reused SHA-256 %s for content that hashes differently here", media.SHA256Hex())
+	}
+	if known.consume != nil {
+		known.consume(size)
+	}
+	return media, true, nil
 }
 
 // chunks is what the reading goroutine hands the sending one.

@@ -3,6 +3,13 @@
  * bytes), streamed in chunks with progress; the server's SHA-256 is checked against
  * the one computed while reading.
  *
+ * A path or bytes in memory are hashed first and offered to the server by header alone
+ * (SHA-256 and size, no data): when this user stored the same content before, the
+ * server completes the upload at once without the bytes. Otherwise it answers
+ * INVALID_ARGUMENT (the same as for content it does not hold, or that another user
+ * stored), and the bytes are sent as usual. A stream can be read only once, so it is
+ * uploaded without the offer.
+ *
  * @module
  */
 
@@ -12,6 +19,7 @@ import { stat } from "node:fs/promises";
 import { basename } from "node:path";
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 
 import type { Connection } from "./connection.js";
 import { IntegrityError, InvalidArgumentError, fromFileError } from "./errors.js";
@@ -42,6 +50,8 @@ interface Resolved {
   fileName: string;
   size: number;
   chunks: () => AsyncIterable<Uint8Array>;
+  /** The SHA-256 of the content, read before the upload; absent for a stream, which can be read only once. */
+  digest?: (signal: AbortSignal) => Promise<Uint8Array>;
 }
 
 /** Starts uploading `source`; the transfer resolves with the media record. */
@@ -76,11 +86,20 @@ async function resolve(source: UploadSource, options: UploadOptions, chunk: numb
       throw error instanceof InvalidArgumentError ? error : fromFileError(error, source);
     }
     if (size === 0) throw new InvalidArgumentError(`${source} is empty: there is nothing to upload`);
-    const file = createReadStream(source, { highWaterMark: chunk });
+    const path = source;
     return {
-      fileName: options.fileName ?? basename(source),
+      fileName: options.fileName ?? basename(path),
       size,
-      chunks: () => rechunk(readFile(file, source), chunk),
+      // Opened when read: once to hash, again to send when the server wants the bytes.
+      chunks: () => rechunk(readFile(createReadStream(path, { highWaterMark: chunk }), path), chunk),
+      digest: async (signal) => {
+        const hash = createHash("sha256");
+        for await (const data of readFile(createReadStream(path, { highWaterMark: chunk }), path)) {
+          if (signal.aborted) throw signal.reason;
+          hash.update(data);
+        }
+        return hash.digest();
+      },
     };
   }
   if (source instanceof Uint8Array) {
@@ -91,6 +110,7 @@ async function resolve(source: UploadSource, options: UploadOptions, chunk: numb
       chunks: async function* () {
         for (let at = 0; at < bytes.length; at += chunk) yield bytes.subarray(at, at + chunk);
       },
+      digest: async () => createHash("sha256").update(bytes).digest(),
     };
   }
   return { fileName: options.fileName!, size: options.size!, chunks: () => rechunk(source, chunk) };
@@ -113,7 +133,10 @@ async function* rechunk(source: AsyncIterable<Uint8Array | string>, chunk: numbe
   }
 }
 
-/** Sends the header and the data frames, then checks the server's record against what was read. */
+/**
+ * Offers a path or bytes by header alone first (see the module's comment), then sends
+ * the header and the data frames, and checks the server's record against what was read.
+ */
 async function run(
   connection: Connection,
   kind: MediaKind,
@@ -122,17 +145,54 @@ async function run(
   context: TransferContext,
 ): Promise<Media> {
   const { size } = source;
+  const header = { kind: kindToProto(kind), fileName: source.fileName, size: BigInt(size), contentType };
+  if (source.digest !== undefined) {
+    const digest = await source.digest(context.signal);
+    const reused = await offer(connection, { ...header, sha256: digest }, context.signal);
+    if (reused !== undefined) {
+      context.report(size, size);
+      return reused;
+    }
+    // The server checks the bytes it receives against the digest offered.
+    return send(connection, { ...header, sha256: digest }, source, context);
+  }
+  return send(connection, header, source, context);
+}
+
+/** An upload's header. */
+type Header = Extract<Frame["frame"], { case: "header" }>["value"];
+
+/** Offers content by its header alone; `undefined` when the server wants the bytes. */
+async function offer(connection: Connection, header: Header, signal: AbortSignal): Promise<Media | undefined> {
+  async function* frames(): AsyncIterable<Frame> {
+    yield { frame: { case: "header", value: header } };
+  }
+  let response;
+  try {
+    response = await connection.media.uploadMedia(frames(), { signal });
+  } catch (error) {
+    // Not content this user stored (or not stored at all): send the bytes.
+    if (error instanceof ConnectError && error.code === Code.InvalidArgument && !signal.aborted) return undefined;
+    throw error;
+  }
+  if (response.media === undefined) throw new IntegrityError("the server's answer holds no media record");
+  const media = mediaFromProto(response.media);
+  const expected = Buffer.from(header.sha256 ?? new Uint8Array()).toString("hex");
+  if (media.sha256 !== expected) {
+    throw new IntegrityError(`the server reused SHA-256 ${media.sha256} for content that hashes differently here`);
+  }
+  return media;
+}
+
+/** Sends the header and the data frames, then checks the server's record against what was read. */
+async function send(connection: Connection, header: Header, source: Resolved, context: TransferContext): Promise<Media> {
+  const { size } = source;
   const hash = createHash("sha256");
   let done = 0;
   let readError: unknown;
   let complete = false;
   async function* frames(): AsyncIterable<Frame> {
-    yield {
-      frame: {
-        case: "header",
-        value: { kind: kindToProto(kind), fileName: source.fileName, size: BigInt(size), contentType },
-      },
-    };
+    yield { frame: { case: "header", value: header } };
     try {
       for await (const data of source.chunks()) {
         if (context.signal.aborted) return;
