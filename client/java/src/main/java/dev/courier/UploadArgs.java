@@ -25,6 +25,9 @@ public final class UploadArgs {
   /** A stream to read, or null for a file. */
   private final InputStream stream;
 
+  /** The content when held in memory (then {@link #stream} reads it), or null. */
+  private final byte[] bytes;
+
   /** How many bytes the stream yields (for a file: read at start). */
   private final long size;
 
@@ -43,6 +46,7 @@ public final class UploadArgs {
   private UploadArgs(Builder b) {
     this.path = b.path;
     this.stream = b.stream;
+    this.bytes = b.bytes;
     this.size = b.size;
     this.fileName = b.fileName;
     this.kind = b.kind;
@@ -87,6 +91,10 @@ public final class UploadArgs {
     return stream;
   }
 
+  byte[] bytes() {
+    return bytes;
+  }
+
   long size() {
     return size;
   }
@@ -111,6 +119,7 @@ public final class UploadArgs {
   public static final class Builder {
     private Path path;
     private InputStream stream;
+    private byte[] bytes;
     private long size = -1;
     private String fileName;
     private MediaKind kind = MediaKind.FILE;
@@ -129,6 +138,7 @@ public final class UploadArgs {
     public Builder file(Path path) {
       this.path = Objects.requireNonNull(path, "path");
       this.stream = null;
+      this.bytes = null;
       return this;
     }
 
@@ -148,18 +158,24 @@ public final class UploadArgs {
       this.size = size;
       this.fileName = Objects.requireNonNull(fileName, "fileName");
       this.path = null;
+      this.bytes = null;
       return this;
     }
 
     /**
-     * Upload {@code bytes} held in memory.
+     * Upload {@code bytes} held in memory. Like a file, and unlike a stream, they are
+     * hashed first and offered to the server by SHA-256 and size alone, so that content
+     * this user uploaded before is not sent again.
      *
      * @param bytes the content
      * @param fileName the display file name
      * @return this builder
      */
     public Builder bytes(byte[] bytes, String fileName) {
-      return stream(new ByteArrayInputStream(bytes.clone()), bytes.length, fileName);
+      byte[] copy = bytes.clone();
+      stream(new ByteArrayInputStream(copy), copy.length, fileName);
+      this.bytes = copy;
+      return this;
     }
 
     /**
