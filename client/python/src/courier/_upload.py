@@ -1,7 +1,14 @@
 """Uploads: what to send (a path, bytes or a binary file object), checked before the
 transfer starts, then sent as a header frame and data frames, hashed on the way so
 that the server's SHA-256 can be checked. Shared by both clients: they only differ in
-how the frames reach gRPC (an iterator, an async iterator)."""
+how the frames reach gRPC (an iterator, an async iterator).
+
+A path or bytes is hashed first and offered to the server by header alone (SHA-256
+and size, no data): when this user stored the same content before, the server
+completes the upload at once without the bytes. Otherwise it answers
+INVALID_ARGUMENT (the same for content it does not hold and for content another user
+stored), and the bytes are sent as usual. A file object can be read only once: it is
+always sent."""
 
 from __future__ import annotations
 
@@ -14,16 +21,32 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol, Union
 
+import grpc
+
 from courier import _convert
 from courier._transfers import TransferState
 from courier.errors import (
     CourierError,
     IntegrityError,
     InvalidArgumentError,
+    MediaTooLargeError,
     local_file_error,
 )
 from courier.records import Media, MediaKind
 from courier.v1 import media_service_pb2 as media_pb
+
+
+#: How much of a file hash() reads at once.
+_HASH_CHUNK = 1024 * 1024
+
+
+def reuse_refused(error: CourierError) -> bool:
+    """Whether a header-only offer was refused because the server wants the bytes
+    (INVALID_ARGUMENT: content it does not hold for this user); any other error is
+    the upload's."""
+    if isinstance(error, MediaTooLargeError):  # the bytes would be refused as well
+        return False
+    return error.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 class Readable(Protocol):
@@ -126,19 +149,79 @@ class UploadPlan:
         self._file: io.BufferedReader | None = None
         self._lock = threading.Lock()
         self._abort: Callable[[], object] | None = None
+        #: The SHA-256 of the content, once hash() has read it (paths and bytes only).
+        self.digest: bytes | None = None
         #: An error met while reading, the root cause of whatever the call said.
         self.error: BaseException | None = None
 
     def header(self) -> media_pb.UploadMediaRequest:
-        """The first frame."""
+        """The first frame; it carries the SHA-256 once hash() has computed it (the
+        server then checks the bytes against it)."""
         return media_pb.UploadMediaRequest(
             header=media_pb.UploadHeader(
                 kind=_convert.media_kind(self.kind),
                 file_name=self.file_name,
                 size=self.size,
                 content_type=self.content_type,
+                sha256=self.digest or b"",
             )
         )
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the content can be hashed before it is sent (a path or bytes; a
+        file object can be read only once)."""
+        return self._reader is None
+
+    def hash(self, state: TransferState[Media]) -> bytes | None:
+        """Computes the SHA-256 of the ``size`` bytes to send, streaming a file in
+        chunks, before the upload is offered by header alone. Returns None for a file
+        object, or when the transfer was cancelled meanwhile. Blocking: the asyncio
+        client runs it in a worker thread."""
+        if not self.reusable:
+            return None
+        hasher = hashlib.sha256()
+        if self._memory is not None:
+            hasher.update(self._memory[: self.size])
+        else:
+            assert self._path is not None
+            left = self.size
+            try:
+                with open(self._path, "rb") as file:
+                    while left > 0:
+                        if state.cancelled:
+                            return None
+                        chunk = file.read(min(_HASH_CHUNK, left))
+                        if not chunk:
+                            raise InvalidArgumentError(
+                                f"{self.file_name} ended after {self.size - left} of "
+                                f"{self.size} bytes"
+                            )
+                        hasher.update(chunk)
+                        left -= len(chunk)
+            except OSError as e:
+                raise local_file_error(e, "read") from e
+        self.digest = hasher.digest()
+        return self.digest
+
+    def offer(self) -> media_pb.UploadMediaRequest:
+        """The only frame of a header-only re-upload: the header with the SHA-256."""
+        assert self.digest is not None, "hash() first"
+        return self.header()
+
+    def reused(self, state: TransferState[Media], response: media_pb.UploadMediaResponse) -> Media:
+        """The record of an upload the server completed from content this user
+        stored before; the whole size counts as sent."""
+        if not response.HasField("media"):
+            raise IntegrityError("the server's answer holds no media record")
+        media = _convert.media(response.media)
+        if media.sha256 != self.digest or media.size != self.size:
+            raise IntegrityError(
+                f"the server reused SHA-256 {media.sha256_hex} ({media.size} bytes) for "
+                f"content that hashes to {(self.digest or b'').hex()} ({self.size} bytes) here"
+            )
+        state.report(self.size, self.size)
+        return media
 
     def read_chunk(self) -> bytes | None:
         """The next chunk of the source, or None once ``size`` bytes were read."""

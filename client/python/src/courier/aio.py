@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import grpc
@@ -27,7 +27,7 @@ from courier._connection import (
 )
 from courier._download import Download, FileDownload, MemoryDownload, partial_path
 from courier._transfers import AsyncTransfer, ProgressCallback, TransferState, TransferTable
-from courier._upload import Source, UploadPlan
+from courier._upload import Source, UploadPlan, reuse_refused
 from courier.errors import TransferCancelledError, UnavailableError, from_rpc_error
 from courier.records import (
     Downloaded,
@@ -292,6 +292,13 @@ class AsyncClient:
         return AsyncTransfer(state, self._transfers)
 
     async def _run_upload(self, state: TransferState[Media], plan: UploadPlan) -> Media:
+        # Hashed in a worker thread: a file, or 30 MiB of bytes, never holds up the loop.
+        if plan.reusable and await asyncio.to_thread(plan.hash, state) is not None:
+            reused = await self._offer_upload(state, plan)
+            if reused is not None:
+                return reused
+        if state.cancelled:
+            raise TransferCancelledError()
         call = self._media.UploadMedia(plan.aframes(state), metadata=self._auth.metadata())
         plan.attach_abort(call.cancel)
         try:
@@ -305,6 +312,26 @@ class AsyncClient:
                 raise plan.error from plan.error.__cause__
             raise
         return plan.finish(state, response)
+
+    async def _offer_upload(self, state: TransferState[Media], plan: UploadPlan) -> Media | None:
+        """Offers the content by header alone: its record when this user stored it
+        before, None when the server wants the bytes."""
+
+        async def header_only() -> AsyncIterator[media_pb.UploadMediaRequest]:
+            yield plan.offer()
+
+        call = self._media.UploadMedia(header_only(), metadata=self._auth.metadata())
+        try:
+            response = await call
+        except grpc.aio.AioRpcError as e:
+            error = from_rpc_error(e)
+            if reuse_refused(error) and not state.cancelled:
+                return None
+            raise state.failure(error) from None
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        return plan.reused(state, response)
 
     def _download_work(self, job: Download[T]) -> Callable[[], Awaitable[T]]:
         return lambda: self._run_download(job)

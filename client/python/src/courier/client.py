@@ -27,7 +27,7 @@ from courier._connection import (
 )
 from courier._download import Download, FileDownload, MemoryDownload, partial_path
 from courier._transfers import ProgressCallback, Transfer, TransferState, TransferTable
-from courier._upload import Source, UploadPlan
+from courier._upload import Source, UploadPlan, reuse_refused
 from courier.errors import TransferCancelledError, UnavailableError, from_rpc_error
 from courier.records import (
     Downloaded,
@@ -324,6 +324,12 @@ class Client:
         return Transfer(state, self._transfers)
 
     def _run_upload(self, state: TransferState[Media], plan: UploadPlan) -> Media:
+        if plan.hash(state) is not None:
+            reused = self._offer_upload(state, plan)
+            if reused is not None:
+                return reused
+        if state.cancelled:
+            raise TransferCancelledError()
         call = self._media.UploadMedia.future(plan.frames(state), metadata=self._auth.metadata())
         plan.attach_abort(call.cancel)
         state.on_cancel(call.cancel)
@@ -336,6 +342,24 @@ class Client:
             failure = plan.failure(state, TransferCancelledError())
             raise failure from failure.__cause__
         return plan.finish(state, response)
+
+    def _offer_upload(self, state: TransferState[Media], plan: UploadPlan) -> Media | None:
+        """Offers the content by header alone: its record when this user stored it
+        before, None when the server wants the bytes."""
+        if state.cancelled:
+            raise TransferCancelledError()
+        call = self._media.UploadMedia.future(iter([plan.offer()]), metadata=self._auth.metadata())
+        state.on_cancel(call.cancel)
+        try:
+            response = call.result()
+        except grpc.RpcError as e:
+            error = from_rpc_error(e)
+            if reuse_refused(error) and not state.cancelled:
+                return None
+            raise state.failure(error) from None
+        except grpc.FutureCancelledError:
+            raise TransferCancelledError() from None
+        return plan.reused(state, response)
 
     def _download_work(self, job: Download[T]) -> Callable[[], T]:
         return lambda: self._run_download(job)
