@@ -120,6 +120,11 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_SUBSCRIBER_BUFFER", default_value_t = 1024, value_parser = positive_count)]
     pub subscriber_buffer: usize,
 
+    /// How often readiness checks that the media store answers (the overall health
+    /// status is NOT_SERVING while it does not).
+    #[arg(long, env = "COURIER_HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = positive_duration)]
+    pub health_check_interval: Duration,
+
     /// How long a shutdown waits for calls in flight before the process exits.
     #[arg(long, env = "COURIER_SHUTDOWN_GRACE", default_value = "25s", value_parser = positive_duration)]
     pub shutdown_grace: Duration,

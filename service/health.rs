@@ -5,10 +5,11 @@
 //! [`LIVENESS`] answers SERVING for as long as the process answers at all, shutdown
 //! included, so that a liveness probe never restarts a pod that is draining.
 
-use std::pin::Pin;
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt};
-use tokio::sync::watch;
+use object_store::{ObjectStore, ObjectStoreExt, path::Path as StorePath};
+use tokio::{sync::watch, task::JoinHandle};
 use tonic::{Request, Response, Status};
 use tonic_health::{
     ServingStatus,
@@ -62,6 +63,40 @@ impl Health {
         )
     }
 
+    /// Readiness follows the media store: every `interval` a HEAD of a key that need
+    /// not exist tells whether the store answers; the overall status `""` turns
+    /// NOT_SERVING while it does not (a refused connection, a timeout) and SERVING again
+    /// once it does. Liveness is not touched. Abort the task before [`Health::close`].
+    pub fn spawn_store_check(
+        &self,
+        store: Arc<dyn ObjectStore>,
+        interval: Duration,
+    ) -> JoinHandle<()> {
+        let reporter = self.reporter.clone();
+        tokio::spawn(async move {
+            let mut ready = true;
+            loop {
+                tokio::time::sleep(interval).await;
+                let reachable = store_answers(store.as_ref(), interval).await;
+                if reachable == ready {
+                    continue;
+                }
+                ready = reachable;
+                if ready {
+                    tracing::info!("the media store answers again; ready");
+                    reporter
+                        .set_service_status("", ServingStatus::Serving)
+                        .await;
+                } else {
+                    tracing::warn!("the media store does not answer; not ready");
+                    reporter
+                        .set_service_status("", ServingStatus::NotServing)
+                        .await;
+                }
+            }
+        })
+    }
+
     /// Shutdown has started: every name but [`LIVENESS`] NOT_SERVING, every watcher
     /// told and let go.
     pub async fn close(&self) {
@@ -76,6 +111,15 @@ impl Health {
         self.reporter
             .set_not_serving::<MessagingServiceServer<MessagingServer>>()
             .await;
+    }
+}
+
+/// Whether `store` answers a HEAD (found or not found) within `limit` (at least 1 s).
+async fn store_answers(store: &dyn ObjectStore, limit: Duration) -> bool {
+    let probe = StorePath::from("health-probe");
+    match tokio::time::timeout(limit.max(Duration::from_secs(1)), store.head(&probe)).await {
+        Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => true,
+        Ok(Err(_)) | Err(_) => false,
     }
 }
 

@@ -178,6 +178,10 @@ pub async fn run(
     let metrics_addr = metrics
         .local_addr()
         .map_err(|e| Error::Internal(format!("the metrics address: {e}")))?;
+    let mut store_check = health.spawn_store_check(
+        parts.media.object_store().clone(),
+        config.health_check_interval,
+    );
     let background: [JoinHandle<()>; 3] = [
         spawn_sweeper(parts.media.clone(), config.sweep_interval, stop.clone()),
         spawn_purger(parts.cache.clone(), config.sweep_interval, stop.clone()),
@@ -201,6 +205,10 @@ pub async fn run(
         result = &mut serving => flatten(result),
         () = shutdown => {
             tracing::info!(grace_secs = config.shutdown_grace.as_secs_f64(), "shutting down");
+            // Stopped (and waited for) first, so that it cannot turn readiness back to
+            // SERVING.
+            store_check.abort();
+            let _ = (&mut store_check).await;
             health.close().await;
             let _ = stop_tx.send(true);
             match tokio::time::timeout(config.shutdown_grace, &mut serving).await {
@@ -220,6 +228,7 @@ pub async fn run(
             }
         }
     };
+    store_check.abort();
     for task in background {
         task.abort();
     }

@@ -241,6 +241,9 @@ async fn connection_reset_mid_upload() {
         .expect("starts");
     let progress = watch_progress(transfer.progress());
     wait_progress(&progress, 4 * MIB as u64).await;
+    // The client counts bytes handed to HTTP/2, which may still sit in buffers: cut
+    // only once the server holds the upload (else nothing reached it to fail).
+    server.wait_in_flight(1).await;
     proxy.add_toxic("cut", "reset_peer", "upstream", json!({ "timeout": 0 }));
     let cut = Instant::now();
     let error = within("the upload's answer", Duration::from_secs(30), transfer)
@@ -635,4 +638,62 @@ async fn kill_mid_offline_cache_write_keeps_only_complete_messages() {
         delivered.len(),
         flew_in
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_store_and_liveness_does_not() {
+    let Some(toxiproxy) = Toxiproxy::from_env() else {
+        return;
+    };
+    let Some(backend) = Backend::s3() else {
+        return;
+    };
+    let endpoint = std::env::var("AWS_ENDPOINT").expect("AWS_ENDPOINT with the S3 backend");
+    let minio = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let proxy = toxiproxy.proxy("s3-health", minio);
+    let server = Server::start_env(
+        &backend,
+        &["--health-check-interval", "200ms"],
+        &[("AWS_ENDPOINT", &proxy.url())],
+    );
+    let health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
+    let status = |name: &'static str| {
+        let mut health = health.clone();
+        async move {
+            let request = tonic_health::pb::HealthCheckRequest {
+                service: name.into(),
+            };
+            health
+                .check(request)
+                .await
+                .expect("check")
+                .into_inner()
+                .status()
+        }
+    };
+    use tonic_health::pb::health_check_response::ServingStatus;
+    assert_eq!(status("").await, ServingStatus::Serving);
+
+    // The store goes away: readiness turns NOT_SERVING, liveness stays SERVING.
+    proxy.set_enabled(false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while status("").await != ServingStatus::NotServing {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness stayed SERVING"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status("courier.v1.Liveness").await, ServingStatus::Serving);
+
+    // It comes back: ready again.
+    proxy.set_enabled(true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while status("").await != ServingStatus::Serving {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness stayed NOT_SERVING"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
