@@ -14,17 +14,19 @@ TOXIPROXY_MODULE=github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-# go_tool NAME MODULE@VERSION: builds a Go tool into $GOBIN unless that version is
-# there already (a stamp file beside it records which module@version it was built from;
-# a binary from before stamps is taken as it is).
+# go_tool NAME MODULE@VERSION [DIR]: builds a Go tool into DIR ($GOBIN by default)
+# unless that version is there already (a stamp file beside it records which
+# module@version it was built from; a binary from before stamps is taken as it is).
 go_tool() {
-  local stamp="$GOBIN/.$1.module"
-  if [ -x "$GOBIN/$1" ] && [ ! -e "$stamp" ]; then
+  local dir="${3:-$GOBIN}"
+  local stamp="$dir/.$1.module"
+  if [ -x "$dir/$1" ] && [ ! -e "$stamp" ]; then
     echo "$2" >"$stamp"
   fi
-  if [ ! -x "$GOBIN/$1" ] || [ "$(cat "$stamp")" != "$2" ]; then
-    step "building $1 with go install $2 (once; cached in $GOBIN)"
-    go install "$2"
+  if [ ! -x "$dir/$1" ] || [ "$(cat "$stamp")" != "$2" ]; then
+    step "building $1 with go install $2 (once; cached in $dir)"
+    mkdir -p "$dir"
+    GOBIN="$dir" go install "$2"
     echo "$2" >"$stamp"
   fi
 }
@@ -95,14 +97,9 @@ start_minio() {
 # COURIER_TEST_TOXIPROXY for the fault drills (tests/drills.rs); their proxies listen
 # on 127.0.0.1 too.
 start_toxiproxy() {
-  local bin="$TOOLS_DIR/toxiproxy" stamp dir port
-  stamp="$bin/.server.module"
-  if [ ! -x "$bin/server" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$TOXIPROXY_MODULE" ]; then
-    step "building toxiproxy with go install $TOXIPROXY_MODULE (once; cached in $bin)"
-    mkdir -p "$bin"
-    GOBIN="$bin" go install "$TOXIPROXY_MODULE"
-    echo "$TOXIPROXY_MODULE" >"$stamp"
-  fi
+  local bin="$TOOLS_DIR/toxiproxy" dir port
+  # Its binary is named `server`: a folder of its own.
+  go_tool server "$TOXIPROXY_MODULE" "$bin"
   dir=$(mktemp -d)
   port=$(free_port)
   CLEANUP_DIRS+=("$dir")

@@ -3,6 +3,7 @@
 //! bytes that go with their last record, the previous store layout still served, and
 //! crashes at the worst moments of an upload leaving no orphan and no dangling record.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -18,29 +19,6 @@ use object_store::{ObjectStoreExt, PutPayload, path::Path};
 use tonic::{Code, Status};
 
 const MIB: usize = 1024 * 1024;
-
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        mod local {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Backend::Local).await
-                }
-            )*
-        }
-        mod s3 {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    if let Some(backend) = super::Backend::s3() {
-                        super::$case(backend).await
-                    }
-                }
-            )*
-        }
-    };
-}
 
 on_every_backend!(
     one_copy_for_many_uploads,

@@ -89,6 +89,18 @@ fn watch_progress(
 }
 
 /// A Rust client connected through `proxy`.
+/// A server on the S3 backend that reaches MinIO through a Toxiproxy proxy named
+/// `name`, with `flags`; `None` (the drill is skipped) without Toxiproxy or S3.
+fn s3_server_through_proxy(name: &str, flags: &[&str]) -> Option<(Server, Proxy)> {
+    let toxiproxy = Toxiproxy::from_env()?;
+    let backend = Backend::s3()?;
+    let endpoint = std::env::var("AWS_ENDPOINT").expect("AWS_ENDPOINT with the S3 backend");
+    let minio = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let proxy = toxiproxy.proxy(name, minio);
+    let server = Server::start_env(&backend, flags, &[("AWS_ENDPOINT", &proxy.url())]);
+    Some((server, proxy))
+}
+
 async fn client_through(proxy: &Proxy, user: &str) -> Client {
     Client::connect(&proxy.url(), &token(user))
         .await
@@ -101,21 +113,10 @@ async fn client_through(proxy: &Proxy, user: &str) -> Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_unreachable_mid_upload() {
-    let Some(toxiproxy) = Toxiproxy::from_env() else {
-        return;
-    };
-    let Some(backend) = Backend::s3() else {
-        return;
-    };
-    let endpoint = std::env::var("AWS_ENDPOINT").expect("AWS_ENDPOINT with the S3 backend");
-    let minio = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let proxy = toxiproxy.proxy("s3", minio);
     // The server reaches MinIO through the proxy; the test looks at MinIO directly.
-    let server = Server::start_env(
-        &backend,
-        &["--sweep-interval", "1s"],
-        &[("AWS_ENDPOINT", &proxy.url())],
-    );
+    let Some((server, proxy)) = s3_server_through_proxy("s3", &["--sweep-interval", "1s"]) else {
+        return;
+    };
     let (bucket, prefix) = server.s3_location().expect("an S3 server");
     let uploads_under = format!("{prefix}/");
     let alice = token("alice");
@@ -162,6 +163,8 @@ async fn s3_unreachable_mid_upload() {
         .expect_err("the upload cannot succeed without its store");
     let answered = cut.elapsed();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let endpoint = std::env::var("AWS_ENDPOINT").expect("AWS_ENDPOINT with the S3 backend");
+    let minio = endpoint.trim_start_matches("http://").trim_end_matches('/');
     for detail in ["127.0.0.1", "http", minio] {
         assert!(!status.message().contains(detail), "{status:?}");
     }
@@ -642,20 +645,11 @@ async fn kill_mid_offline_cache_write_keeps_only_complete_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_store_and_liveness_does_not() {
-    let Some(toxiproxy) = Toxiproxy::from_env() else {
+    let Some((server, proxy)) =
+        s3_server_through_proxy("s3-health", &["--health-check-interval", "200ms"])
+    else {
         return;
     };
-    let Some(backend) = Backend::s3() else {
-        return;
-    };
-    let endpoint = std::env::var("AWS_ENDPOINT").expect("AWS_ENDPOINT with the S3 backend");
-    let minio = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let proxy = toxiproxy.proxy("s3-health", minio);
-    let server = Server::start_env(
-        &backend,
-        &["--health-check-interval", "200ms"],
-        &[("AWS_ENDPOINT", &proxy.url())],
-    );
     let health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
     let status = |name: &'static str| {
         let mut health = health.clone();

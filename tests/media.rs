@@ -1,6 +1,7 @@
 //! MediaService, black-box: every rule of DESIGN.md's media section, over real gRPC to a
 //! real server process, once on a local folder and once on a real S3-compatible server.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -29,30 +30,6 @@ async fn upload_small(
     upload_bytes(client, token, head, data)
         .await
         .expect("upload")
-}
-
-/// Runs each case on the local backend and on S3.
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        mod local {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Backend::Local).await
-                }
-            )*
-        }
-        mod s3 {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    if let Some(backend) = super::Backend::s3() {
-                        super::$case(backend).await
-                    }
-                }
-            )*
-        }
-    };
 }
 
 on_every_backend!(
