@@ -1,6 +1,11 @@
 //! Messaging benchmark (run it with `./bench/messaging`), on one server over loopback:
 //! - peer send→receive latency (p50, p99) while alice sends to bob at 2,000 msg/s;
 //! - channel fan-out: deliveries per second from one sender to 1,000 subscribers.
+//!
+//! With `--bus` (`./bench/messaging --bus`) the same run also measures three replicas
+//! sharing a nats-server with JetStream (started by the benchmark, from the PATH):
+//! alice on replica 1 sending to bob on replica 2, and the fan-out with the
+//! subscribers spread over the three replicas, next to the one-server figures.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +14,7 @@ use courier_server::pb::{
     self, message::Body, messaging_service_client::MessagingServiceClient,
     subscribe_response::Event,
 };
-use courier_testkit::{Backend, Server, authed, token as mint};
+use courier_testkit::{Backend, Nats, Server, authed, token as mint};
 use tonic::transport::Channel;
 
 const RATE: u64 = 2_000;
@@ -26,8 +31,28 @@ async fn main() {
         );
         return;
     }
-    latency().await;
-    fanout().await;
+    let one = Server::start(&Backend::Local, &["--rate-limit", "100000000"]);
+    latency("one server", &one, &one).await;
+    if !std::env::args().any(|a| a == "--bus") {
+        fanout("one server", &[&one]).await;
+        return;
+    }
+    let nats = Nats::start().expect("a nats-server on the PATH (scripts/lib.sh builds one)");
+    let media = tempfile::tempdir().expect("shared media folder");
+    let backend = Backend::shared(media.path());
+    let url = nats.url();
+    let replicas: Vec<Server> = (0..3)
+        .map(|_| Server::start(&backend, &["--rate-limit", "100000000", "--bus", &url]))
+        .collect();
+    latency(
+        "replica 1 -> replica 2 through NATS",
+        &replicas[0],
+        &replicas[1],
+    )
+    .await;
+    fanout("one server", &[&one]).await;
+    let spread: Vec<&Server> = replicas.iter().collect();
+    fanout("3 replicas through NATS", &spread).await;
 }
 
 fn micros_now() -> u64 {
@@ -89,9 +114,8 @@ fn stamped() -> pb::Message {
     }
 }
 
-async fn latency() {
-    let server = Server::start(&Backend::Local, &["--rate-limit", "100000000"]);
-    let mut bob_client = connect(&server).await;
+async fn latency(label: &str, sender: &Server, receiver: &Server) {
+    let mut bob_client = connect(receiver).await;
     let mut bob = subscribe(&mut bob_client, "bob").await;
     let total = (RATE * LATENCY_SECS) as usize;
     let receiver = tokio::spawn(async move {
@@ -106,7 +130,7 @@ async fn latency() {
         }
         latencies
     });
-    let alice = connect(&server).await;
+    let alice = connect(sender).await;
     let token = mint("alice");
     let start = Instant::now();
     let mut ticks = tokio::time::interval(Duration::from_millis(1));
@@ -141,7 +165,8 @@ async fn latency() {
     let pct = |p: f64| {
         latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1000.0
     };
-    println!("## Peer send -> receive latency, alice -> bob, one server");
+    println!();
+    println!("## Peer send -> receive latency, alice -> bob, {label}");
     println!("| target rate | achieved rate | messages | p50 ms | p99 ms | max ms |");
     println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
     println!(
@@ -153,11 +178,10 @@ async fn latency() {
     );
 }
 
-async fn fanout() {
-    let server = Server::start(&Backend::Local, &["--rate-limit", "100000000"]);
+async fn fanout(label: &str, servers: &[&Server]) {
     let mut clients = Vec::new();
-    for _ in 0..CONNECTIONS {
-        clients.push(connect(&server).await);
+    for i in 0..CONNECTIONS {
+        clients.push(connect(servers[i % servers.len()]).await);
     }
     let mut receivers = Vec::new();
     for i in 0..SUBSCRIBERS {
@@ -182,7 +206,7 @@ async fn fanout() {
             (received, Instant::now())
         }));
     }
-    let mut sender = connect(&server).await;
+    let mut sender = connect(servers[0]).await;
     let token = mint("sender");
     let join = pb::JoinChannelRequest {
         channel_id: "fanout".into(),
@@ -213,7 +237,7 @@ async fn fanout() {
     let secs = (last - start).as_secs_f64();
     println!();
     println!(
-        "## Channel fan-out, one sender, {SUBSCRIBERS} subscribers on {CONNECTIONS} connections"
+        "## Channel fan-out, one sender, {SUBSCRIBERS} subscribers on {CONNECTIONS} connections, {label}"
     );
     println!("| messages sent | deliveries | send time s | all received s | deliveries/s |");
     println!("| ---: | ---: | ---: | ---: | ---: |");

@@ -2,22 +2,30 @@
 
 Renders every overlay and k8s/monitoring with kustomize, validates them with
 kubernetes-validate --strict, checks the ServiceMonitor, checks the manifests (and the
-Dockerfile) against the server's flags, then starts the server with an overlay's
-ConfigMap and probes it as the kubelet would. Exits non-zero with every problem found.
+Dockerfile) against the server's flags, checks what replicated overlays need (a bus, S3,
+no ReadWriteOnce claim, egress to both) and the in-cluster NATS, then starts the server
+with each overlay's ConfigMap (beside a local nats-server with the overlay's nats.conf
+when it has a bus) and probes it as the kubelet would. Exits non-zero with every
+problem found.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -26,12 +34,20 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
 SERVER = os.environ["COURIER_SERVER_BIN"]
+# Built by k8s/check (scripts/lib.sh go_tool, pinned there as NATS_MODULE).
+NATS_SERVER = shutil.which("nats-server") or "nats-server"
 # The oldest Kubernetes the manifests use features of (preStop `sleep`, beta and on by
 # default from 1.30) and the newest kubernetes-validate knows.
 VERSIONS = ["1.30.0", "1.37.0"]
 # What the server takes, after --shutdown-grace, to clean up aborted uploads
 # (service/server.rs, ABORT_WAIT).
 ABORT_WAIT_SECONDS = 5
+# Secrets the operator creates (README, "Deploying on Kubernetes"); any other Secret a
+# pod reads must be in the overlay.
+OPERATOR_SECRETS = {"courier-jwt"}
+# The nats-server configuration an overlay with a bus but no NATS of its own (aws: the
+# operator runs NATS) is started with here: the recommended one, of overlays/local.
+RECOMMENDED_NATS_CONF = K8S / "overlays" / "local" / "nats.conf"
 
 problems: list[str] = []
 
@@ -42,7 +58,7 @@ def problem(where: str, text: str) -> None:
 
 
 def render(path: Path) -> list[dict]:
-    out = subprocess.run(["kustomize", "build", str(path)], check=True, capture_output=True, text=True)
+    out = subprocess.run(["kustomize", "build", str(path)], check=True, capture_output=True, text=True, timeout=120)
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
@@ -56,6 +72,7 @@ def validate(name: str, docs: list[dict], workdir: Path) -> None:
             ["kubernetes-validate", "--strict", "--quiet", "-k", version, str(file)],
             capture_output=True,
             text=True,
+            timeout=300,
         )
         if run.returncode != 0:
             problem(name, f"kubernetes-validate {version}:\n{run.stdout}{run.stderr}")
@@ -63,7 +80,7 @@ def validate(name: str, docs: list[dict], workdir: Path) -> None:
 
 
 def server_env_vars() -> set[str]:
-    help_text = subprocess.run([SERVER, "serve", "--help"], check=True, capture_output=True, text=True).stdout
+    help_text = subprocess.run([SERVER, "serve", "--help"], check=True, capture_output=True, text=True, timeout=30).stdout
     names = set(re.findall(r"\[env: (COURIER_[A-Z0-9_]+)", help_text))
     if len(names) < 10:
         problem("courier-server serve --help", f"found only {sorted(names)}")
@@ -138,25 +155,49 @@ def check_overlay(name: str, docs: list[dict], known_vars: set[str], monitor: di
     mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
     if not any(env["COURIER_DATA_DIR"] == m or env["COURIER_DATA_DIR"].startswith(m + "/") for m in mounts):
         problem(name, f"COURIER_DATA_DIR {env['COURIER_DATA_DIR']} is on the read-only root, not a volume")
-    check_selectors(name, docs, pod["metadata"]["labels"], ports, monitor)
+    check_selectors(name, docs, pod["metadata"]["labels"], monitor)
     return env
 
 
-def check_selectors(name: str, docs: list[dict], pod_labels: dict, ports: dict, monitor: dict) -> None:
+def workloads(docs: list[dict]) -> list[tuple[dict, dict]]:
+    """(resource, pod template) of every Deployment, StatefulSet and Job."""
+    return [(d, d["spec"]["template"]) for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")]
+
+
+def container_ports(template: dict) -> dict:
+    """Port name -> number of a pod template's containers."""
+    return {p["name"]: p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", []) if "name" in p}
+
+
+def check_selectors(name: str, docs: list[dict], pod_labels: dict, monitor: dict) -> None:
+    """courier's own resources select courier's pods and nothing else; the others (NATS,
+    MinIO) select the pods of exactly one workload that is not courier."""
+    pods = [(w["metadata"]["name"], t["metadata"]["labels"], container_ports(t)) for w, t in workloads(docs)]
     for doc in docs:
-        kind = doc["kind"]
+        kind, resource = doc["kind"], doc["metadata"]["name"]
         selector = None
         if kind == "Service":
             selector = doc["spec"]["selector"]
-            for port in doc["spec"]["ports"]:
-                if port["targetPort"] not in ports:
-                    problem(name, f"Service {doc['metadata']['name']} targets port {port['targetPort']}, not a container port")
-        elif kind in ("PodDisruptionBudget", "Deployment"):
+        elif kind in ("PodDisruptionBudget", "Deployment", "StatefulSet"):
             selector = doc["spec"]["selector"]["matchLabels"]
         elif kind == "NetworkPolicy":
             selector = doc["spec"]["podSelector"]["matchLabels"]
-        if selector is not None and not selects(selector, pod_labels):
-            problem(name, f"{kind} {doc['metadata']['name']} does not select the courier pods")
+        if selector is None:
+            continue
+        selected = [(w, p) for w, labels, p in pods if selects(selector, labels)]
+        ours = resource == "courier" or resource.startswith("courier-")
+        if ours and (not selects(selector, pod_labels) or len(selected) != 1):
+            problem(name, f"{kind} {resource} does not select the courier pods alone")
+        elif not ours and (len(selected) != 1 or selects(selector, pod_labels)):
+            problem(name, f"{kind} {resource} selects {[w for w, _ in selected]}, not one workload other than courier")
+        if kind == "Service" and len(selected) == 1:
+            for port in doc["spec"]["ports"]:
+                target = port["targetPort"]
+                if target not in selected[0][1] and target not in selected[0][1].values():
+                    problem(name, f"Service {resource} targets port {target}, not a port of {selected[0][0]}")
+    for hpa in (d for d in docs if d["kind"] == "HorizontalPodAutoscaler"):
+        if hpa["spec"]["scaleTargetRef"] != {"apiVersion": "apps/v1", "kind": "Deployment", "name": "courier"}:
+            problem(name, f"HorizontalPodAutoscaler {hpa['metadata']['name']} does not scale the courier Deployment")
     # The ServiceMonitor finds exactly one Service, which has the port it scrapes.
     wanted = monitor["spec"]["selector"]["matchLabels"]
     services = [d for d in docs if d["kind"] == "Service" and selects(wanted, d["metadata"].get("labels", {}))]
@@ -168,6 +209,146 @@ def check_selectors(name: str, docs: list[dict], pod_labels: dict, ports: dict, 
         if endpoint["port"] not in names:
             problem(name, f"the ServiceMonitor scrapes port {endpoint['port']}, which Service {services[0]['metadata']['name']} lacks")
     print(f"{name}: ports, probes, flags, termination, selectors and the ServiceMonitor agree")
+
+
+def check_secrets(name: str, docs: list[dict]) -> None:
+    """Every Secret key a pod reads exists in the overlay's Secret (or the Secret is one
+    the operator creates)."""
+    rendered = {d["metadata"]["name"]: {**d.get("data", {}), **d.get("stringData", {})} for d in docs if d["kind"] == "Secret"}
+    for workload, template in workloads(docs):
+        for container in template["spec"]["containers"]:
+            for var in container.get("env", []):
+                ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if not ref:
+                    continue
+                if ref["name"] in rendered:
+                    if ref["key"] not in rendered[ref["name"]]:
+                        problem(name, f"{workload['metadata']['name']} reads key {ref['key']} that Secret {ref['name']} lacks")
+                elif ref["name"] not in OPERATOR_SECRETS:
+                    problem(name, f"{workload['metadata']['name']} reads Secret {ref['name']}, neither in the overlay nor one the README has you create")
+
+
+def url_host_port(url: str, default_port: int) -> tuple[str, int]:
+    parsed = urllib.parse.urlsplit(url)
+    return parsed.hostname or "", parsed.port or default_port
+
+
+def egress_allows(name: str, docs: list[dict], policy: dict, what: str, host: str, port: int) -> None:
+    """The courier NetworkPolicy lets courier reach HOST:PORT: a rule with that port
+    whose peers are the pods behind Service HOST when it is in the overlay, or HOST's
+    namespace (SERVICE.NAMESPACE.svc) when it is not."""
+    service = next((d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == host), None)
+    if "." not in host and service is None:
+        problem(name, f"{what} is {host}:{port}, but the overlay has no Service {host}")
+        return
+    if service is not None and port not in {p["port"] for p in service["spec"]["ports"]}:
+        problem(name, f"{what} is {host}:{port}, but Service {host} has no port {port}")
+        return
+    behind = []
+    if service is not None:
+        behind = [(t["metadata"]["labels"], container_ports(t)) for _, t in workloads(docs) if selects(service["spec"]["selector"], t["metadata"]["labels"])]
+        target = next(p["targetPort"] for p in service["spec"]["ports"] if p["port"] == port)
+        target_port = behind[0][1].get(target, target) if behind else target
+    else:
+        target_port = port
+    parts = host.split(".")
+    namespace = parts[1] if len(parts) >= 3 and parts[2] == "svc" else None
+    for rule in policy["spec"].get("egress", []):
+        # A named port is the destination pod's port of that name.
+        rule_ports = [next((ports[p["port"]] for _, ports in behind if p.get("port") in ports), p.get("port")) for p in rule.get("ports", [])]
+        if rule_ports and target_port not in rule_ports:
+            continue
+        peers = rule.get("to")
+        if not peers:
+            return  # any destination on that port
+        for peer in peers:
+            if service is not None and "podSelector" in peer and "namespaceSelector" not in peer:
+                if any(selects(peer["podSelector"].get("matchLabels", {}), labels) for labels, _ in behind):
+                    return
+            if namespace and peer.get("namespaceSelector", {}).get("matchLabels") == {"kubernetes.io/metadata.name": namespace}:
+                return
+    problem(name, f"the courier NetworkPolicy does not let courier reach {what} at {host}:{port}")
+
+
+def check_replicated(name: str, docs: list[dict], env: dict[str, str]) -> bool:
+    """What several replicas need; returns whether the overlay runs several."""
+    deployment = one(docs, "Deployment", "courier")
+    hpas = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+    replicas = deployment["spec"].get("replicas", 1)
+    if replicas <= 1 and not hpas:
+        if env.get("COURIER_BUS"):
+            problem(name, "COURIER_BUS is set but the overlay runs one replica")
+        return False
+    for hpa in hpas:
+        if hpa["spec"].get("minReplicas", 1) < 2 or hpa["spec"]["minReplicas"] > replicas:
+            problem(name, f"the autoscaler's minimum {hpa['spec'].get('minReplicas', 1)} is not between 2 and the Deployment's {replicas} replicas")
+    bus = env.get("COURIER_BUS", "")
+    if not bus.startswith("nats://"):
+        problem(name, f"{replicas} replicas but COURIER_BUS is {bus or 'unset'}: they would not see each other's users")
+    storage = env.get("COURIER_STORAGE", "")
+    if not storage.startswith("s3://"):
+        problem(name, f"{replicas} replicas but COURIER_STORAGE is {storage or 'the data folder'}: each would keep its own media")
+    spec = deployment["spec"]
+    if spec.get("strategy", {}).get("type") == "Recreate":
+        problem(name, "a replicated Deployment should roll, not Recreate")
+    claims = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    for volume in spec["template"]["spec"].get("volumes", []):
+        claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+        if claim is None:
+            continue
+        modes = claims.get(claim, {}).get("spec", {}).get("accessModes", ["<not in the overlay>"])
+        if not set(modes) <= {"ReadWriteMany", "ReadOnlyMany"}:
+            problem(name, f"the courier pods share claim {claim} ({', '.join(modes)}): one node, or one pod, at a time")
+    policy = one(docs, "NetworkPolicy", "courier")
+    if bus.startswith("nats://"):
+        egress_allows(name, docs, policy, "COURIER_BUS", *url_host_port(bus, 4222))
+    if storage.startswith("s3://"):
+        endpoint = env.get("AWS_ENDPOINT") or f"https://s3.{env.get('AWS_REGION', 'us-east-1')}.amazonaws.com"
+        egress_allows(name, docs, policy, "the S3 endpoint", *url_host_port(endpoint, 443))
+    print(f"{name}: {replicas} replicas with a bus ({bus}), shared media ({storage}), no shared claim, egress to both")
+    return True
+
+
+def nats_config(name: str, docs: list[dict]) -> str | None:
+    """The nats.conf of the overlay's NATS StatefulSet, after checking the StatefulSet
+    against it; None when the overlay runs no NATS."""
+    found = [d for d in docs if d["kind"] == "StatefulSet" and any("nats-server" in " ".join(c.get("command", []) + c.get("args", [])) for c in d["spec"]["template"]["spec"]["containers"])]
+    if not found:
+        return None
+    (nats,) = found
+    where = f"StatefulSet {nats['metadata']['name']}"
+    (container,) = nats["spec"]["template"]["spec"]["containers"]
+    args = container.get("command", []) + container.get("args", [])
+    config_path = args[args.index("--config") + 1]
+    mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in nats["spec"]["template"]["spec"].get("volumes", [])}
+    config_volume = volumes[mounts[str(Path(config_path).parent)]]
+    config_map = one(docs, "ConfigMap", config_volume["configMap"]["name"])
+    text = config_map["data"][Path(config_path).name]
+    settings = dict(re.findall(r"^\s*([a-z_]+):\s*\"?([^\"\s]+)\"?\s*$", text, re.M))
+    expected = {"sync_interval": "always", "ping_interval": "2s", "ping_max": "2"}
+    for key, value in expected.items():
+        if settings.get(key) != value:
+            problem(where, f"nats.conf has {key}: {settings.get(key)}, not {value} (README, Durability)")
+    ports = container_ports(nats["spec"]["template"])
+    if port_of(settings.get("listen", ":0")) != ports.get("client") or port_of(settings.get("http", ":0")) != ports.get("monitor"):
+        problem(where, f"nats.conf listens on {settings.get('listen')} and {settings.get('http')}, not the client and monitor ports {ports}")
+    store = settings.get("store_dir", "")
+    claims = {t["metadata"]["name"] for t in nats["spec"].get("volumeClaimTemplates", [])}
+    if not any((store == m or store.startswith(m + "/")) and v in claims for m, v in mounts.items()):
+        problem(where, f"JetStream's store_dir {store} is not on a volume claim")
+    probe = container.get("readinessProbe", {}).get("httpGet", {})
+    if probe.get("path") != "/healthz?js-enabled-only=true" or probe.get("port") not in ("monitor", ports.get("monitor")):
+        problem(where, f"readiness probe {probe}, not /healthz?js-enabled-only=true on the monitor port")
+    governing = one(docs, "Service", nats["spec"]["serviceName"])
+    if governing["spec"].get("clusterIP") != "None":
+        problem(where, f"its Service {governing['metadata']['name']} is not headless")
+    print(f"{name}: {name_of(nats)}: nats.conf fsyncs every write, pings every 2 s, stores JetStream on a claim; probes on /healthz")
+    return text
+
+
+def name_of(doc: dict) -> str:
+    return f"{doc['kind']}/{doc['metadata']['name']}"
 
 
 def check_monitor(docs: list[dict]) -> dict:
@@ -203,64 +384,184 @@ def parse_seconds(text: str) -> int:
     return int(match[1]) * (60 if match[2] == "m" else 1)
 
 
-def probe_server(name: str, env: dict[str, str], container: dict, dashboard: str) -> None:
-    """Starts the server with the overlay's environment and probes it like the kubelet."""
-    data = Path(tempfile.mkdtemp(prefix="courier-k8s-check-"))
-    run_env = {k: v for k, v in os.environ.items() if not k.startswith("COURIER_")}
-    run_env.update({k: v for k, v in env.items() if v != "<from a Secret>"})
-    run_env.update(
-        COURIER_LISTEN="127.0.0.1:0",
-        COURIER_METRICS_LISTEN="127.0.0.1:0",
-        COURIER_DATA_DIR=str(data),
-        COURIER_JWT_SECRET=secrets.token_hex(32),
-    )
-    args = [SERVER, *container.get("args", [])]
-    server = subprocess.Popen(args, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def lines_of(process: subprocess.Popen) -> queue.Queue:
+    """The process's output lines, read on a thread so that every wait is bounded."""
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def stop(process: subprocess.Popen, timeout: float) -> int | None:
+    """SIGTERM, then SIGKILL after TIMEOUT; the exit code of the SIGTERM, or None."""
+    if process.poll() is not None:
+        return process.returncode
+    process.send_signal(signal.SIGTERM)
     try:
-        addr = metrics = None
-        deadline = time.monotonic() + 30
-        assert server.stdout is not None
-        for line in server.stdout:
-            fields = json.loads(line) if line.startswith("{") else {}
-            if fields.get("message") == "courier-server listening":
-                addr, metrics = fields["addr"], fields["metrics_addr"]
-                break
-            if time.monotonic() > deadline:
-                break
-        if not addr:
-            problem(name, "the server did not start with the ConfigMap's environment")
-            return
-        for kind in ("startup", "liveness", "readiness"):
-            service = container[f"{kind}Probe"]["grpc"].get("service", "")
-            answer = subprocess.run(
-                ["grpcurl", "-plaintext", "-d", json.dumps({"service": service}), addr, "grpc.health.v1.Health/Check"],
-                capture_output=True,
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
+
+
+def start_nats(name: str, config: str, work: Path) -> tuple[subprocess.Popen, str, str] | None:
+    """A nats-server with an overlay's configuration, its addresses moved to 127.0.0.1
+    and its store to WORK; returns it, its client URL and its monitoring URL once
+    JetStream is up."""
+    client, monitor = free_port(), free_port()
+    for key, value in (("listen", f"127.0.0.1:{client}"), ("http", f"127.0.0.1:{monitor}"), ("store_dir", f'"{work / "jetstream"}"')):
+        config, count = re.subn(rf"^(\s*){key}:.*$", rf"\g<1>{key}: {value}", config, flags=re.M)
+        if count != 1:
+            problem(name, f"nats.conf sets {key} {count} times, not once")
+            return None
+    (work / "nats.conf").write_text(config)
+    log = open(work / "nats.log", "w")
+    nats = subprocess.Popen([NATS_SERVER, "--config", str(work / "nats.conf")], stdout=log, stderr=subprocess.STDOUT)
+    # The readiness probe of overlays/local: up, with JetStream enabled.
+    health = f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and nats.poll() is None:
+        try:
+            with urllib.request.urlopen(health, timeout=2) as response:
+                if response.status == 200:
+                    print(f"{name}: nats-server with the overlay's nats.conf is ready ({health.split('/', 3)[3]})")
+                    return nats, f"nats://127.0.0.1:{client}", f"http://127.0.0.1:{monitor}"
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.2)
+    problem(name, f"nats-server did not turn ready within 20 s:\n{(work / 'nats.log').read_text()[-2000:]}")
+    stop(nats, 5)
+    return None
+
+
+def check_bus_in_use(name: str, monitor: str, replicas: int) -> None:
+    """The servers took COURIER_BUS from the ConfigMap: each holds a connection to the
+    nats-server, and they made courier's JetStream streams there."""
+    with urllib.request.urlopen(f"{monitor}/connz", timeout=5) as response:
+        connections = json.load(response).get("num_connections", 0)
+    with urllib.request.urlopen(f"{monitor}/jsz?streams=true", timeout=5) as response:
+        jsz = json.load(response)
+    streams = sorted(s["name"] for a in jsz.get("account_details", []) for s in a.get("stream_detail", []))
+    if connections < replicas or not any(s.startswith("COURIER_") for s in streams):
+        problem(name, f"the servers do not use the nats-server: {connections} connection(s), streams {streams}")
+    else:
+        print(f"{name}: the {replicas} servers are connected to nats-server ({connections} connections), streams {', '.join(streams)}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def health(addr: str, service: str) -> str:
+    answer = subprocess.run(
+        ["grpcurl", "-plaintext", "-max-time", "5", "-d", json.dumps({"service": service}), addr, "grpc.health.v1.Health/Check"],
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
+    if answer.returncode != 0:
+        return answer.stderr.strip() or f"grpcurl exited {answer.returncode}"
+    return json.loads(answer.stdout or "{}").get("status", "no status")
+
+
+def probe_server(name: str, env: dict[str, str], container: dict, dashboard: str, nats_conf: str | None) -> None:
+    """Starts the server with the overlay's environment and probes it like the kubelet.
+    With COURIER_BUS, first a nats-server with the overlay's nats.conf (or the
+    recommended one) on 127.0.0.1, and two replicas on it; media on S3 move to a temp
+    folder (the bucket is checked statically)."""
+    work = Path(tempfile.mkdtemp(prefix="courier-k8s-check-"))
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith(("COURIER_", "AWS_"))}
+    run_env.update({k: v for k, v in env.items() if v != "<from a Secret>" and not k.startswith("AWS_")})
+    run_env.update(COURIER_LISTEN="127.0.0.1:0", COURIER_METRICS_LISTEN="127.0.0.1:0", COURIER_JWT_SECRET=secrets.token_hex(32))
+    if env.get("COURIER_STORAGE", "").startswith("s3://"):
+        run_env["COURIER_STORAGE"] = str(work / "media")
+        print(f"{name}: media on {env['COURIER_STORAGE']} moved to a temp folder here (the bucket is checked statically)")
+    nats, nats_monitor = None, ""
+    servers: list[subprocess.Popen] = []
+    try:
+        replicas = 1
+        if env.get("COURIER_BUS"):
+            started = start_nats(name, nats_conf or RECOMMENDED_NATS_CONF.read_text(), work)
+            if started is None:
+                return
+            nats, run_env["COURIER_BUS"], nats_monitor = started
+            replicas = 2
+        addrs = []
+        for replica in range(replicas):
+            data = work / f"data{replica}"
+            data.mkdir()
+            server = subprocess.Popen(
+                [SERVER, *container.get("args", [])],
+                env={**run_env, "COURIER_DATA_DIR": str(data)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 text=True,
             )
-            status = json.loads(answer.stdout or "{}").get("status") if answer.returncode == 0 else None
-            if status != "SERVING":
-                problem(name, f"{kind} probe (service {service!r}) got {status or answer.stderr.strip()}")
+            servers.append(server)
+            lines, deadline, addr, output = lines_of(server), time.monotonic() + 30, None, []
+            while addr is None and time.monotonic() < deadline:
+                try:
+                    line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if line is None:
+                    break
+                output.append(line)
+                fields = json.loads(line) if line.startswith("{") else {}
+                if fields.get("message") == "courier-server listening":
+                    addr = (fields["addr"], fields["metrics_addr"])
+            if addr is None:
+                problem(name, "the server did not start with the ConfigMap's environment:\n" + "".join(output[-20:]))
+                return
+            addrs.append(addr)
+        for replica, (addr, metrics) in enumerate(addrs):
+            who = f"{name} (replica {replica + 1} of {replicas})" if replicas > 1 else name
+            for kind in ("startup", "liveness", "readiness"):
+                service = container[f"{kind}Probe"]["grpc"].get("service", "")
+                # Readiness follows the media store and the bus, checked every
+                # --health-check-interval: give it a few seconds to turn SERVING.
+                deadline, status = time.monotonic() + 15, ""
+                while time.monotonic() < deadline:
+                    status = health(addr, service)
+                    if status == "SERVING":
+                        break
+                    time.sleep(0.5)
+                if status != "SERVING":
+                    problem(who, f"{kind} probe (service {service!r}) got {status}")
+                else:
+                    print(f"{who}: {kind} probe, health service {service!r}: SERVING")
+            with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as response:
+                scraped = response.read().decode()
+            series = {line.split("{")[0].split(" ")[0] for line in scraped.splitlines() if line.startswith("courier_")}
+            missing = sorted(set(re.findall(r"\b(courier_[a-z_]+)", dashboard)) - series)
+            for metric in missing:
+                problem(who, f"the dashboard reads {metric}, which /metrics does not serve")
+            if not missing:
+                print(f"{who}: every series the dashboard reads is served")
+        if nats is not None:
+            check_bus_in_use(name, nats_monitor, replicas)
+        grace = parse_seconds(env["COURIER_SHUTDOWN_GRACE"]) + ABORT_WAIT_SECONDS
+        for server in servers:
+            code = stop(server, grace)
+            if code != 0:
+                problem(name, f"the server exited with {code} on SIGTERM")
             else:
-                print(f"{name}: {kind} probe, health service {service!r}: SERVING")
-        with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as response:
-            scraped = response.read().decode()
-        series = {line.split("{")[0].split(" ")[0] for line in scraped.splitlines() if line.startswith("courier_")}
-        missing = sorted(set(re.findall(r"\b(courier_[a-z_]+)", dashboard)) - series)
-        for metric in missing:
-            problem(name, f"the dashboard reads {metric}, which /metrics does not serve")
-        if not missing:
-            print(f"{name}: every series the dashboard reads is served")
-        server.send_signal(signal.SIGTERM)
-        code = server.wait(timeout=parse_seconds(env["COURIER_SHUTDOWN_GRACE"]) + ABORT_WAIT_SECONDS)
-        if code != 0:
-            problem(name, f"the server exited with {code} on SIGTERM")
-        else:
-            print(f"{name}: SIGTERM stops the server cleanly")
+                print(f"{name}: SIGTERM stops the server cleanly")
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-        shutil.rmtree(data, ignore_errors=True)
+        for server in servers:
+            stop(server, 5)
+        if nats is not None and stop(nats, 10) != 0:
+            problem(name, "nats-server did not stop cleanly on SIGTERM")
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> int:
@@ -272,22 +573,25 @@ def main() -> int:
         monitoring = render(K8S / "monitoring")
         validate("monitoring", monitoring, workdir)
         monitor = check_monitor(monitoring)
-        envs = {}
+        overlays = {}
         for overlay in sorted((K8S / "overlays").iterdir()):
             docs = render(overlay)
             name = f"overlays/{overlay.name}"
-            print(f"{name}: " + ", ".join(f"{d['kind']}/{d['metadata']['name']}" for d in docs))
+            print(f"{name}: " + ", ".join(name_of(d) for d in docs))
             validate(overlay.name, docs, workdir)
-            envs[name] = (check_overlay(name, docs, known_vars, monitor), docs)
-    env, docs = envs["overlays/single"]
-    check_dockerfile(known_vars, env)
-    # The overlays on a local store start here; one on S3 needs its bucket.
-    for name, (env, docs) in envs.items():
-        if env.get("COURIER_STORAGE", "").startswith("s3://"):
-            print(f"{name}: media on {env['COURIER_STORAGE']}: not started here (checked statically)")
-            continue
+            env = check_overlay(name, docs, known_vars, monitor)
+            check_secrets(name, docs)
+            replicated = check_replicated(name, docs, env)
+            overlays[name] = (env, docs, nats_config(name, docs), replicated)
+    for wanted in ("overlays/single", "overlays/local", "overlays/aws"):
+        if wanted not in overlays:
+            problem(wanted, "missing")
+    if not any(replicated for *_, replicated in overlays.values()):
+        problem("k8s/overlays", "no replicated overlay")
+    check_dockerfile(known_vars, overlays["overlays/single"][0])
+    for name, (env, docs, nats_conf, _) in overlays.items():
         container = one(docs, "Deployment", "courier")["spec"]["template"]["spec"]["containers"][0]
-        probe_server(name, env, container, dashboard)
+        probe_server(name, env, container, dashboard, nats_conf)
     if problems:
         print(f"\nk8s/check: {len(problems)} problem(s)", file=sys.stderr)
         return 1

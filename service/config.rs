@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Print a token for a user, signed with the server's secret.
     Token(TokenArgs),
 }
@@ -124,6 +124,23 @@ pub struct ServeConfig {
     /// status is NOT_SERVING while it does not).
     #[arg(long, env = "COURIER_HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = positive_duration)]
     pub health_check_interval: Duration,
+
+    /// Run as one of several replicas sharing NATS JetStream at this URL (for example
+    /// `nats://nats:4222`): messages, presence, channel membership, the offline cache
+    /// and the per-user limits are then shared. Default: everything in this process.
+    #[arg(long, env = "COURIER_BUS")]
+    pub bus: Option<String>,
+
+    /// With --bus: how many NATS servers keep a copy of each of courier's streams
+    /// (1 for a single NATS server; 3 on a three-node JetStream cluster survives the
+    /// loss of one node).
+    #[arg(long, env = "COURIER_BUS_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub bus_replicas: u8,
+
+    /// With --bus: how long a replica's hold on a transfer or stream slot outlives
+    /// the replica (it is renewed every third of this while the replica runs).
+    #[arg(long, env = "COURIER_BUS_LEASE_TTL", default_value = "15s", value_parser = positive_duration)]
+    pub bus_lease_ttl: Duration,
 
     /// How long a shutdown waits for calls in flight before the process exits.
     #[arg(long, env = "COURIER_SHUTDOWN_GRACE", default_value = "25s", value_parser = positive_duration)]

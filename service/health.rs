@@ -23,7 +23,7 @@ use tonic_health::{
 use crate::pb::{
     media_service_server::MediaServiceServer, messaging_service_server::MessagingServiceServer,
 };
-use crate::{media::MediaServer, messaging::MessagingServer};
+use crate::{bus::Bus, media::MediaServer, messaging::MessagingServer};
 
 /// The health name of liveness: SERVING from start to exit, depending on nothing but
 /// the process (not the store, not the bus, not shutdown). Kubernetes' liveness probe
@@ -63,13 +63,16 @@ impl Health {
         )
     }
 
-    /// Readiness follows the media store: every `interval` a HEAD of a key that need
-    /// not exist tells whether the store answers; the overall status `""` turns
-    /// NOT_SERVING while it does not (a refused connection, a timeout) and SERVING again
-    /// once it does. Liveness is not touched. Abort the task before [`Health::close`].
+    /// Readiness follows the media store and the bus: every `interval` a HEAD of a key
+    /// that need not exist tells whether the store answers, and the NATS connection's
+    /// state whether the bus is there; the overall status `""` turns NOT_SERVING while
+    /// either is missing (a refused connection, a timeout) and SERVING again once both
+    /// are back. Liveness is not touched: a NATS blip must not restart every replica.
+    /// Abort the task before [`Health::close`].
     pub fn spawn_store_check(
         &self,
         store: Arc<dyn ObjectStore>,
+        bus: Option<Bus>,
         interval: Duration,
     ) -> JoinHandle<()> {
         let reporter = self.reporter.clone();
@@ -77,18 +80,19 @@ impl Health {
             let mut ready = true;
             loop {
                 tokio::time::sleep(interval).await;
-                let reachable = store_answers(store.as_ref(), interval).await;
+                let reachable = store_answers(store.as_ref(), interval).await
+                    && bus.as_ref().is_none_or(Bus::connected);
                 if reachable == ready {
                     continue;
                 }
                 ready = reachable;
                 if ready {
-                    tracing::info!("the media store answers again; ready");
+                    tracing::info!("the media store and the bus answer again; ready");
                     reporter
                         .set_service_status("", ServingStatus::Serving)
                         .await;
                 } else {
-                    tracing::warn!("the media store does not answer; not ready");
+                    tracing::warn!("the media store or the bus does not answer; not ready");
                     reporter
                         .set_service_status("", ServingStatus::NotServing)
                         .await;

@@ -10,6 +10,7 @@
 //! - [`auth`]: HS256 JWT bearer tokens, the secret, and the interceptor.
 //! - [`media`]: MediaService — uploads, downloads, records, slots, expiry.
 //! - [`messaging`]: MessagingService (peer and channel messages, presence).
+//! - [`bus`]: NATS JetStream for several replicas: streams, cluster-wide limits.
 //! - [`storage`]: opens the object store (a local folder or S3).
 //! - [`ids`]: media IDs and user/channel IDs, generated and validated.
 //! - [`metrics`]: Prometheus metrics (the `metrics` facade), their HTTP endpoint, and
@@ -19,6 +20,7 @@
 //! - [`pb`]: code generated from `proto/`, with the [`codec`] that decodes requests.
 
 pub mod auth;
+pub mod bus;
 pub mod codec;
 pub mod config;
 pub mod error;

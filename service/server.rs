@@ -13,13 +13,18 @@ use tonic::{
 
 use crate::{
     auth::{self, Authenticator},
+    bus::{
+        Bus, BusSettings,
+        limits::{BusRate, Leases},
+    },
     codec::TRANSPORT_MESSAGE_LIMIT,
     config::ServeConfig,
     error::Error,
     health::Health,
     media::{MediaLimits, MediaServer, MediaStore, TransferSlots, spawn_sweeper},
     messaging::{
-        CacheLimits, HubLimits, LocalHub, MessagingServer, OfflineCache, RateLimiter, spawn_purger,
+        BusRouter, CacheLimits, HubLimits, LocalHub, MessagingServer, OfflineCache, RateLimit,
+        RateLimiter, Router as MessageRouter, spawn_purger,
     },
     metrics::{self, GrpcMetricsLayer},
     pb::{
@@ -55,10 +60,12 @@ struct Parts {
     media: MediaStore,
     /// Per-user transfer slots.
     slots: TransferSlots,
-    /// Offline messages on disk.
-    cache: OfflineCache,
+    /// Offline messages on disk (one server; with a bus they are in JetStream).
+    cache: Option<OfflineCache>,
     /// Every upload and download task.
     transfers: TaskTracker,
+    /// NATS, with several replicas.
+    bus: Option<Bus>,
 }
 
 /// The signals of a shutdown.
@@ -70,8 +77,9 @@ struct Signals {
 }
 
 impl Parts {
-    /// Reads the secret and opens the media store and the offline cache.
-    fn open(config: &ServeConfig) -> Result<Self, Error> {
+    /// Reads the secret, opens the media store and the offline cache, and connects to
+    /// the bus if there is one.
+    async fn open(config: &ServeConfig) -> Result<Self, Error> {
         let secret = auth::resolve_secret(config.jwt_secret.as_deref(), &config.data_dir)
             .map_err(|e| Error::Internal(format!("reading or creating the JWT secret: {e}")))?;
         let location = Location::parse(config.storage.as_deref(), &config.data_dir)?;
@@ -85,20 +93,36 @@ impl Parts {
             grace: config.content_grace,
         };
         let cache_path = config.data_dir.join("offline.redb");
+        let bus = match &config.bus {
+            Some(url) => {
+                let bus = Bus::connect(url, bus_settings(config)).await?;
+                tracing::info!(%url, "connected to the bus: running as one of several replicas");
+                Some(bus)
+            }
+            None => None,
+        };
+        let mut slots = TransferSlots::new(config.max_transfers_per_user);
+        if let Some(bus) = &bus {
+            slots = slots.cluster_wide(Leases::new(bus.clone()));
+        }
         Ok(Self {
             authenticator: Authenticator::new(&secret),
             media: MediaStore::new(store, limits),
-            slots: TransferSlots::new(config.max_transfers_per_user),
-            cache: OfflineCache::open(
-                &cache_path,
-                CacheLimits {
-                    max_per_user: config.offline_cache_size,
-                    max_per_sender: config.offline_quota_per_sender as u64,
-                    max_bytes: config.offline_cache_max_bytes,
-                    ttl: config.offline_ttl,
-                },
-            )?,
+            slots,
+            cache: match bus {
+                Some(_) => None,
+                None => Some(OfflineCache::open(
+                    &cache_path,
+                    CacheLimits {
+                        max_per_user: config.offline_cache_size,
+                        max_per_sender: config.offline_quota_per_sender as u64,
+                        max_bytes: config.offline_cache_max_bytes,
+                        ttl: config.offline_ttl,
+                    },
+                )?),
+            },
             transfers: TaskTracker::new(),
+            bus,
         })
     }
 
@@ -115,22 +139,33 @@ impl Parts {
         let reflection_v1alpha = reflection()
             .build_v1alpha()
             .map_err(|e| Error::Internal(format!("building reflection v1alpha: {e}")))?;
-        let hub = LocalHub::new(
-            self.cache.clone(),
-            HubLimits {
-                max_channels_per_user: config.max_channels_per_user,
-                max_streams_per_user: config.max_streams_per_user,
-                subscriber_buffer: config.subscriber_buffer,
-            },
-        );
+        let hub_limits = HubLimits {
+            max_channels_per_user: config.max_channels_per_user,
+            max_streams_per_user: config.max_streams_per_user,
+            subscriber_buffer: config.subscriber_buffer,
+        };
+        let (router, rate): (Arc<dyn MessageRouter>, RateLimit) = match (&self.bus, &self.cache) {
+            (Some(bus), _) => (
+                Arc::new(
+                    BusRouter::start(bus.clone(), Leases::new(bus.clone()), hub_limits).await?,
+                ),
+                RateLimit::Cluster(Box::new(BusRate::new(bus.clone()))),
+            ),
+            (None, Some(cache)) => (
+                Arc::new(LocalHub::new(cache.clone(), hub_limits)),
+                RateLimit::Local(RateLimiter::new(config.rate_limit, config.rate_window)),
+            ),
+            (None, None) => {
+                return Err(Error::Internal("neither a bus nor an offline cache".into()));
+            }
+        };
         let media = MediaServer::new(
             self.media.clone(),
             self.slots.clone(),
             signals.abort,
             self.transfers.clone(),
         );
-        let rate = RateLimiter::new(config.rate_limit, config.rate_window);
-        let messaging = MessagingServer::new(Arc::new(hub), self.media.clone(), rate, signals.stop);
+        let messaging = MessagingServer::new(router, self.media.clone(), rate, signals.stop);
         let router = Server::builder()
             .layer(GrpcMetricsLayer)
             .initial_stream_window_size(STREAM_WINDOW)
@@ -163,7 +198,7 @@ pub async fn run(
     metrics: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let parts = Parts::open(&config)?;
+    let parts = Parts::open(&config).await?;
     let (stop_tx, stop) = watch::channel(false);
     let (abort_tx, abort) = watch::channel(false);
     let signals = Signals {
@@ -180,17 +215,27 @@ pub async fn run(
         .map_err(|e| Error::Internal(format!("the metrics address: {e}")))?;
     let mut store_check = health.spawn_store_check(
         parts.media.object_store().clone(),
+        parts.bus.clone(),
         config.health_check_interval,
     );
-    let background: [JoinHandle<()>; 3] = [
+    let mut background: Vec<JoinHandle<()>> = vec![
         spawn_sweeper(parts.media.clone(), config.sweep_interval, stop.clone()),
-        spawn_purger(parts.cache.clone(), config.sweep_interval, stop.clone()),
         tokio::spawn(metrics::serve(
             metrics,
             prometheus,
             offline_gauges(parts.cache.clone()),
         )),
     ];
+    match (&parts.cache, &parts.bus) {
+        (Some(cache), _) => background.push(spawn_purger(
+            cache.clone(),
+            config.sweep_interval,
+            stop.clone(),
+        )),
+        // JetStream expires cached messages itself; the gauges follow its stream.
+        (None, Some(bus)) => background.push(spawn_bus_gauges(bus.clone(), stop.clone())),
+        (None, None) => {}
+    }
     // tonic does not set TCP_NODELAY on incoming sockets by itself; without it small
     // frames wait for delayed ACKs and uploads crawl.
     let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
@@ -236,11 +281,43 @@ pub async fn run(
     result
 }
 
-/// Samples the offline cache's size into its gauges before each scrape.
-fn offline_gauges(cache: OfflineCache) -> Arc<dyn Fn() + Send + Sync> {
-    Arc::new(move || match cache.size() {
-        Ok((messages, bytes)) => metrics::set_offline_cache(messages, bytes),
-        Err(e) => tracing::warn!(error = %e, "reading the offline cache's size"),
+/// The bus's stream settings, from the command line.
+fn bus_settings(config: &ServeConfig) -> BusSettings {
+    BusSettings {
+        offline_per_user: config.offline_cache_size,
+        offline_ttl: config.offline_ttl,
+        offline_max_bytes: config.offline_cache_max_bytes,
+        rate_limit: config.rate_limit,
+        rate_window: config.rate_window,
+        lease_ttl: config.bus_lease_ttl,
+        replicas: usize::from(config.bus_replicas),
+    }
+}
+
+/// With a bus: the offline cache's gauges from its JetStream stream, every 5 s.
+fn spawn_bus_gauges(bus: Bus, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    crate::periodic::spawn_periodic("bus gauges", Duration::from_secs(5), stop, move || {
+        let bus = bus.clone();
+        async move {
+            let info = bus
+                .stream(crate::bus::OFFLINE)
+                .await?
+                .get_info()
+                .await
+                .map_err(|e| crate::bus::unavailable("reading the offline cache's size", e))?;
+            metrics::set_offline_cache(info.state.messages, info.state.bytes);
+            Ok(0)
+        }
+    })
+}
+
+/// Samples the offline cache's size into its gauges before each scrape (one server;
+/// with a bus, [`spawn_bus_gauges`] sets them).
+fn offline_gauges(cache: Option<OfflineCache>) -> Arc<dyn Fn() + Send + Sync> {
+    Arc::new(move || match cache.as_ref().map(OfflineCache::size) {
+        Some(Ok((messages, bytes))) => metrics::set_offline_cache(messages, bytes),
+        Some(Err(e)) => tracing::warn!(error = %e, "reading the offline cache's size"),
+        None => {}
     })
 }
 

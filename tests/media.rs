@@ -478,7 +478,7 @@ async fn expired_media_gone(backend: Backend) {
 }
 
 async fn stalled_upload_cleaned_up(backend: Backend) {
-    let server = Server::start(&backend, &["--idle-timeout", "1s"]);
+    let server = Server::start(&backend, &["--idle-timeout", "2s"]);
     let (tx, call) = open_upload(&server, "alice", 10 * MIB, 6 * MIB).await;
     server.wait_in_flight(1).await;
     // Send nothing more: the server gives up after the idle timeout.

@@ -64,7 +64,7 @@ impl media_service_server::MediaService for MediaServer {
         request: Request<Streaming<pb::UploadMediaRequest>>,
     ) -> Result<Response<pb::UploadMediaResponse>, Status> {
         let user = auth::caller(&request)?;
-        let slot = self.slots.acquire(&user.0)?;
+        let slot = self.slots.acquire(&user.0).await?;
         let media = self.media.clone();
         let frames = request
             .into_inner()
@@ -99,7 +99,7 @@ impl media_service_server::MediaService for MediaServer {
         let user = auth::caller(&request)?;
         let request = request.into_inner();
         let id = MediaId::parse(&request.media_id)?;
-        let slot = self.slots.acquire(&user.0)?;
+        let slot = self.slots.acquire(&user.0).await?;
         let download = open_download(&self.media, &id, request.offset, request.length).await?;
         let promised = download.len;
         let (tx, rx) = mpsc::channel(DOWNLOAD_QUEUE);

@@ -1,4 +1,6 @@
-//! Per-user transfer slots: at most N uploads and downloads in flight per user.
+//! Per-user transfer slots: at most N uploads and downloads in flight per user, on
+//! this server and, with a bus, across every replica (a lease per transfer, see
+//! [`crate::bus::limits`]).
 
 use std::{
     collections::HashMap,
@@ -6,6 +8,7 @@ use std::{
 };
 
 use crate::{
+    bus::limits::{Lease, LeaseKind, Leases},
     error::{Error, Reason},
     metrics::METRICS,
 };
@@ -20,6 +23,8 @@ pub struct TransferSlots {
     counts: Arc<Mutex<HashMap<String, usize>>>,
     /// The most transfers one user may have in flight.
     max_per_user: usize,
+    /// With several replicas: the cluster-wide leases.
+    cluster: Option<Leases>,
 }
 
 /// A held slot; dropping it frees the slot at once.
@@ -29,6 +34,8 @@ pub struct SlotGuard {
     slots: TransferSlots,
     /// The user whose slot this is.
     user: String,
+    /// The cluster-wide lease, with several replicas; released when dropped.
+    _lease: Option<Lease>,
 }
 
 impl TransferSlots {
@@ -37,11 +44,47 @@ impl TransferSlots {
         Self {
             counts: Arc::default(),
             max_per_user,
+            cluster: None,
         }
     }
 
-    /// Takes a slot for `user`, or fails with RESOURCE_EXHAUSTED when all are in use.
-    pub fn acquire(&self, user: &str) -> Result<SlotGuard, Error> {
+    /// The same limit held across every replica sharing `leases`' bus.
+    pub fn cluster_wide(mut self, leases: Leases) -> Self {
+        self.cluster = Some(leases);
+        self
+    }
+
+    /// Takes a slot for `user`, or fails with RESOURCE_EXHAUSTED when all are in use
+    /// (on any replica, with a bus).
+    pub async fn acquire(&self, user: &str) -> Result<SlotGuard, Error> {
+        let mut guard = self.acquire_here(user)?;
+        if let Some(leases) = &self.cluster {
+            match leases
+                .acquire(LeaseKind::Transfer, user, self.max_per_user)
+                .await?
+            {
+                Some(lease) => guard._lease = Some(lease),
+                None => {
+                    METRICS.transfers_refused.fetch_add(1, Ordering::Relaxed);
+                    return Err(self.too_many());
+                }
+            }
+        }
+        Ok(guard)
+    }
+
+    fn too_many(&self) -> Error {
+        Error::Refused(
+            Reason::TooManyTransfers,
+            format!(
+                "too many transfers in flight: at most {} uploads and downloads per user at once",
+                self.max_per_user
+            ),
+        )
+    }
+
+    /// Takes a slot for `user` on this server.
+    fn acquire_here(&self, user: &str) -> Result<SlotGuard, Error> {
         let mut counts = self
             .counts
             .lock()
@@ -49,19 +92,14 @@ impl TransferSlots {
         let count = counts.entry(user.to_owned()).or_insert(0);
         if *count >= self.max_per_user {
             METRICS.transfers_refused.fetch_add(1, Ordering::Relaxed);
-            return Err(Error::Refused(
-                Reason::TooManyTransfers,
-                format!(
-                    "too many transfers in flight: at most {} uploads and downloads per user at once",
-                    self.max_per_user
-                ),
-            ));
+            return Err(self.too_many());
         }
         *count += 1;
         METRICS.transfers_in_flight.fetch_add(1, Ordering::Relaxed);
         Ok(SlotGuard {
             slots: self.clone(),
             user: user.to_owned(),
+            _lease: None,
         })
     }
 
@@ -108,16 +146,16 @@ mod tests {
     #[test]
     fn limits_each_user_and_frees_on_drop() {
         let slots = TransferSlots::new(2);
-        let a = slots.acquire("alice");
-        let b = slots.acquire("alice");
+        let a = slots.acquire_here("alice");
+        let b = slots.acquire_here("alice");
         assert!(a.is_ok() && b.is_ok());
         assert!(matches!(
-            slots.acquire("alice"),
+            slots.acquire_here("alice"),
             Err(Error::Refused(Reason::TooManyTransfers, _))
         ));
-        assert!(slots.acquire("bob").is_ok());
+        assert!(slots.acquire_here("bob").is_ok());
         drop(a);
         assert_eq!(slots.in_flight("alice"), 1);
-        assert!(slots.acquire("alice").is_ok());
+        assert!(slots.acquire_here("alice").is_ok());
     }
 }

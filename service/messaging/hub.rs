@@ -5,18 +5,14 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, atomic::AtomicBool},
 };
 
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::mpsc;
 
-use super::cache::OfflineCache;
+use super::{cache::OfflineCache, streams::LocalStreams};
 use crate::{
     error::{Error, Reason},
-    metrics::METRICS,
     pb::{self, subscribe_response::Event as Kind},
 };
 
@@ -82,91 +78,34 @@ pub struct HubLimits {
 /// The in-process router. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct LocalHub {
-    /// Presence and membership.
+    /// Who is online: the open streams.
+    streams: LocalStreams,
+    /// Membership.
     state: Arc<Mutex<State>>,
     /// Messages for offline users, on disk.
     cache: OfflineCache,
     /// The limits.
     limits: HubLimits,
-    /// The next stream ID.
-    next_id: Arc<AtomicU64>,
 }
 
-/// Presence and membership. Guarded by a std mutex: every critical section is a few
-/// map operations and never crosses an `.await`.
+/// Membership. Guarded by a std mutex: every critical section is a few map
+/// operations and never crosses an `.await`.
 #[derive(Debug, Default)]
 struct State {
-    /// Each online user's open streams.
-    streams: HashMap<String, Vec<Stream>>,
     /// Each channel's members.
     channels: HashMap<String, BTreeSet<String>>,
     /// Each user's channels, for the per-user limit.
     joined: HashMap<String, BTreeSet<String>>,
 }
 
-/// One open Subscribe stream.
-#[derive(Debug, Clone)]
-struct Stream {
-    /// Identifies the stream for unregistering.
-    id: u64,
-    /// Where its events go; bounded.
-    tx: mpsc::Sender<Event>,
-    /// Set when it is cut off as too slow.
-    too_slow: Arc<AtomicBool>,
-}
-
-/// Unregisters a stream when dropped.
-struct Registration {
-    /// The presence map to remove the stream from.
-    state: Arc<Mutex<State>>,
-    /// The stream's user.
-    user: String,
-    /// The stream's ID.
-    id: u64,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.remove_stream(&self.user, self.id);
-    }
-}
-
-impl State {
-    fn remove_stream(&mut self, user: &str, id: u64) {
-        if let Some(streams) = self.streams.get_mut(user) {
-            let before = streams.len();
-            streams.retain(|s| s.id != id);
-            if streams.len() < before {
-                METRICS.subscribers.fetch_sub(1, Ordering::Relaxed);
-            }
-            if streams.is_empty() {
-                self.streams.remove(user);
-            }
-        }
-    }
-
-    fn streams_of(&self, user: &str) -> Vec<(String, Stream)> {
-        self.streams
-            .get(user)
-            .map(|streams| {
-                streams
-                    .iter()
-                    .map(|s| (user.to_owned(), s.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
 impl LocalHub {
     /// A router over `cache` with `limits`.
     pub fn new(cache: OfflineCache, limits: HubLimits) -> Self {
         Self {
+            streams: LocalStreams::new(limits.subscriber_buffer, None),
             state: Arc::default(),
             cache,
             limits,
-            next_id: Arc::new(AtomicU64::new(1)),
         }
     }
 
@@ -174,44 +113,14 @@ impl LocalHub {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `event` on each stream without waiting; a stream whose queue is full is
-    /// cut off as too slow, so that it cannot hold up anyone else. Returns how many
-    /// streams took the event.
-    fn deliver(&self, streams: Vec<(String, Stream)>, event: &Event) -> usize {
-        let mut delivered = 0;
-        let mut dropped = Vec::new();
-        for (user, stream) in streams {
-            match stream.tx.try_send(event.clone()) {
-                Ok(()) => delivered += 1,
-                Err(TrySendError::Full(_)) => {
-                    stream.too_slow.store(true, Ordering::Relaxed);
-                    METRICS.subscribers_cut_off.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(%user, "cutting off a Subscribe stream that is too slow");
-                    dropped.push((user, stream.id));
-                }
-                Err(TrySendError::Closed(_)) => dropped.push((user, stream.id)),
-            }
-        }
-        METRICS
-            .deliveries
-            .fetch_add(delivered as u64, Ordering::Relaxed);
-        if !dropped.is_empty() {
-            let mut state = self.lock();
-            for (user, id) in dropped {
-                state.remove_stream(&user, id);
-            }
-        }
-        delivered
-    }
-
     /// Delivers whatever is cached for `user` to their open streams; what no stream
     /// took goes back into the cache.
     async fn flush_cache(&self, user: &str) -> Result<(), Error> {
         for mut message in self.cache.take(user).await? {
             message.offline = true;
-            let streams = self.lock().streams_of(user);
+            let streams = self.streams.streams_of([user]);
             let event = peer_event(message);
-            if self.deliver(streams, &event) == 0
+            if self.streams.deliver(streams, &event) == 0
                 && let Some(Kind::PeerMessage(message)) = event.event
             {
                 self.cache.push(user, &message).await?;
@@ -221,51 +130,52 @@ impl LocalHub {
     }
 }
 
-fn peer_event(message: pb::PeerMessageReceived) -> Event {
+/// A peer message as a Subscribe event.
+pub(super) fn peer_event(message: pb::PeerMessageReceived) -> Event {
     Event {
         event: Some(Kind::PeerMessage(message)),
     }
 }
 
+/// The refusal of a stream past the per-user limit.
+pub(super) fn too_many_streams(max: usize) -> Error {
+    Error::Refused(
+        Reason::TooManyStreams,
+        format!("a user may have at most {max} Subscribe streams open at once"),
+    )
+}
+
+/// The refusal of a join past the per-user limit.
+pub(super) fn too_many_channels(max: usize) -> Error {
+    Error::Refused(
+        Reason::TooManyChannels,
+        format!("a user may be a member of at most {max} channels; leave one first"),
+    )
+}
+
+/// The refusal of a channel message from a non-member.
+pub(super) fn not_a_member(channel: &str) -> Error {
+    Error::Refused(
+        Reason::NotAMember,
+        format!("join channel {channel} before sending to it"),
+    )
+}
+
 #[tonic::async_trait]
 impl Router for LocalHub {
     async fn subscribe(&self, user: &str) -> Result<Subscription, Error> {
-        let (tx, events) = mpsc::channel(self.limits.subscriber_buffer.max(1));
-        let too_slow = Arc::new(AtomicBool::new(false));
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let stream = Stream {
-            id,
-            tx,
-            too_slow: too_slow.clone(),
-        };
-        {
-            let mut state = self.lock();
-            let streams = state.streams.entry(user.to_owned()).or_default();
-            if streams.len() >= self.limits.max_streams_per_user {
-                return Err(Error::Refused(
-                    Reason::TooManyStreams,
-                    format!(
-                        "a user may have at most {} Subscribe streams open at once",
-                        self.limits.max_streams_per_user
-                    ),
-                ));
-            }
-            streams.push(stream);
-        }
-        METRICS.subscribers.fetch_add(1, Ordering::Relaxed);
-        let registration = Registration {
-            state: self.state.clone(),
-            user: user.to_owned(),
-            id,
-        };
+        let registered = self
+            .streams
+            .register(user, self.limits.max_streams_per_user)
+            .ok_or_else(|| too_many_streams(self.limits.max_streams_per_user))?;
         // Registered first, then the cache is taken: a message sent in between is
         // either delivered live or already in the cache.
         let offline = self.cache.take(user).await?;
         Ok(Subscription {
             offline,
-            events,
-            too_slow,
-            registration: Box::new(registration),
+            events: registered.events,
+            too_slow: registered.too_slow,
+            registration: Box::new(registered.registration),
         })
     }
 
@@ -275,14 +185,14 @@ impl Router for LocalHub {
         message: pb::PeerMessageReceived,
         cache: bool,
     ) -> Result<pb::PeerMessageState, Error> {
-        let streams = self.lock().streams_of(peer);
+        let streams = self.streams.streams_of([peer]);
         let message = if streams.is_empty() {
             message
         } else {
             let event = peer_event(message);
             // DELIVERED only when a live stream queued it: a message that overflows the
             // peer's only stream (cutting it off) is handled as for an offline peer.
-            if self.deliver(streams, &event) > 0 {
+            if self.streams.deliver(streams, &event) > 0 {
                 return Ok(pb::PeerMessageState::Delivered);
             }
             let Some(Kind::PeerMessage(message)) = event.event else {
@@ -296,7 +206,7 @@ impl Router for LocalHub {
         self.cache.push(peer, &message).await?;
         // The peer may have subscribed while the message was being written, after its
         // stream took the cache: hand the message over now.
-        if self.lock().streams.contains_key(peer) {
+        if self.streams.has(peer) {
             self.flush_cache(peer).await?;
         }
         Ok(pb::PeerMessageState::Cached)
@@ -309,13 +219,7 @@ impl Router for LocalHub {
             return Ok(());
         }
         if joined.len() >= self.limits.max_channels_per_user {
-            return Err(Error::Refused(
-                Reason::TooManyChannels,
-                format!(
-                    "a user may be a member of at most {} channels; leave one first",
-                    self.limits.max_channels_per_user
-                ),
-            ));
+            return Err(too_many_channels(self.limits.max_channels_per_user));
         }
         joined.insert(channel.to_owned());
         state
@@ -353,36 +257,30 @@ impl Router for LocalHub {
     }
 
     async fn send_channel(&self, message: pb::ChannelMessageReceived) -> Result<(), Error> {
-        let streams: Vec<(String, Stream)> = {
+        let members: Vec<String> = {
             let state = self.lock();
             let Some(members) = state
                 .channels
                 .get(&message.channel_id)
                 .filter(|m| m.contains(&message.sender_id))
             else {
-                return Err(Error::Refused(
-                    Reason::NotAMember,
-                    format!("join channel {} before sending to it", message.channel_id),
-                ));
+                return Err(not_a_member(&message.channel_id));
             };
             members
                 .iter()
                 .filter(|member| **member != message.sender_id)
-                .flat_map(|member| state.streams_of(member))
+                .cloned()
                 .collect()
         };
+        let streams = self.streams.streams_of(members.iter().map(String::as_str));
         let event = Event {
             event: Some(Kind::ChannelMessage(message)),
         };
-        self.deliver(streams, &event);
+        self.streams.deliver(streams, &event);
         Ok(())
     }
 
     async fn online(&self, users: &[String]) -> Result<Vec<bool>, Error> {
-        let state = self.lock();
-        Ok(users
-            .iter()
-            .map(|u| state.streams.contains_key(u))
-            .collect())
+        Ok(users.iter().map(|u| self.streams.has(u)).collect())
     }
 }

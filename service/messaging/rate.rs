@@ -6,7 +6,29 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::error::{Error, Reason};
+use crate::{
+    bus::limits::BusRate,
+    error::{Error, Reason},
+};
+
+/// The rate limit of a server: counted here, or on the bus across every replica.
+#[derive(Debug)]
+pub enum RateLimit {
+    /// One server.
+    Local(RateLimiter),
+    /// Several replicas sharing a bus.
+    Cluster(Box<BusRate>),
+}
+
+impl RateLimit {
+    /// Counts one message of `user`, or refuses it with RESOURCE_EXHAUSTED.
+    pub async fn check(&self, user: &str) -> Result<(), Error> {
+        match self {
+            Self::Local(limiter) => limiter.check(user),
+            Self::Cluster(rate) => rate.check(user).await,
+        }
+    }
+}
 
 /// Past this many tracked users, idle ones are forgotten on the next check; after a
 /// prune the threshold becomes twice the users left (at least this), so a full scan

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{RateLimiter, Router, Subscription, prepare};
+use super::{RateLimit, Router, Subscription, prepare};
 use crate::{
     auth,
     error::{Error, Reason},
@@ -30,7 +30,7 @@ pub struct MessagingServer {
     /// For checking and completing image and file messages.
     media: MediaStore,
     /// The per-user send limit.
-    rate: Arc<RateLimiter>,
+    rate: Arc<RateLimit>,
     /// Turns true when the server shuts down: Subscribe streams then end cleanly.
     stop: watch::Receiver<bool>,
 }
@@ -40,7 +40,7 @@ impl MessagingServer {
     pub fn new(
         router: Arc<dyn Router>,
         media: MediaStore,
-        rate: RateLimiter,
+        rate: RateLimit,
         stop: watch::Receiver<bool>,
     ) -> Self {
         Self {
@@ -59,7 +59,7 @@ impl MessagingServer {
     ) -> Result<(pb::Message, String, prost_types::Timestamp), Error> {
         // The rate limit first: it is cheap, and a flood of image messages must not
         // reach the media store before it is refused.
-        self.rate.check(sender)?;
+        self.rate.check(sender).await?;
         let message = prepare(&self.media, message).await?;
         METRICS.messages.fetch_add(1, Ordering::Relaxed);
         Ok((message, new_message_id(), timestamp_now()))

@@ -9,11 +9,13 @@
 //! - `media`: upload and download helpers over raw gRPC.
 //! - `messaging`: [`Feed`] (a Subscribe stream) and send helpers.
 //! - `toxiproxy`: [`Toxiproxy`] proxies that cut, slow or reset connections.
+//! - `nats`: a real [`Nats`] server with JetStream, for the replica drills.
 //! - `s3`: what the S3 server holds that object_store cannot list.
 //! - here: tokens, `authed` requests, test data (bytes, images) and status assertions.
 
 mod media;
 mod messaging;
+mod nats;
 pub mod s3;
 mod server;
 mod toxiproxy;
@@ -28,6 +30,7 @@ use tonic::{Code, Request, Status};
 pub use image::ImageFormat;
 pub use media::*;
 pub use messaging::*;
+pub use nats::Nats;
 pub use server::*;
 pub use toxiproxy::*;
 

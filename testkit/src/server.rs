@@ -26,9 +26,38 @@ pub enum Backend {
         /// The bucket name.
         bucket: String,
     },
+    /// A store several servers share (replicas): a folder, or a prefix of a bucket.
+    Shared {
+        /// The `--storage` flag of each server.
+        storage: String,
+        /// The bucket, for an S3 store (the folder's path otherwise is `storage`).
+        bucket: Option<String>,
+        /// The key prefix in the bucket.
+        prefix: String,
+    },
 }
 
 impl Backend {
+    /// A store for replicas to share: a fresh prefix of the S3 bucket when the test
+    /// script started an S3 server, else the folder `dir`.
+    pub fn shared(dir: &Path) -> Self {
+        match Self::s3() {
+            Some(Self::S3 { bucket }) => {
+                let prefix = unique("replicas");
+                Self::Shared {
+                    storage: format!("s3://{bucket}/{prefix}"),
+                    bucket: Some(bucket),
+                    prefix,
+                }
+            }
+            _ => Self::Shared {
+                storage: dir.display().to_string(),
+                bucket: None,
+                prefix: String::new(),
+            },
+        }
+    }
+
     /// The S3 backend, when the test script has started an S3-compatible server
     /// (it sets COURIER_TEST_S3_BUCKET and the AWS_* variables). Without one the S3
     /// tests are skipped, unless COURIER_TEST_REQUIRE_S3 is set, as `.ci/run` does.
@@ -125,6 +154,29 @@ impl Server {
                     .expect("local store");
                 (None, Arc::new(store), Some(dir))
             }
+            Backend::Shared {
+                storage,
+                bucket: None,
+                ..
+            } => {
+                let dir = PathBuf::from(storage);
+                std::fs::create_dir_all(&dir).expect("shared media folder");
+                let store = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                    .expect("local store");
+                (Some(storage.clone()), Arc::new(store), Some(dir))
+            }
+            Backend::Shared {
+                storage,
+                bucket: Some(bucket),
+                prefix,
+            } => {
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .build()
+                    .expect("S3 store");
+                let store = object_store::prefix::PrefixStore::new(s3, prefix.as_str());
+                (Some(storage.clone()), Arc::new(store), None)
+            }
             Backend::S3 { bucket } => {
                 let prefix = unique("test");
                 let s3 = AmazonS3Builder::from_env()
@@ -159,6 +211,13 @@ impl Server {
             store,
             local_media,
         }
+    }
+
+    /// Kills the process (SIGKILL: no chance to clean up, as in a crash) and waits for
+    /// it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Stops the process (SIGKILL: no chance to clean up, as in a crash) and starts a

@@ -1,7 +1,14 @@
 //! The connection to a courier server: authentication on every call, deadlines on
 //! unary calls, and retries with backoff where a call is safe to repeat.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use tonic::{
     Request,
@@ -55,8 +62,11 @@ pub struct Client {
 }
 
 pub(crate) struct Inner {
-    /// The HTTP/2 connection (reconnects by itself).
-    pub(crate) channel: Channel,
+    /// One HTTP/2 connection per server address (each reconnects by itself); calls
+    /// go to the current one, and move on to the next when it is unavailable.
+    pub(crate) channels: Vec<Channel>,
+    /// The index of the current connection.
+    pub(crate) current: AtomicUsize,
     /// `Bearer <token>`.
     pub(crate) authorization: MetadataValue<Ascii>,
     /// Running transfers, by request ID.
@@ -86,33 +96,75 @@ impl Client {
         token: &str,
         options: ClientOptions,
     ) -> Result<Self, Error> {
+        Self::connect_any_with(&[server_url], token, options).await
+    }
+
+    /// Connects to the first of `server_urls` that answers: replicas of one courier
+    /// deployment. When the server in use becomes unavailable (it died, or is
+    /// restarting), calls that are safe to repeat and the live feed move on to the
+    /// next address in the list.
+    pub async fn connect_any(server_urls: &[&str], token: &str) -> Result<Self, Error> {
+        Self::connect_any_with(server_urls, token, ClientOptions::default()).await
+    }
+
+    /// [`Client::connect_any`] with options.
+    pub async fn connect_any_with(
+        server_urls: &[&str],
+        token: &str,
+        options: ClientOptions,
+    ) -> Result<Self, Error> {
+        if server_urls.is_empty() {
+            return Err(Error::BadUrl("no server address given".into()));
+        }
         let authorization = format!("Bearer {}", token.trim()).parse().map_err(|_| {
             Error::Unauthenticated("the token holds characters a header cannot carry".into())
         })?;
-        let mut endpoint = Endpoint::from_shared(server_url.to_owned())
-            .map_err(|e| Error::BadUrl(format!("{server_url}: {e}")))?
-            .tcp_nodelay(true)
-            .connect_timeout(options.deadline)
-            .initial_stream_window_size(4 * 1024 * 1024)
-            .initial_connection_window_size(8 * 1024 * 1024);
-        if server_url.starts_with("https://") {
-            endpoint = endpoint
-                .tls_config(ClientTlsConfig::new().with_native_roots())
-                .map_err(|e| Error::BadUrl(format!("{server_url}: {e}")))?;
-        }
-        let channel = retry(&options, || {
-            let endpoint = endpoint.clone();
-            async move { endpoint.connect().await.map_err(Error::from) }
+        let endpoints = server_urls
+            .iter()
+            .map(|url| endpoint(url, &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The first address that answers becomes the current one; the others connect
+        // when first used.
+        let (first, connected) = retry(&options, || {
+            let endpoints = endpoints.clone();
+            async move {
+                let mut last = None;
+                for (i, endpoint) in endpoints.iter().enumerate() {
+                    match endpoint.connect().await {
+                        Ok(channel) => return Ok((i, channel)),
+                        Err(e) => last = Some(Error::from(e)),
+                    }
+                }
+                Err(last.unwrap_or_else(|| Error::BadUrl("no server address given".into())))
+            }
         })
         .await?;
+        let mut channels: Vec<Channel> = endpoints.iter().map(Endpoint::connect_lazy).collect();
+        channels[first] = connected;
         Ok(Self {
             inner: Arc::new(Inner {
-                channel,
+                channels,
+                current: AtomicUsize::new(first),
                 authorization,
                 transfers: TransferTable::new(options.max_transfers),
                 options,
             }),
         })
+    }
+
+    /// The connection calls go to now.
+    pub(crate) fn channel(&self) -> Channel {
+        let i = self.inner.current.load(Ordering::Relaxed) % self.inner.channels.len();
+        self.inner.channels[i].clone()
+    }
+
+    /// Moves on to the next server address (after the current one was unavailable).
+    pub(crate) fn fail_over(&self) {
+        let n = self.inner.channels.len();
+        if n > 1 {
+            let next = (self.inner.current.load(Ordering::Relaxed) + 1) % n;
+            self.inner.current.store(next, Ordering::Relaxed);
+        }
     }
 
     /// Cancels a running upload or download by its request ID; an unknown or finished
@@ -134,22 +186,29 @@ impl Client {
     }
 
     pub(crate) fn media(&self) -> MediaServiceClient<Channel> {
-        MediaServiceClient::new(self.inner.channel.clone())
-            .max_decoding_message_size(8 * 1024 * 1024)
+        MediaServiceClient::new(self.channel()).max_decoding_message_size(8 * 1024 * 1024)
     }
 
     pub(crate) fn messaging(&self) -> MessagingServiceClient<Channel> {
-        MessagingServiceClient::new(self.inner.channel.clone())
+        MessagingServiceClient::new(self.channel())
     }
 
     /// Runs `call` again, with backoff, while it fails with [`Error::Unavailable`]; only
     /// for calls that are safe to repeat.
-    pub(crate) async fn retrying<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    pub(crate) async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Error>>,
     {
-        retry(&self.inner.options, call).await
+        let mut failed = false;
+        retry(&self.inner.options, || {
+            // Each retry after an unavailable server goes to the next address.
+            if std::mem::replace(&mut failed, true) {
+                self.fail_over();
+            }
+            call()
+        })
+        .await
     }
 }
 
@@ -170,4 +229,20 @@ where
             other => return other,
         }
     }
+}
+
+/// The endpoint of `server_url` with the client's settings: TLS for `https://`.
+fn endpoint(server_url: &str, options: &ClientOptions) -> Result<Endpoint, Error> {
+    let mut endpoint = Endpoint::from_shared(server_url.to_owned())
+        .map_err(|e| Error::BadUrl(format!("{server_url}: {e}")))?
+        .tcp_nodelay(true)
+        .connect_timeout(options.deadline)
+        .initial_stream_window_size(4 * 1024 * 1024)
+        .initial_connection_window_size(8 * 1024 * 1024);
+    if server_url.starts_with("https://") {
+        endpoint = endpoint
+            .tls_config(ClientTlsConfig::new().with_native_roots())
+            .map_err(|e| Error::BadUrl(format!("{server_url}: {e}")))?;
+    }
+    Ok(endpoint)
 }

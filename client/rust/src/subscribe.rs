@@ -120,6 +120,8 @@ impl Client {
             if tx.send(Ok(Event::Disconnected { reason })).await.is_err() {
                 return;
             }
+            // Given several server addresses, the next attempt goes to the next one.
+            self.fail_over();
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }

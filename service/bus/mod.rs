@@ -1,0 +1,278 @@
+//! The bus: NATS with JetStream, shared by every replica when `--bus` is set.
+//!
+//! What lives where:
+//! - **Live delivery** goes over core NATS request/reply: a replica holding a user's
+//!   Subscribe streams listens on `courier.peer.<user>`, so a send to a user with no
+//!   stream anywhere gets NATS's "no responders" at once (that user is offline), and a
+//!   replica that dies takes its subscriptions with it (its users go offline as soon
+//!   as the NATS server sees the connection close, or misses two pings).
+//!   Channel messages are published once on `courier.channel.<channel>`; every replica
+//!   hears them and queues each on its own streams of the channel's members.
+//! - **State that must outlive a process** is in JetStream: channel membership
+//!   ([`MEMBERS`], file storage) and the offline cache ([`OFFLINE`], file storage, a
+//!   subject per receiver with a per-subject cap and a maximum age, published with the
+//!   message ID as `Nats-Msg-Id` so a retried publish is stored once).
+//! - **Cluster-wide limits** are in memory-backed JetStream streams ([`limits`]): leases
+//!   for transfers and Subscribe streams, and the sliding-window rate limit.
+//!
+//! Users and channels appear in subjects hex-encoded: IDs may hold `.`, `*` and `>`,
+//! which mean something in a subject.
+//!
+//! What crosses the bus is the protobuf encoding of `courier.v1` messages
+//! (`PeerMessageReceived`, `ChannelMessageReceived`): already versioned and guarded by
+//! `buf breaking`, so replicas of neighbouring versions understand each other during
+//! a rolling upgrade.
+
+pub mod limits;
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{
+    self,
+    stream::{self, DiscardPolicy, StorageType},
+};
+use tokio::sync::Notify;
+
+use crate::error::Error;
+
+/// The stream of channel membership: `courier.member.<channel>.<user>`, the last
+/// message of each subject saying joined (`1`) or left (empty).
+pub const MEMBERS: &str = "COURIER_MEMBERS";
+/// The stream of the offline cache: `courier.offline.<user>`.
+pub const OFFLINE: &str = "COURIER_OFFLINE";
+/// The stream of leases: `courier.lease.<kind>.<user>.<lease>`.
+pub const LEASES: &str = "COURIER_LEASES";
+/// The stream of the rate limit: `courier.rate.<user>`.
+pub const RATE: &str = "COURIER_RATE";
+
+/// How long a request to another replica may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The settings of the bus's streams, from the command line.
+#[derive(Debug, Clone)]
+pub struct BusSettings {
+    /// The most messages cached per receiver (the oldest are dropped).
+    pub offline_per_user: usize,
+    /// How long cached messages are kept.
+    pub offline_ttl: Duration,
+    /// The most bytes of cached messages in all; past it, new ones are refused.
+    pub offline_max_bytes: u64,
+    /// Messages per rate window per user.
+    pub rate_limit: usize,
+    /// The rate window.
+    pub rate_window: Duration,
+    /// How long a lease outlives the last refresh of the replica holding it.
+    pub lease_ttl: Duration,
+    /// How many NATS servers keep a copy of each stream.
+    pub replicas: usize,
+}
+
+/// A connection to NATS. Cheap to clone.
+#[derive(Clone)]
+pub struct Bus {
+    /// Core NATS.
+    pub client: async_nats::Client,
+    /// JetStream.
+    pub js: jetstream::Context,
+    /// The stream settings, to create the streams again after a NATS restart that
+    /// lost the memory-backed ones.
+    settings: Arc<BusSettings>,
+    /// Woken after every (re)connection.
+    reconnected: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A bus error as the caller sees it: UNAVAILABLE (retry), with the detail logged.
+pub fn unavailable(what: &str, error: impl std::fmt::Display) -> Error {
+    tracing::warn!(%error, "bus: {what}");
+    Error::Unavailable(format!(
+        "the message bus is not reachable ({what}); retry shortly"
+    ))
+}
+
+impl Bus {
+    /// Connects to the NATS server at `url` and makes sure every stream exists with
+    /// `settings`. Fails if the server cannot be reached now; once connected, the
+    /// client reconnects by itself for as long as the process runs.
+    pub async fn connect(url: &str, settings: BusSettings) -> Result<Self, Error> {
+        let reconnected = Arc::new(Notify::new());
+        let notify = reconnected.clone();
+        let client = async_nats::ConnectOptions::new()
+            .name("courier-server")
+            .max_reconnects(None)
+            .request_timeout(Some(REQUEST_TIMEOUT))
+            .connection_timeout(Duration::from_secs(5))
+            .ping_interval(Duration::from_secs(2))
+            .reconnect_delay_callback(|attempt| {
+                Duration::from_millis((100 * (attempt as u64 + 1)).min(2_000))
+            })
+            .event_callback(move |event| {
+                let notify = notify.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            tracing::info!("bus: connected");
+                            notify.notify_waiters();
+                        }
+                        async_nats::Event::Disconnected => tracing::warn!("bus: disconnected"),
+                        other => tracing::info!(event = %other, "bus"),
+                    }
+                }
+            })
+            .connect(url)
+            .await
+            .map_err(|e| Error::Internal(format!("cannot reach the bus at {url}: {e}")))?;
+        let js = jetstream::new(client.clone());
+        let bus = Self {
+            client,
+            js,
+            settings: Arc::new(settings),
+            reconnected,
+        };
+        bus.ensure_streams().await?;
+        bus.spawn_stream_keeper();
+        Ok(bus)
+    }
+
+    /// Whether the connection to NATS is up now.
+    pub fn connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Fails at once with UNAVAILABLE while the connection is down, rather than
+    /// after a request's timeout.
+    pub fn ensure_connected(&self) -> Result<(), Error> {
+        if self.connected() {
+            Ok(())
+        } else {
+            Err(Error::Unavailable(
+                "the message bus is not reachable; retry shortly".into(),
+            ))
+        }
+    }
+
+    /// The settings the streams were made with.
+    pub fn settings(&self) -> &BusSettings {
+        &self.settings
+    }
+
+    /// Creates or updates every stream to the settings.
+    pub async fn ensure_streams(&self) -> Result<(), Error> {
+        let s = &self.settings;
+        let configs = [
+            stream::Config {
+                name: MEMBERS.into(),
+                description: Some("courier: channel membership".into()),
+                subjects: vec!["courier.member.*.*".into()],
+                max_messages_per_subject: 1,
+                storage: StorageType::File,
+                allow_direct: true,
+                ..Default::default()
+            },
+            stream::Config {
+                name: OFFLINE.into(),
+                description: Some("courier: messages for offline users".into()),
+                subjects: vec!["courier.offline.*".into()],
+                max_messages_per_subject: s.offline_per_user as i64,
+                max_bytes: s.offline_max_bytes as i64,
+                max_age: s.offline_ttl,
+                // Past max_bytes a new message is refused (OFFLINE_CACHE_FULL); past
+                // the per-receiver cap the receiver's oldest is dropped.
+                discard: DiscardPolicy::New,
+                duplicate_window: Duration::from_secs(120),
+                storage: StorageType::File,
+                allow_direct: true,
+                ..Default::default()
+            },
+            stream::Config {
+                name: LEASES.into(),
+                description: Some("courier: transfer and stream leases".into()),
+                subjects: vec!["courier.lease.*.*.*".into()],
+                max_messages_per_subject: 1,
+                max_age: s.lease_ttl,
+                storage: StorageType::Memory,
+                allow_direct: true,
+                ..Default::default()
+            },
+            stream::Config {
+                name: RATE.into(),
+                description: Some("courier: messages sent per user in the rate window".into()),
+                subjects: vec!["courier.rate.*".into()],
+                max_messages_per_subject: s.rate_limit as i64,
+                max_age: s.rate_window,
+                discard: DiscardPolicy::New,
+                discard_new_per_subject: true,
+                storage: StorageType::Memory,
+                ..Default::default()
+            },
+        ];
+        for mut config in configs {
+            config.num_replicas = s.replicas;
+            let name = config.name.clone();
+            self.js
+                .create_or_update_stream(config)
+                .await
+                .map_err(|e| unavailable(&format!("creating stream {name}"), e))?;
+        }
+        Ok(())
+    }
+
+    /// After each reconnection, makes sure the streams exist: a NATS server that
+    /// restarted has lost the memory-backed ones.
+    fn spawn_stream_keeper(&self) {
+        let bus = self.clone();
+        tokio::spawn(async move {
+            loop {
+                bus.reconnected.notified().await;
+                for attempt in 0..10u32 {
+                    match bus.ensure_streams().await {
+                        Ok(()) => break,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1)))
+                                .await
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// A stream's handle, without asking the server.
+    pub async fn stream(&self, name: &str) -> Result<jetstream::stream::Stream<()>, Error> {
+        self.js
+            .get_stream_no_info(name)
+            .await
+            .map_err(|e| unavailable(&format!("opening stream {name}"), e))
+    }
+}
+
+/// `id` as one subject token: hex, since IDs may hold `.`, `*` and `>`.
+pub fn token(id: &str) -> String {
+    hex::encode(id.as_bytes())
+}
+
+/// The ID a [`token`] came from.
+pub fn from_token(token: &str) -> Option<String> {
+    String::from_utf8(hex::decode(token).ok()?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_subject_safe_and_reversible() {
+        for id in ["alice", "a.b", "*", ">", "x-y_z", "ünï"] {
+            let t = token(id);
+            assert!(t.chars().all(|c| c.is_ascii_hexdigit()), "{t}");
+            assert_eq!(from_token(&t).as_deref(), Some(id));
+        }
+    }
+}
