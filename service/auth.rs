@@ -21,7 +21,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Status, service::Interceptor};
 
-use crate::{error::Error, ids};
+use crate::{error::Error, ids, revocation::Revocations};
 
 /// The name of the secret's file inside the data folder.
 const SECRET_FILE: &str = "jwt-secret";
@@ -128,11 +128,23 @@ pub struct Authenticator {
     key: DecodingKey,
     /// HS256 only, `exp` and `sub` required, `nbf` honoured, no leeway.
     validation: Validation,
+    /// Users whose tokens issued before some time are refused.
+    revocations: Revocations,
 }
 
+/// When the caller's token was issued (its `iat` claim, if it has one): a request
+/// extension beside the [`UserId`], for streams that must end when it is revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IssuedAt(pub Option<u64>);
+
 impl Authenticator {
-    /// An authenticator for tokens signed with `secret`.
+    /// An authenticator for tokens signed with `secret`, none revoked.
     pub fn new(secret: &[u8]) -> Self {
+        Self::with_revocations(secret, Revocations::default())
+    }
+
+    /// An authenticator for tokens signed with `secret` that refuses `revocations`.
+    pub fn with_revocations(secret: &[u8], revocations: Revocations) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.validate_exp = true;
@@ -141,11 +153,17 @@ impl Authenticator {
         Self {
             key: DecodingKey::from_secret(secret),
             validation,
+            revocations,
         }
     }
 
     /// Verifies the value of an `authorization` header and returns the user it names.
     pub fn verify(&self, authorization: Option<&str>) -> Result<UserId, Error> {
+        self.verify_issued(authorization).map(|(user, _)| user)
+    }
+
+    /// [`Authenticator::verify`], also returning when the token was issued.
+    pub fn verify_issued(&self, authorization: Option<&str>) -> Result<(UserId, IssuedAt), Error> {
         let header = authorization.ok_or_else(|| {
             Error::Unauthenticated("missing `authorization: Bearer <token>` metadata".into())
         })?;
@@ -183,7 +201,15 @@ impl Authenticator {
         }
         ids::validate_name("the token's user ID", &data.claims.sub)
             .map_err(|e| Error::Unauthenticated(e.to_string()))?;
-        Ok(UserId(data.claims.sub))
+        if self
+            .revocations
+            .is_revoked(&data.claims.sub, data.claims.iat)
+        {
+            return Err(Error::Unauthenticated(
+                "the token was revoked; ask for a new one".into(),
+            ));
+        }
+        Ok((UserId(data.claims.sub), IssuedAt(data.claims.iat)))
     }
 }
 
@@ -193,8 +219,9 @@ impl Interceptor for Authenticator {
             .metadata()
             .get("authorization")
             .map(|v| v.to_str().unwrap_or_default());
-        let user = self.verify(header)?;
+        let (user, issued) = self.verify_issued(header)?;
         request.extensions_mut().insert(user);
+        request.extensions_mut().insert(issued);
         Ok(request)
     }
 }

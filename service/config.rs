@@ -29,6 +29,44 @@ pub enum Command {
     Serve(Box<ServeConfig>),
     /// Print a token for a user, signed with the server's secret.
     Token(TokenArgs),
+    /// Make every token of a user issued before now invalid, on every server that
+    /// shares the data folder (or, with --bus, on every replica), at once.
+    Revoke(RevokeArgs),
+    /// Write a throwaway CA, server certificate and client certificate for trying
+    /// TLS out (not for production).
+    TlsDev(TlsDevArgs),
+}
+
+/// The flags of `revoke`.
+#[derive(Debug, Clone, Args)]
+pub struct RevokeArgs {
+    /// The user whose tokens to revoke.
+    #[arg(long)]
+    pub user: String,
+
+    /// The server's data folder, where `revocations.json` lives.
+    #[arg(long, env = "COURIER_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// With several replicas: the bus they share; the revocation is written there.
+    #[arg(long, env = "COURIER_BUS")]
+    pub bus: Option<String>,
+}
+
+/// The flags of `tls-dev`.
+#[derive(Debug, Clone, Args)]
+pub struct TlsDevArgs {
+    /// The folder to write ca.pem, server.pem, server.key, client.pem, client.key into.
+    #[arg(long, default_value = "./tls")]
+    pub out: PathBuf,
+
+    /// The names the server certificate is for (DNS names or IP addresses).
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+    pub hosts: Vec<String>,
+
+    /// How many days the certificates are valid.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
 }
 
 /// Everything `serve` needs to know.
@@ -46,6 +84,20 @@ pub struct ServeConfig {
     /// the usual AWS_* variables). Default: `<data-dir>/media`.
     #[arg(long, env = "COURIER_STORAGE")]
     pub storage: Option<String>,
+
+    /// Serve gRPC over TLS with this certificate chain (PEM); reloaded when the file
+    /// changes. Needs --tls-key.
+    #[arg(long, env = "COURIER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM); reloaded when the file changes.
+    #[arg(long, env = "COURIER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// With TLS: require clients to present a certificate signed by a CA in this PEM
+    /// file.
+    #[arg(long, env = "COURIER_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 
     /// The address of the Prometheus metrics endpoint (port 0 picks a free one).
     #[arg(long, env = "COURIER_METRICS_LISTEN", default_value = "127.0.0.1:9464")]

@@ -12,6 +12,8 @@
 //! - [`messaging`]: MessagingService (peer and channel messages, presence).
 //! - [`bus`]: NATS JetStream for several replicas: streams, cluster-wide limits.
 //! - [`storage`]: opens the object store (a local folder or S3).
+//! - [`tls`]: TLS on the gRPC port, with certificates reloaded when they change.
+//! - [`revocation`]: revoked users' tokens, from a file in the data folder or the bus.
 //! - [`ids`]: media IDs and user/channel IDs, generated and validated.
 //! - [`metrics`]: Prometheus metrics (the `metrics` facade), their HTTP endpoint, and
 //!   the tower layer that measures every gRPC call.
@@ -31,8 +33,10 @@ pub mod messaging;
 pub mod metrics;
 pub mod pb;
 pub mod periodic;
+pub mod revocation;
 pub mod server;
 pub mod storage;
+pub mod tls;
 
-pub use config::{Cli, Command, ServeConfig, TokenArgs};
+pub use config::{Cli, Command, RevokeArgs, ServeConfig, TlsDevArgs, TokenArgs};
 pub use error::Error;

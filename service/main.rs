@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use courier_server::{Cli, Command, ServeConfig, TokenArgs, auth, server};
+use courier_server::{
+    Cli, Command, RevokeArgs, ServeConfig, TlsDevArgs, TokenArgs, auth, revocation, server, tls,
+};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -14,6 +16,8 @@ async fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve(Box::new(cli.serve))) {
         Command::Serve(config) => serve(*config).await,
         Command::Token(args) => token(args),
+        Command::Revoke(args) => revoke(args).await,
+        Command::TlsDev(args) => tls_dev(args),
     }
 }
 
@@ -49,6 +53,34 @@ fn token(args: TokenArgs) -> ExitCode {
     match auth::mint(&secret, &args.user, args.ttl) {
         Ok(token) => {
             println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Revokes every token of `args.user` issued before now.
+async fn revoke(args: RevokeArgs) -> ExitCode {
+    match revocation::revoke(&args.data_dir, args.bus.as_deref(), &args.user).await {
+        Ok(at) => {
+            println!(
+                "revoked every token of {} issued before {at} (unix seconds)",
+                args.user
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Writes development certificates.
+fn tls_dev(args: TlsDevArgs) -> ExitCode {
+    match tls::write_dev_certificates(&args.out, &args.hosts, args.days) {
+        Ok(()) => {
+            println!(
+                "wrote ca.pem, server.pem, server.key, client.pem and client.key to {}",
+                args.out.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => fail(e.to_string()),

@@ -31,7 +31,9 @@ use crate::{
         self, media_service_server::MediaServiceServer,
         messaging_service_server::MessagingServiceServer,
     },
+    revocation::Revocations,
     storage::{self, Location},
+    tls::{Tls, TlsFiles},
 };
 
 /// HTTP/2 flow-control windows: large enough that a 30 MiB transfer over a fast link
@@ -66,6 +68,10 @@ struct Parts {
     transfers: TaskTracker,
     /// NATS, with several replicas.
     bus: Option<Bus>,
+    /// Revoked tokens, followed from the data folder and the bus.
+    revocations: Revocations,
+    /// The tasks that follow them.
+    revocation_watchers: Vec<JoinHandle<()>>,
 }
 
 /// The signals of a shutdown.
@@ -105,8 +111,15 @@ impl Parts {
         if let Some(bus) = &bus {
             slots = slots.cluster_wide(Leases::new(bus.clone()));
         }
+        let revocations = Revocations::default();
+        let mut revocation_watchers = vec![revocations.watch_file(&config.data_dir)];
+        if let Some(bus) = &bus {
+            revocation_watchers.push(revocations.watch_bus(bus).await?);
+        }
         Ok(Self {
-            authenticator: Authenticator::new(&secret),
+            authenticator: Authenticator::with_revocations(&secret, revocations.clone()),
+            revocations,
+            revocation_watchers,
             media: MediaStore::new(store, limits),
             slots,
             cache: match bus {
@@ -165,7 +178,13 @@ impl Parts {
             signals.abort,
             self.transfers.clone(),
         );
-        let messaging = MessagingServer::new(router, self.media.clone(), rate, signals.stop);
+        let messaging = MessagingServer::new(
+            router,
+            self.media.clone(),
+            rate,
+            signals.stop,
+            self.revocations.clone(),
+        );
         let router = Server::builder()
             .layer(GrpcMetricsLayer)
             .initial_stream_window_size(STREAM_WINDOW)
@@ -236,15 +255,29 @@ pub async fn run(
         (None, Some(bus)) => background.push(spawn_bus_gauges(bus.clone(), stop.clone())),
         (None, None) => {}
     }
-    // tonic does not set TCP_NODELAY on incoming sockets by itself; without it small
-    // frames wait for delayed ACKs and uploads crawl.
-    let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
     let mut stop_serving = stop;
-    let mut serving = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+    let stopped = async move {
         let _ = stop_serving.wait_for(|stop| *stop).await;
-    }));
+    };
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::new(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: config.tls_client_ca.clone(),
+        })?),
+        _ => None,
+    };
+    let mut serving = match &tls {
+        Some(tls) => tokio::spawn(router.serve_with_incoming_shutdown(tls.incoming(grpc), stopped)),
+        // tonic does not set TCP_NODELAY on incoming sockets by itself; without it
+        // small frames wait for delayed ACKs and uploads crawl.
+        None => tokio::spawn(router.serve_with_incoming_shutdown(
+            TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            stopped,
+        )),
+    };
     // Scripts and tests wait for this line: everything is ready when it is written.
-    tracing::info!(%addr, %metrics_addr, data_dir = %config.data_dir.display(), "courier-server listening");
+    tracing::info!(%addr, %metrics_addr, tls = tls.is_some(), data_dir = %config.data_dir.display(), "courier-server listening");
 
     let result = tokio::select! {
         result = &mut serving => flatten(result),
@@ -274,7 +307,7 @@ pub async fn run(
         }
     };
     store_check.abort();
-    for task in background {
+    for task in background.into_iter().chain(parts.revocation_watchers) {
         task.abort();
     }
     tracing::info!("stopped");

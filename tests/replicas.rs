@@ -628,3 +628,66 @@ async fn limits_hold_across_replicas() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_the_bus_holds_on_every_replica_at_once() {
+    let Some(cluster) = Cluster::start(&[]) else {
+        return;
+    };
+    let now = common::now_secs();
+    let old = common::token_with_claims(
+        &serde_json::json!({ "sub": "alice", "exp": now + 3600, "iat": now - 10 }),
+    );
+    let mut r2 = messaging(cluster.r(2)).await;
+    let mut stream = r2
+        .subscribe(authed(&old, pb::SubscribeRequest {}))
+        .await
+        .expect("subscribes")
+        .into_inner();
+    stream.message().await.expect("ready").expect("ready");
+    let data_dir = tempfile::tempdir().expect("dir");
+    let output = std::process::Command::new(common::server_binary())
+        .args([
+            "revoke",
+            "--user",
+            "alice",
+            "--bus",
+            &cluster.nats.url(),
+            "--data-dir",
+        ])
+        .arg(data_dir.path())
+        .output()
+        .expect("revoke runs");
+    assert!(output.status.success(), "{output:?}");
+    let ended = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("the stream on r2 ends within 5 s")
+        .expect_err("with an error");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    let query = || pb::QueryPeersOnlineStatusRequest {
+        user_ids: vec!["bob".into()],
+    };
+    let fresh = common::token_with_claims(
+        &serde_json::json!({ "sub": "alice", "exp": now + 3600, "iat": now + 1 }),
+    );
+    for n in [1, 3] {
+        // Each replica hears the bucket's change within milliseconds of the others.
+        eventually(
+            Duration::from_secs(2),
+            "revoked on every replica",
+            || async {
+                let mut client = messaging(cluster.r(n)).await;
+                client
+                    .query_peers_online_status(authed(&old, query()))
+                    .await
+                    .is_err_and(|e| e.code() == Code::Unauthenticated)
+            },
+        )
+        .await;
+        let mut client = messaging(cluster.r(n)).await;
+        client
+            .query_peers_online_status(authed(&fresh, query()))
+            .await
+            .expect("a token issued after works");
+    }
+}

@@ -456,15 +456,18 @@ impl Router for BusRouter {
     }
 
     async fn online(&self, users: &[String]) -> Result<Vec<bool>, Error> {
+        self.bus.ensure_connected()?;
         let answers = futures::future::join_all(
             users
                 .iter()
                 .map(|user| self.ask(user, "probe", Bytes::new())),
         )
         .await;
-        answers
+        // A replica that does not answer in time (dying, or hung) cannot deliver to
+        // its users either: they count as offline.
+        Ok(answers
             .into_iter()
-            .map(|answer| answer.map(|a| a.is_some_and(|n| n > 0)))
-            .collect()
+            .map(|answer| matches!(answer, Ok(Some(n)) if n > 0))
+            .collect())
     }
 }

@@ -1,7 +1,14 @@
 //! The gRPC face of MessagingService: handlers check the request, count it against
 //! the rate limit, and hand it to the [`Router`].
 
-use std::{pin::Pin, sync::Arc, sync::atomic::Ordering};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use futures::{Stream, StreamExt};
 use rand::RngCore;
@@ -11,12 +18,13 @@ use tonic::{Request, Response, Status};
 
 use super::{RateLimit, Router, Subscription, prepare};
 use crate::{
-    auth,
+    auth::{self, IssuedAt},
     error::{Error, Reason},
     ids,
     media::{MediaStore, now_millis},
     metrics::METRICS,
     pb::{self, messaging_service_server, subscribe_response::Event as Kind},
+    revocation::Revocations,
 };
 
 /// The most user IDs one QueryPeersOnlineStatus may ask about.
@@ -33,6 +41,8 @@ pub struct MessagingServer {
     rate: Arc<RateLimit>,
     /// Turns true when the server shuts down: Subscribe streams then end cleanly.
     stop: watch::Receiver<bool>,
+    /// Revoked tokens: a Subscribe stream opened with one ends with UNAUTHENTICATED.
+    revocations: Revocations,
 }
 
 impl MessagingServer {
@@ -42,12 +52,14 @@ impl MessagingServer {
         media: MediaStore,
         rate: RateLimit,
         stop: watch::Receiver<bool>,
+        revocations: Revocations,
     ) -> Self {
         Self {
             router,
             media,
             rate: Arc::new(rate),
             stop,
+            revocations,
         }
     }
 
@@ -84,9 +96,13 @@ fn timestamp_now() -> prost_types::Timestamp {
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 
 /// The Subscribe stream: cached messages (flagged offline), then `ready`, then live
-/// events; it ends with RESOURCE_EXHAUSTED when cut off as too slow, and cleanly when
-/// the server stops.
-fn event_stream(subscription: Subscription, mut stop: watch::Receiver<bool>) -> EventStream {
+/// events; it ends with RESOURCE_EXHAUSTED when cut off as too slow, with
+/// UNAUTHENTICATED when its token is revoked, and cleanly when the server stops.
+fn event_stream(
+    subscription: Subscription,
+    mut stop: watch::Receiver<bool>,
+    revoked: impl Future<Output = ()> + Send + 'static,
+) -> EventStream {
     let Subscription {
         offline,
         events,
@@ -117,11 +133,28 @@ fn event_stream(subscription: Subscription, mut stop: watch::Receiver<bool>) -> 
     let stopped = async move {
         let _ = stop.wait_for(|stop| *stop).await;
     };
+    let was_revoked = Arc::new(AtomicBool::new(false));
+    let flag = was_revoked.clone();
+    let revoked = async move {
+        revoked.await;
+        flag.store(true, Ordering::Relaxed);
+    };
+    let revoked_error = futures::stream::once(async move {
+        was_revoked.load(Ordering::Relaxed).then(|| {
+            Err(Status::from(Error::Unauthenticated(
+                "the token of this Subscribe stream was revoked; subscribe again with a new one"
+                    .into(),
+            )))
+        })
+    })
+    .filter_map(futures::future::ready);
     futures::stream::iter(offline)
         .chain(futures::stream::once(async { ready }))
         .chain(ReceiverStream::new(events))
         .map(Ok)
         .chain(cut_off)
+        .take_until(Box::pin(revoked))
+        .chain(revoked_error)
         .take_until(Box::pin(stopped))
         // The registration lives as long as the stream: dropping the call unregisters.
         .map(move |event| {
@@ -138,8 +171,19 @@ impl messaging_service_server::MessagingService for MessagingServer {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let user = auth::caller(&request)?;
+        let issued = request
+            .extensions()
+            .get::<IssuedAt>()
+            .copied()
+            .unwrap_or(IssuedAt(None));
         let subscription = self.router.subscribe(&user.0).await?;
-        Ok(Response::new(event_stream(subscription, self.stop.clone())))
+        let revocations = self.revocations.clone();
+        let revoked = async move { revocations.wait_revoked(&user.0, issued.0).await };
+        Ok(Response::new(event_stream(
+            subscription,
+            self.stop.clone(),
+            revoked,
+        )))
     }
 
     async fn send_peer_message(

@@ -97,7 +97,7 @@ jetstream {{
   store_dir: "{store}"
   sync_interval: always
   max_memory_store: 256MB
-  max_file_store: 1GB
+  max_file_store: 4GB
 }}
 "#,
             port = self.port,

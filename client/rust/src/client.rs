@@ -13,7 +13,7 @@ use std::{
 use tonic::{
     Request,
     metadata::{Ascii, MetadataValue},
-    transport::{Channel, ClientTlsConfig, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity},
 };
 
 use crate::{
@@ -39,6 +39,11 @@ pub struct ClientOptions {
     pub max_transfers: usize,
     /// The size of the data frames of an upload.
     pub chunk_size: usize,
+    /// For `https://` servers: trust this CA (PEM) instead of the system's roots.
+    pub tls_ca_pem: Option<Vec<u8>>,
+    /// For `https://` servers that ask for one: this client certificate and its key
+    /// (PEM each).
+    pub tls_identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Default for ClientOptions {
@@ -49,6 +54,8 @@ impl Default for ClientOptions {
             backoff: Duration::from_millis(100),
             max_transfers: 9,
             chunk_size: 256 * 1024,
+            tls_ca_pem: None,
+            tls_identity: None,
         }
     }
 }
@@ -85,7 +92,7 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Connects to `server_url` (`http://host:port`, or `https://` for TLS with the
-    /// system's roots) as the user named by `token`.
+    /// system's roots, or [`ClientOptions::tls_ca_pem`]) as the user named by `token`.
     pub async fn connect(server_url: &str, token: &str) -> Result<Self, Error> {
         Self::connect_with(server_url, token, ClientOptions::default()).await
     }
@@ -240,8 +247,15 @@ fn endpoint(server_url: &str, options: &ClientOptions) -> Result<Endpoint, Error
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(8 * 1024 * 1024);
     if server_url.starts_with("https://") {
+        let mut tls = match &options.tls_ca_pem {
+            Some(ca) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)),
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        if let Some((cert, key)) = &options.tls_identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
         endpoint = endpoint
-            .tls_config(ClientTlsConfig::new().with_native_roots())
+            .tls_config(tls)
             .map_err(|e| Error::BadUrl(format!("{server_url}: {e}")))?;
     }
     Ok(endpoint)

@@ -34,6 +34,10 @@ struct Cli {
     /// Print one JSON object per line instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// For an https:// server: trust this CA certificate (PEM) instead of the
+    /// system's roots.
+    #[arg(long, global = true, env = "COURIER_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -145,7 +149,14 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Error> {
     let token = cli.token.ok_or_else(|| {
         Error::Unauthenticated("no token: pass --token or set COURIER_TOKEN (courier-server token --user NAME mints one)".into())
     })?;
-    let client = Client::connect(&cli.server, &token).await?;
+    let mut options = courier_client::ClientOptions::default();
+    if let Some(path) = &cli.ca_file {
+        options.tls_ca_pem =
+            Some(std::fs::read(path).map_err(|e| {
+                Error::BadUrl(format!("reading the CA file {}: {e}", path.display()))
+            })?);
+    }
+    let client = Client::connect_with(&cli.server, &token, options).await?;
     match cli.command {
         Command::Upload { path, image } => {
             let upload = if image {
