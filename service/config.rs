@@ -125,6 +125,11 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = positive_duration)]
     pub health_check_interval: Duration,
 
+    /// How many thumbnails are decoded at once (each on a blocking thread, taking up
+    /// to 192 MiB); further GetThumbnail calls wait for a turn.
+    #[arg(long, env = "COURIER_THUMBNAIL_CONCURRENCY", default_value_t = 2, value_parser = positive_count)]
+    pub thumbnail_concurrency: usize,
+
     /// How long a shutdown waits for calls in flight before the process exits.
     #[arg(long, env = "COURIER_SHUTDOWN_GRACE", default_value = "25s", value_parser = positive_duration)]
     pub shutdown_grace: Duration,

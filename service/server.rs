@@ -17,7 +17,7 @@ use crate::{
     config::ServeConfig,
     error::Error,
     health::Health,
-    media::{MediaLimits, MediaServer, MediaStore, TransferSlots, spawn_sweeper},
+    media::{MediaLimits, MediaServer, MediaStore, Thumbnailer, TransferSlots, spawn_sweeper},
     messaging::{
         CacheLimits, HubLimits, LocalHub, MessagingServer, OfflineCache, RateLimiter, spawn_purger,
     },
@@ -128,7 +128,8 @@ impl Parts {
             self.slots.clone(),
             signals.abort,
             self.transfers.clone(),
-        );
+        )
+        .with_thumbnailer(Thumbnailer::new(config.thumbnail_concurrency));
         let rate = RateLimiter::new(config.rate_limit, config.rate_window);
         let messaging = MessagingServer::new(Arc::new(hub), self.media.clone(), rate, signals.stop);
         let router = Server::builder()
