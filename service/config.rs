@@ -194,6 +194,11 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_BUS_LEASE_TTL", default_value = "15s", value_parser = positive_duration)]
     pub bus_lease_ttl: Duration,
 
+    /// How many thumbnails are decoded at once (each on a blocking thread, taking up
+    /// to 192 MiB); further GetThumbnail calls wait for a turn.
+    #[arg(long, env = "COURIER_THUMBNAIL_CONCURRENCY", default_value_t = 2, value_parser = positive_count)]
+    pub thumbnail_concurrency: usize,
+
     /// How long a shutdown waits for calls in flight before the process exits.
     #[arg(long, env = "COURIER_SHUTDOWN_GRACE", default_value = "25s", value_parser = positive_duration)]
     pub shutdown_grace: Duration,

@@ -26,7 +26,10 @@ pub fn reason_code(reason: Reason) -> Code {
         | Reason::TooSlow
         | Reason::TooManyStreams
         | Reason::OfflineCacheFull => Code::ResourceExhausted,
-        Reason::MediaUnavailable | Reason::NotAMember => Code::FailedPrecondition,
+        Reason::MediaUnavailable
+        | Reason::NotAMember
+        | Reason::NotAnImage
+        | Reason::ImageRefused => Code::FailedPrecondition,
         // Never constructed by the server: a refusal always names its reason.
         Reason::Unspecified => Code::Unknown,
     }
@@ -227,6 +230,17 @@ mod tests {
                 Reason::TooManyStreams,
                 "TOO_MANY_STREAMS",
                 Code::ResourceExhausted,
+            ),
+            (
+                Reason::OfflineCacheFull,
+                "OFFLINE_CACHE_FULL",
+                Code::ResourceExhausted,
+            ),
+            (Reason::NotAnImage, "NOT_AN_IMAGE", Code::FailedPrecondition),
+            (
+                Reason::ImageRefused,
+                "IMAGE_REFUSED",
+                Code::FailedPrecondition,
             ),
         ];
         for (reason, name, code) in wire {

@@ -42,6 +42,9 @@ pub mod names {
     pub const GRPC_RECEIVED_BYTES: &str = "courier_grpc_received_bytes_total";
     pub const GRPC_SENT_BYTES: &str = "courier_grpc_sent_bytes_total";
     pub const BUILD_INFO: &str = "courier_build_info";
+    pub const THUMBNAILS_MADE: &str = "courier_thumbnails_made_total";
+    pub const THUMBNAILS_STORED: &str = "courier_thumbnails_served_stored_total";
+    pub const THUMBNAILS_REFUSED: &str = "courier_thumbnails_refused_total";
 }
 
 /// The latency buckets of gRPC calls, in seconds: sub-millisecond unary calls up to
@@ -108,6 +111,12 @@ pub struct Metrics {
     pub deliveries: Counter,
     /// Subscribe streams cut off for being too slow.
     pub subscribers_cut_off: Counter,
+    /// Thumbnails decoded and made (then stored).
+    pub thumbnails_made: Counter,
+    /// Thumbnails served from the store, made earlier.
+    pub thumbnails_stored: Counter,
+    /// Thumbnails refused: not an image, over the limits, truncated or corrupt.
+    pub thumbnails_refused: Counter,
 }
 
 /// The one set of series of this process.
@@ -125,6 +134,9 @@ pub static METRICS: Metrics = Metrics {
     messages: Counter(names::MESSAGES),
     deliveries: Counter(names::DELIVERIES),
     subscribers_cut_off: Counter(names::SUBSCRIBERS_CUT_OFF),
+    thumbnails_made: Counter(names::THUMBNAILS_MADE),
+    thumbnails_stored: Counter(names::THUMBNAILS_STORED),
+    thumbnails_refused: Counter(names::THUMBNAILS_REFUSED),
 };
 
 /// Installs the Prometheus recorder as the process's metrics recorder (once; a second
@@ -180,6 +192,18 @@ fn describe() {
         (
             names::SUBSCRIBERS_CUT_OFF,
             "Subscribe streams cut off as too slow.",
+        ),
+        (
+            names::THUMBNAILS_MADE,
+            "Thumbnails decoded, made and stored.",
+        ),
+        (
+            names::THUMBNAILS_STORED,
+            "Thumbnails served from the store.",
+        ),
+        (
+            names::THUMBNAILS_REFUSED,
+            "Thumbnails refused (not an image, over the limits, corrupt).",
         ),
     ];
     for (name, help) in counters {

@@ -21,7 +21,7 @@ use crate::{
     config::ServeConfig,
     error::Error,
     health::Health,
-    media::{MediaLimits, MediaServer, MediaStore, TransferSlots, spawn_sweeper},
+    media::{MediaLimits, MediaServer, MediaStore, Thumbnailer, TransferSlots, spawn_sweeper},
     messaging::{
         BusRouter, CacheLimits, HubLimits, LocalHub, MessagingServer, OfflineCache, RateLimit,
         RateLimiter, Router as MessageRouter, spawn_purger,
@@ -177,7 +177,8 @@ impl Parts {
             self.slots.clone(),
             signals.abort,
             self.transfers.clone(),
-        );
+        )
+        .with_thumbnailer(Thumbnailer::new(config.thumbnail_concurrency));
         let messaging = MessagingServer::new(
             router,
             self.media.clone(),

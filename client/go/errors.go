@@ -56,6 +56,13 @@ var (
 	// the most messages waiting for offline receivers, or the server's cache is full;
 	// nothing was kept (OFFLINE_CACHE_FULL).
 	ErrOfflineCacheFull = errors.New("offline cache full")
+	// ErrNotAnImage: a thumbnail was asked of media that is not a JPEG, PNG, GIF, WebP
+	// or BMP image (NOT_AN_IMAGE).
+	ErrNotAnImage = errors.New("not an image")
+	// ErrImageRefused: the server will not decode the image for a thumbnail: over its
+	// pixel or memory limits, or truncated or corrupt; asking again gives the same
+	// answer (IMAGE_REFUSED).
+	ErrImageRefused = errors.New("image refused")
 	// ErrTooSlow: a Subscribe stream fell too far behind and the server ended it
 	// (TOO_SLOW).
 	ErrTooSlow = errors.New("too slow")
@@ -153,6 +160,8 @@ var reasonKinds = map[pb.ErrorReason]error{
 	pb.ErrorReason_TOO_SLOW:           ErrTooSlow,
 	pb.ErrorReason_TOO_MANY_STREAMS:   ErrTooManyStreams,
 	pb.ErrorReason_OFFLINE_CACHE_FULL: ErrOfflineCacheFull,
+	pb.ErrorReason_NOT_AN_IMAGE:       ErrNotAnImage,
+	pb.ErrorReason_IMAGE_REFUSED:      ErrImageRefused,
 }
 
 // codeKinds sorts the gRPC codes of statuses without a known reason into kinds.

@@ -1,10 +1,11 @@
-// The record of a stored image or file, and GetMedia.
+// The record of a stored image or file, GetMedia and Thumbnail.
 
 package courier
 
 import (
 	"context"
 	"encoding/hex"
+	"math"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -122,6 +123,41 @@ func (c *Client) GetMedia(ctx context.Context, mediaID string) (Media, error) {
 		return Media{}, err
 	}
 	return mediaFromProto(response.GetMedia()), nil
+}
+
+// Thumbnail is a thumbnail made by the server: at most 96, 320 or 640 pixels on its
+// longer side, upright (EXIF orientation applied).
+type Thumbnail struct {
+	// ContentType is image/jpeg, or image/png for an image with transparency.
+	ContentType string
+	// Width and Height are in pixels.
+	Width, Height uint32
+	// Data is the encoded image.
+	Data []byte
+}
+
+// Thumbnail returns the server's thumbnail of image mediaID, at most maxEdge pixels on
+// its longer side after rounding up to 96, 320 or 640 (above 640: 640). Errors:
+// ErrInvalidArgument for a maxEdge of 0 or less, ErrNotFound for an unknown or expired
+// ID, ErrNotAnImage and ErrImageRefused for media the server does not thumbnail.
+// Retried while the server is unavailable.
+func (c *Client) Thumbnail(ctx context.Context, mediaID string, maxEdge int) (Thumbnail, error) {
+	if err := checkMediaID(mediaID); err != nil {
+		return Thumbnail{}, err
+	}
+	edge := int32(max(min(maxEdge, math.MaxInt32), math.MinInt32))
+	response, err := retrying(c, ctx, func(ctx context.Context) (*pb.GetThumbnailResponse, error) {
+		return c.media.GetThumbnail(ctx, &pb.GetThumbnailRequest{MediaId: mediaID, MaxEdge: edge})
+	})
+	if err != nil {
+		return Thumbnail{}, err
+	}
+	return Thumbnail{
+		ContentType: response.GetContentType(),
+		Width:       response.GetWidth(),
+		Height:      response.GetHeight(),
+		Data:        response.GetData(),
+	}, nil
 }
 
 // ImageMessageByMediaID is an image message for an already uploaded object, filled

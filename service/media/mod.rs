@@ -1,7 +1,10 @@
 //! MediaService: images and files stored once per distinct content, served by media ID.
 //!
-//! # Store layout (version 2: content-addressed)
+//! # Store layout (version 3: content-addressed, with thumbnails)
 //! - `content/<sha256>`: the bytes, once per distinct SHA-256 whoever uploaded them.
+//! - `thumbs/<sha256>/<size>`: the thumbnail of those bytes at one of the sizes 96,
+//!   320, 640 (see `thumbnail.rs`), made on the first GetThumbnail, for content of
+//!   records of any layout (a layout-1 record names its SHA-256 too).
 //! - `records/<id>.json`: one [`Record`] per upload (its own ID, owner, file name and
 //!   expiry) naming the content's SHA-256; written last, so an object is visible only
 //!   once complete. Every reader starts from it.
@@ -12,6 +15,13 @@
 //! Version 1 wrote `blobs/<id>` + `records/<id>.json` (a record with no `layout`
 //! field). Such records stay readable as they are: downloads read `blobs/<id>`, and
 //! the sweeper deletes both when the record expires. Nothing is migrated.
+//!
+//! Version 3 only adds `thumbs/`; records are unchanged (their `layout` field says
+//! where a record's bytes are, which did not change, so they keep writing 2). Not
+//! bumping it is deliberate: a server of version 2 counts only records of layout 2 as
+//! naming shared content, so during a rolling upgrade it would delete the content of
+//! records marked 3. Such a server ignores `thumbs/`; thumbnails of media that expire
+//! while only it sweeps are collected by the first version-3 sweep.
 //!
 //! # How bytes are shared and collected
 //! An upload streams into `uploads/<id>`, verifies size and digest, copies it to
@@ -27,7 +37,10 @@
 //! The sweeper (see `sweeper.rs`) deletes expired records, then lists the records
 //! left and deletes each `content/<sha256>` that no live record names and whose
 //! last-modified time (read again just before the delete) is older than `grace`
-//! before the sweep started; and each `uploads/<id>` older than `grace`.
+//! before the sweep started; each `uploads/<id>` older than `grace`; and each
+//! `thumbs/<sha256>/<size>` whose SHA-256 no live record (of any layout) names. A
+//! thumbnail needs no grace: it is derived, so one deleted while a new record of its
+//! content is written is only made again on the next request.
 //!
 //! # Races, and why they are safe
 //! - *An upload writing its record while a sweep lists records.* Its content was
@@ -64,6 +77,7 @@ mod record;
 mod service;
 mod slots;
 mod sweeper;
+mod thumbnail;
 mod upload;
 mod writer;
 
@@ -76,6 +90,7 @@ pub use record::{Kind as MediaKind, Record, now_millis};
 pub use service::MediaServer;
 pub use slots::{SlotGuard, TransferSlots};
 pub use sweeper::{spawn_sweeper, sweep_once};
+pub use thumbnail::{Thumbnail, Thumbnailer, thumbnail};
 pub use upload::{Frame, upload};
 pub use writer::PendingAborts;
 

@@ -9,7 +9,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Download, Frame, MediaStore, SlotGuard, TransferSlots, open_download, upload};
+use super::{
+    Download, Frame, MediaStore, SlotGuard, Thumbnailer, TransferSlots, open_download, thumbnail,
+    upload,
+};
 use crate::{
     auth,
     error::Error,
@@ -34,6 +37,8 @@ pub struct MediaServer {
     /// Every upload and download task, so that shutdown waits for exactly the
     /// transfers in flight.
     tasks: TaskTracker,
+    /// Limits how many thumbnails are decoded at once.
+    thumbnailer: Thumbnailer,
 }
 
 impl MediaServer {
@@ -51,9 +56,19 @@ impl MediaServer {
             slots,
             abort,
             tasks,
+            thumbnailer: Thumbnailer::new(DEFAULT_THUMBNAIL_CONCURRENCY),
         }
     }
+
+    /// The same service, decoding thumbnails with `thumbnailer`.
+    pub fn with_thumbnailer(mut self, thumbnailer: Thumbnailer) -> Self {
+        self.thumbnailer = thumbnailer;
+        self
+    }
 }
+
+/// How many thumbnails are decoded at once unless configured.
+pub const DEFAULT_THUMBNAIL_CONCURRENCY: usize = 2;
 
 type DownloadStream = Pin<Box<dyn Stream<Item = Result<pb::DownloadMediaResponse, Status>> + Send>>;
 
@@ -126,6 +141,21 @@ impl media_service_server::MediaService for MediaServer {
         let record = self.media.get(&id).await?;
         Ok(Response::new(pb::GetMediaResponse {
             media: Some(record.to_proto()),
+        }))
+    }
+
+    async fn get_thumbnail(
+        &self,
+        request: Request<pb::GetThumbnailRequest>,
+    ) -> Result<Response<pb::GetThumbnailResponse>, Status> {
+        let request = request.into_inner();
+        let id = MediaId::parse(&request.media_id)?;
+        let made = thumbnail(&self.media, &self.thumbnailer, &id, request.max_edge).await?;
+        Ok(Response::new(pb::GetThumbnailResponse {
+            content_type: made.content_type.to_owned(),
+            width: made.width,
+            height: made.height,
+            data: made.data,
         }))
     }
 }

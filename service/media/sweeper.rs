@@ -5,7 +5,7 @@
 
 use std::{collections::HashSet, sync::atomic::Ordering, time::Duration};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStoreExt, path::Path};
 use tokio::sync::watch;
 
@@ -33,19 +33,30 @@ pub async fn sweep_once(media: &MediaStore) -> Result<usize, Error> {
     // record written after the listing.
     let cutoff = record::now_millis().saturating_sub(content::grace_ms(media));
     let (expired, live) = sweep_records(media).await?;
-    let unreferenced = sweep_content(media, &live, cutoff).await?;
+    let unreferenced = sweep_content(media, &live.content, cutoff).await?;
     let staged = sweep_staged(media, cutoff).await?;
-    Ok(aborted + expired + unreferenced + staged)
+    let thumbs = sweep_thumbs(media, &live.digests).await?;
+    Ok(aborted + expired + unreferenced + staged + thumbs)
 }
 
-/// Deletes every expired record once; returns how many were deleted and the SHA-256
-/// of every live record's shared content.
-async fn sweep_records(media: &MediaStore) -> Result<(usize, HashSet<String>), Error> {
+/// What the live records name.
+#[derive(Default)]
+struct Live {
+    /// The SHA-256 of every live layout-2 record: their shared content.
+    content: HashSet<String>,
+    /// The SHA-256 of every live record of any layout: the content whose thumbnails
+    /// are kept.
+    digests: HashSet<String>,
+}
+
+/// Deletes every expired record once; returns how many were deleted and what the live
+/// records name.
+async fn sweep_records(media: &MediaStore) -> Result<(usize, Live), Error> {
     let now = record::now_millis();
     let prefix = Path::from("records");
     let mut listing = media.object_store().list(Some(&prefix));
     let mut deleted = 0;
-    let mut live = HashSet::new();
+    let mut live = Live::default();
     while let Some(meta) = listing.next().await {
         let meta = meta?;
         let Some(id) = meta
@@ -64,8 +75,9 @@ async fn sweep_records(media: &MediaStore) -> Result<(usize, HashSet<String>), E
         match Record::from_json(&bytes) {
             Ok(record) if !record.is_expired(now) => {
                 if record.layout == record::LAYOUT_CONTENT {
-                    live.insert(record.sha256);
+                    live.content.insert(record.sha256.clone());
                 }
+                live.digests.insert(record.sha256);
                 continue;
             }
             Ok(record) => media.delete_record(&record).await?,
@@ -125,6 +137,26 @@ async fn sweep_staged(media: &MediaStore, cutoff: u64) -> Result<usize, Error> {
         tracing::info!(key = %meta.location, "deleted an upload left staged by a crash");
     }
     Ok(stale.len())
+}
+
+/// Deletes each `thumbs/<sha256>/<size>` whose content no live record names; returns
+/// how many. No grace period: a thumbnail deleted while a new record of its content
+/// is written is made again on the next request.
+async fn sweep_thumbs(media: &MediaStore, live: &HashSet<String>) -> Result<usize, Error> {
+    let store = media.object_store();
+    let prefix = Path::from("thumbs");
+    let listing: Vec<ObjectMeta> = store.list(Some(&prefix)).try_collect().await?;
+    let mut deleted = 0;
+    for meta in listing {
+        let sha256 = meta.location.parts().nth(1);
+        if sha256.is_some_and(|sha| live.contains(sha.as_ref())) {
+            continue;
+        }
+        ignore_not_found(store.delete(&meta.location).await)?;
+        tracing::info!(key = %meta.location, "deleted a thumbnail of expired media");
+        deleted += 1;
+    }
+    Ok(deleted)
 }
 
 /// The objects under `prefix` last written before `cutoff`.

@@ -452,6 +452,13 @@ impl Router for BusRouter {
             )
             .await
             .map_err(|e| unavailable("publishing a channel message", e))?;
+        // Answered only once NATS has it: a sender's next message, even through
+        // another replica, then reaches every member after this one.
+        self.bus
+            .client
+            .flush()
+            .await
+            .map_err(|e| unavailable("publishing a channel message", e))?;
         Ok(())
     }
 

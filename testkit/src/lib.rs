@@ -142,3 +142,103 @@ pub fn encode_image(format: image::ImageFormat, width: u32, height: u32) -> Byte
 pub fn png(width: u32, height: u32) -> Bytes {
     encode_image(image::ImageFormat::Png, width, height)
 }
+
+/// `jpeg` (a JPEG from [`encode_image`] or any other) with an EXIF APP1 segment put
+/// first, whose IFD0 holds one entry: Orientation (tag 0x0112) = `orientation` (1 to 8;
+/// 6 means "rotate 90° clockwise to show").
+pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Bytes {
+    assert!(jpeg.starts_with(&[0xff, 0xd8]), "a JPEG");
+    // Big-endian TIFF header, IFD0 at offset 8 with one SHORT entry, no next IFD.
+    let mut tiff = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01".to_vec();
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = vec![0xff, 0xd8];
+    out.extend_from_slice(&app_segment(0xe1, &app1));
+    out.extend_from_slice(&jpeg[2..]);
+    out.into()
+}
+
+/// A JPEG APPn (or any length-prefixed) segment: marker, length, `body` (< 64 KiB).
+pub fn app_segment(marker: u8, body: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(body.len() + 2).expect("a segment body under 64 KiB");
+    let mut out = vec![0xff, marker];
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A `width` x `height` JPEG whose left half is red and right half blue, so that a
+/// test can tell which way it was turned.
+pub fn two_tone_jpeg(width: u32, height: u32) -> Bytes {
+    let img = image::RgbImage::from_fn(width, height, |x, _| {
+        if x < width / 2 {
+            image::Rgb([230, 20, 20])
+        } else {
+            image::Rgb([20, 20, 230])
+        }
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("encodes");
+    out.into_inner().into()
+}
+
+/// The signature and IHDR chunk of a PNG declaring `width` x `height` RGBA pixels,
+/// then an empty IDAT and IEND: a decompression bomb's header, without the bomb.
+pub fn png_declaring(width: u32, height: u32) -> Bytes {
+    fn chunk(kind: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut out = (body.len() as u32).to_be_bytes().to_vec();
+        let mut typed = kind.to_vec();
+        typed.extend_from_slice(body);
+        out.extend_from_slice(&typed);
+        out.extend_from_slice(&crc32(&typed).to_be_bytes());
+        out
+    }
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+    let mut out = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+    out.extend_from_slice(&chunk(b"IHDR", &ihdr));
+    // A zlib stream of nothing.
+    out.extend_from_slice(&chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    ));
+    out.extend_from_slice(&chunk(b"IEND", &[]));
+    out.into()
+}
+
+/// The CRC-32 of PNG chunks.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// `VmRSS` of process `pid` in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix(" kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// The width and height of an encoded image, by decoding it whole.
+pub fn decoded_size(data: &[u8]) -> (u32, u32) {
+    let img = image::load_from_memory(data).expect("the image decodes");
+    (img.width(), img.height())
+}

@@ -55,6 +55,15 @@ pub enum Error {
     /// waiting for offline receivers, or the server's cache is full. Nothing was kept.
     #[error("offline cache full: {0}")]
     OfflineCacheFull(String),
+    /// GetThumbnail: the media is not a JPEG, PNG, GIF, WebP or BMP image (reason
+    /// NOT_AN_IMAGE).
+    #[error("not an image: {0}")]
+    NotAnImage(String),
+    /// GetThumbnail: the server will not decode the image: over its pixel or memory
+    /// limits, or truncated or corrupt (reason IMAGE_REFUSED). Asking again gives the
+    /// same answer.
+    #[error("image refused: {0}")]
+    ImageRefused(String),
     /// A Subscribe stream fell too far behind and the server ended it.
     #[error("too slow: {0}")]
     TooSlow(String),
@@ -136,6 +145,8 @@ impl Error {
             Self::TooSlow(_) => ErrorReason::TooSlow,
             Self::TooManyStreams(_) => ErrorReason::TooManyStreams,
             Self::OfflineCacheFull(_) => ErrorReason::OfflineCacheFull,
+            Self::NotAnImage(_) => ErrorReason::NotAnImage,
+            Self::ImageRefused(_) => ErrorReason::ImageRefused,
             _ => return None,
         })
     }
@@ -146,7 +157,10 @@ impl Error {
 fn reason_code(reason: ErrorReason) -> Code {
     match reason {
         ErrorReason::MediaTooLarge | ErrorReason::MessageTooLarge => Code::InvalidArgument,
-        ErrorReason::MediaUnavailable | ErrorReason::NotAMember => Code::FailedPrecondition,
+        ErrorReason::MediaUnavailable
+        | ErrorReason::NotAMember
+        | ErrorReason::NotAnImage
+        | ErrorReason::ImageRefused => Code::FailedPrecondition,
         ErrorReason::TooManyTransfers
         | ErrorReason::RateLimited
         | ErrorReason::TooManyChannels
@@ -177,6 +191,8 @@ impl From<Status> for Error {
             Some(ErrorReason::TooSlow) => return Self::TooSlow(message),
             Some(ErrorReason::TooManyStreams) => return Self::TooManyStreams(message),
             Some(ErrorReason::OfflineCacheFull) => return Self::OfflineCacheFull(message),
+            Some(ErrorReason::NotAnImage) => return Self::NotAnImage(message),
+            Some(ErrorReason::ImageRefused) => return Self::ImageRefused(message),
             Some(ErrorReason::Unspecified) | None => {}
         }
         match status.code() {

@@ -19,6 +19,8 @@
 //!   `download`).
 //! - Messages: [`Message`] to send, [`Event`]s from [`Client::subscribe`], which
 //!   reconnects by itself (`message`, `subscribe`).
+//! - [`Client::thumbnail`]: the server's thumbnail of an image, and image messages
+//!   that carry one (`thumbnail`).
 //! - [`Error`]: one enum to match on (`error`).
 //! - [`safe_file_name`], [`unique_path`]: where to save received files (`names`).
 //! - [`pb`]: the generated gRPC types, for anything the typed layer does not cover.
@@ -33,6 +35,7 @@ mod message;
 mod names;
 pub mod pb;
 mod subscribe;
+mod thumbnail;
 mod transfer;
 mod upload;
 
@@ -47,4 +50,5 @@ pub use message::{
 pub use names::{safe_file_name, unique_path};
 pub use pb::ErrorReason;
 pub use subscribe::{Event, Subscription};
+pub use thumbnail::{MESSAGE_THUMBNAIL_EDGE, Thumbnail};
 pub use transfer::{Progress, RequestId, Transfer};

@@ -10,7 +10,7 @@ import { type ClientOptions, Connection } from "./connection.js";
 import { NotFoundError, PeerUnreachableError } from "./errors.js";
 import { PeerMessageState } from "./gen/courier/v1/messaging_service_pb.js";
 import { downloadToFile, downloadToMemory, partialPath } from "./download.js";
-import { type Downloaded, type Media, mediaFromProto, toDate } from "./media.js";
+import { type Downloaded, type Media, type Thumbnail, mediaFromProto, toDate } from "./media.js";
 import {
   type FileMessage,
   type ImageMessage,
@@ -118,6 +118,27 @@ export class Client {
     const response = await connection.retrying(() => connection.media.getMedia({ mediaId }, connection.unary));
     if (response.media === undefined) throw new NotFoundError(mediaId);
     return mediaFromProto(response.media);
+  }
+
+  /**
+   * The server's thumbnail of image `mediaId`, at most `maxEdge` pixels on its longer
+   * side after rounding up to 96, 320 or 640 (above 640: 640). Errors:
+   * {@link InvalidArgumentError} for a `maxEdge` of 0 or less, {@link NotFoundError} for
+   * an unknown or expired ID, {@link NotAnImageError} and {@link ImageRefusedError} for
+   * media the server does not thumbnail.
+   */
+  async thumbnail(mediaId: string, maxEdge: number): Promise<Thumbnail> {
+    const connection = this.#connection;
+    const edge = Math.max(-(2 ** 31), Math.min(Math.trunc(maxEdge), 2 ** 31 - 1));
+    const response = await connection.retrying(() =>
+      connection.media.getThumbnail({ mediaId, maxEdge: edge }, connection.unary),
+    );
+    return {
+      contentType: response.contentType,
+      width: response.width,
+      height: response.height,
+      data: response.data,
+    };
   }
 
   /** An image message for an already uploaded `mediaId`, without uploading again. */

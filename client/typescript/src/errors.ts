@@ -136,6 +136,13 @@ export class NotAMemberError extends reasoned(ErrorReason.NOT_A_MEMBER, "FAILED_
  * (OFFLINE_CACHE_FULL).
  */
 export class OfflineCacheFullError extends reasoned(ErrorReason.OFFLINE_CACHE_FULL, "RESOURCE_EXHAUSTED") {}
+/** A thumbnail was asked of media that is not a JPEG, PNG, GIF, WebP or BMP image (NOT_AN_IMAGE). */
+export class NotAnImageError extends reasoned(ErrorReason.NOT_AN_IMAGE, "FAILED_PRECONDITION") {}
+/**
+ * The server will not decode the image for a thumbnail: over its pixel or memory limits, or
+ * truncated or corrupt; asking again gives the same answer (IMAGE_REFUSED).
+ */
+export class ImageRefusedError extends reasoned(ErrorReason.IMAGE_REFUSED, "FAILED_PRECONDITION") {}
 
 /** This user already has the most Subscribe streams open: 16 by default (TOO_MANY_STREAMS). */
 export class TooManyStreamsError extends reasoned(ErrorReason.TOO_MANY_STREAMS, "RESOURCE_EXHAUSTED") {}
@@ -208,6 +215,10 @@ function fromReason(reason: ErrorReason, message: string, cause: unknown): Couri
       return new TooManyStreamsError(message, init);
     case ErrorReason.OFFLINE_CACHE_FULL:
       return new OfflineCacheFullError(message, init);
+    case ErrorReason.NOT_AN_IMAGE:
+      return new NotAnImageError(message, init);
+    case ErrorReason.IMAGE_REFUSED:
+      return new ImageRefusedError(message, init);
     case ErrorReason.ERROR_REASON_UNSPECIFIED:
       return undefined;
     default:

@@ -39,6 +39,8 @@ export {
   TooManyChannelsError,
   TooManyStreamsError,
   OfflineCacheFullError,
+  NotAnImageError,
+  ImageRefusedError,
   TooManyTransfersError,
   TooSlowError,
   UnauthenticatedError,
@@ -46,7 +48,7 @@ export {
   type ErrorReasonName,
   type GrpcCode,
 } from "./errors.js";
-export type { Downloaded, Media, MediaKind } from "./media.js";
+export type { Downloaded, Media, MediaKind, Thumbnail } from "./media.js";
 export {
   fileMessage,
   imageMessage,

@@ -74,3 +74,18 @@ export function mediaFromProto(media: PbMedia): Media {
     expires: toDate(media.expireTime),
   };
 }
+
+/**
+ * A thumbnail made by the server: at most 96, 320 or 640 pixels on its longer side,
+ * upright (EXIF orientation applied).
+ */
+export interface Thumbnail {
+  /** `image/jpeg`, or `image/png` for an image with transparency. */
+  readonly contentType: string;
+  /** The width in pixels. */
+  readonly width: number;
+  /** The height in pixels. */
+  readonly height: number;
+  /** The encoded image. */
+  readonly data: Uint8Array;
+}

@@ -97,6 +97,19 @@ const (
 	// Returned by MessagingService.SendPeerMessage with code RESOURCE_EXHAUSTED, only for
 	// messages sent with offline messaging to a peer that is offline.
 	ErrorReason_OFFLINE_CACHE_FULL ErrorReason = 10
+	// The media ID names an object that is not an image the server can make a
+	// thumbnail of: a file, or an image in a format other than JPEG, PNG, GIF, WebP
+	// and BMP (detected from its bytes).
+	//
+	// Returned by MediaService.GetThumbnail with code FAILED_PRECONDITION.
+	ErrorReason_NOT_AN_IMAGE ErrorReason = 11
+	// The image is one the server will not decode: it declares more pixels than the
+	// server's limits (16,384 pixels on a side, or 192 MiB decoded), its metadata is
+	// larger than 1 MiB, or it is truncated or corrupt. Nothing was decoded past the
+	// limits; the same image is refused again.
+	//
+	// Returned by MediaService.GetThumbnail with code FAILED_PRECONDITION.
+	ErrorReason_IMAGE_REFUSED ErrorReason = 12
 )
 
 // Enum value maps for ErrorReason.
@@ -113,6 +126,8 @@ var (
 		8:  "TOO_SLOW",
 		9:  "TOO_MANY_STREAMS",
 		10: "OFFLINE_CACHE_FULL",
+		11: "NOT_AN_IMAGE",
+		12: "IMAGE_REFUSED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
@@ -126,6 +141,8 @@ var (
 		"TOO_SLOW":                 8,
 		"TOO_MANY_STREAMS":         9,
 		"OFFLINE_CACHE_FULL":       10,
+		"NOT_AN_IMAGE":             11,
+		"IMAGE_REFUSED":            12,
 	}
 )
 
@@ -161,7 +178,7 @@ var File_courier_v1_error_reason_proto protoreflect.FileDescriptor
 const file_courier_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
 	"\x1dcourier/v1/error_reason.proto\x12\n" +
-	"courier.v1*\xfd\x01\n" +
+	"courier.v1*\xa2\x02\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fMEDIA_TOO_LARGE\x10\x01\x12\x15\n" +
@@ -174,7 +191,9 @@ const file_courier_v1_error_reason_proto_rawDesc = "" +
 	"\bTOO_SLOW\x10\b\x12\x14\n" +
 	"\x10TOO_MANY_STREAMS\x10\t\x12\x16\n" +
 	"\x12OFFLINE_CACHE_FULL\x10\n" +
-	"b\x06proto3"
+	"\x12\x10\n" +
+	"\fNOT_AN_IMAGE\x10\v\x12\x11\n" +
+	"\rIMAGE_REFUSED\x10\fb\x06proto3"
 
 var (
 	file_courier_v1_error_reason_proto_rawDescOnce sync.Once

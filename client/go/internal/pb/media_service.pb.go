@@ -93,10 +93,12 @@ type Media struct {
 	// (for example `image/png`), or `application/octet-stream`.
 	ContentType string `protobuf:"bytes,6,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	// The width in pixels for JPEG, PNG, BMP, GIF and WebP images, read from the header
-	// bytes; 0 for any other content.
+	// bytes; 0 for any other content. For a JPEG whose EXIF orientation turns it a
+	// quarter (orientations 5 to 8), the width of the upright picture, which is the
+	// stored frame's height.
 	Width uint32 `protobuf:"varint,7,opt,name=width,proto3" json:"width,omitempty"`
 	// The height in pixels for JPEG, PNG, BMP, GIF and WebP images, read from the header
-	// bytes; 0 for any other content.
+	// bytes; 0 for any other content. Upright, as for `width`.
 	Height uint32 `protobuf:"varint,8,opt,name=height,proto3" json:"height,omitempty"`
 	// The time at which the upload completed.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
@@ -674,6 +676,135 @@ func (x *GetMediaResponse) GetMedia() *Media {
 	return nil
 }
 
+// GetThumbnailRequest asks for a thumbnail of a stored image.
+type GetThumbnailRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ID of the image, as returned by UploadMedia. Required.
+	MediaId string `protobuf:"bytes,1,opt,name=media_id,json=mediaId,proto3" json:"media_id,omitempty"`
+	// The most pixels the thumbnail may have on its longer side: 1 or more, rounded up
+	// to 96, 320 or 640 (above 640: 640).
+	MaxEdge       int32 `protobuf:"varint,2,opt,name=max_edge,json=maxEdge,proto3" json:"max_edge,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetThumbnailRequest) Reset() {
+	*x = GetThumbnailRequest{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetThumbnailRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetThumbnailRequest) ProtoMessage() {}
+
+func (x *GetThumbnailRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetThumbnailRequest.ProtoReflect.Descriptor instead.
+func (*GetThumbnailRequest) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetThumbnailRequest) GetMediaId() string {
+	if x != nil {
+		return x.MediaId
+	}
+	return ""
+}
+
+func (x *GetThumbnailRequest) GetMaxEdge() int32 {
+	if x != nil {
+		return x.MaxEdge
+	}
+	return 0
+}
+
+// GetThumbnailResponse holds a thumbnail.
+type GetThumbnailResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `image/jpeg`, or `image/png` for an image with transparent pixels.
+	ContentType string `protobuf:"bytes,1,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// The width of the thumbnail in pixels, upright.
+	Width uint32 `protobuf:"varint,2,opt,name=width,proto3" json:"width,omitempty"`
+	// The height of the thumbnail in pixels, upright.
+	Height uint32 `protobuf:"varint,3,opt,name=height,proto3" json:"height,omitempty"`
+	// The encoded thumbnail (at most a few hundred KiB).
+	Data          []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetThumbnailResponse) Reset() {
+	*x = GetThumbnailResponse{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetThumbnailResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetThumbnailResponse) ProtoMessage() {}
+
+func (x *GetThumbnailResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetThumbnailResponse.ProtoReflect.Descriptor instead.
+func (*GetThumbnailResponse) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetThumbnailResponse) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *GetThumbnailResponse) GetWidth() uint32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *GetThumbnailResponse) GetHeight() uint32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *GetThumbnailResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 var File_courier_v1_media_service_proto protoreflect.FileDescriptor
 
 const file_courier_v1_media_service_proto_rawDesc = "" +
@@ -717,15 +848,24 @@ const file_courier_v1_media_service_proto_rawDesc = "" +
 	"\x0fGetMediaRequest\x12\x19\n" +
 	"\bmedia_id\x18\x01 \x01(\tR\amediaId\";\n" +
 	"\x10GetMediaResponse\x12'\n" +
-	"\x05media\x18\x01 \x01(\v2\x11.courier.v1.MediaR\x05media*R\n" +
+	"\x05media\x18\x01 \x01(\v2\x11.courier.v1.MediaR\x05media\"K\n" +
+	"\x13GetThumbnailRequest\x12\x19\n" +
+	"\bmedia_id\x18\x01 \x01(\tR\amediaId\x12\x19\n" +
+	"\bmax_edge\x18\x02 \x01(\x05R\amaxEdge\"{\n" +
+	"\x14GetThumbnailResponse\x12!\n" +
+	"\fcontent_type\x18\x01 \x01(\tR\vcontentType\x12\x14\n" +
+	"\x05width\x18\x02 \x01(\rR\x05width\x12\x16\n" +
+	"\x06height\x18\x03 \x01(\rR\x06height\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data*R\n" +
 	"\tMediaKind\x12\x1a\n" +
 	"\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10MEDIA_KIND_IMAGE\x10\x01\x12\x13\n" +
-	"\x0fMEDIA_KIND_FILE\x10\x022\xff\x01\n" +
+	"\x0fMEDIA_KIND_FILE\x10\x022\xd2\x02\n" +
 	"\fMediaService\x12P\n" +
 	"\vUploadMedia\x12\x1e.courier.v1.UploadMediaRequest\x1a\x1f.courier.v1.UploadMediaResponse(\x01\x12V\n" +
 	"\rDownloadMedia\x12 .courier.v1.DownloadMediaRequest\x1a!.courier.v1.DownloadMediaResponse0\x01\x12E\n" +
-	"\bGetMedia\x12\x1b.courier.v1.GetMediaRequest\x1a\x1c.courier.v1.GetMediaResponseb\x06proto3"
+	"\bGetMedia\x12\x1b.courier.v1.GetMediaRequest\x1a\x1c.courier.v1.GetMediaResponse\x12Q\n" +
+	"\fGetThumbnail\x12\x1f.courier.v1.GetThumbnailRequest\x1a .courier.v1.GetThumbnailResponseb\x06proto3"
 
 var (
 	file_courier_v1_media_service_proto_rawDescOnce sync.Once
@@ -740,7 +880,7 @@ func file_courier_v1_media_service_proto_rawDescGZIP() []byte {
 }
 
 var file_courier_v1_media_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_courier_v1_media_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_courier_v1_media_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_courier_v1_media_service_proto_goTypes = []any{
 	(MediaKind)(0),                // 0: courier.v1.MediaKind
 	(*Media)(nil),                 // 1: courier.v1.Media
@@ -751,12 +891,14 @@ var file_courier_v1_media_service_proto_goTypes = []any{
 	(*DownloadMediaResponse)(nil), // 6: courier.v1.DownloadMediaResponse
 	(*GetMediaRequest)(nil),       // 7: courier.v1.GetMediaRequest
 	(*GetMediaResponse)(nil),      // 8: courier.v1.GetMediaResponse
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*GetThumbnailRequest)(nil),   // 9: courier.v1.GetThumbnailRequest
+	(*GetThumbnailResponse)(nil),  // 10: courier.v1.GetThumbnailResponse
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_courier_v1_media_service_proto_depIdxs = []int32{
 	0,  // 0: courier.v1.Media.kind:type_name -> courier.v1.MediaKind
-	9,  // 1: courier.v1.Media.create_time:type_name -> google.protobuf.Timestamp
-	9,  // 2: courier.v1.Media.expire_time:type_name -> google.protobuf.Timestamp
+	11, // 1: courier.v1.Media.create_time:type_name -> google.protobuf.Timestamp
+	11, // 2: courier.v1.Media.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: courier.v1.UploadHeader.kind:type_name -> courier.v1.MediaKind
 	2,  // 4: courier.v1.UploadMediaRequest.header:type_name -> courier.v1.UploadHeader
 	1,  // 5: courier.v1.UploadMediaResponse.media:type_name -> courier.v1.Media
@@ -765,11 +907,13 @@ var file_courier_v1_media_service_proto_depIdxs = []int32{
 	3,  // 8: courier.v1.MediaService.UploadMedia:input_type -> courier.v1.UploadMediaRequest
 	5,  // 9: courier.v1.MediaService.DownloadMedia:input_type -> courier.v1.DownloadMediaRequest
 	7,  // 10: courier.v1.MediaService.GetMedia:input_type -> courier.v1.GetMediaRequest
-	4,  // 11: courier.v1.MediaService.UploadMedia:output_type -> courier.v1.UploadMediaResponse
-	6,  // 12: courier.v1.MediaService.DownloadMedia:output_type -> courier.v1.DownloadMediaResponse
-	8,  // 13: courier.v1.MediaService.GetMedia:output_type -> courier.v1.GetMediaResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
+	9,  // 11: courier.v1.MediaService.GetThumbnail:input_type -> courier.v1.GetThumbnailRequest
+	4,  // 12: courier.v1.MediaService.UploadMedia:output_type -> courier.v1.UploadMediaResponse
+	6,  // 13: courier.v1.MediaService.DownloadMedia:output_type -> courier.v1.DownloadMediaResponse
+	8,  // 14: courier.v1.MediaService.GetMedia:output_type -> courier.v1.GetMediaResponse
+	10, // 15: courier.v1.MediaService.GetThumbnail:output_type -> courier.v1.GetThumbnailResponse
+	12, // [12:16] is the sub-list for method output_type
+	8,  // [8:12] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
 	8,  // [8:8] is the sub-list for extension extendee
 	0,  // [0:8] is the sub-list for field type_name
@@ -794,7 +938,7 @@ func file_courier_v1_media_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_courier_v1_media_service_proto_rawDesc), len(file_courier_v1_media_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

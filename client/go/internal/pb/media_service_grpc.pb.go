@@ -22,6 +22,7 @@ const (
 	MediaService_UploadMedia_FullMethodName   = "/courier.v1.MediaService/UploadMedia"
 	MediaService_DownloadMedia_FullMethodName = "/courier.v1.MediaService/DownloadMedia"
 	MediaService_GetMedia_FullMethodName      = "/courier.v1.MediaService/GetMedia"
+	MediaService_GetThumbnail_FullMethodName  = "/courier.v1.MediaService/GetThumbnail"
 )
 
 // MediaServiceClient is the client API for MediaService service.
@@ -39,7 +40,8 @@ const (
 // Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
 // (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
 // `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
-// server's upload limit) and TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED).
+// server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
+// IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
 type MediaServiceClient interface {
 	// UploadMedia stores one image or file. The client sends one `header` frame first,
 	// then `data` frames (64 KiB to 1 MiB each is recommended; every frame must stay
@@ -71,6 +73,23 @@ type MediaServiceClient interface {
 	// GetMedia returns the Media record of a stored object without its bytes. Errors:
 	// INVALID_ARGUMENT for a malformed media ID, NOT_FOUND for an unknown or expired one.
 	GetMedia(ctx context.Context, in *GetMediaRequest, opts ...grpc.CallOption) (*GetMediaResponse, error)
+	// GetThumbnail returns a small picture of a stored JPEG, PNG, GIF (its first frame),
+	// WebP or BMP image, for receivers to show before (or instead of) downloading it.
+	// Thumbnails come in a fixed set of sizes, 96, 320 and 640 pixels on the longer
+	// side: `max_edge` is rounded up to the next one (and anything above 640 gives 640);
+	// an image smaller than the size is not enlarged. The EXIF orientation of a JPEG is
+	// applied, so the thumbnail is upright and `width` and `height` are those of the
+	// upright picture. The thumbnail is a JPEG, or a PNG when the image has transparent
+	// pixels. The server makes it on the first request and keeps it beside the image
+	// (it expires with it), so later calls, from any replica, serve the stored one.
+	//
+	// Errors: INVALID_ARGUMENT for a malformed media ID or a `max_edge` of 0 or less;
+	// NOT_FOUND for an unknown or expired media ID; FAILED_PRECONDITION with reason
+	// NOT_AN_IMAGE when the object is not an image of a supported format, and with
+	// reason IMAGE_REFUSED when the image is larger than the server decodes (by its
+	// declared width, height or memory), or is truncated or corrupt. Neither is worth a
+	// retry: the same object is refused again.
+	GetThumbnail(ctx context.Context, in *GetThumbnailRequest, opts ...grpc.CallOption) (*GetThumbnailResponse, error)
 }
 
 type mediaServiceClient struct {
@@ -123,6 +142,16 @@ func (c *mediaServiceClient) GetMedia(ctx context.Context, in *GetMediaRequest, 
 	return out, nil
 }
 
+func (c *mediaServiceClient) GetThumbnail(ctx context.Context, in *GetThumbnailRequest, opts ...grpc.CallOption) (*GetThumbnailResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetThumbnailResponse)
+	err := c.cc.Invoke(ctx, MediaService_GetThumbnail_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MediaServiceServer is the server API for MediaService service.
 // All implementations must embed UnimplementedMediaServiceServer
 // for forward compatibility.
@@ -138,7 +167,8 @@ func (c *mediaServiceClient) GetMedia(ctx context.Context, in *GetMediaRequest, 
 // Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
 // (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
 // `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
-// server's upload limit) and TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED).
+// server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
+// IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
 type MediaServiceServer interface {
 	// UploadMedia stores one image or file. The client sends one `header` frame first,
 	// then `data` frames (64 KiB to 1 MiB each is recommended; every frame must stay
@@ -170,6 +200,23 @@ type MediaServiceServer interface {
 	// GetMedia returns the Media record of a stored object without its bytes. Errors:
 	// INVALID_ARGUMENT for a malformed media ID, NOT_FOUND for an unknown or expired one.
 	GetMedia(context.Context, *GetMediaRequest) (*GetMediaResponse, error)
+	// GetThumbnail returns a small picture of a stored JPEG, PNG, GIF (its first frame),
+	// WebP or BMP image, for receivers to show before (or instead of) downloading it.
+	// Thumbnails come in a fixed set of sizes, 96, 320 and 640 pixels on the longer
+	// side: `max_edge` is rounded up to the next one (and anything above 640 gives 640);
+	// an image smaller than the size is not enlarged. The EXIF orientation of a JPEG is
+	// applied, so the thumbnail is upright and `width` and `height` are those of the
+	// upright picture. The thumbnail is a JPEG, or a PNG when the image has transparent
+	// pixels. The server makes it on the first request and keeps it beside the image
+	// (it expires with it), so later calls, from any replica, serve the stored one.
+	//
+	// Errors: INVALID_ARGUMENT for a malformed media ID or a `max_edge` of 0 or less;
+	// NOT_FOUND for an unknown or expired media ID; FAILED_PRECONDITION with reason
+	// NOT_AN_IMAGE when the object is not an image of a supported format, and with
+	// reason IMAGE_REFUSED when the image is larger than the server decodes (by its
+	// declared width, height or memory), or is truncated or corrupt. Neither is worth a
+	// retry: the same object is refused again.
+	GetThumbnail(context.Context, *GetThumbnailRequest) (*GetThumbnailResponse, error)
 	mustEmbedUnimplementedMediaServiceServer()
 }
 
@@ -188,6 +235,9 @@ func (UnimplementedMediaServiceServer) DownloadMedia(*DownloadMediaRequest, grpc
 }
 func (UnimplementedMediaServiceServer) GetMedia(context.Context, *GetMediaRequest) (*GetMediaResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetMedia not implemented")
+}
+func (UnimplementedMediaServiceServer) GetThumbnail(context.Context, *GetThumbnailRequest) (*GetThumbnailResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetThumbnail not implemented")
 }
 func (UnimplementedMediaServiceServer) mustEmbedUnimplementedMediaServiceServer() {}
 func (UnimplementedMediaServiceServer) testEmbeddedByValue()                      {}
@@ -246,6 +296,24 @@ func _MediaService_GetMedia_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MediaService_GetThumbnail_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetThumbnailRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MediaServiceServer).GetThumbnail(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MediaService_GetThumbnail_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MediaServiceServer).GetThumbnail(ctx, req.(*GetThumbnailRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MediaService_ServiceDesc is the grpc.ServiceDesc for MediaService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -256,6 +324,10 @@ var MediaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetMedia",
 			Handler:    _MediaService_GetMedia_Handler,
+		},
+		{
+			MethodName: "GetThumbnail",
+			Handler:    _MediaService_GetThumbnail_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

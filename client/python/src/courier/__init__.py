@@ -39,6 +39,7 @@ from courier.errors import (
     CourierError,
     DeadlineExceededError,
     FailedPreconditionError,
+    ImageRefusedError,
     IntegrityError,
     InvalidArgumentError,
     LocalFileError,
@@ -47,6 +48,7 @@ from courier.errors import (
     MessageTooLargeError,
     NoSuchTransferError,
     NotAMemberError,
+    NotAnImageError,
     NotFoundError,
     OutOfRangeError,
     PeerUnreachableError,
@@ -78,6 +80,7 @@ from courier.records import (
     ReceivedMessage,
     SendReceipt,
     TextMessage,
+    Thumbnail,
 )
 from courier.subscription import AsyncSubscription, Subscription
 
@@ -98,6 +101,7 @@ __all__ = [
     "FailedPreconditionError",
     "FileMessage",
     "ImageMessage",
+    "ImageRefusedError",
     "IntegrityError",
     "InvalidArgumentError",
     "LocalFileError",
@@ -109,6 +113,7 @@ __all__ = [
     "MessageTooLargeError",
     "NoSuchTransferError",
     "NotAMemberError",
+    "NotAnImageError",
     "NotFoundError",
     "OutOfRangeError",
     "PeerUnreachableError",
@@ -125,6 +130,7 @@ __all__ = [
     "Source",
     "Subscription",
     "TextMessage",
+    "Thumbnail",
     "TokenSource",
     "TooManyChannelsError",
     "TooManyStreamsError",

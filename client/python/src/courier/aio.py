@@ -37,6 +37,7 @@ from courier.records import (
     MediaKind,
     Message,
     SendReceipt,
+    Thumbnail,
 )
 from courier.subscription import AsyncSubscription
 from courier.v1 import media_service_pb2 as media_pb
@@ -141,6 +142,27 @@ class AsyncClient:
             self._media.GetMedia, media_pb.GetMediaRequest(media_id=media_id), idempotent=True
         )
         return _convert.media(response.media)
+
+    async def thumbnail(self, media_id: str, max_edge: int) -> Thumbnail:
+        """The server's thumbnail of image ``media_id``, at most ``max_edge`` pixels on
+        its longer side after rounding up to 96, 320 or 640 (above 640: 640).
+
+        Raises:
+            InvalidArgumentError: ``max_edge`` is 0 or less.
+            NotFoundError: unknown or expired.
+            NotAnImageError: not a JPEG, PNG, GIF, WebP or BMP image.
+            ImageRefusedError: over the server's limits, truncated or corrupt.
+        """
+        request = media_pb.GetThumbnailRequest(
+            media_id=media_id, max_edge=max(-(2**31), min(max_edge, 2**31 - 1))
+        )
+        response = await self._unary(self._media.GetThumbnail, request, idempotent=True)
+        return Thumbnail(
+            content_type=response.content_type,
+            width=response.width,
+            height=response.height,
+            data=response.data,
+        )
 
     async def image_message_from_media_id(self, media_id: str) -> ImageMessage:
         """An image message for an already uploaded ``media_id``."""

@@ -51,6 +51,8 @@ __all__ = [
     "FailedPreconditionError",
     "MediaUnavailableError",
     "NotAMemberError",
+    "NotAnImageError",
+    "ImageRefusedError",
     "UnauthenticatedError",
     "PermissionDeniedError",
     "OutOfRangeError",
@@ -205,6 +207,20 @@ class NotAMemberError(FailedPreconditionError):
     reason_value = error_reason_pb2.NOT_A_MEMBER
 
 
+class NotAnImageError(FailedPreconditionError):
+    """A thumbnail was asked of media that is not a JPEG, PNG, GIF, WebP or BMP
+    image."""
+
+    reason_value = error_reason_pb2.NOT_AN_IMAGE
+
+
+class ImageRefusedError(FailedPreconditionError):
+    """The server will not decode the image for a thumbnail: over its pixel or memory
+    limits, or truncated or corrupt. Asking again gives the same answer."""
+
+    reason_value = error_reason_pb2.IMAGE_REFUSED
+
+
 class UnauthenticatedError(CourierError):
     """The token is missing, malformed, forged or expired (``UNAUTHENTICATED``)."""
 
@@ -307,6 +323,8 @@ _BY_REASON: dict[int, type[CourierError]] = {
         TooSlowError,
         TooManyStreamsError,
         OfflineCacheFullError,
+        NotAnImageError,
+        ImageRefusedError,
     )
 }
 

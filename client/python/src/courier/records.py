@@ -108,6 +108,21 @@ Message = Union[TextMessage, RawMessage, ImageMessage, FileMessage]
 
 
 @dataclass(frozen=True)
+class Thumbnail:
+    """A thumbnail made by the server: at most 96, 320 or 640 pixels on its longer
+    side, upright (EXIF orientation applied)."""
+
+    #: ``image/jpeg``, or ``image/png`` for an image with transparency.
+    content_type: str
+    #: The width in pixels.
+    width: int
+    #: The height in pixels.
+    height: int
+    #: The encoded image.
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Media:
     """The server's record of a stored image or file."""
 

@@ -80,6 +80,14 @@ enum Command {
         /// Download every image and file received into this folder.
         #[arg(long)]
         save: Option<PathBuf>,
+        /// Fetch the server's thumbnail of every image received and save it into this
+        /// folder (as `<name>.thumb.jpg` or `.png`), printing a `thumbnail` line.
+        #[arg(long, value_name = "DIR")]
+        thumbnails: Option<PathBuf>,
+        /// The thumbnail size asked for with --thumbnails, rounded up by the server to
+        /// 96, 320 or 640 pixels on the longer side.
+        #[arg(long, default_value_t = 320, value_parser = clap::value_parser!(u32).range(1..))]
+        thumbnail_size: u32,
         /// Exit after this many messages (and their saves).
         #[arg(long)]
         count: Option<u64>,
@@ -183,7 +191,15 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Error> {
             let users: Vec<&str> = users.iter().map(String::as_str).collect();
             out.online(&client.query_online_status(&users).await?);
         }
-        Command::Listen { save, count } => listen(&client, save, count, out).await?,
+        Command::Listen {
+            save,
+            thumbnails,
+            thumbnail_size,
+            count,
+        } => {
+            let thumbnails = thumbnails.map(|dir| (dir, thumbnail_size));
+            listen(&client, save, thumbnails, count, out).await?
+        }
         Command::Download { media_id, output } => {
             let download = client.download_to_file(&media_id, &output)?;
             let media = transfer::finish(download, &format!("downloading {media_id}")).await?;
@@ -231,13 +247,46 @@ async fn send(client: &Client, args: SendArgs, out: &Output) -> Result<(), Error
     Ok(())
 }
 
+/// Fetches the server's thumbnail of `image` and saves it into `dir`. A refusal (not
+/// an image the server reads, expired) is reported and does not end the feed.
+async fn save_thumbnail(
+    client: &Client,
+    image: &courier_client::ImageMessage,
+    dir: &std::path::Path,
+    size: u32,
+    out: &Output,
+) -> Result<(), Error> {
+    let thumb = match client.thumbnail(&image.media_id, size).await {
+        Ok(thumb) => thumb,
+        Err(Error::Cancelled) => return Err(Error::Cancelled),
+        Err(e) => {
+            eprintln!("courier: no thumbnail of {}: {e}", image.media_id);
+            return Ok(());
+        }
+    };
+    let stem = std::path::Path::new(&image.file_name)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("image");
+    let name = format!("{stem}.thumb.{}", thumb.extension());
+    let path = courier_client::unique_path(dir, &name, &image.media_id)?;
+    std::fs::write(&path, &thumb.data)?;
+    out.thumbnail(&image.media_id, &thumb, &path);
+    Ok(())
+}
+
 async fn listen(
     client: &Client,
     save: Option<PathBuf>,
+    thumbnails: Option<(PathBuf, u32)>,
     count: Option<u64>,
     out: &Output,
 ) -> Result<(), Error> {
     if let Some(dir) = &save {
+        std::fs::create_dir_all(dir)?;
+    }
+    if let Some((dir, _)) = &thumbnails {
         std::fs::create_dir_all(dir)?;
     }
     let mut feed = client.subscribe();
@@ -255,6 +304,11 @@ async fn listen(
         out.event(&event);
         if matches!(event, Event::Message(_)) {
             messages += 1;
+        }
+        if let (Some((dir, size)), Event::Message(received)) = (&thumbnails, &event)
+            && let Message::Image(image) = &received.message
+        {
+            save_thumbnail(client, image, dir, *size, out).await?;
         }
         if let (Some(dir), Event::Message(received)) = (&save, &event)
             && let Some(media_id) = received.message.media_id()

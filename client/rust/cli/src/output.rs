@@ -173,6 +173,29 @@ impl Output {
         }
     }
 
+    /// The thumbnail of image `media_id`, saved at `path`.
+    pub fn thumbnail(&self, media_id: &str, thumb: &courier_client::Thumbnail, path: &Path) {
+        let value = json!({
+            "event": "thumbnail",
+            "media_id": media_id,
+            "content_type": thumb.content_type,
+            "width": thumb.width,
+            "height": thumb.height,
+            "size": thumb.data.len(),
+            "path": path.display().to_string(),
+        });
+        self.line(
+            value,
+            format!(
+                "thumbnail of {media_id}: {}x{} {} saved to {}",
+                thumb.width,
+                thumb.height,
+                thumb.content_type,
+                path.display()
+            ),
+        );
+    }
+
     /// A file saved at `path`; `sha256` is the digest of the bytes on disk.
     pub fn saved(&self, media: &Media, path: &Path, sha256: &str) {
         let mut value = media_json(media);

@@ -11,7 +11,9 @@ use std::{
 use assert_cmd::Command;
 use bytes::Bytes;
 use courier_client::Client;
-use courier_testkit::{Backend, Server, pattern, png, token};
+use courier_testkit::{
+    Backend, Server, decoded_size, pattern, png, token, two_tone_jpeg, with_exif_orientation,
+};
 use predicates::prelude::PredicateBooleanExt;
 use serde_json::Value;
 
@@ -82,9 +84,15 @@ impl Listener {
 impl Listener {
     /// Starts `courier --json listen --save SAVE` as `user`.
     fn start_without_ready(server: &Server, user: &str, save: &Path) -> Self {
+        Self::start_with(server, user, save, &[])
+    }
+
+    /// Starts `courier --json listen --save SAVE EXTRA..` as `user`.
+    fn start_with(server: &Server, user: &str, save: &Path, extra: &[&str]) -> Self {
         let mut child = StdCommand::new(env!("CARGO_BIN_EXE_courier"))
             .args(["--json", "listen", "--save"])
             .arg(save)
+            .args(extra)
             .env("COURIER_SERVER", server.url())
             .env("COURIER_TOKEN", token(user))
             .stdout(Stdio::piped())
@@ -538,4 +546,67 @@ fn a_terminal_gets_a_progress_bar() {
     );
     assert!(screen.contains("courier: cancelled"), "{screen:?}");
     assert_eq!(output.status.code(), Some(130), "{screen:?}");
+}
+
+#[test]
+fn listen_saves_the_thumbnails_of_images() {
+    let server = Server::start(&Backend::Local, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inbox = dir.path().join("inbox");
+    let thumbs = dir.path().join("thumbs");
+    let thumbs_arg = thumbs.to_str().expect("utf-8");
+    let mut bob = Listener::start_with(
+        &server,
+        "bob",
+        &inbox,
+        &["--thumbnails", thumbs_arg, "--thumbnail-size", "96"],
+    );
+    bob.wait_for("ready");
+    // Stored 300 x 150 with EXIF orientation 6: upright 150 x 300.
+    let picture = dir.path().join("turned.jpg");
+    std::fs::write(&picture, with_exif_orientation(&two_tone_jpeg(300, 150), 6)).expect("write");
+    send_image_to_bob(&server, &picture);
+    let thumb = bob.wait_for("thumbnail");
+    assert_eq!(thumb["content_type"], "image/jpeg");
+    assert_eq!(
+        (thumb["width"].as_u64(), thumb["height"].as_u64()),
+        (Some(48), Some(96))
+    );
+    let path = thumbs.join("turned.thumb.jpg");
+    assert_eq!(thumb["path"], path.display().to_string());
+    let data = std::fs::read(&path).expect("saved");
+    assert_eq!(thumb["size"].as_u64(), Some(data.len() as u64));
+    assert_eq!(decoded_size(&data), (48, 96));
+    // The original is saved as before.
+    bob.wait_for("saved");
+    assert!(inbox.join("turned.jpg").exists());
+
+    // A file message gets no thumbnail; the next image still does.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, b"words").expect("write");
+    courier(&server, "alice")
+        .args([
+            "send",
+            "--to",
+            "bob",
+            "--file",
+            notes.to_str().expect("utf-8"),
+        ])
+        .assert()
+        .success();
+    let cat = dir.path().join("cat.png");
+    std::fs::write(&cat, png(64, 48)).expect("write");
+    send_image_to_bob(&server, &cat);
+    let thumb = bob.wait_for("thumbnail");
+    assert_eq!(
+        thumb["path"],
+        thumbs.join("cat.thumb.jpg").display().to_string()
+    );
+    assert_eq!(
+        (thumb["width"].as_u64(), thumb["height"].as_u64()),
+        (Some(64), Some(48)),
+        "not enlarged"
+    );
+    let entries = std::fs::read_dir(&thumbs).expect("thumbs").count();
+    assert_eq!(entries, 2, "one thumbnail per image, none for the file");
 }

@@ -94,6 +94,21 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     Returned by MessagingService.SendPeerMessage with code RESOURCE_EXHAUSTED, only for
     messages sent with offline messaging to a peer that is offline.
     """
+    NOT_AN_IMAGE: _ErrorReason.ValueType  # 11
+    """The media ID names an object that is not an image the server can make a
+    thumbnail of: a file, or an image in a format other than JPEG, PNG, GIF, WebP
+    and BMP (detected from its bytes).
+
+    Returned by MediaService.GetThumbnail with code FAILED_PRECONDITION.
+    """
+    IMAGE_REFUSED: _ErrorReason.ValueType  # 12
+    """The image is one the server will not decode: it declares more pixels than the
+    server's limits (16,384 pixels on a side, or 192 MiB decoded), its metadata is
+    larger than 1 MiB, or it is truncated or corrupt. Nothing was decoded past the
+    limits; the same image is refused again.
+
+    Returned by MediaService.GetThumbnail with code FAILED_PRECONDITION.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists why courier refuses a well-formed request, for clients to act on
@@ -181,5 +196,20 @@ receivers have come online, or without offline messaging.
 
 Returned by MessagingService.SendPeerMessage with code RESOURCE_EXHAUSTED, only for
 messages sent with offline messaging to a peer that is offline.
+"""
+NOT_AN_IMAGE: ErrorReason.ValueType  # 11
+"""The media ID names an object that is not an image the server can make a
+thumbnail of: a file, or an image in a format other than JPEG, PNG, GIF, WebP
+and BMP (detected from its bytes).
+
+Returned by MediaService.GetThumbnail with code FAILED_PRECONDITION.
+"""
+IMAGE_REFUSED: ErrorReason.ValueType  # 12
+"""The image is one the server will not decode: it declares more pixels than the
+server's limits (16,384 pixels on a side, or 192 MiB decoded), its metadata is
+larger than 1 MiB, or it is truncated or corrupt. Nothing was decoded past the
+limits; the same image is refused again.
+
+Returned by MediaService.GetThumbnail with code FAILED_PRECONDITION.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -76,11 +76,13 @@ class Media(_message.Message):
     """
     width: _builtins.int
     """The width in pixels for JPEG, PNG, BMP, GIF and WebP images, read from the header
-    bytes; 0 for any other content.
+    bytes; 0 for any other content. For a JPEG whose EXIF orientation turns it a
+    quarter (orientations 5 to 8), the width of the upright picture, which is the
+    stored frame's height.
     """
     height: _builtins.int
     """The height in pixels for JPEG, PNG, BMP, GIF and WebP images, read from the header
-    bytes; 0 for any other content.
+    bytes; 0 for any other content. Upright, as for `width`.
     """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
@@ -327,3 +329,65 @@ class GetMediaResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMediaResponse: _TypeAlias = GetMediaResponse  # noqa: Y015
+
+@_typing.final
+class GetThumbnailRequest(_message.Message):
+    """GetThumbnailRequest asks for a thumbnail of a stored image."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_ID_FIELD_NUMBER: _builtins.int
+    MAX_EDGE_FIELD_NUMBER: _builtins.int
+    media_id: _builtins.str
+    """The ID of the image, as returned by UploadMedia. Required."""
+    max_edge: _builtins.int
+    """The most pixels the thumbnail may have on its longer side: 1 or more, rounded up
+    to 96, 320 or 640 (above 640: 640).
+    """
+    def __init__(
+        self,
+        *,
+        media_id: _builtins.str = ...,
+        max_edge: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_edge", b"max_edge", "media_id", b"media_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetThumbnailRequest: _TypeAlias = GetThumbnailRequest  # noqa: Y015
+
+@_typing.final
+class GetThumbnailResponse(_message.Message):
+    """GetThumbnailResponse holds a thumbnail."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    content_type: _builtins.str
+    """`image/jpeg`, or `image/png` for an image with transparent pixels."""
+    width: _builtins.int
+    """The width of the thumbnail in pixels, upright."""
+    height: _builtins.int
+    """The height of the thumbnail in pixels, upright."""
+    data: _builtins.bytes
+    """The encoded thumbnail (at most a few hundred KiB)."""
+    def __init__(
+        self,
+        *,
+        content_type: _builtins.str = ...,
+        width: _builtins.int = ...,
+        height: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "data", b"data", "height", b"height", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetThumbnailResponse: _TypeAlias = GetThumbnailResponse  # noqa: Y015

@@ -37,7 +37,8 @@ class MediaServiceStub:
     Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
     (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
     `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
-    server's upload limit) and TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED).
+    server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
+    IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
     """
 
     def __init__(self, channel):
@@ -61,6 +62,11 @@ class MediaServiceStub:
                 request_serializer=courier_dot_v1_dot_media__service__pb2.GetMediaRequest.SerializeToString,
                 response_deserializer=courier_dot_v1_dot_media__service__pb2.GetMediaResponse.FromString,
                 _registered_method=True)
+        self.GetThumbnail = channel.unary_unary(
+                '/courier.v1.MediaService/GetThumbnail',
+                request_serializer=courier_dot_v1_dot_media__service__pb2.GetThumbnailRequest.SerializeToString,
+                response_deserializer=courier_dot_v1_dot_media__service__pb2.GetThumbnailResponse.FromString,
+                _registered_method=True)
 
 
 class MediaServiceServicer:
@@ -75,7 +81,8 @@ class MediaServiceServicer:
     Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
     (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
     `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
-    server's upload limit) and TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED).
+    server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
+    IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
     """
 
     def UploadMedia(self, request_iterator, context):
@@ -123,6 +130,28 @@ class MediaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetThumbnail(self, request, context):
+        """GetThumbnail returns a small picture of a stored JPEG, PNG, GIF (its first frame),
+        WebP or BMP image, for receivers to show before (or instead of) downloading it.
+        Thumbnails come in a fixed set of sizes, 96, 320 and 640 pixels on the longer
+        side: `max_edge` is rounded up to the next one (and anything above 640 gives 640);
+        an image smaller than the size is not enlarged. The EXIF orientation of a JPEG is
+        applied, so the thumbnail is upright and `width` and `height` are those of the
+        upright picture. The thumbnail is a JPEG, or a PNG when the image has transparent
+        pixels. The server makes it on the first request and keeps it beside the image
+        (it expires with it), so later calls, from any replica, serve the stored one.
+
+        Errors: INVALID_ARGUMENT for a malformed media ID or a `max_edge` of 0 or less;
+        NOT_FOUND for an unknown or expired media ID; FAILED_PRECONDITION with reason
+        NOT_AN_IMAGE when the object is not an image of a supported format, and with
+        reason IMAGE_REFUSED when the image is larger than the server decodes (by its
+        declared width, height or memory), or is truncated or corrupt. Neither is worth a
+        retry: the same object is refused again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MediaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +169,11 @@ def add_MediaServiceServicer_to_server(servicer, server):
                     servicer.GetMedia,
                     request_deserializer=courier_dot_v1_dot_media__service__pb2.GetMediaRequest.FromString,
                     response_serializer=courier_dot_v1_dot_media__service__pb2.GetMediaResponse.SerializeToString,
+            ),
+            'GetThumbnail': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetThumbnail,
+                    request_deserializer=courier_dot_v1_dot_media__service__pb2.GetThumbnailRequest.FromString,
+                    response_serializer=courier_dot_v1_dot_media__service__pb2.GetThumbnailResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -161,7 +195,8 @@ class MediaService:
     Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
     (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
     `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
-    server's upload limit) and TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED).
+    server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
+    IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
     """
 
     @staticmethod
@@ -235,6 +270,33 @@ class MediaService:
             '/courier.v1.MediaService/GetMedia',
             courier_dot_v1_dot_media__service__pb2.GetMediaRequest.SerializeToString,
             courier_dot_v1_dot_media__service__pb2.GetMediaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetThumbnail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/courier.v1.MediaService/GetThumbnail',
+            courier_dot_v1_dot_media__service__pb2.GetThumbnailRequest.SerializeToString,
+            courier_dot_v1_dot_media__service__pb2.GetThumbnailResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,7 +38,8 @@ class MediaServiceStub:
     Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
     (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
     `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
-    server's upload limit) and TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED).
+    server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
+    IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
     """
 
     @_typing.overload
@@ -78,6 +79,24 @@ class MediaServiceStub:
     """GetMedia returns the Media record of a stored object without its bytes. Errors:
     INVALID_ARGUMENT for a malformed media ID, NOT_FOUND for an unknown or expired one.
     """
+    GetThumbnail: _grpc.UnaryUnaryMultiCallable[_media_service_pb2.GetThumbnailRequest, _media_service_pb2.GetThumbnailResponse]
+    """GetThumbnail returns a small picture of a stored JPEG, PNG, GIF (its first frame),
+    WebP or BMP image, for receivers to show before (or instead of) downloading it.
+    Thumbnails come in a fixed set of sizes, 96, 320 and 640 pixels on the longer
+    side: `max_edge` is rounded up to the next one (and anything above 640 gives 640);
+    an image smaller than the size is not enlarged. The EXIF orientation of a JPEG is
+    applied, so the thumbnail is upright and `width` and `height` are those of the
+    upright picture. The thumbnail is a JPEG, or a PNG when the image has transparent
+    pixels. The server makes it on the first request and keeps it beside the image
+    (it expires with it), so later calls, from any replica, serve the stored one.
+
+    Errors: INVALID_ARGUMENT for a malformed media ID or a `max_edge` of 0 or less;
+    NOT_FOUND for an unknown or expired media ID; FAILED_PRECONDITION with reason
+    NOT_AN_IMAGE when the object is not an image of a supported format, and with
+    reason IMAGE_REFUSED when the image is larger than the server decodes (by its
+    declared width, height or memory), or is truncated or corrupt. Neither is worth a
+    retry: the same object is refused again.
+    """
 
 @_typing.type_check_only
 class MediaServiceAsyncStub(MediaServiceStub):
@@ -92,7 +111,8 @@ class MediaServiceAsyncStub(MediaServiceStub):
     Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
     (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
     `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
-    server's upload limit) and TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED).
+    server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
+    IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -129,6 +149,24 @@ class MediaServiceAsyncStub(MediaServiceStub):
     """GetMedia returns the Media record of a stored object without its bytes. Errors:
     INVALID_ARGUMENT for a malformed media ID, NOT_FOUND for an unknown or expired one.
     """
+    GetThumbnail: _aio.UnaryUnaryMultiCallable[_media_service_pb2.GetThumbnailRequest, _media_service_pb2.GetThumbnailResponse]  # type: ignore[assignment]
+    """GetThumbnail returns a small picture of a stored JPEG, PNG, GIF (its first frame),
+    WebP or BMP image, for receivers to show before (or instead of) downloading it.
+    Thumbnails come in a fixed set of sizes, 96, 320 and 640 pixels on the longer
+    side: `max_edge` is rounded up to the next one (and anything above 640 gives 640);
+    an image smaller than the size is not enlarged. The EXIF orientation of a JPEG is
+    applied, so the thumbnail is upright and `width` and `height` are those of the
+    upright picture. The thumbnail is a JPEG, or a PNG when the image has transparent
+    pixels. The server makes it on the first request and keeps it beside the image
+    (it expires with it), so later calls, from any replica, serve the stored one.
+
+    Errors: INVALID_ARGUMENT for a malformed media ID or a `max_edge` of 0 or less;
+    NOT_FOUND for an unknown or expired media ID; FAILED_PRECONDITION with reason
+    NOT_AN_IMAGE when the object is not an image of a supported format, and with
+    reason IMAGE_REFUSED when the image is larger than the server decodes (by its
+    declared width, height or memory), or is truncated or corrupt. Neither is worth a
+    retry: the same object is refused again.
+    """
 
 class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
     """MediaService stores images and files once and serves them by media ID.
@@ -142,7 +180,8 @@ class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
     Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
     (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
     `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
-    server's upload limit) and TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED).
+    server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
+    IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
     """
 
     @_abc_1.abstractmethod
@@ -194,6 +233,30 @@ class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_media_service_pb2.GetMediaResponse, _abc.Awaitable[_media_service_pb2.GetMediaResponse]]:
         """GetMedia returns the Media record of a stored object without its bytes. Errors:
         INVALID_ARGUMENT for a malformed media ID, NOT_FOUND for an unknown or expired one.
+        """
+
+    @_abc_1.abstractmethod
+    def GetThumbnail(
+        self,
+        request: _media_service_pb2.GetThumbnailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_media_service_pb2.GetThumbnailResponse, _abc.Awaitable[_media_service_pb2.GetThumbnailResponse]]:
+        """GetThumbnail returns a small picture of a stored JPEG, PNG, GIF (its first frame),
+        WebP or BMP image, for receivers to show before (or instead of) downloading it.
+        Thumbnails come in a fixed set of sizes, 96, 320 and 640 pixels on the longer
+        side: `max_edge` is rounded up to the next one (and anything above 640 gives 640);
+        an image smaller than the size is not enlarged. The EXIF orientation of a JPEG is
+        applied, so the thumbnail is upright and `width` and `height` are those of the
+        upright picture. The thumbnail is a JPEG, or a PNG when the image has transparent
+        pixels. The server makes it on the first request and keeps it beside the image
+        (it expires with it), so later calls, from any replica, serve the stored one.
+
+        Errors: INVALID_ARGUMENT for a malformed media ID or a `max_edge` of 0 or less;
+        NOT_FOUND for an unknown or expired media ID; FAILED_PRECONDITION with reason
+        NOT_AN_IMAGE when the object is not an image of a supported format, and with
+        reason IMAGE_REFUSED when the image is larger than the server decodes (by its
+        declared width, height or memory), or is truncated or corrupt. Neither is worth a
+        retry: the same object is refused again.
         """
 
 def add_MediaServiceServicer_to_server(servicer: MediaServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -9,7 +9,7 @@ import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
  * Describes the file courier/v1/error_reason.proto.
  */
 export const file_courier_v1_error_reason: GenFile = /*@__PURE__*/
-  fileDesc("Ch1jb3VyaWVyL3YxL2Vycm9yX3JlYXNvbi5wcm90bxIKY291cmllci52MSr9AQoLRXJyb3JSZWFzb24SHAoYRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASEwoPTUVESUFfVE9PX0xBUkdFEAESFQoRTUVTU0FHRV9UT09fTEFSR0UQAhIWChJUT09fTUFOWV9UUkFOU0ZFUlMQAxIQCgxSQVRFX0xJTUlURUQQBBIVChFUT09fTUFOWV9DSEFOTkVMUxAFEhUKEU1FRElBX1VOQVZBSUxBQkxFEAYSEAoMTk9UX0FfTUVNQkVSEAcSDAoIVE9PX1NMT1cQCBIUChBUT09fTUFOWV9TVFJFQU1TEAkSFgoST0ZGTElORV9DQUNIRV9GVUxMEApiBnByb3RvMw");
+  fileDesc("Ch1jb3VyaWVyL3YxL2Vycm9yX3JlYXNvbi5wcm90bxIKY291cmllci52MSqiAgoLRXJyb3JSZWFzb24SHAoYRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASEwoPTUVESUFfVE9PX0xBUkdFEAESFQoRTUVTU0FHRV9UT09fTEFSR0UQAhIWChJUT09fTUFOWV9UUkFOU0ZFUlMQAxIQCgxSQVRFX0xJTUlURUQQBBIVChFUT09fTUFOWV9DSEFOTkVMUxAFEhUKEU1FRElBX1VOQVZBSUxBQkxFEAYSEAoMTk9UX0FfTUVNQkVSEAcSDAoIVE9PX1NMT1cQCBIUChBUT09fTUFOWV9TVFJFQU1TEAkSFgoST0ZGTElORV9DQUNIRV9GVUxMEAoSEAoMTk9UX0FOX0lNQUdFEAsSEQoNSU1BR0VfUkVGVVNFRBAMYgZwcm90bzM");
 
 /**
  * ErrorReason lists why courier refuses a well-formed request, for clients to act on
@@ -143,6 +143,29 @@ export enum ErrorReason {
    * @generated from enum value: OFFLINE_CACHE_FULL = 10;
    */
   OFFLINE_CACHE_FULL = 10,
+
+  /**
+   * The media ID names an object that is not an image the server can make a
+   * thumbnail of: a file, or an image in a format other than JPEG, PNG, GIF, WebP
+   * and BMP (detected from its bytes).
+   *
+   * Returned by MediaService.GetThumbnail with code FAILED_PRECONDITION.
+   *
+   * @generated from enum value: NOT_AN_IMAGE = 11;
+   */
+  NOT_AN_IMAGE = 11,
+
+  /**
+   * The image is one the server will not decode: it declares more pixels than the
+   * server's limits (16,384 pixels on a side, or 192 MiB decoded), its metadata is
+   * larger than 1 MiB, or it is truncated or corrupt. Nothing was decoded past the
+   * limits; the same image is refused again.
+   *
+   * Returned by MediaService.GetThumbnail with code FAILED_PRECONDITION.
+   *
+   * @generated from enum value: IMAGE_REFUSED = 12;
+   */
+  IMAGE_REFUSED = 12,
 }
 
 /**

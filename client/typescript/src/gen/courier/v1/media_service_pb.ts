@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file courier/v1/media_service.proto.
  */
 export const file_courier_v1_media_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5jb3VyaWVyL3YxL21lZGlhX3NlcnZpY2UucHJvdG8SCmNvdXJpZXIudjEihgIKBU1lZGlhEhAKCG1lZGlhX2lkGAEgASgJEiMKBGtpbmQYAiABKA4yFS5jb3VyaWVyLnYxLk1lZGlhS2luZBIRCglmaWxlX25hbWUYAyABKAkSDAoEc2l6ZRgEIAEoBBIOCgZzaGEyNTYYBSABKAwSFAoMY29udGVudF90eXBlGAYgASgJEg0KBXdpZHRoGAcgASgNEg4KBmhlaWdodBgIIAEoDRIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInoKDFVwbG9hZEhlYWRlchIjCgRraW5kGAEgASgOMhUuY291cmllci52MS5NZWRpYUtpbmQSEQoJZmlsZV9uYW1lGAIgASgJEgwKBHNpemUYAyABKAQSFAoMY29udGVudF90eXBlGAQgASgJEg4KBnNoYTI1NhgFIAEoDCJZChJVcGxvYWRNZWRpYVJlcXVlc3QSKgoGaGVhZGVyGAEgASgLMhguY291cmllci52MS5VcGxvYWRIZWFkZXJIABIOCgRkYXRhGAIgASgMSABCBwoFZnJhbWUiNwoTVXBsb2FkTWVkaWFSZXNwb25zZRIgCgVtZWRpYRgBIAEoCzIRLmNvdXJpZXIudjEuTWVkaWEiSAoURG93bmxvYWRNZWRpYVJlcXVlc3QSEAoIbWVkaWFfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEg4KBmxlbmd0aBgDIAEoBCJUChVEb3dubG9hZE1lZGlhUmVzcG9uc2USIgoFbWVkaWEYASABKAsyES5jb3VyaWVyLnYxLk1lZGlhSAASDgoEZGF0YRgCIAEoDEgAQgcKBWZyYW1lIiMKD0dldE1lZGlhUmVxdWVzdBIQCghtZWRpYV9pZBgBIAEoCSI0ChBHZXRNZWRpYVJlc3BvbnNlEiAKBW1lZGlhGAEgASgLMhEuY291cmllci52MS5NZWRpYSpSCglNZWRpYUtpbmQSGgoWTUVESUFfS0lORF9VTlNQRUNJRklFRBAAEhQKEE1FRElBX0tJTkRfSU1BR0UQARITCg9NRURJQV9LSU5EX0ZJTEUQAjL/AQoMTWVkaWFTZXJ2aWNlElAKC1VwbG9hZE1lZGlhEh4uY291cmllci52MS5VcGxvYWRNZWRpYVJlcXVlc3QaHy5jb3VyaWVyLnYxLlVwbG9hZE1lZGlhUmVzcG9uc2UoARJWCg1Eb3dubG9hZE1lZGlhEiAuY291cmllci52MS5Eb3dubG9hZE1lZGlhUmVxdWVzdBohLmNvdXJpZXIudjEuRG93bmxvYWRNZWRpYVJlc3BvbnNlMAESRQoIR2V0TWVkaWESGy5jb3VyaWVyLnYxLkdldE1lZGlhUmVxdWVzdBocLmNvdXJpZXIudjEuR2V0TWVkaWFSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5jb3VyaWVyL3YxL21lZGlhX3NlcnZpY2UucHJvdG8SCmNvdXJpZXIudjEihgIKBU1lZGlhEhAKCG1lZGlhX2lkGAEgASgJEiMKBGtpbmQYAiABKA4yFS5jb3VyaWVyLnYxLk1lZGlhS2luZBIRCglmaWxlX25hbWUYAyABKAkSDAoEc2l6ZRgEIAEoBBIOCgZzaGEyNTYYBSABKAwSFAoMY29udGVudF90eXBlGAYgASgJEg0KBXdpZHRoGAcgASgNEg4KBmhlaWdodBgIIAEoDRIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInoKDFVwbG9hZEhlYWRlchIjCgRraW5kGAEgASgOMhUuY291cmllci52MS5NZWRpYUtpbmQSEQoJZmlsZV9uYW1lGAIgASgJEgwKBHNpemUYAyABKAQSFAoMY29udGVudF90eXBlGAQgASgJEg4KBnNoYTI1NhgFIAEoDCJZChJVcGxvYWRNZWRpYVJlcXVlc3QSKgoGaGVhZGVyGAEgASgLMhguY291cmllci52MS5VcGxvYWRIZWFkZXJIABIOCgRkYXRhGAIgASgMSABCBwoFZnJhbWUiNwoTVXBsb2FkTWVkaWFSZXNwb25zZRIgCgVtZWRpYRgBIAEoCzIRLmNvdXJpZXIudjEuTWVkaWEiSAoURG93bmxvYWRNZWRpYVJlcXVlc3QSEAoIbWVkaWFfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEg4KBmxlbmd0aBgDIAEoBCJUChVEb3dubG9hZE1lZGlhUmVzcG9uc2USIgoFbWVkaWEYASABKAsyES5jb3VyaWVyLnYxLk1lZGlhSAASDgoEZGF0YRgCIAEoDEgAQgcKBWZyYW1lIiMKD0dldE1lZGlhUmVxdWVzdBIQCghtZWRpYV9pZBgBIAEoCSI0ChBHZXRNZWRpYVJlc3BvbnNlEiAKBW1lZGlhGAEgASgLMhEuY291cmllci52MS5NZWRpYSI5ChNHZXRUaHVtYm5haWxSZXF1ZXN0EhAKCG1lZGlhX2lkGAEgASgJEhAKCG1heF9lZGdlGAIgASgFIlkKFEdldFRodW1ibmFpbFJlc3BvbnNlEhQKDGNvbnRlbnRfdHlwZRgBIAEoCRINCgV3aWR0aBgCIAEoDRIOCgZoZWlnaHQYAyABKA0SDAoEZGF0YRgEIAEoDCpSCglNZWRpYUtpbmQSGgoWTUVESUFfS0lORF9VTlNQRUNJRklFRBAAEhQKEE1FRElBX0tJTkRfSU1BR0UQARITCg9NRURJQV9LSU5EX0ZJTEUQAjLSAgoMTWVkaWFTZXJ2aWNlElAKC1VwbG9hZE1lZGlhEh4uY291cmllci52MS5VcGxvYWRNZWRpYVJlcXVlc3QaHy5jb3VyaWVyLnYxLlVwbG9hZE1lZGlhUmVzcG9uc2UoARJWCg1Eb3dubG9hZE1lZGlhEiAuY291cmllci52MS5Eb3dubG9hZE1lZGlhUmVxdWVzdBohLmNvdXJpZXIudjEuRG93bmxvYWRNZWRpYVJlc3BvbnNlMAESRQoIR2V0TWVkaWESGy5jb3VyaWVyLnYxLkdldE1lZGlhUmVxdWVzdBocLmNvdXJpZXIudjEuR2V0TWVkaWFSZXNwb25zZRJRCgxHZXRUaHVtYm5haWwSHy5jb3VyaWVyLnYxLkdldFRodW1ibmFpbFJlcXVlc3QaIC5jb3VyaWVyLnYxLkdldFRodW1ibmFpbFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Media is the server's record of one stored object.
@@ -66,7 +66,9 @@ export type Media = Message<"courier.v1.Media"> & {
 
   /**
    * The width in pixels for JPEG, PNG, BMP, GIF and WebP images, read from the header
-   * bytes; 0 for any other content.
+   * bytes; 0 for any other content. For a JPEG whose EXIF orientation turns it a
+   * quarter (orientations 5 to 8), the width of the upright picture, which is the
+   * stored frame's height.
    *
    * @generated from field: uint32 width = 7;
    */
@@ -74,7 +76,7 @@ export type Media = Message<"courier.v1.Media"> & {
 
   /**
    * The height in pixels for JPEG, PNG, BMP, GIF and WebP images, read from the header
-   * bytes; 0 for any other content.
+   * bytes; 0 for any other content. Upright, as for `width`.
    *
    * @generated from field: uint32 height = 8;
    */
@@ -334,6 +336,77 @@ export const GetMediaResponseSchema: GenMessage<GetMediaResponse> = /*@__PURE__*
   messageDesc(file_courier_v1_media_service, 7);
 
 /**
+ * GetThumbnailRequest asks for a thumbnail of a stored image.
+ *
+ * @generated from message courier.v1.GetThumbnailRequest
+ */
+export type GetThumbnailRequest = Message<"courier.v1.GetThumbnailRequest"> & {
+  /**
+   * The ID of the image, as returned by UploadMedia. Required.
+   *
+   * @generated from field: string media_id = 1;
+   */
+  mediaId: string;
+
+  /**
+   * The most pixels the thumbnail may have on its longer side: 1 or more, rounded up
+   * to 96, 320 or 640 (above 640: 640).
+   *
+   * @generated from field: int32 max_edge = 2;
+   */
+  maxEdge: number;
+};
+
+/**
+ * Describes the message courier.v1.GetThumbnailRequest.
+ * Use `create(GetThumbnailRequestSchema)` to create a new message.
+ */
+export const GetThumbnailRequestSchema: GenMessage<GetThumbnailRequest> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 8);
+
+/**
+ * GetThumbnailResponse holds a thumbnail.
+ *
+ * @generated from message courier.v1.GetThumbnailResponse
+ */
+export type GetThumbnailResponse = Message<"courier.v1.GetThumbnailResponse"> & {
+  /**
+   * `image/jpeg`, or `image/png` for an image with transparent pixels.
+   *
+   * @generated from field: string content_type = 1;
+   */
+  contentType: string;
+
+  /**
+   * The width of the thumbnail in pixels, upright.
+   *
+   * @generated from field: uint32 width = 2;
+   */
+  width: number;
+
+  /**
+   * The height of the thumbnail in pixels, upright.
+   *
+   * @generated from field: uint32 height = 3;
+   */
+  height: number;
+
+  /**
+   * The encoded thumbnail (at most a few hundred KiB).
+   *
+   * @generated from field: bytes data = 4;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message courier.v1.GetThumbnailResponse.
+ * Use `create(GetThumbnailResponseSchema)` to create a new message.
+ */
+export const GetThumbnailResponseSchema: GenMessage<GetThumbnailResponse> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 9);
+
+/**
  * MediaKind says whether an object was uploaded as an image or as a file.
  *
  * @generated from enum courier.v1.MediaKind
@@ -379,7 +452,8 @@ export const MediaKindSchema: GenEnum<MediaKind> = /*@__PURE__*/
  * Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
  * (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
  * `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
- * server's upload limit) and TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED).
+ * server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
+ * IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
  *
  * @generated from service courier.v1.MediaService
  */
@@ -437,6 +511,31 @@ export const MediaService: GenService<{
     methodKind: "unary";
     input: typeof GetMediaRequestSchema;
     output: typeof GetMediaResponseSchema;
+  },
+  /**
+   * GetThumbnail returns a small picture of a stored JPEG, PNG, GIF (its first frame),
+   * WebP or BMP image, for receivers to show before (or instead of) downloading it.
+   * Thumbnails come in a fixed set of sizes, 96, 320 and 640 pixels on the longer
+   * side: `max_edge` is rounded up to the next one (and anything above 640 gives 640);
+   * an image smaller than the size is not enlarged. The EXIF orientation of a JPEG is
+   * applied, so the thumbnail is upright and `width` and `height` are those of the
+   * upright picture. The thumbnail is a JPEG, or a PNG when the image has transparent
+   * pixels. The server makes it on the first request and keeps it beside the image
+   * (it expires with it), so later calls, from any replica, serve the stored one.
+   *
+   * Errors: INVALID_ARGUMENT for a malformed media ID or a `max_edge` of 0 or less;
+   * NOT_FOUND for an unknown or expired media ID; FAILED_PRECONDITION with reason
+   * NOT_AN_IMAGE when the object is not an image of a supported format, and with
+   * reason IMAGE_REFUSED when the image is larger than the server decodes (by its
+   * declared width, height or memory), or is truncated or corrupt. Neither is worth a
+   * retry: the same object is refused again.
+   *
+   * @generated from rpc courier.v1.MediaService.GetThumbnail
+   */
+  getThumbnail: {
+    methodKind: "unary";
+    input: typeof GetThumbnailRequestSchema;
+    output: typeof GetThumbnailResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_courier_v1_media_service, 0);

@@ -2,6 +2,8 @@ package dev.courier;
 
 import courier.v1.MediaServiceOuterClass.GetMediaRequest;
 import courier.v1.MediaServiceOuterClass.GetMediaResponse;
+import courier.v1.MediaServiceOuterClass.GetThumbnailRequest;
+import courier.v1.MediaServiceOuterClass.GetThumbnailResponse;
 import courier.v1.MessagingServiceOuterClass.GetChannelMembersRequest;
 import courier.v1.MessagingServiceOuterClass.GetChannelMembersResponse;
 import courier.v1.MessagingServiceOuterClass.JoinChannelRequest;
@@ -219,6 +221,43 @@ public final class CourierClient implements AutoCloseable {
    */
   public Media getMedia(String mediaId) throws CourierException {
     return Connection.await(getMediaAsync(mediaId));
+  }
+
+  /**
+   * The server's thumbnail of image {@code mediaId}, at most {@code maxEdge} pixels on its
+   * longer side after rounding up to 96, 320 or 640 (above 640: 640).
+   *
+   * @param mediaId the media ID
+   * @param maxEdge the most pixels on the longer side, 1 or more
+   * @return the future thumbnail; it fails with {@code InvalidArgumentException} for a
+   *     {@code maxEdge} of 0 or less, {@link NotFoundException} for an unknown or expired
+   *     ID, {@code NotAnImageException} and {@code ImageRefusedException} for media the
+   *     server does not thumbnail
+   */
+  public CompletableFuture<Thumbnail> thumbnailAsync(String mediaId, int maxEdge) {
+    GetThumbnailRequest request =
+        GetThumbnailRequest.newBuilder().setMediaId(mediaId).setMaxEdge(maxEdge).build();
+    return connection
+        .<GetThumbnailResponse>unary(true, o -> connection.mediaUnary().getThumbnail(request, o))
+        .thenApply(
+            response ->
+                new Thumbnail(
+                    response.getContentType(),
+                    response.getWidth(),
+                    response.getHeight(),
+                    response.getData().toByteArray()));
+  }
+
+  /**
+   * The server's thumbnail of image {@code mediaId}; see {@link #thumbnailAsync}.
+   *
+   * @param mediaId the media ID
+   * @param maxEdge the most pixels on the longer side, 1 or more
+   * @return the thumbnail
+   * @throws CourierException as {@link #thumbnailAsync} fails
+   */
+  public Thumbnail thumbnail(String mediaId, int maxEdge) throws CourierException {
+    return Connection.await(thumbnailAsync(mediaId, maxEdge));
   }
 
   // ---- Messages -----------------------------------------------------------------------

@@ -18,6 +18,8 @@ import dev.courier.errors.OutOfRangeException;
 import dev.courier.errors.RateLimitedException;
 import dev.courier.errors.TooManyChannelsException;
 import dev.courier.errors.TooManyStreamsException;
+import dev.courier.errors.ImageRefusedException;
+import dev.courier.errors.NotAnImageException;
 import dev.courier.errors.OfflineCacheFullException;
 import dev.courier.errors.TooManyTransfersException;
 import dev.courier.errors.TooSlowException;
@@ -75,6 +77,8 @@ final class Errors {
           case TOO_SLOW -> new TooSlowException(message, code, cause);
           case TOO_MANY_STREAMS -> new TooManyStreamsException(message, code, cause);
           case OFFLINE_CACHE_FULL -> new OfflineCacheFullException(message, code, cause);
+          case NOT_AN_IMAGE -> new NotAnImageException(message, code, cause);
+          case IMAGE_REFUSED -> new ImageRefusedException(message, code, cause);
           case ERROR_REASON_UNSPECIFIED, UNRECOGNIZED -> null;
         };
     if (byReason != null) {
