@@ -116,6 +116,16 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_MEDIA_TTL", default_value = "7d", value_parser = positive_duration)]
     pub media_ttl: Duration,
 
+    /// The most bytes of live (unexpired) media one user may hold; an upload that
+    /// would pass it is refused at its header with QUOTA_EXCEEDED. Default: no quota.
+    #[arg(long, env = "COURIER_QUOTA_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub quota_bytes: Option<u64>,
+
+    /// The most bytes one user may upload in any hour; past it, uploads are refused at
+    /// their header with QUOTA_EXCEEDED. Default: no quota.
+    #[arg(long, env = "COURIER_QUOTA_BYTES_PER_HOUR", value_parser = clap::value_parser!(u64).range(1..))]
+    pub quota_bytes_per_hour: Option<u64>,
+
     /// How many uploads and downloads one user may have in flight at once.
     #[arg(long, env = "COURIER_MAX_TRANSFERS_PER_USER", default_value_t = 9, value_parser = positive_count)]
     pub max_transfers_per_user: usize,

@@ -25,7 +25,8 @@ pub fn reason_code(reason: Reason) -> Code {
         | Reason::TooManyChannels
         | Reason::TooSlow
         | Reason::TooManyStreams
-        | Reason::OfflineCacheFull => Code::ResourceExhausted,
+        | Reason::OfflineCacheFull
+        | Reason::QuotaExceeded => Code::ResourceExhausted,
         Reason::MediaUnavailable
         | Reason::NotAMember
         | Reason::NotAnImage
@@ -71,6 +72,9 @@ pub enum Error {
     /// A rule with a machine-readable [`Reason`] refused the request.
     #[error("{1}")]
     Refused(Reason, String),
+    /// A refusal with a [`Reason`] and ErrorInfo metadata (a quota's limit and use).
+    #[error("{1}")]
+    RefusedWith(Reason, String, std::collections::BTreeMap<String, String>),
     /// The server is shutting down.
     #[error("{0}")]
     Unavailable(String),
@@ -100,7 +104,7 @@ impl Error {
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::Cancelled(_) => Code::Cancelled,
             Self::Unavailable(_) => Code::Unavailable,
-            Self::Refused(reason, _) => reason_code(*reason),
+            Self::Refused(reason, _) | Self::RefusedWith(reason, _, _) => reason_code(*reason),
             Self::Storage(e) if store_unreachable(e) => Code::Unavailable,
             Self::Internal(_) | Self::Storage(_) => Code::Internal,
         }
@@ -123,6 +127,16 @@ impl From<Error> for Status {
                     reason.as_str_name(),
                     ERROR_DOMAIN,
                     std::collections::HashMap::<String, String>::new(),
+                );
+                Status::with_error_details(reason_code(reason), message, details)
+            }
+            Error::RefusedWith(reason, message, metadata) => {
+                let details = ErrorDetails::with_error_info(
+                    reason.as_str_name(),
+                    ERROR_DOMAIN,
+                    metadata
+                        .into_iter()
+                        .collect::<std::collections::HashMap<_, _>>(),
                 );
                 Status::with_error_details(reason_code(reason), message, details)
             }

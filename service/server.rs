@@ -21,7 +21,10 @@ use crate::{
     config::ServeConfig,
     error::Error,
     health::Health,
-    media::{MediaLimits, MediaServer, MediaStore, Thumbnailer, TransferSlots, spawn_sweeper},
+    media::{
+        MediaLimits, MediaServer, MediaStore, QuotaLimits, Thumbnailer, TransferSlots,
+        spawn_sweeper,
+    },
     messaging::{
         BusRouter, CacheLimits, HubLimits, LocalHub, MessagingServer, OfflineCache, RateLimit,
         RateLimiter, Router as MessageRouter, spawn_purger,
@@ -92,6 +95,10 @@ impl Parts {
         let store = storage::open(&location)?;
         tracing::info!(storage = ?location, "media storage opened");
         let limits = MediaLimits {
+            quota: QuotaLimits {
+                live_bytes: config.quota_bytes,
+                bytes_per_hour: config.quota_bytes_per_hour,
+            },
             max_upload_size: config.max_upload_size,
             ttl: config.media_ttl,
             idle_timeout: config.idle_timeout,

@@ -5,7 +5,9 @@
 #   bob    — a Subscribe left running in the background, as in "one terminal";
 #   alice  — a SendPeerMessage from "another terminal", which bob must receive;
 #   quick-bob / quick-alice — the quick start: `courier listen --save inbox` as bob,
-#            `courier send --to bob --image cat.png` as alice; the picture must land.
+#            `courier send --to bob --image cat.png` as alice; the picture must land;
+#   tls-server / tls-client — the Security section: `tls-dev` makes a CA, a server
+#            serves TLS with it, the CLI and grpcurl call it over TLS.
 # The one substitution: release binaries (`cargo run -q --release --`,
 # `target/release`) become the debug ones the tests just built — the same programs
 # without a second, release build.
@@ -97,5 +99,12 @@ wait_for_text quick-bob.txt 'saved cat.png to inbox/cat.png'
 expect quick-bob.txt 'alice: [image cat.png 64x48'
 cmp cat.png inbox/cat.png || { echo "bob's inbox/cat.png differs from alice's cat.png" >&2; exit 1; }
 
-cat media.txt alice.txt bob.txt quick-bob.txt
-echo "README walkthrough: 5 passed, 0 failed"
+# Security: a throwaway CA, a TLS server, the CLI and grpcurl over TLS with that CA.
+run_bg "$(block tls-server)" tls-server.txt
+wait_for_text tls-server.txt 'courier-server listening'
+run "$(block tls-client)" >tls-client.txt 2>&1 || { cat tls-server.txt tls-client.txt >&2; exit 1; }
+expect tls-client.txt alice '"status": "SERVING"'
+expect tls-server.txt '"tls":true'
+
+cat media.txt alice.txt bob.txt quick-bob.txt tls-client.txt
+echo "README walkthrough: 7 passed, 0 failed"

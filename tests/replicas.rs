@@ -521,7 +521,7 @@ async fn held_upload(
             .await
             .map(|r| r.into_inner().media.unwrap_or_default())
     });
-    tx.send(header_frame(header(MediaKind::File, "held", 1024 * 1024)))
+    tx.send(header_frame(header(MediaKind::File, "held", 2048)))
         .await
         .expect("header");
     for frame in data_frames(&pattern(1024, 1), 1024) {
@@ -543,6 +543,8 @@ async fn limits_hold_across_replicas() {
         "2",
         "--max-transfers-per-user",
         "3",
+        "--quota-bytes",
+        "4096",
     ]) else {
         return;
     };
@@ -594,6 +596,27 @@ async fn limits_hold_across_replicas() {
             .is_ok()
     })
     .await;
+
+    // Storage quota: counted in the shared store, so it holds across replicas.
+    let mut r1 = cluster.r(1).media().await;
+    upload_bytes(
+        &mut r1,
+        &token("judy"),
+        header(MediaKind::File, "q", 3000),
+        &pattern(3000, 3),
+    )
+    .await
+    .expect("within the quota");
+    let mut r3 = cluster.r(3).media().await;
+    let refused = upload_bytes(
+        &mut r3,
+        &token("judy"),
+        header(MediaKind::File, "q", 2000),
+        &pattern(2000, 4),
+    )
+    .await
+    .expect_err("over the quota through another replica");
+    assert_eq!(reason(&refused).as_deref(), Some("QUOTA_EXCEEDED"));
 
     // Transfers: 3 per user, held open on three replicas.
     let mut held = Vec::new();

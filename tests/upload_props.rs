@@ -273,6 +273,7 @@ async fn check(case: Case, tally: &Tally) -> Result<(), TestCaseError> {
     let media = MediaStore::new(
         Arc::new(store),
         MediaLimits {
+            quota: Default::default(),
             max_upload_size: MAX,
             ttl: Duration::from_secs(3600),
             idle_timeout: Duration::from_secs(5),

@@ -63,6 +63,9 @@ var (
 	// pixel or memory limits, or truncated or corrupt; asking again gives the same
 	// answer (IMAGE_REFUSED).
 	ErrImageRefused = errors.New("image refused")
+	// ErrQuotaExceeded: an upload would pass the user's storage quota (live media, or
+	// bytes per hour); refused before any byte was stored (QUOTA_EXCEEDED).
+	ErrQuotaExceeded = errors.New("quota exceeded")
 	// ErrTooSlow: a Subscribe stream fell too far behind and the server ended it
 	// (TOO_SLOW).
 	ErrTooSlow = errors.New("too slow")
@@ -162,6 +165,7 @@ var reasonKinds = map[pb.ErrorReason]error{
 	pb.ErrorReason_OFFLINE_CACHE_FULL: ErrOfflineCacheFull,
 	pb.ErrorReason_NOT_AN_IMAGE:       ErrNotAnImage,
 	pb.ErrorReason_IMAGE_REFUSED:      ErrImageRefused,
+	pb.ErrorReason_QUOTA_EXCEEDED:     ErrQuotaExceeded,
 }
 
 // codeKinds sorts the gRPC codes of statuses without a known reason into kinds.

@@ -11,6 +11,8 @@
 //! - `owners/<sha256(owner)>/<sha256>/<id>`: an empty index key, so that an owner's
 //!   header-only re-upload finds a live record of its own without a scan.
 //! - `uploads/<id>`: an upload's bytes while they stream in and are verified.
+//! - `usage/<sha256(owner)>/<created>-<expires>-<size>-<id>`: an empty key per upload
+//!   while storage quotas are on (see `quota.rs`); deleted with the record.
 //!
 //! Version 1 wrote `blobs/<id>` + `records/<id>.json` (a record with no `layout`
 //! field). Such records stay readable as they are: downloads read `blobs/<id>`, and
@@ -73,6 +75,7 @@ mod content;
 mod digest;
 mod dims;
 mod download;
+mod quota;
 mod record;
 mod service;
 mod slots;
@@ -86,6 +89,7 @@ use std::{sync::Arc, time::Duration};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 
 pub use download::{Download, open_download};
+pub use quota::QuotaLimits;
 pub use record::{Kind as MediaKind, Record, now_millis};
 pub use service::MediaServer;
 pub use slots::{SlotGuard, TransferSlots};
@@ -110,6 +114,8 @@ pub struct MediaLimits {
     /// How old unreferenced content and staged uploads must be before the sweeper
     /// deletes them; see the module doc for why.
     pub grace: Duration,
+    /// Per-user storage quotas (off by default).
+    pub quota: QuotaLimits,
 }
 
 /// The media library: the object store and the limits. Cheap to clone.
@@ -231,7 +237,7 @@ impl MediaStore {
             ignore_not_found(self.store.delete(&Self::owner_index_path(record)).await)?;
         }
         ignore_not_found(self.store.delete(&Self::record_path(&id)).await)?;
-        Ok(())
+        quota::forget(self, record).await
     }
 }
 

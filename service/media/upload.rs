@@ -19,7 +19,7 @@ use futures::{Stream, StreamExt};
 use object_store::ObjectStoreExt;
 
 use super::{
-    MediaStore, Record, content, digest::Digester, dims, ignore_not_found, record,
+    MediaStore, Record, content, digest::Digester, dims, ignore_not_found, quota, record,
     writer::BlobWriter,
 };
 use crate::{
@@ -79,10 +79,13 @@ where
         }
         None => return Err(Error::invalid("the upload sent no header")),
     };
+    // Quotas are checked at the header, before any byte is stored.
+    quota::check(media, owner, header.size).await?;
     let id = MediaId::generate();
     let first = next_frame(&mut frames, idle).await?;
     if first.is_none() {
         if let Some(record) = reuse(media, &id, owner, &header).await? {
+            counted(media, &record).await;
             return Ok(record);
         }
         // The stream ended after the header: no data frame at all.
@@ -121,7 +124,16 @@ where
         let _ = ignore_not_found(media.object_store().delete(&staging).await);
         return Err(e);
     }
+    counted(media, &record).await;
     Ok(record)
+}
+
+/// Counts a stored upload against its owner's quotas. The upload has succeeded
+/// whatever happens here: a failure is logged, and the upload goes uncounted.
+async fn counted(media: &MediaStore, record: &Record) {
+    if let Err(e) = quota::count(media, record).await {
+        tracing::warn!(error = %e, media_id = %record.media_id, "counting an upload against its owner's quota");
+    }
 }
 
 /// A header-only upload of content that `owner` already stored: a new record for it,

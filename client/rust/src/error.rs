@@ -64,6 +64,11 @@ pub enum Error {
     /// same answer.
     #[error("image refused: {0}")]
     ImageRefused(String),
+    /// An upload would pass the user's storage quota (live media, or bytes per hour);
+    /// refused before any byte was stored (reason QUOTA_EXCEEDED). Expiring media
+    /// frees quota.
+    #[error("over quota: {0}")]
+    QuotaExceeded(String),
     /// A Subscribe stream fell too far behind and the server ended it.
     #[error("too slow: {0}")]
     TooSlow(String),
@@ -145,6 +150,7 @@ impl Error {
             Self::TooSlow(_) => ErrorReason::TooSlow,
             Self::TooManyStreams(_) => ErrorReason::TooManyStreams,
             Self::OfflineCacheFull(_) => ErrorReason::OfflineCacheFull,
+            Self::QuotaExceeded(_) => ErrorReason::QuotaExceeded,
             Self::NotAnImage(_) => ErrorReason::NotAnImage,
             Self::ImageRefused(_) => ErrorReason::ImageRefused,
             _ => return None,
@@ -166,7 +172,8 @@ fn reason_code(reason: ErrorReason) -> Code {
         | ErrorReason::TooManyChannels
         | ErrorReason::TooSlow
         | ErrorReason::TooManyStreams
-        | ErrorReason::OfflineCacheFull => Code::ResourceExhausted,
+        | ErrorReason::OfflineCacheFull
+        | ErrorReason::QuotaExceeded => Code::ResourceExhausted,
         ErrorReason::Unspecified => Code::Unknown,
     }
 }
@@ -191,6 +198,7 @@ impl From<Status> for Error {
             Some(ErrorReason::TooSlow) => return Self::TooSlow(message),
             Some(ErrorReason::TooManyStreams) => return Self::TooManyStreams(message),
             Some(ErrorReason::OfflineCacheFull) => return Self::OfflineCacheFull(message),
+            Some(ErrorReason::QuotaExceeded) => return Self::QuotaExceeded(message),
             Some(ErrorReason::NotAnImage) => return Self::NotAnImage(message),
             Some(ErrorReason::ImageRefused) => return Self::ImageRefused(message),
             Some(ErrorReason::Unspecified) | None => {}

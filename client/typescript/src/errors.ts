@@ -143,6 +143,11 @@ export class NotAnImageError extends reasoned(ErrorReason.NOT_AN_IMAGE, "FAILED_
  * truncated or corrupt; asking again gives the same answer (IMAGE_REFUSED).
  */
 export class ImageRefusedError extends reasoned(ErrorReason.IMAGE_REFUSED, "FAILED_PRECONDITION") {}
+/**
+ * An upload would pass the user's storage quota (live media, or bytes per hour); refused
+ * before any byte was stored (QUOTA_EXCEEDED). Expiring media frees quota.
+ */
+export class QuotaExceededError extends reasoned(ErrorReason.QUOTA_EXCEEDED, "RESOURCE_EXHAUSTED") {}
 
 /** This user already has the most Subscribe streams open: 16 by default (TOO_MANY_STREAMS). */
 export class TooManyStreamsError extends reasoned(ErrorReason.TOO_MANY_STREAMS, "RESOURCE_EXHAUSTED") {}
@@ -219,6 +224,8 @@ function fromReason(reason: ErrorReason, message: string, cause: unknown): Couri
       return new NotAnImageError(message, init);
     case ErrorReason.IMAGE_REFUSED:
       return new ImageRefusedError(message, init);
+    case ErrorReason.QUOTA_EXCEEDED:
+      return new QuotaExceededError(message, init);
     case ErrorReason.ERROR_REASON_UNSPECIFIED:
       return undefined;
     default:

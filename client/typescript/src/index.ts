@@ -41,6 +41,7 @@ export {
   OfflineCacheFullError,
   NotAnImageError,
   ImageRefusedError,
+  QuotaExceededError,
   TooManyTransfersError,
   TooSlowError,
   UnauthenticatedError,

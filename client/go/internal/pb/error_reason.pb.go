@@ -110,6 +110,14 @@ const (
 	//
 	// Returned by MediaService.GetThumbnail with code FAILED_PRECONDITION.
 	ErrorReason_IMAGE_REFUSED ErrorReason = 12
+	// An upload would take its owner past a storage quota: the bytes of live media
+	// (--quota-bytes) or the bytes uploaded in the last hour (--quota-bytes-per-hour).
+	// Refused at the header, so no byte was stored. The ErrorInfo metadata says which:
+	// `quota` ("live_bytes" or "bytes_per_hour"), `limit` and `used` (bytes), and
+	// `requested` (the header's size). Media expiring frees quota.
+	//
+	// Returned by MediaService.UploadMedia with code RESOURCE_EXHAUSTED.
+	ErrorReason_QUOTA_EXCEEDED ErrorReason = 13
 )
 
 // Enum value maps for ErrorReason.
@@ -128,6 +136,7 @@ var (
 		10: "OFFLINE_CACHE_FULL",
 		11: "NOT_AN_IMAGE",
 		12: "IMAGE_REFUSED",
+		13: "QUOTA_EXCEEDED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
@@ -143,6 +152,7 @@ var (
 		"OFFLINE_CACHE_FULL":       10,
 		"NOT_AN_IMAGE":             11,
 		"IMAGE_REFUSED":            12,
+		"QUOTA_EXCEEDED":           13,
 	}
 )
 
@@ -178,7 +188,7 @@ var File_courier_v1_error_reason_proto protoreflect.FileDescriptor
 const file_courier_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
 	"\x1dcourier/v1/error_reason.proto\x12\n" +
-	"courier.v1*\xa2\x02\n" +
+	"courier.v1*\xb6\x02\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fMEDIA_TOO_LARGE\x10\x01\x12\x15\n" +
@@ -193,7 +203,8 @@ const file_courier_v1_error_reason_proto_rawDesc = "" +
 	"\x12OFFLINE_CACHE_FULL\x10\n" +
 	"\x12\x10\n" +
 	"\fNOT_AN_IMAGE\x10\v\x12\x11\n" +
-	"\rIMAGE_REFUSED\x10\fb\x06proto3"
+	"\rIMAGE_REFUSED\x10\f\x12\x12\n" +
+	"\x0eQUOTA_EXCEEDED\x10\rb\x06proto3"
 
 var (
 	file_courier_v1_error_reason_proto_rawDescOnce sync.Once

@@ -53,6 +53,7 @@ __all__ = [
     "NotAMemberError",
     "NotAnImageError",
     "ImageRefusedError",
+    "QuotaExceededError",
     "UnauthenticatedError",
     "PermissionDeniedError",
     "OutOfRangeError",
@@ -180,6 +181,13 @@ class OfflineCacheFullError(ResourceExhaustedError):
     Nothing was kept."""
 
     reason_value = error_reason_pb2.OFFLINE_CACHE_FULL
+
+
+class QuotaExceededError(ResourceExhaustedError):
+    """An upload would pass the user's storage quota (live media, or bytes uploaded
+    per hour); refused before any byte was stored. Expiring media frees quota."""
+
+    reason_value = error_reason_pb2.QUOTA_EXCEEDED
 
 
 class TooSlowError(ResourceExhaustedError):
@@ -325,6 +333,7 @@ _BY_REASON: dict[int, type[CourierError]] = {
         OfflineCacheFullError,
         NotAnImageError,
         ImageRefusedError,
+        QuotaExceededError,
     )
 }
 

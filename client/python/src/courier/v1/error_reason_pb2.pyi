@@ -109,6 +109,15 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
 
     Returned by MediaService.GetThumbnail with code FAILED_PRECONDITION.
     """
+    QUOTA_EXCEEDED: _ErrorReason.ValueType  # 13
+    """An upload would take its owner past a storage quota: the bytes of live media
+    (--quota-bytes) or the bytes uploaded in the last hour (--quota-bytes-per-hour).
+    Refused at the header, so no byte was stored. The ErrorInfo metadata says which:
+    `quota` ("live_bytes" or "bytes_per_hour"), `limit` and `used` (bytes), and
+    `requested` (the header's size). Media expiring frees quota.
+
+    Returned by MediaService.UploadMedia with code RESOURCE_EXHAUSTED.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists why courier refuses a well-formed request, for clients to act on
@@ -211,5 +220,14 @@ larger than 1 MiB, or it is truncated or corrupt. Nothing was decoded past the
 limits; the same image is refused again.
 
 Returned by MediaService.GetThumbnail with code FAILED_PRECONDITION.
+"""
+QUOTA_EXCEEDED: ErrorReason.ValueType  # 13
+"""An upload would take its owner past a storage quota: the bytes of live media
+(--quota-bytes) or the bytes uploaded in the last hour (--quota-bytes-per-hour).
+Refused at the header, so no byte was stored. The ErrorInfo metadata says which:
+`quota` ("live_bytes" or "bytes_per_hour"), `limit` and `used` (bytes), and
+`requested` (the header's size). Media expiring frees quota.
+
+Returned by MediaService.UploadMedia with code RESOURCE_EXHAUSTED.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -9,7 +9,7 @@ import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
  * Describes the file courier/v1/error_reason.proto.
  */
 export const file_courier_v1_error_reason: GenFile = /*@__PURE__*/
-  fileDesc("Ch1jb3VyaWVyL3YxL2Vycm9yX3JlYXNvbi5wcm90bxIKY291cmllci52MSqiAgoLRXJyb3JSZWFzb24SHAoYRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASEwoPTUVESUFfVE9PX0xBUkdFEAESFQoRTUVTU0FHRV9UT09fTEFSR0UQAhIWChJUT09fTUFOWV9UUkFOU0ZFUlMQAxIQCgxSQVRFX0xJTUlURUQQBBIVChFUT09fTUFOWV9DSEFOTkVMUxAFEhUKEU1FRElBX1VOQVZBSUxBQkxFEAYSEAoMTk9UX0FfTUVNQkVSEAcSDAoIVE9PX1NMT1cQCBIUChBUT09fTUFOWV9TVFJFQU1TEAkSFgoST0ZGTElORV9DQUNIRV9GVUxMEAoSEAoMTk9UX0FOX0lNQUdFEAsSEQoNSU1BR0VfUkVGVVNFRBAMYgZwcm90bzM");
+  fileDesc("Ch1jb3VyaWVyL3YxL2Vycm9yX3JlYXNvbi5wcm90bxIKY291cmllci52MSq2AgoLRXJyb3JSZWFzb24SHAoYRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASEwoPTUVESUFfVE9PX0xBUkdFEAESFQoRTUVTU0FHRV9UT09fTEFSR0UQAhIWChJUT09fTUFOWV9UUkFOU0ZFUlMQAxIQCgxSQVRFX0xJTUlURUQQBBIVChFUT09fTUFOWV9DSEFOTkVMUxAFEhUKEU1FRElBX1VOQVZBSUxBQkxFEAYSEAoMTk9UX0FfTUVNQkVSEAcSDAoIVE9PX1NMT1cQCBIUChBUT09fTUFOWV9TVFJFQU1TEAkSFgoST0ZGTElORV9DQUNIRV9GVUxMEAoSEAoMTk9UX0FOX0lNQUdFEAsSEQoNSU1BR0VfUkVGVVNFRBAMEhIKDlFVT1RBX0VYQ0VFREVEEA1iBnByb3RvMw");
 
 /**
  * ErrorReason lists why courier refuses a well-formed request, for clients to act on
@@ -166,6 +166,19 @@ export enum ErrorReason {
    * @generated from enum value: IMAGE_REFUSED = 12;
    */
   IMAGE_REFUSED = 12,
+
+  /**
+   * An upload would take its owner past a storage quota: the bytes of live media
+   * (--quota-bytes) or the bytes uploaded in the last hour (--quota-bytes-per-hour).
+   * Refused at the header, so no byte was stored. The ErrorInfo metadata says which:
+   * `quota` ("live_bytes" or "bytes_per_hour"), `limit` and `used` (bytes), and
+   * `requested` (the header's size). Media expiring frees quota.
+   *
+   * Returned by MediaService.UploadMedia with code RESOURCE_EXHAUSTED.
+   *
+   * @generated from enum value: QUOTA_EXCEEDED = 13;
+   */
+  QUOTA_EXCEEDED = 13,
 }
 
 /**

@@ -19,6 +19,7 @@ import dev.courier.errors.RateLimitedException;
 import dev.courier.errors.TooManyChannelsException;
 import dev.courier.errors.TooManyStreamsException;
 import dev.courier.errors.ImageRefusedException;
+import dev.courier.errors.QuotaExceededException;
 import dev.courier.errors.NotAnImageException;
 import dev.courier.errors.OfflineCacheFullException;
 import dev.courier.errors.TooManyTransfersException;
@@ -79,6 +80,7 @@ final class Errors {
           case OFFLINE_CACHE_FULL -> new OfflineCacheFullException(message, code, cause);
           case NOT_AN_IMAGE -> new NotAnImageException(message, code, cause);
           case IMAGE_REFUSED -> new ImageRefusedException(message, code, cause);
+          case QUOTA_EXCEEDED -> new QuotaExceededException(message, code, cause);
           case ERROR_REASON_UNSPECIFIED, UNRECOGNIZED -> null;
         };
     if (byReason != null) {
