@@ -253,39 +253,6 @@ async fn image_dimensions_from_headers(backend: Backend) {
     );
 }
 
-/// Starts an upload fed by a channel, sends its header and `first` bytes, and returns
-/// the sender and the call's task.
-async fn open_upload(
-    server: &Server,
-    user: &str,
-    size: usize,
-    first: usize,
-) -> (
-    mpsc::Sender<pb::UploadMediaRequest>,
-    tokio::task::JoinHandle<Result<pb::Media, tonic::Status>>,
-) {
-    let (tx, rx) = mpsc::channel(64);
-    let mut client = server.media().await;
-    let request = authed(&token(user), ReceiverStream::new(rx));
-    let call = tokio::spawn(async move {
-        client
-            .upload_media(request)
-            .await
-            .map(|r| r.into_inner().media.unwrap_or_default())
-    });
-    tx.send(header_frame(header(
-        MediaKind::File,
-        "partial",
-        size as u64,
-    )))
-    .await
-    .expect("header");
-    for frame in data_frames(&pattern(first, 6), 256 * 1024) {
-        tx.send(frame).await.expect("data");
-    }
-    (tx, call)
-}
-
 async fn cancel_mid_upload_leaves_nothing(backend: Backend) {
     let server = Server::start(&backend, &["--max-transfers-per-user", "1"]);
     // 6 MiB sent of 20: past the first part (1 MiB locally, 5 MiB on S3), so a

@@ -18,8 +18,6 @@ use common::{
 use courier_client::{Client, Event, MessageSource, SendOptions};
 use courier_server::pb::{self, MediaKind, PeerMessageState, message::Body};
 use futures::StreamExt;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -504,32 +502,6 @@ async fn next(feed: &mut courier_client::Subscription) -> Event {
         .expect("no error")
 }
 
-/// An upload through `server` that stays open (header and one frame sent).
-async fn held_upload(
-    server: &Server,
-    user: &str,
-) -> (
-    mpsc::Sender<pb::UploadMediaRequest>,
-    tokio::task::JoinHandle<Result<pb::Media, tonic::Status>>,
-) {
-    let (tx, rx) = mpsc::channel(8);
-    let mut client = server.media().await;
-    let request = authed(&token(user), ReceiverStream::new(rx));
-    let call = tokio::spawn(async move {
-        client
-            .upload_media(request)
-            .await
-            .map(|r| r.into_inner().media.unwrap_or_default())
-    });
-    tx.send(header_frame(header(MediaKind::File, "held", 2048)))
-        .await
-        .expect("header");
-    for frame in data_frames(&pattern(1024, 1), 1024) {
-        tx.send(frame).await.expect("data");
-    }
-    (tx, call)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_across_replicas() {
     let Some(cluster) = Cluster::start(&[
@@ -621,7 +593,7 @@ async fn limits_hold_across_replicas() {
     // Transfers: 3 per user, held open on three replicas.
     let mut held = Vec::new();
     for n in 1..=3 {
-        held.push(held_upload(cluster.r(n), "ivan").await);
+        held.push(common::open_upload(cluster.r(n), "ivan", 2048, 1024).await);
         cluster.r(n).wait_in_flight(1).await;
     }
     let mut r2 = cluster.r(2).media().await;

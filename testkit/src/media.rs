@@ -6,7 +6,10 @@ use courier_server::pb::{
 };
 use tonic::{Status, transport::Channel};
 
-use crate::authed;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::{Server, authed, pattern};
 
 /// An upload header.
 pub fn header(kind: pb::MediaKind, name: &str, size: u64) -> pb::UploadHeader {
@@ -98,4 +101,37 @@ pub async fn download(
         }
     }
     Ok((record.expect("the download starts with the record"), bytes))
+}
+
+/// Starts an upload fed by a channel, sends its header and `first` bytes, and returns
+/// the sender and the call's task.
+pub async fn open_upload(
+    server: &Server,
+    user: &str,
+    size: usize,
+    first: usize,
+) -> (
+    mpsc::Sender<pb::UploadMediaRequest>,
+    tokio::task::JoinHandle<Result<pb::Media, tonic::Status>>,
+) {
+    let (tx, rx) = mpsc::channel(64);
+    let mut client = server.media().await;
+    let request = authed(&crate::token(user), ReceiverStream::new(rx));
+    let call = tokio::spawn(async move {
+        client
+            .upload_media(request)
+            .await
+            .map(|r| r.into_inner().media.unwrap_or_default())
+    });
+    tx.send(header_frame(header(
+        pb::MediaKind::File,
+        "partial",
+        size as u64,
+    )))
+    .await
+    .expect("header");
+    for frame in data_frames(&pattern(first, 6), 256 * 1024) {
+        tx.send(frame).await.expect("data");
+    }
+    (tx, call)
 }
