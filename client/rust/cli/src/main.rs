@@ -92,6 +92,18 @@ enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Save the server's thumbnail of an image (96, 320 or 640 pixels on the longer
+    /// side, upright; a JPEG, or a PNG for images with transparency).
+    Thumbnail {
+        /// The media ID of the image.
+        media_id: String,
+        /// The most pixels on the longer side, rounded up by the server to 96, 320 or 640.
+        #[arg(long, default_value_t = 320, value_parser = clap::value_parser!(u32).range(1..))]
+        max_edge: u32,
+        /// Where to write it.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Download an image or file by its media ID.
     Download {
         /// The media ID.
@@ -199,6 +211,15 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Error> {
         } => {
             let thumbnails = thumbnails.map(|dir| (dir, thumbnail_size));
             listen(&client, save, thumbnails, count, out).await?
+        }
+        Command::Thumbnail {
+            media_id,
+            max_edge,
+            output,
+        } => {
+            let thumb = client.thumbnail(&media_id, max_edge).await?;
+            std::fs::write(&output, &thumb.data)?;
+            out.thumbnail(&media_id, &thumb, &output);
         }
         Command::Download { media_id, output } => {
             let download = client.download_to_file(&media_id, &output)?;

@@ -610,3 +610,45 @@ fn listen_saves_the_thumbnails_of_images() {
     let entries = std::fs::read_dir(&thumbs).expect("thumbs").count();
     assert_eq!(entries, 2, "one thumbnail per image, none for the file");
 }
+
+#[test]
+fn thumbnail_saves_the_servers_thumbnail() {
+    let server = Server::start(&Backend::Local, &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let picture = dir.path().join("wide.png");
+    std::fs::write(&picture, png(400, 200)).expect("write");
+    let media = json(
+        &server,
+        "alice",
+        &["upload", "--image", picture.to_str().expect("utf-8")],
+    );
+    let media_id = media["media_id"].as_str().expect("media_id");
+    let output = dir.path().join("thumb.jpg");
+    let output_arg = output.to_str().expect("utf-8");
+    let thumb = json(
+        &server,
+        "bob",
+        &["thumbnail", media_id, "--max-edge", "100", "-o", output_arg],
+    );
+    assert_eq!(thumb["event"], "thumbnail");
+    assert_eq!(thumb["content_type"], "image/jpeg");
+    assert_eq!(
+        (thumb["width"].as_u64(), thumb["height"].as_u64()),
+        (Some(320), Some(160)),
+        "100 rounds up to 320"
+    );
+    let data = std::fs::read(&output).expect("saved");
+    assert_eq!(decoded_size(&data), (320, 160));
+    // A file: NOT_AN_IMAGE, as one JSON error line and exit status 1.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, b"words").expect("write");
+    let file = json(
+        &server,
+        "alice",
+        &["upload", notes.to_str().expect("utf-8")],
+    );
+    let file_id = file["media_id"].as_str().expect("media_id");
+    let error = json_failure(&server, "bob", &["thumbnail", file_id, "-o", output_arg]);
+    assert_eq!(error["error"]["code"], "FAILED_PRECONDITION");
+    assert_eq!(error["error"]["reason"], "NOT_AN_IMAGE");
+}
