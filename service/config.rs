@@ -23,8 +23,6 @@ pub struct Cli {
 }
 
 /// The subcommands.
-// Parsed once at start and never moved around: the size of `Serve` costs nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default).
