@@ -9,12 +9,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{
     Backend, Server, authed, data_frame, data_frames, download, encode_image, expect_code, header,
-    header_frame, pattern, sha256, token, upload_bytes, upload_frames,
+    header_frame, open_upload, pattern, sha256, token, upload_bytes, upload_frames,
 };
 use courier_server::pb::media_service_client::MediaServiceClient;
 use courier_server::pb::{self, MediaKind};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, transport::Channel};
 
 const MIB: usize = 1024 * 1024;
