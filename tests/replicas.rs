@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{
-    Backend, Feed, Nats, Server, authed, body, data_frames, download, expect_nothing_before_marker,
-    header, header_frame, messaging, online, pattern, send_peer, text, token, upload_bytes,
+    Backend, Feed, Nats, Server, authed, body, download, expect_nothing_before_marker, header,
+    messaging, online, pattern, send_peer, text, token, upload_bytes,
 };
 use courier_client::{Client, Event, MessageSource, SendOptions};
 use courier_server::pb::{self, MediaKind, PeerMessageState, message::Body};
