@@ -32,6 +32,14 @@ pub struct ClientOptions {
     pub max_transfers: usize,
     /// The size of the data frames of an upload.
     pub chunk_size: usize,
+    /// The HTTP/2 flow-control window of one stream (what a download may have in
+    /// flight), in bytes; it caps a stream near window / round trip.
+    pub stream_window: u32,
+    /// The HTTP/2 flow-control window of the connection, in bytes.
+    pub connection_window: u32,
+    /// Size the windows from a measured bandwidth-delay product instead (overrides
+    /// the two above).
+    pub adaptive_window: bool,
 }
 
 impl Default for ClientOptions {
@@ -42,6 +50,9 @@ impl Default for ClientOptions {
             backoff: Duration::from_millis(100),
             max_transfers: 9,
             chunk_size: 256 * 1024,
+            stream_window: 4 * 1024 * 1024,
+            connection_window: 8 * 1024 * 1024,
+            adaptive_window: false,
         }
     }
 }
@@ -93,8 +104,9 @@ impl Client {
             .map_err(|e| Error::BadUrl(format!("{server_url}: {e}")))?
             .tcp_nodelay(true)
             .connect_timeout(options.deadline)
-            .initial_stream_window_size(4 * 1024 * 1024)
-            .initial_connection_window_size(8 * 1024 * 1024);
+            .initial_stream_window_size(options.stream_window)
+            .initial_connection_window_size(options.connection_window)
+            .http2_adaptive_window(options.adaptive_window);
         if server_url.starts_with("https://") {
             endpoint = endpoint
                 .tls_config(ClientTlsConfig::new().with_native_roots())
