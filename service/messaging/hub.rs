@@ -27,8 +27,9 @@ pub type Event = pb::SubscribeResponse;
 pub struct Subscription {
     /// Messages cached while the user was offline, oldest first, to send first.
     pub offline: Vec<pb::PeerMessageReceived>,
-    /// Live events. Ends when the router drops the stream.
-    pub events: mpsc::Receiver<Event>,
+    /// Live events, shared between the streams they go to (a queue slot is a pointer,
+    /// so an idle stream's queue is small). Ends when the router drops the stream.
+    pub events: mpsc::Receiver<Arc<Event>>,
     /// Set when the router dropped the stream because it could not keep up.
     pub too_slow: Arc<AtomicBool>,
     /// Unregisters the stream when dropped.
@@ -110,7 +111,7 @@ struct Stream {
     /// Identifies the stream for unregistering.
     id: u64,
     /// Where its events go; bounded.
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<Arc<Event>>,
     /// Set when it is cut off as too slow.
     too_slow: Arc<AtomicBool>,
 }
@@ -177,11 +178,11 @@ impl LocalHub {
     /// Queues `event` on each stream without waiting; a stream whose queue is full is
     /// cut off as too slow, so that it cannot hold up anyone else. Returns how many
     /// streams took the event.
-    fn deliver(&self, streams: Vec<(String, Stream)>, event: &Event) -> usize {
+    fn deliver(&self, streams: Vec<(String, Stream)>, event: &Arc<Event>) -> usize {
         let mut delivered = 0;
         let mut dropped = Vec::new();
         for (user, stream) in streams {
-            match stream.tx.try_send(event.clone()) {
+            match stream.tx.try_send(Arc::clone(event)) {
                 Ok(()) => delivered += 1,
                 Err(TrySendError::Full(_)) => {
                     stream.too_slow.store(true, Ordering::Relaxed);
@@ -210,9 +211,9 @@ impl LocalHub {
         for mut message in self.cache.take(user).await? {
             message.offline = true;
             let streams = self.lock().streams_of(user);
-            let event = peer_event(message);
+            let event = Arc::new(peer_event(message));
             if self.deliver(streams, &event) == 0
-                && let Some(Kind::PeerMessage(message)) = event.event
+                && let Some(Kind::PeerMessage(message)) = Arc::unwrap_or_clone(event).event
             {
                 self.cache.push(user, &message).await?;
             }
@@ -279,13 +280,13 @@ impl Router for LocalHub {
         let message = if streams.is_empty() {
             message
         } else {
-            let event = peer_event(message);
+            let event = Arc::new(peer_event(message));
             // DELIVERED only when a live stream queued it: a message that overflows the
             // peer's only stream (cutting it off) is handled as for an offline peer.
             if self.deliver(streams, &event) > 0 {
                 return Ok(pb::PeerMessageState::Delivered);
             }
-            let Some(Kind::PeerMessage(message)) = event.event else {
+            let Some(Kind::PeerMessage(message)) = Arc::unwrap_or_clone(event).event else {
                 return Err(Error::Internal("a peer event lost its message".into()));
             };
             message
@@ -371,9 +372,9 @@ impl Router for LocalHub {
                 .flat_map(|member| state.streams_of(member))
                 .collect()
         };
-        let event = Event {
+        let event = Arc::new(Event {
             event: Some(Kind::ChannelMessage(message)),
-        };
+        });
         self.deliver(streams, &event);
         Ok(())
     }

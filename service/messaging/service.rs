@@ -119,7 +119,7 @@ fn event_stream(subscription: Subscription, mut stop: watch::Receiver<bool>) -> 
     };
     futures::stream::iter(offline)
         .chain(futures::stream::once(async { ready }))
-        .chain(ReceiverStream::new(events))
+        .chain(ReceiverStream::new(events).map(Arc::unwrap_or_clone))
         .map(Ok)
         .chain(cut_off)
         .take_until(Box::pin(stopped))
