@@ -25,8 +25,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (the default).
-    Serve(ServeConfig),
+    /// Run the server (the default). Boxed: the flags are many, the token's few.
+    Serve(Box<ServeConfig>),
     /// Print a token for a user, signed with the server's secret.
     Token(TokenArgs),
 }
