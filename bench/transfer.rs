@@ -87,6 +87,12 @@ async fn main() {
     }
     if args.iter().any(|a| a == "--slow-link") {
         slow_link().await;
+    } else if let Some(i) = args.iter().position(|a| a == "--upload-loop") {
+        // For profiling the server: `--upload-loop N MIB` uploads N objects of MIB MiB
+        // into a local store and prints the server's pid first and the median after.
+        let count: usize = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(300);
+        let mib: usize = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(1);
+        upload_loop(count, mib).await;
     } else {
         loopback().await;
     }
@@ -621,6 +627,26 @@ async fn loopback() {
         "loopback",
         json!({"size_mib": SIZE / MIB, "figures": figures.json(), "sweep": sweep.json(),
                "rss_above_idle_mib": rss}),
+    );
+}
+
+async fn upload_loop(count: usize, mib: usize) {
+    let data = pattern(mib * MIB);
+    let server = Courier::start(&Backend::Local, &[]);
+    eprintln!("server pid {}", server.pid());
+    let mut target = Target::courier(&server.url(), &[], &data).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut ms = Vec::with_capacity(count);
+    for _ in 0..count {
+        let start = Instant::now();
+        target.upload_id(&data).await;
+        ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "{count} uploads of {mib} MiB: median {:.2} ms, min {:.2} ms",
+        ms[count / 2],
+        ms[0]
     );
 }
 
