@@ -107,13 +107,22 @@ fn pattern(size: usize) -> Bytes {
 /// same content (courier stores content by hash; a repeat would skip the write).
 static UNIQUE: AtomicU64 = AtomicU64::new(1);
 
+/// The frame size of uploads: CHUNK, or BENCH_CHUNK_KIB for an experiment.
+fn chunk() -> usize {
+    std::env::var("BENCH_CHUNK_KIB")
+        .ok()
+        .and_then(|k| k.parse::<usize>().ok())
+        .map_or(CHUNK, |k| k * 1024)
+}
+
 /// `data` cut into frames, the first a fresh copy with a unique stamp.
 fn frames(data: &Bytes) -> Vec<Bytes> {
     let stamp = UNIQUE.fetch_add(1, Ordering::Relaxed).to_le_bytes();
+    let chunk = chunk();
     (0..data.len())
-        .step_by(CHUNK)
+        .step_by(chunk)
         .map(|i| {
-            let frame = data.slice(i..(i + CHUNK).min(data.len()));
+            let frame = data.slice(i..(i + chunk).min(data.len()));
             if i == 0 {
                 let mut first = frame.to_vec();
                 let n = first.len().min(8);
