@@ -70,8 +70,16 @@ const SWEEP_ROUNDS: usize = 5;
 /// Slow link: object size, rounds, latency each way and bandwidth (KB/s, Toxiproxy's unit).
 const SLOW_SIZE: usize = 10 * MIB;
 const SLOW_ROUNDS: usize = 3;
+/// (BENCH_SLOW_LATENCY_MS and BENCH_SLOW_RATE_KBPS override the last two.)
 const SLOW_LATENCY_MS: u64 = 25;
 const SLOW_RATE_KBPS: u64 = 20_000;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 #[tokio::main]
 async fn main() {
@@ -443,7 +451,7 @@ fn mbps(bytes: usize, secs: f64) -> f64 {
 const COURIER_LOCAL: &str = "courier, local store";
 const COURIER_S3: &str = "courier, MinIO store";
 const BARE: &str = "bare tonic, default settings";
-const BARE_TUNED: &str = "bare tonic, courier's HTTP/2 settings";
+const BARE_TUNED: &str = "bare tonic, tuned (4/8 MiB windows, 1 MiB frames, nodelay)";
 const MINIMAL: &str = "minimal server (SHA-256 + file write on a thread)";
 const MINIO: &str = "MinIO PUT/GET (object_store)";
 const TCP: &str = "plain TCP byte stream (ceiling)";
@@ -664,6 +672,8 @@ async fn slow_link() {
         panic!("--slow-link needs Toxiproxy: run it as `./bench/transfer --slow-link`");
     };
     let data = pattern(SLOW_SIZE);
+    let latency_ms = env_or("BENCH_SLOW_LATENCY_MS", SLOW_LATENCY_MS);
+    let rate_kbps = env_or("BENCH_SLOW_RATE_KBPS", SLOW_RATE_KBPS);
     let local = Courier::start(&Backend::Local, &[]);
     let s3_server = std::env::var("COURIER_TEST_S3_BUCKET")
         .ok()
@@ -676,13 +686,13 @@ async fn slow_link() {
                 &format!("latency-{stream}"),
                 "latency",
                 stream,
-                json!({ "latency": SLOW_LATENCY_MS }),
+                json!({ "latency": latency_ms }),
             );
             proxy.add_toxic(
                 &format!("bandwidth-{stream}"),
                 "bandwidth",
                 stream,
-                json!({ "rate": SLOW_RATE_KBPS }),
+                json!({ "rate": rate_kbps }),
             );
         }
         proxy
@@ -733,9 +743,9 @@ async fn slow_link() {
     }
     println!();
     println!(
-        "## Slow link: {} MiB, one transfer, {SLOW_LATENCY_MS} ms each way, {} MB/s: MB/s, median of {SLOW_ROUNDS} (min–max)",
+        "## Slow link: {} MiB, one transfer, {latency_ms} ms each way, {} MB/s: MB/s, median of {SLOW_ROUNDS} (min–max)",
         SLOW_SIZE / MIB,
-        SLOW_RATE_KBPS / 1000
+        rate_kbps / 1000
     );
     println!();
     println!("| path | upload MB/s | download MB/s | upload / ceiling | download / ceiling |");
@@ -761,8 +771,8 @@ async fn slow_link() {
     );
     write_json(
         "slow-link",
-        json!({"size_mib": SLOW_SIZE / MIB, "latency_ms_each_way": SLOW_LATENCY_MS,
-               "rate_kbps": SLOW_RATE_KBPS, "figures": figures.json()}),
+        json!({"size_mib": SLOW_SIZE / MIB, "latency_ms_each_way": latency_ms,
+               "rate_kbps": rate_kbps, "figures": figures.json()}),
     );
     drop(proxies);
 }

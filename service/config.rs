@@ -125,20 +125,24 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_HEALTH_CHECK_INTERVAL", default_value = "5s", value_parser = positive_duration)]
     pub health_check_interval: Duration,
 
-    /// HTTP/2 flow-control window of one stream, in bytes: how much of one transfer
-    /// may be in flight unacknowledged. It caps a stream near window / round trip
-    /// (4 MiB over 100 ms: ~40 MB/s) and bounds what one upload can buffer here.
+    /// Let HTTP/2 size its flow-control windows from the measured bandwidth-delay
+    /// product of each connection (from 64 KiB up to 16 MiB), so that a transfer over a
+    /// link with a long round trip is not capped near window / round trip; `false`
+    /// uses the two fixed windows below instead.
+    #[arg(long, env = "COURIER_HTTP2_ADAPTIVE_WINDOW", default_value_t = true, action = clap::ArgAction::Set)]
+    pub http2_adaptive_window: bool,
+
+    /// HTTP/2 flow-control window of one stream, in bytes, when the adaptive window is
+    /// off: how much of one transfer may be in flight unacknowledged. It caps a stream
+    /// near window / round trip (4 MiB over 100 ms: ~40 MB/s) and bounds what one
+    /// upload can buffer here.
     #[arg(long, env = "COURIER_HTTP2_STREAM_WINDOW", default_value_t = 4 * 1024 * 1024, value_parser = window_size)]
     pub http2_stream_window: u32,
 
-    /// HTTP/2 flow-control window of one connection (all its streams), in bytes.
+    /// HTTP/2 flow-control window of one connection (all its streams), in bytes, when
+    /// the adaptive window is off.
     #[arg(long, env = "COURIER_HTTP2_CONNECTION_WINDOW", default_value_t = 8 * 1024 * 1024, value_parser = window_size)]
     pub http2_connection_window: u32,
-
-    /// Let HTTP/2 size its windows from a measured bandwidth-delay product instead of
-    /// the two window flags above (which it then overrides).
-    #[arg(long, env = "COURIER_HTTP2_ADAPTIVE_WINDOW", default_value_t = false)]
-    pub http2_adaptive_window: bool,
 
     /// The largest HTTP/2 frame the server accepts, in bytes (16384 to 16777215):
     /// larger frames mean fewer frames per chunk.

@@ -226,9 +226,10 @@ pub async fn run(
 }
 
 /// The HTTP/2 transport settings (flags in config.rs; figures in BENCHMARKS.md): flow
-/// control windows sized so that a transfer is not throttled by window updates on a
-/// fast link or one with tens of milliseconds of round trip, large frames, and the
-/// header list limit. TCP_NODELAY is set on the incoming sockets in [`run`].
+/// control windows that follow each connection's bandwidth-delay product by default
+/// (fixed ones otherwise), so that window updates do not throttle a transfer on a
+/// fast link or one with a long round trip; large frames; the header list limit.
+/// TCP_NODELAY is set on the incoming sockets in [`run`].
 fn transport(builder: Server, config: &ServeConfig) -> Server {
     builder
         .initial_stream_window_size(config.http2_stream_window)

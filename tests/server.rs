@@ -284,6 +284,7 @@ fn zero_durations_and_limits_are_refused_at_start_with_status_2() {
         ("--http2-connection-window", "2147483648"),
         ("--http2-max-frame-size", "16383"),
         ("--http2-max-frame-size", "16777216"),
+        ("--http2-adaptive-window", "maybe"),
     ] {
         let output = Command::new(common::server_binary())
             .args([
@@ -347,7 +348,7 @@ fn announced_settings(url: &str) -> (std::collections::HashMap<u16, u32>, Option
     let addr = url.trim_start_matches("http://");
     let mut socket = std::net::TcpStream::connect(addr).expect("connects");
     socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_secs(1)))
         .expect("timeout");
     // The client preface and an empty SETTINGS frame.
     socket
@@ -355,8 +356,8 @@ fn announced_settings(url: &str) -> (std::collections::HashMap<u16, u32>, Option
         .expect("writes the preface");
     let mut settings = std::collections::HashMap::new();
     let mut window_update = None;
-    // Frames until the server's SETTINGS and the WINDOW_UPDATE that follows it (or the
-    // server's ACK of ours, after which nothing more is announced).
+    // Frames until the server's SETTINGS and the WINDOW_UPDATE that follows it, or a
+    // second of silence (a server that keeps the protocol's initial window sends none).
     for _ in 0..8 {
         let mut head = [0u8; 9];
         if socket.read_exact(&mut head).is_err() {
@@ -392,13 +393,14 @@ const INITIAL_WINDOW_SIZE: u16 = 0x4;
 const MAX_FRAME_SIZE: u16 = 0x5;
 
 #[test]
-fn http2_windows_and_frame_size_are_tuned_by_default_and_set_by_flags() {
-    // The defaults: 4 MiB per stream, 8 MiB per connection, 1 MiB frames.
+fn http2_windows_are_adaptive_by_default_and_frame_size_and_fixed_windows_set_by_flags() {
+    // The defaults: adaptive windows, which start from the protocol's 65535 bytes (and
+    // grow with the measured bandwidth-delay product), and 1 MiB frames.
     let server = Server::start(&Backend::Local, &[]);
     let (settings, window_update) = announced_settings(&server.url());
     assert_eq!(
         settings.get(&INITIAL_WINDOW_SIZE),
-        Some(&(4 << 20)),
+        Some(&65_535),
         "{settings:?}"
     );
     assert_eq!(
@@ -406,11 +408,23 @@ fn http2_windows_and_frame_size_are_tuned_by_default_and_set_by_flags() {
         Some(&(1 << 20)),
         "{settings:?}"
     );
+    assert_eq!(window_update, None);
+
+    // Fixed windows when the adaptive window is off: 4 MiB and 8 MiB by default.
+    let server = Server::start(&Backend::Local, &["--http2-adaptive-window", "false"]);
+    let (settings, window_update) = announced_settings(&server.url());
+    assert_eq!(
+        settings.get(&INITIAL_WINDOW_SIZE),
+        Some(&(4 << 20)),
+        "{settings:?}"
+    );
     assert_eq!(window_update, Some((8 << 20) - 65_535));
 
     let server = Server::start(
         &Backend::Local,
         &[
+            "--http2-adaptive-window",
+            "false",
             "--http2-stream-window",
             "1000000",
             "--http2-connection-window",
@@ -434,6 +448,8 @@ async fn transfers_work_with_the_smallest_and_the_adaptive_http2_settings() {
     let data = common::pattern(3 * 1024 * 1024 + 7, 5);
     for flags in [
         &[
+            "--http2-adaptive-window",
+            "false",
             "--http2-stream-window",
             "65535",
             "--http2-connection-window",
@@ -441,7 +457,7 @@ async fn transfers_work_with_the_smallest_and_the_adaptive_http2_settings() {
             "--http2-max-frame-size",
             "16384",
         ][..],
-        &["--http2-adaptive-window"][..],
+        &["--http2-adaptive-window", "true"][..],
     ] {
         let server = Server::start(&Backend::Local, flags);
         let client = courier_client::Client::connect(&server.url(), &token("alice"))
