@@ -7,10 +7,12 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
-/// This benchmark binary started again as the bare stream server; killed on drop.
+/// This benchmark binary started again as the bare stream server; killed on drop. It
+/// listens three times: gRPC with tonic's defaults, gRPC with courier's HTTP/2
+/// settings, and a plain TCP byte stream.
 pub struct BareServer {
     child: Child,
-    addr: String,
+    addrs: Vec<String>,
 }
 
 impl BareServer {
@@ -28,13 +30,27 @@ impl BareServer {
             .find(|l| l.starts_with("listening "))
             .expect("address line");
         std::thread::spawn(move || for _ in lines {});
-        let addr = line.trim_start_matches("listening ").trim().to_owned();
-        Self { child, addr }
+        let addrs = line
+            .trim_start_matches("listening ")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        Self { child, addrs }
     }
 
-    /// The server's URL.
+    /// The URL of the gRPC server with tonic's default settings.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addrs[0])
+    }
+
+    /// The URL of the gRPC server with courier's HTTP/2 settings and TCP_NODELAY.
+    pub fn tuned_url(&self) -> String {
+        format!("http://{}", self.addrs[1])
+    }
+
+    /// The `host:port` of the plain TCP byte stream.
+    pub fn tcp_addr(&self) -> String {
+        self.addrs[2].clone()
     }
 }
 

@@ -1,11 +1,20 @@
-//! Messaging benchmark (run it with `./bench/messaging`), on one server over loopback:
+//! Messaging benchmark, on one server over loopback.
+//!
+//! `./bench/messaging`:
 //! - peer send→receive latency (p50, p99) while alice sends to bob at 2,000 msg/s;
 //! - channel fan-out: deliveries per second from one sender to 1,000 subscribers.
 //!
-//! With `--bus` (`./bench/messaging --bus`) the same run also measures three replicas
+//! `./bench/messaging --scale`:
+//! - channel fan-out to 10,000 subscribers;
+//! - the highest peer-message rate with p99 send→receive under 10 ms, against a bare
+//!   tonic unary echo driven by the same load generator (this file's `open_loop`);
+//! - server memory per idle Subscribe stream, 100,000 streams of 100,000 users over
+//!   many HTTP/2 connections (`--streams N` to change the count).
+//!
+//! `./bench/messaging --bus`: the default figures, and the same with three replicas
 //! sharing a nats-server with JetStream (started by the benchmark, from the PATH):
-//! alice on replica 1 sending to bob on replica 2, and the fan-out with the
-//! subscribers spread over the three replicas, next to the one-server figures.
+//! alice on replica 1 sending to bob on replica 2, and the fan-out with the subscribers
+//! spread over the three replicas, next to the one-server figures of the same run.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,19 +31,86 @@ const LATENCY_SECS: u64 = 5;
 const SUBSCRIBERS: usize = 1_000;
 const CONNECTIONS: usize = 10;
 const FANOUT_MESSAGES: usize = 200;
+/// Scale: fan-out subscribers and their connections, messages sent.
+const SCALE_SUBSCRIBERS: usize = 10_000;
+const SCALE_CONNECTIONS: usize = 20;
+const SCALE_FANOUT_MESSAGES: usize = 100;
+/// Scale: the rates tried (messages/s), how long each, the latency bound, and the
+/// sender's connections.
+const RATES: [u64; 12] = [
+    2_000, 4_000, 6_000, 8_000, 10_000, 12_000, 15_000, 20_000, 25_000, 30_000, 40_000, 60_000,
+];
+const WINDOWS: usize = 3;
+const RATE_SECS: f64 = 2.0;
+const P99_BOUND_MS: f64 = 10.0;
+const SENDER_CONNECTIONS: usize = 4;
+/// Scale: idle streams, and streams per HTTP/2 connection.
+const IDLE_STREAMS: usize = 100_000;
+const STREAMS_PER_CONNECTION: usize = 1_000;
+
+#[path = "common.rs"]
+mod common;
+use common::{BareServer, memory_kib};
+
+mod bare {
+    tonic::include_proto!("courierbench");
+}
 
 #[tokio::main]
 async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--bare-server") {
+        return serve_echo().await;
+    }
+    if !args.iter().any(|a| a == "--bench") {
         println!(
             "the messaging benchmark runs with `./bench/messaging` (cargo bench), not as a test"
         );
         return;
     }
+    if args.iter().any(|a| a == "--scale") {
+        let streams = args
+            .iter()
+            .position(|a| a == "--streams")
+            .and_then(|i| args.get(i + 1))
+            .map(|n| n.parse().expect("--streams N"))
+            .unwrap_or(IDLE_STREAMS);
+        // `--only fanout|rate|idle` runs one part.
+        let only = args
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str);
+        if only.is_none_or(|o| o == "fanout") {
+            let server = Server::start(&Backend::Local, &["--rate-limit", "100000000"]);
+            fanout(
+                "one server",
+                &[&server],
+                SCALE_SUBSCRIBERS,
+                SCALE_CONNECTIONS,
+                SCALE_FANOUT_MESSAGES,
+            )
+            .await;
+        }
+        if only.is_none_or(|o| o == "rate") {
+            peer_rate().await;
+        }
+        if only.is_none_or(|o| o == "idle") {
+            idle_streams(streams).await;
+        }
+        return;
+    }
     let one = Server::start(&Backend::Local, &["--rate-limit", "100000000"]);
     latency("one server", &one, &one).await;
-    if !std::env::args().any(|a| a == "--bus") {
-        fanout("one server", &[&one]).await;
+    fanout(
+        "one server",
+        &[&one],
+        SUBSCRIBERS,
+        CONNECTIONS,
+        FANOUT_MESSAGES,
+    )
+    .await;
+    if !args.iter().any(|a| a == "--bus") {
         return;
     }
     let nats = Nats::start().expect("a nats-server on the PATH (scripts/lib.sh builds one)");
@@ -50,9 +126,27 @@ async fn main() {
         &replicas[1],
     )
     .await;
-    fanout("one server", &[&one]).await;
     let spread: Vec<&Server> = replicas.iter().collect();
-    fanout("3 replicas through NATS", &spread).await;
+    fanout(
+        "3 replicas through NATS",
+        &spread,
+        SUBSCRIBERS,
+        CONNECTIONS,
+        FANOUT_MESSAGES,
+    )
+    .await;
+}
+
+/// CPU seconds (user + system) that process `pid` has used, from /proc.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    // Fields after the command name (which ends with ')'): utime and stime are the
+    // 12th and 13th, in clock ticks of 1/100 s.
+    let rest = &stat[stat.rfind(')').expect("stat") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    ticks as f64 / 100.0
 }
 
 fn micros_now() -> u64 {
@@ -178,15 +272,21 @@ async fn latency(label: &str, sender: &Server, receiver: &Server) {
     );
 }
 
-async fn fanout(label: &str, servers: &[&Server]) {
+async fn fanout(
+    label: &str,
+    servers: &[&Server],
+    subscribers: usize,
+    connections: usize,
+    messages: usize,
+) {
     let mut clients = Vec::new();
-    for i in 0..CONNECTIONS {
+    for i in 0..connections {
         clients.push(connect(servers[i % servers.len()]).await);
     }
     let mut receivers = Vec::new();
-    for i in 0..SUBSCRIBERS {
+    for i in 0..subscribers {
         let user = format!("user{i}");
-        let mut client = clients[i % CONNECTIONS].clone();
+        let mut client = clients[i % connections].clone();
         let join = pb::JoinChannelRequest {
             channel_id: "fanout".into(),
         };
@@ -197,7 +297,7 @@ async fn fanout(label: &str, servers: &[&Server]) {
         let mut stream = subscribe(&mut client, &user).await;
         receivers.push(tokio::spawn(async move {
             let mut received = 0;
-            while received < FANOUT_MESSAGES {
+            while received < messages {
                 match stream.message().await.expect("event") {
                     Some(_) => received += 1,
                     None => break,
@@ -215,8 +315,10 @@ async fn fanout(label: &str, servers: &[&Server]) {
         .join_channel(authed(&token, join))
         .await
         .expect("join");
+    let servers_cpu = || servers.iter().map(|s| cpu_secs(s.pid())).sum::<f64>();
+    let cpu_before = (servers_cpu(), cpu_secs(std::process::id()));
     let start = Instant::now();
-    for _ in 0..FANOUT_MESSAGES {
+    for _ in 0..messages {
         let request = pb::SendChannelMessageRequest {
             channel_id: "fanout".into(),
             message: Some(stamped()),
@@ -235,15 +337,320 @@ async fn fanout(label: &str, servers: &[&Server]) {
         last = last.max(at);
     }
     let secs = (last - start).as_secs_f64();
+    let server_cpu = servers_cpu() - cpu_before.0;
+    let client_cpu = cpu_secs(std::process::id()) - cpu_before.1;
     println!();
     println!(
-        "## Channel fan-out, one sender, {SUBSCRIBERS} subscribers on {CONNECTIONS} connections, {label}"
+        "## Channel fan-out, one sender, {subscribers} subscribers on {connections} connections, {label}"
     );
-    println!("| messages sent | deliveries | send time s | all received s | deliveries/s |");
-    println!("| ---: | ---: | ---: | ---: | ---: |");
     println!(
-        "| {FANOUT_MESSAGES} | {delivered} | {:.2} | {secs:.2} | {:.0} |",
-        sent.as_secs_f64(),
-        delivered as f64 / secs
+        "| messages sent | deliveries | send time s | all received s | deliveries/s | server CPU µs per delivery | client CPU µs per delivery |"
     );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| {messages} | {delivered} | {:.2} | {secs:.2} | {:.0} | {:.2} | {:.2} |",
+        sent.as_secs_f64(),
+        delivered as f64 / secs,
+        server_cpu * 1e6 / delivered as f64,
+        client_cpu * 1e6 / delivered as f64
+    );
+}
+
+/// The load generator used for both courier and the bare echo: an open loop that
+/// starts `rate` calls per second for `secs` (a batch every millisecond, whatever the
+/// calls in flight), each `call` returning its send→receive latency in µs when it
+/// measures one itself. Returns the achieved start rate.
+async fn open_loop<F, Fut>(rate: u64, secs: f64, call: F) -> (f64, Vec<u64>)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Option<u64>> + Send + 'static,
+{
+    let total = (rate as f64 * secs) as u64;
+    let start = Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_millis(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut calls = tokio::task::JoinSet::new();
+    let mut started = 0u64;
+    let mut latencies = Vec::with_capacity(total as usize);
+    while started < total {
+        ticks.tick().await;
+        let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+        while started < due {
+            calls.spawn(call(started));
+            started += 1;
+        }
+        while let Some(done) = calls.try_join_next() {
+            latencies.extend(done.expect("call"));
+        }
+    }
+    let achieved = total as f64 / start.elapsed().as_secs_f64();
+    while let Some(done) = calls.join_next().await {
+        latencies.extend(done.expect("call"));
+    }
+    (achieved, latencies)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+/// One window at one rate: achieved rate, messages lost or failed, p50 and p99 ms.
+type Window = (f64, usize, f64, f64);
+
+/// The window with the median p99 of `windows`.
+fn median_window(mut windows: Vec<Window>) -> Window {
+    windows.sort_by(|a, b| a.3.total_cmp(&b.3));
+    windows[windows.len() / 2]
+}
+
+/// alice → bob at `rate` for RATE_SECS; latency from send to bob's receipt.
+async fn courier_window(
+    server: &Server,
+    channels: &[MessagingServiceClient<Channel>],
+    token: &str,
+    rate: u64,
+) -> Window {
+    let mut bob_client = connect(server).await;
+    let mut bob = subscribe(&mut bob_client, "bob").await;
+    let expected = (rate as f64 * RATE_SECS) as usize;
+    let receiver = tokio::spawn(async move {
+        let mut latencies = Vec::with_capacity(expected);
+        while latencies.len() < expected {
+            match tokio::time::timeout(Duration::from_secs(10), bob.message()).await {
+                Ok(Ok(Some(event))) => {
+                    if let Some(sent) = sent_micros(&event) {
+                        latencies.push(micros_now().saturating_sub(sent));
+                    }
+                }
+                _ => break,
+            }
+        }
+        latencies
+    });
+    let channels = channels.to_vec();
+    let token = token.to_owned();
+    let (achieved, _) = open_loop(rate, RATE_SECS, move |i| {
+        let mut client = channels[i as usize % channels.len()].clone();
+        let token = token.clone();
+        async move {
+            let request = pb::SendPeerMessageRequest {
+                peer_id: "bob".into(),
+                message: Some(stamped()),
+                options: None,
+            };
+            // A failed send is counted as lost (bob never receives it).
+            let _ = client.send_peer_message(authed(&token, request)).await;
+            None
+        }
+    })
+    .await;
+    let mut latencies = receiver.await.expect("receiver");
+    let lost = expected - latencies.len();
+    latencies.sort_unstable();
+    (
+        achieved,
+        lost,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+    )
+}
+
+/// Unary echoes at `rate` for RATE_SECS; latency from call to answer.
+async fn echo_window(
+    channels: &[bare::bare_echo_client::BareEchoClient<Channel>],
+    rate: u64,
+) -> Window {
+    let channels = channels.to_vec();
+    let (achieved, mut latencies) = open_loop(rate, RATE_SECS, move |i| {
+        let mut client = channels[i as usize % channels.len()].clone();
+        async move {
+            let sent = Instant::now();
+            let echoed = client
+                .echo(bare::Chunk {
+                    data: Bytes::copy_from_slice(&micros_now().to_be_bytes()),
+                })
+                .await;
+            // A failed call counts as never answered: u64::MAX, past any bound.
+            Some(match echoed {
+                Ok(_) => sent.elapsed().as_micros() as u64,
+                Err(_) => u64::MAX,
+            })
+        }
+    })
+    .await;
+    latencies.sort_unstable();
+    let failed = latencies.iter().filter(|&&l| l == u64::MAX).count();
+    latencies.retain(|&l| l != u64::MAX);
+    (
+        achieved,
+        failed,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+    )
+}
+
+/// Peer messages alice → bob at rising rates, then a bare unary echo at the same
+/// rates, from the same generator; the highest rate of each whose median window (of
+/// WINDOWS) has p99 < 10 ms, the rate achieved and nothing lost.
+async fn peer_rate() {
+    println!();
+    println!(
+        "## Peer messages: rate against p99 send→receive, one server, {SENDER_CONNECTIONS} sender connections, median of {WINDOWS} windows of {RATE_SECS} s per rate"
+    );
+    println!();
+    println!(
+        "| target rate/s | courier achieved/s | courier p50 ms | courier p99 ms | echo achieved/s | echo p50 ms | echo p99 ms |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let server = Server::start(&Backend::Local, &["--rate-limit", "1000000000"]);
+    let echo_server = BareServer::start();
+    let mut courier_channels = Vec::new();
+    let mut echo_channels = Vec::new();
+    for _ in 0..SENDER_CONNECTIONS {
+        courier_channels.push(connect(&server).await);
+        echo_channels.push(
+            bare::bare_echo_client::BareEchoClient::connect(echo_server.url())
+                .await
+                .expect("connect echo"),
+        );
+    }
+    let token = mint("alice");
+    let mut best = [0u64; 2];
+    let mut done = [false; 2];
+    for rate in RATES {
+        if done == [true, true] {
+            break;
+        }
+        let mut row = format!("| {rate} |");
+        for which in 0..2 {
+            if done[which] {
+                row.push_str(" – | – | – |");
+                continue;
+            }
+            let mut windows = Vec::new();
+            for _ in 0..WINDOWS {
+                windows.push(if which == 0 {
+                    courier_window(&server, &courier_channels, &token, rate).await
+                } else {
+                    echo_window(&echo_channels, rate).await
+                });
+            }
+            let (achieved, lost, p50, p99) = median_window(windows);
+            let lost_note = if lost > 0 {
+                format!(" ({lost} lost)")
+            } else {
+                String::new()
+            };
+            row.push_str(&format!(
+                " {achieved:.0}{lost_note} | {p50:.2} | {p99:.2} |"
+            ));
+            if p99 < P99_BOUND_MS && achieved >= 0.95 * rate as f64 && lost == 0 {
+                best[which] = rate;
+            } else {
+                done[which] = true;
+            }
+        }
+        println!("{row}");
+    }
+    println!();
+    println!(
+        "| highest rate with p99 < {P99_BOUND_MS} ms | courier | bare echo | ratio courier / echo |"
+    );
+    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| messages/s | {} | {} | {:.2} |",
+        best[0],
+        best[1],
+        best[0] as f64 / best[1].max(1) as f64
+    );
+}
+
+/// Opens `count` idle Subscribe streams of as many users over connections of
+/// STREAMS_PER_CONNECTION streams, and reads the server's RSS as they grow.
+async fn idle_streams(count: usize) {
+    let server = Server::start(&Backend::Local, &["--rate-limit", "1000000000"]);
+    // One call first, so that the idle figure includes what the first call allocates.
+    let mut warm = connect(&server).await;
+    drop(subscribe(&mut warm, "warm").await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let idle = memory_kib(server.pid(), "VmRSS");
+    println!();
+    println!(
+        "## Idle Subscribe streams: server RSS, one stream per user, {STREAMS_PER_CONNECTION} streams per HTTP/2 connection"
+    );
+    println!();
+    println!("| streams | connections | RSS MiB | above idle MiB | KiB per stream |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    println!("| 0 | 0 | {:.1} | 0 | – |", idle as f64 / 1024.0);
+    let mut streams = Vec::with_capacity(count);
+    let mut connections = Vec::new();
+    let step = (count / 5).max(1);
+    let started = Instant::now();
+    while streams.len() < count {
+        let batch_end = (streams.len() + step).min(count);
+        let mut opening = tokio::task::JoinSet::new();
+        let mut next = streams.len();
+        while next < batch_end || !opening.is_empty() {
+            while next < batch_end && opening.len() < 256 {
+                if next % STREAMS_PER_CONNECTION == 0 {
+                    connections.push(connect(&server).await);
+                }
+                let mut client = connections[next / STREAMS_PER_CONNECTION].clone();
+                let user = format!("idle{next}");
+                opening.spawn(async move {
+                    tokio::time::timeout(Duration::from_secs(60), subscribe(&mut client, &user))
+                        .await
+                        .expect("subscribe in time")
+                });
+                next += 1;
+            }
+            if let Some(stream) = opening.join_next().await {
+                streams.push(stream.expect("subscribe"));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let rss = memory_kib(server.pid(), "VmRSS");
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.2} |",
+            streams.len(),
+            connections.len(),
+            rss as f64 / 1024.0,
+            (rss - idle) as f64 / 1024.0,
+            (rss - idle) as f64 / streams.len() as f64
+        );
+    }
+    eprintln!(
+        "opened {} streams in {:.1} s",
+        streams.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+struct Echo;
+
+#[tonic::async_trait]
+impl bare::bare_echo_server::BareEcho for Echo {
+    async fn echo(
+        &self,
+        request: tonic::Request<bare::Chunk>,
+    ) -> Result<tonic::Response<bare::Chunk>, tonic::Status> {
+        Ok(tonic::Response::new(request.into_inner()))
+    }
+}
+
+/// The bare unary echo, with tonic's default settings.
+async fn serve_echo() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    println!("listening {addr} {addr} {addr}");
+    tonic::transport::Server::builder()
+        .add_service(bare::bare_echo_server::BareEchoServer::new(Echo))
+        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+        .await
+        .expect("serve");
 }

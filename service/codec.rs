@@ -21,6 +21,15 @@ pub const MESSAGE_LIMIT: usize = 4 * 1024 * 1024;
 /// message is refused by the length in its prefix, without reading it.
 pub const TRANSPORT_MESSAGE_LIMIT: usize = 8 * 1024 * 1024;
 
+/// The buffer each response stream encodes into, allocated when the stream opens and
+/// grown as a message needs: tonic's default of 8 KiB was most of an idle Subscribe
+/// stream's memory (BENCHMARKS.md), while events are a few hundred bytes and a
+/// download's 256 KiB frames grow it anyway. Encoded messages are still sent in
+/// batches of up to 32 KiB (tonic's default yield threshold).
+fn encode_buffer() -> BufferSettings {
+    BufferSettings::new(512, 32 * 1024)
+}
+
 /// prost encoding and decoding with client-fault statuses for bad requests.
 #[derive(Debug, Clone)]
 pub struct StrictCodec<T, U> {
@@ -46,7 +55,7 @@ where
     type Decoder = StrictDecoder<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        ProstCodec::<T, U>::raw_encoder(BufferSettings::default())
+        ProstCodec::<T, U>::raw_encoder(encode_buffer())
     }
 
     fn decoder(&mut self) -> Self::Decoder {

@@ -25,7 +25,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server (the default).
+    /// Run the server (the default). Boxed: the flags are many, the token's few.
     Serve(Box<ServeConfig>),
     /// Print a token for a user, signed with the server's secret.
     Token(TokenArgs),
@@ -209,6 +209,30 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_THUMBNAIL_CONCURRENCY", default_value_t = 2, value_parser = positive_count)]
     pub thumbnail_concurrency: usize,
 
+    /// Let HTTP/2 size its flow-control windows from the measured bandwidth-delay
+    /// product of each connection (from 64 KiB up to 16 MiB), so that a transfer over a
+    /// link with a long round trip is not capped near window / round trip; `false`
+    /// uses the two fixed windows below instead.
+    #[arg(long, env = "COURIER_HTTP2_ADAPTIVE_WINDOW", default_value_t = true, action = clap::ArgAction::Set)]
+    pub http2_adaptive_window: bool,
+
+    /// HTTP/2 flow-control window of one stream, in bytes, when the adaptive window is
+    /// off: how much of one transfer may be in flight unacknowledged. It caps a stream
+    /// near window / round trip (4 MiB over 100 ms: ~40 MB/s) and bounds what one
+    /// upload can buffer here.
+    #[arg(long, env = "COURIER_HTTP2_STREAM_WINDOW", default_value_t = 4 * 1024 * 1024, value_parser = window_size)]
+    pub http2_stream_window: u32,
+
+    /// HTTP/2 flow-control window of one connection (all its streams), in bytes, when
+    /// the adaptive window is off.
+    #[arg(long, env = "COURIER_HTTP2_CONNECTION_WINDOW", default_value_t = 8 * 1024 * 1024, value_parser = window_size)]
+    pub http2_connection_window: u32,
+
+    /// The largest HTTP/2 frame the server accepts, in bytes (16384 to 16777215):
+    /// larger frames mean fewer frames per chunk.
+    #[arg(long, env = "COURIER_HTTP2_MAX_FRAME_SIZE", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(16_384..=16_777_215))]
+    pub http2_max_frame_size: u32,
+
     /// How long a shutdown waits for calls in flight before the process exits.
     #[arg(long, env = "COURIER_SHUTDOWN_GRACE", default_value = "25s", value_parser = positive_duration)]
     pub shutdown_grace: Duration,
@@ -243,6 +267,16 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
         return Err("must be more than zero".into());
     }
     Ok(duration)
+}
+
+/// An HTTP/2 window size: at least the protocol's initial 65535 bytes and at most its
+/// largest, 2^31 - 1.
+fn window_size(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if (65_535..=0x7fff_ffff).contains(&n) => Ok(n),
+        Ok(_) => Err("must be between 65535 and 2147483647".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// A count of at least 1: a limit of 0 would refuse everything.

@@ -39,13 +39,6 @@ use crate::{
     tls::{Tls, TlsFiles},
 };
 
-/// HTTP/2 flow-control windows: large enough that a 30 MiB transfer over a fast link
-/// is not throttled by window updates.
-const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
-const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
-/// The largest HTTP/2 frame the server accepts: fewer, larger frames per message.
-const MAX_FRAME: u32 = 1024 * 1024;
-
 /// The most request metadata (all headers together) the server reads: room for a
 /// token of [`auth::MAX_TOKEN_BYTES`] and more, so that a long token is refused with a
 /// status that says so; past this, HTTP/2 itself refuses the headers.
@@ -193,12 +186,8 @@ impl Parts {
             signals.stop,
             self.revocations.clone(),
         );
-        let router = Server::builder()
+        let router = transport(Server::builder(), config)
             .layer(GrpcMetricsLayer)
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_frame_size(Some(MAX_FRAME))
-            .http2_max_header_list_size(MAX_HEADER_LIST)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -320,6 +309,20 @@ pub async fn run(
     }
     tracing::info!("stopped");
     result
+}
+
+/// The HTTP/2 transport settings (flags in config.rs; figures in BENCHMARKS.md): flow
+/// control windows that follow each connection's bandwidth-delay product by default
+/// (fixed ones otherwise), so that window updates do not throttle a transfer on a
+/// fast link or one with a long round trip; large frames; the header list limit.
+/// TCP_NODELAY is set on the incoming sockets in [`run`].
+fn transport(builder: Server, config: &ServeConfig) -> Server {
+    builder
+        .initial_stream_window_size(config.http2_stream_window)
+        .initial_connection_window_size(config.http2_connection_window)
+        .http2_adaptive_window(Some(config.http2_adaptive_window))
+        .max_frame_size(config.http2_max_frame_size)
+        .http2_max_header_list_size(MAX_HEADER_LIST)
 }
 
 /// The bus's stream settings, from the command line.

@@ -115,8 +115,8 @@ async fn tls_works_plaintext_fails_and_a_rotated_certificate_is_served_without_r
     assert_eq!(statuses.len(), 1);
 
     // Plaintext to the TLS port fails cleanly and at once: the client sees the TLS
-    // alert where HTTP/2 was expected (UNAVAILABLE if the connection is refused first,
-    // INTERNAL "h2 protocol error" if it reads the alert), never a hang.
+    // alert where HTTP/2 was expected and the connection closed (UNAVAILABLE,
+    // CANCELLED or INTERNAL "h2 protocol error", by when it notices), never a hang.
     let started = Instant::now();
     let plain = ClientOptions {
         retries: 0,
@@ -132,7 +132,10 @@ async fn tls_works_plaintext_fails_and_a_rotated_certificate_is_served_without_r
             .expect_err("plaintext must not work"),
     };
     assert!(
-        matches!(error.code(), Code::Unavailable | Code::Internal),
+        matches!(
+            error.code(),
+            Code::Unavailable | Code::Internal | Code::Cancelled
+        ),
         "{error:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(8));
@@ -221,7 +224,10 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
     // Refused in the handshake (TLS 1.3 reports it on the client's first read, which
     // may surface as an HTTP/2 error rather than a failed connect).
     assert!(
-        matches!(refused.code(), Code::Unavailable | Code::Internal),
+        matches!(
+            refused.code(),
+            Code::Unavailable | Code::Internal | Code::Cancelled
+        ),
         "{refused:?}"
     );
     let with = ClientOptions {

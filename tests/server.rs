@@ -280,6 +280,11 @@ fn zero_durations_and_limits_are_refused_at_start_with_status_2() {
         ("--max-upload-size", "0"),
         ("--subscriber-buffer", "0"),
         ("--sweep-interval", "soon"),
+        ("--http2-stream-window", "65534"),
+        ("--http2-connection-window", "2147483648"),
+        ("--http2-max-frame-size", "16383"),
+        ("--http2-max-frame-size", "16777216"),
+        ("--http2-adaptive-window", "maybe"),
     ] {
         let output = Command::new(common::server_binary())
             .args([
@@ -333,5 +338,141 @@ fn the_defaults_are_the_designs() {
             "{flag}: {}",
             &rest[..end]
         );
+    }
+}
+
+/// What a server announces when an HTTP/2 connection opens: its SETTINGS
+/// (identifier -> value) and the increment of its first connection WINDOW_UPDATE.
+fn announced_settings(url: &str) -> (std::collections::HashMap<u16, u32>, Option<u32>) {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut socket = std::net::TcpStream::connect(addr).expect("connects");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    // The client preface and an empty SETTINGS frame.
+    socket
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .expect("writes the preface");
+    let mut settings = std::collections::HashMap::new();
+    let mut window_update = None;
+    // Frames until the server's SETTINGS and the WINDOW_UPDATE that follows it, or a
+    // second of silence (a server that keeps the protocol's initial window sends none).
+    for _ in 0..8 {
+        let mut head = [0u8; 9];
+        if socket.read_exact(&mut head).is_err() {
+            break;
+        }
+        let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let (kind, flags) = (head[3], head[4]);
+        let mut payload = vec![0u8; length];
+        socket.read_exact(&mut payload).expect("reads a frame");
+        match kind {
+            0x4 if flags & 0x1 == 0 => {
+                for entry in payload.chunks_exact(6) {
+                    settings.insert(
+                        u16::from_be_bytes([entry[0], entry[1]]),
+                        u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]),
+                    );
+                }
+            }
+            0x8 => {
+                window_update = Some(
+                    u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
+                        & 0x7fff_ffff,
+                );
+                break;
+            }
+            _ => {}
+        }
+    }
+    (settings, window_update)
+}
+
+const INITIAL_WINDOW_SIZE: u16 = 0x4;
+const MAX_FRAME_SIZE: u16 = 0x5;
+
+#[test]
+fn http2_windows_are_adaptive_by_default_and_frame_size_and_fixed_windows_set_by_flags() {
+    // The defaults: adaptive windows, which start from the protocol's 65535 bytes (and
+    // grow with the measured bandwidth-delay product), and 1 MiB frames.
+    let server = Server::start(&Backend::Local, &[]);
+    let (settings, window_update) = announced_settings(&server.url());
+    assert_eq!(
+        settings.get(&INITIAL_WINDOW_SIZE),
+        Some(&65_535),
+        "{settings:?}"
+    );
+    assert_eq!(
+        settings.get(&MAX_FRAME_SIZE),
+        Some(&(1 << 20)),
+        "{settings:?}"
+    );
+    assert_eq!(window_update, None);
+
+    // Fixed windows when the adaptive window is off: 4 MiB and 8 MiB by default.
+    let server = Server::start(&Backend::Local, &["--http2-adaptive-window", "false"]);
+    let (settings, window_update) = announced_settings(&server.url());
+    assert_eq!(
+        settings.get(&INITIAL_WINDOW_SIZE),
+        Some(&(4 << 20)),
+        "{settings:?}"
+    );
+    assert_eq!(window_update, Some((8 << 20) - 65_535));
+
+    let server = Server::start(
+        &Backend::Local,
+        &[
+            "--http2-adaptive-window",
+            "false",
+            "--http2-stream-window",
+            "1000000",
+            "--http2-connection-window",
+            "3000000",
+            "--http2-max-frame-size",
+            "65536",
+        ],
+    );
+    let (settings, window_update) = announced_settings(&server.url());
+    assert_eq!(
+        settings.get(&INITIAL_WINDOW_SIZE),
+        Some(&1_000_000),
+        "{settings:?}"
+    );
+    assert_eq!(settings.get(&MAX_FRAME_SIZE), Some(&65_536), "{settings:?}");
+    assert_eq!(window_update, Some(3_000_000 - 65_535));
+}
+
+#[tokio::test]
+async fn transfers_work_with_the_smallest_and_the_adaptive_http2_settings() {
+    let data = common::pattern(3 * 1024 * 1024 + 7, 5);
+    for flags in [
+        &[
+            "--http2-adaptive-window",
+            "false",
+            "--http2-stream-window",
+            "65535",
+            "--http2-connection-window",
+            "65535",
+            "--http2-max-frame-size",
+            "16384",
+        ][..],
+        &["--http2-adaptive-window", "true"][..],
+    ] {
+        let server = Server::start(&Backend::Local, flags);
+        let client = courier_client::Client::connect(&server.url(), &token("alice"))
+            .await
+            .expect("connects");
+        let media = client
+            .upload_file_bytes("data.bin", data.clone())
+            .expect("starts")
+            .await
+            .expect("uploads");
+        let back = client
+            .download_to_memory(&media.media_id)
+            .expect("starts")
+            .await
+            .expect("downloads");
+        assert_eq!(back.bytes, data, "{flags:?}");
     }
 }

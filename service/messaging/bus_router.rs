@@ -132,9 +132,9 @@ impl BusRouter {
                 if streams.is_empty() {
                     continue;
                 }
-                let event = Event {
+                let event = Arc::new(Event {
                     event: Some(Kind::ChannelMessage(message)),
-                };
+                });
                 router.streams.deliver(streams, &event);
             }
         });
@@ -191,7 +191,9 @@ impl BusRouter {
                 "deliver" => match pb::PeerMessageReceived::decode(request.payload) {
                     Ok(message) => {
                         let streams = self.streams.streams_of([user.as_str()]);
-                        self.streams.deliver(streams, &peer_event(message)) as u64
+                        self.streams
+                            .deliver(streams, &Arc::new(peer_event(message)))
+                            as u64
                     }
                     Err(_) => 0,
                 },
@@ -306,7 +308,11 @@ impl BusRouter {
         for mut message in messages {
             message.offline = true;
             let streams = self.streams.streams_of([user]);
-            if self.streams.deliver(streams, &peer_event(message)) == 0 {
+            if self
+                .streams
+                .deliver(streams, &Arc::new(peer_event(message)))
+                == 0
+            {
                 // No stream here any more: leave the rest cached.
                 return Ok(handed);
             }

@@ -23,8 +23,9 @@ pub type Event = pb::SubscribeResponse;
 pub struct Subscription {
     /// Messages cached while the user was offline, oldest first, to send first.
     pub offline: Vec<pb::PeerMessageReceived>,
-    /// Live events. Ends when the router drops the stream.
-    pub events: mpsc::Receiver<Event>,
+    /// Live events, shared between the streams they fan out to. Ends when the router
+    /// drops the stream.
+    pub events: mpsc::Receiver<Arc<Event>>,
     /// Set when the router dropped the stream because it could not keep up.
     pub too_slow: Arc<AtomicBool>,
     /// Unregisters the stream when dropped.
@@ -119,9 +120,9 @@ impl LocalHub {
         for mut message in self.cache.take(user).await? {
             message.offline = true;
             let streams = self.streams.streams_of([user]);
-            let event = peer_event(message);
+            let event = Arc::new(peer_event(message));
             if self.streams.deliver(streams, &event) == 0
-                && let Some(Kind::PeerMessage(message)) = event.event
+                && let Some(Kind::PeerMessage(message)) = Arc::unwrap_or_clone(event).event
             {
                 self.cache.push(user, &message).await?;
             }
@@ -189,13 +190,13 @@ impl Router for LocalHub {
         let message = if streams.is_empty() {
             message
         } else {
-            let event = peer_event(message);
+            let event = Arc::new(peer_event(message));
             // DELIVERED only when a live stream queued it: a message that overflows the
             // peer's only stream (cutting it off) is handled as for an offline peer.
             if self.streams.deliver(streams, &event) > 0 {
                 return Ok(pb::PeerMessageState::Delivered);
             }
-            let Some(Kind::PeerMessage(message)) = event.event else {
+            let Some(Kind::PeerMessage(message)) = Arc::unwrap_or_clone(event).event else {
                 return Err(Error::Internal("a peer event lost its message".into()));
             };
             message
@@ -273,9 +274,9 @@ impl Router for LocalHub {
                 .collect()
         };
         let streams = self.streams.streams_of(members.iter().map(String::as_str));
-        let event = Event {
+        let event = Arc::new(Event {
             event: Some(Kind::ChannelMessage(message)),
-        };
+        });
         self.streams.deliver(streams, &event);
         Ok(())
     }

@@ -150,7 +150,7 @@ fn event_stream(
     .filter_map(futures::future::ready);
     futures::stream::iter(offline)
         .chain(futures::stream::once(async { ready }))
-        .chain(ReceiverStream::new(events))
+        .chain(ReceiverStream::new(events).map(Arc::unwrap_or_clone))
         .map(Ok)
         .chain(cut_off)
         .take_until(Box::pin(revoked))

@@ -46,8 +46,9 @@ impl std::fmt::Debug for LocalStreams {
 pub struct Stream {
     /// Identifies the stream for unregistering.
     id: u64,
-    /// Where its events go; bounded.
-    tx: mpsc::Sender<Event>,
+    /// Where its events go; bounded. Events are shared: a fan-out queues one
+    /// allocation on every stream, and a queue slot is a pointer.
+    tx: mpsc::Sender<Arc<Event>>,
     /// Set when it is cut off as too slow.
     too_slow: Arc<AtomicBool>,
 }
@@ -56,7 +57,7 @@ pub struct Stream {
 /// the registration that removes it when dropped.
 pub struct Registered {
     /// Live events.
-    pub events: mpsc::Receiver<Event>,
+    pub events: mpsc::Receiver<Arc<Event>>,
     /// Set when the stream is cut off as too slow.
     pub too_slow: Arc<AtomicBool>,
     /// Unregisters the stream when dropped.
@@ -168,11 +169,11 @@ impl LocalStreams {
     /// Queues `event` on each stream without waiting; a stream whose queue is full is
     /// cut off as too slow, so that it cannot hold up anyone else. Returns how many
     /// streams took the event.
-    pub fn deliver(&self, streams: Vec<(String, Stream)>, event: &Event) -> usize {
+    pub fn deliver(&self, streams: Vec<(String, Stream)>, event: &Arc<Event>) -> usize {
         let mut delivered = 0;
         let mut dropped = Vec::new();
         for (user, stream) in streams {
-            match stream.tx.try_send(event.clone()) {
+            match stream.tx.try_send(Arc::clone(event)) {
                 Ok(()) => delivered += 1,
                 Err(TrySendError::Full(_)) => {
                     stream.too_slow.store(true, Ordering::Relaxed);
