@@ -129,10 +129,9 @@ func thumbnail(ctx context.Context, c *courier.Client, mediaID string, maxEdge i
 		return err
 	}
 	if err := os.WriteFile(path, thumb.Data, 0o644); err != nil {
-		// A failed write leaves nothing at path.
+		// A failed write leaves nothing at path and is INTERNAL, as in the Rust reference.
 		_ = os.Remove(path)
-		return &courier.Error{Kind: courier.ErrInvalidArgument, Code: codes.InvalidArgument,
-			Message: fmt.Sprintf("could not write %s: %v", path, err)}
+		return &courier.Error{Code: codes.Internal, Message: fmt.Sprintf("could not write %s: %v", path, err), Err: err}
 	}
 	printLine(object{"event": "thumbnail", "media_id": mediaID, "content_type": thumb.ContentType,
 		"width": thumb.Width, "height": thumb.Height, "size": len(thumb.Data), "path": path})

@@ -20,6 +20,7 @@ import {
   CourierError,
   type FeedEvent,
   InvalidArgumentError,
+  IoError,
   type Media,
   type Message,
   type MessageInit,
@@ -130,13 +131,16 @@ async function printSaved(media: Media, path: string): Promise<void> {
   print({ ...mediaJson(media), event: "saved", path, sha256: await sha256OfFile(path) });
 }
 
-/** Writes `data` at `path`; a failed write leaves nothing there. */
+/**
+ * Writes `data` at `path`; a failed write leaves nothing there and is an i/o error
+ * (INTERNAL, as in the Rust reference).
+ */
 function writeWhole(path: string, data: Uint8Array): void {
   try {
     writeFileSync(path, data);
   } catch (error) {
     rmSync(path, { force: true });
-    throw new InvalidArgumentError(`could not write ${path}: ${(error as Error).message}`);
+    throw new IoError(`could not write ${path}: ${(error as Error).message}`, { cause: error });
   }
 }
 

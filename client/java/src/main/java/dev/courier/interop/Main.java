@@ -228,7 +228,7 @@ public final class Main {
       Files.write(path, thumb.data());
     } catch (IOException e) {
       Files.deleteIfExists(path);
-      throw e;
+      throw new LocalIoException("could not write " + path + ": " + e, e);
     }
     line(
         Json.of(
