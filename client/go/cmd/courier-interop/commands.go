@@ -122,6 +122,22 @@ func download(ctx context.Context, c *courier.Client, mediaID, path string) erro
 	return printSaved(media, path)
 }
 
+// thumbnail saves the server's thumbnail of image mediaID at path and prints its line.
+func thumbnail(ctx context.Context, c *courier.Client, mediaID string, maxEdge int, path string) error {
+	thumb, err := c.Thumbnail(ctx, mediaID, maxEdge)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, thumb.Data, 0o644); err != nil {
+		// A failed write leaves nothing at path and is INTERNAL, as in the Rust reference.
+		_ = os.Remove(path)
+		return &courier.Error{Code: codes.Internal, Message: fmt.Sprintf("could not write %s: %v", path, err), Err: err}
+	}
+	printLine(object{"event": "thumbnail", "media_id": mediaID, "content_type": thumb.ContentType,
+		"width": thumb.Width, "height": thumb.Height, "size": len(thumb.Data), "path": path})
+	return nil
+}
+
 // printSaved prints a saved line, with the SHA-256 of the bytes on disk (read back
 // rather than taken from the record that the library checked them against).
 func printSaved(media courier.Media, path string) error {

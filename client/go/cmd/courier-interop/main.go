@@ -25,6 +25,7 @@ const usage = `usage: courier-interop COMMAND [ARGS]
   send (--to PEER | --channel CH) (--text T | --image PATH | --file PATH | --media-id ID) [--offline]
   join CH | leave CH | members CH | online USER...
   download MEDIA_ID -o PATH
+  thumbnail MEDIA_ID [--max-edge N] -o PATH
   listen [--save DIR] [--count N]
 every command also takes --server URL and --token TOKEN (default: $COURIER_SERVER, $COURIER_TOKEN)`
 
@@ -68,14 +69,15 @@ func run(args []string) int {
 
 // specs are the flags of each command.
 var specs = map[string]spec{
-	"upload":   {bools: []string{"image"}},
-	"send":     {values: []string{"to", "channel", "text", "image", "file", "media-id"}, bools: []string{"offline"}},
-	"join":     {},
-	"leave":    {},
-	"members":  {},
-	"online":   {},
-	"download": {values: []string{"output"}, aliases: map[string]string{"o": "output"}},
-	"listen":   {values: []string{"save", "count"}},
+	"upload":    {bools: []string{"image"}},
+	"send":      {values: []string{"to", "channel", "text", "image", "file", "media-id"}, bools: []string{"offline"}},
+	"join":      {},
+	"leave":     {},
+	"members":   {},
+	"online":    {},
+	"download":  {values: []string{"output"}, aliases: map[string]string{"o": "output"}},
+	"listen":    {values: []string{"save", "count"}},
+	"thumbnail": {values: []string{"output", "max-edge"}, aliases: map[string]string{"o": "output"}},
 }
 
 // command parses the command line of name, connects, and runs it.
@@ -156,6 +158,27 @@ func prepare(name string, p parsed) (func(context.Context, *courier.Client) erro
 		}
 		return func(ctx context.Context, c *courier.Client) error {
 			return download(ctx, c, p.positional[0], p.flags["output"])
+		}, nil
+	case "thumbnail":
+		if err := p.exactly("MEDIA_ID"); err != nil {
+			return nil, err
+		}
+		if !p.has("output") {
+			return nil, usagef("missing -o PATH")
+		}
+		maxEdge := 320
+		if p.has("max-edge") {
+			n, err := p.count("max-edge")
+			if err != nil {
+				return nil, err
+			}
+			if n < 1 {
+				return nil, usagef("--max-edge needs a number of pixels of at least 1")
+			}
+			maxEdge = n
+		}
+		return func(ctx context.Context, c *courier.Client) error {
+			return thumbnail(ctx, c, p.positional[0], maxEdge, p.flags["output"])
 		}, nil
 	case "listen":
 		if err := p.exactly(); err != nil {

@@ -2,7 +2,7 @@
 
 A small command-line program on the library, driven by the cross-language matrix
 (``client/python/interop`` runs it): ``upload``, ``send``, ``join``, ``leave``,
-``members``, ``online``, ``download`` and ``listen``, each printing JSON lines on
+``members``, ``online``, ``download``, ``thumbnail`` and ``listen``, each printing JSON lines on
 stdout. The server and token come from ``--server`` / ``COURIER_SERVER`` and
 ``--token`` / ``COURIER_TOKEN``. A refused call prints
 ``{"error": {"code", "reason", "message"}}`` on stdout and exits 1; usage errors exit
@@ -34,6 +34,7 @@ from courier import (
     ReceivedMessage,
     SendReceipt,
     TextMessage,
+    Thumbnail,
     Transfer,
     TransferCancelledError,
     UnauthenticatedError,
@@ -181,6 +182,34 @@ def cmd_download(client: Client, args: argparse.Namespace) -> None:
     emit(saved_json(media, path))
 
 
+def thumbnail_json(media_id: str, thumb: Thumbnail, path: Path) -> dict[str, Any]:
+    return {
+        "event": "thumbnail",
+        "media_id": media_id,
+        "content_type": thumb.content_type,
+        "width": thumb.width,
+        "height": thumb.height,
+        "size": len(thumb.data),
+        "path": str(path),
+    }
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Writes ``data`` at ``path``; a failed write leaves nothing there."""
+    try:
+        path.write_bytes(data)
+    except OSError as e:
+        path.unlink(missing_ok=True)
+        raise local_file_error(e, "write") from e
+
+
+def cmd_thumbnail(client: Client, args: argparse.Namespace) -> None:
+    path = Path(args.output)
+    thumb = client.thumbnail(args.media_id, args.max_edge)
+    write_file(path, thumb.data)
+    emit(thumbnail_json(args.media_id, thumb, path))
+
+
 def cmd_listen(client: Client, args: argparse.Namespace) -> None:
     save: Path | None = Path(args.save) if args.save is not None else None
     if save is not None:
@@ -296,6 +325,17 @@ def parser() -> argparse.ArgumentParser:
     download.add_argument("media_id")
     download.add_argument("-o", "--output", required=True, metavar="PATH")
     download.set_defaults(run=cmd_download)
+
+    thumbnail = commands.add_parser(
+        "thumbnail", parents=[flags()], help="save the server's thumbnail of an image"
+    )
+    thumbnail.add_argument("media_id")
+    thumbnail.add_argument(
+        "--max-edge", type=_positive, default=320, metavar="N",
+        help="the most pixels on the longer side, rounded up by the server to 96, 320 or 640",
+    )
+    thumbnail.add_argument("-o", "--output", required=True, metavar="PATH")
+    thumbnail.set_defaults(run=cmd_thumbnail)
     return top
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The TypeScript interop client of docs/interop.md, built on this library: `upload`,
- * `send`, `join`, `leave`, `members`, `online`, `download` and `listen`, printing one
+ * `send`, `join`, `leave`, `members`, `online`, `download`, `thumbnail` and `listen`, printing one
  * JSON object per line on stdout as the Rust `courier --json` does. A refused call
  * prints `{"error": {"code", "reason", "message"}}` and exits 1; usage errors exit 2;
  * Ctrl-C cancels a transfer and exits 130. The server and token come from
@@ -11,7 +11,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { createReadStream, mkdirSync } from "node:fs";
+import { createReadStream, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 import {
@@ -20,6 +20,7 @@ import {
   CourierError,
   type FeedEvent,
   InvalidArgumentError,
+  IoError,
   type Media,
   type Message,
   type MessageInit,
@@ -42,6 +43,7 @@ const USAGE = `usage: interop [--server URL] [--token TOKEN] COMMAND
   send (--to PEER | --channel CH) (--text T | --image PATH | --file PATH | --media-id ID) [--offline]
   join CH | leave CH | members CH | online USER...
   download MEDIA_ID -o PATH
+  thumbnail MEDIA_ID [--max-edge N] -o PATH
   listen [--save DIR] [--count N]`;
 
 /** Cancels the running transfer on Ctrl-C. */
@@ -127,6 +129,19 @@ async function sha256OfFile(path: string): Promise<string> {
 /** Prints a saved file: its record, where it is, and the digest of what is on disk. */
 async function printSaved(media: Media, path: string): Promise<void> {
   print({ ...mediaJson(media), event: "saved", path, sha256: await sha256OfFile(path) });
+}
+
+/**
+ * Writes `data` at `path`; a failed write leaves nothing there and is an i/o error
+ * (INTERNAL, as in the Rust reference).
+ */
+function writeWhole(path: string, data: Uint8Array): void {
+  try {
+    writeFileSync(path, data);
+  } catch (error) {
+    rmSync(path, { force: true });
+    throw new IoError(`could not write ${path}: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 /** Awaits a transfer; Ctrl-C cancels it. */
@@ -308,6 +323,33 @@ function check(command: string, args: string[]): (client: Client) => Promise<voi
       const output = values.output;
       if (output === undefined) throw new UsageError("say where to write it: -o PATH");
       return async (client) => printSaved(await finish(client.downloadToFile(mediaId, output)), output);
+    }
+    case "thumbnail": {
+      const { values, positionals } = parse(args, {
+        "max-edge": { type: "string" },
+        output: { type: "string", short: "o" },
+      });
+      const mediaId = one(positionals, "MEDIA_ID");
+      const output = values.output;
+      if (output === undefined) throw new UsageError("say where to write it: -o PATH");
+      const text = values["max-edge"] ?? "320";
+      const maxEdge = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+      if (!(Number.isSafeInteger(maxEdge) && maxEdge >= 1)) {
+        throw new UsageError(`--max-edge takes a number of pixels of at least 1, not ${text}`);
+      }
+      return async (client) => {
+        const thumb = await client.thumbnail(mediaId, maxEdge);
+        writeWhole(output, thumb.data);
+        print({
+          event: "thumbnail",
+          media_id: mediaId,
+          content_type: thumb.contentType,
+          width: thumb.width,
+          height: thumb.height,
+          size: thumb.data.length,
+          path: output,
+        });
+      };
     }
     case "listen":
       parse(args, { save: { type: "string" }, count: { type: "string" } });

@@ -74,6 +74,7 @@ final class Args {
         bare = Set.of("--offline");
       }
       case "download" -> valued = Set.of("-o", "--output");
+      case "thumbnail" -> valued = Set.of("-o", "--output", "--max-edge");
       case "listen" -> valued = Set.of("--save", "--count");
       case "join", "leave", "members", "online" -> {}
       default -> throw new Usage("unknown command " + command);

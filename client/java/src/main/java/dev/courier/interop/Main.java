@@ -15,6 +15,7 @@ import dev.courier.SendReceipt;
 import dev.courier.Subscription;
 import dev.courier.SubscriptionListener;
 import dev.courier.TextMessage;
+import dev.courier.Thumbnail;
 import dev.courier.UploadArgs;
 import dev.courier.errors.CancelledException;
 import dev.courier.errors.CourierException;
@@ -115,6 +116,13 @@ public final class Main {
           throw new Usage("download needs -o PATH");
         }
       }
+      case "thumbnail" -> {
+        args.exactly(1, "one MEDIA_ID");
+        if (output(args) == null) {
+          throw new Usage("thumbnail needs -o PATH");
+        }
+        maxEdge(args);
+      }
       case "send" -> {
         args.exactly(0, "only flags");
         if ((args.value("--to") == null) == (args.value("--channel") == null)) {
@@ -137,6 +145,18 @@ public final class Main {
       }
       default -> throw new Usage("unknown command " + args.command);
     }
+  }
+
+  /** The --max-edge of a thumbnail, 320 when absent. */
+  private static int maxEdge(Args args) throws Usage {
+    String edge = args.value("--max-edge");
+    if (edge == null) {
+      return 320;
+    }
+    if (!edge.matches("[0-9]{1,9}") || Integer.parseInt(edge) < 1) {
+      throw new Usage("--max-edge takes a number of pixels of at least 1");
+    }
+    return Integer.parseInt(edge);
   }
 
   private static String output(Args args) {
@@ -186,9 +206,39 @@ public final class Main {
         Media media = client.downloadToFile(args.positional.get(0), path).await();
         line(saved(media, path));
       }
+      case "thumbnail" -> thumbnail(client, args);
       case "listen" -> listen(client, args);
       default -> throw new IllegalStateException("validated: " + args.command);
     }
+  }
+
+  /** Saves the server's thumbnail of an image at -o PATH; a failed write leaves nothing there. */
+  private static void thumbnail(CourierClient client, Args args)
+      throws CourierException, IOException {
+    String mediaId = args.positional.get(0);
+    Path path = Path.of(output(args));
+    int maxEdge;
+    try {
+      maxEdge = maxEdge(args);
+    } catch (Usage e) {
+      throw new IllegalStateException("validated: --max-edge", e);
+    }
+    Thumbnail thumb = client.thumbnail(mediaId, maxEdge);
+    try {
+      Files.write(path, thumb.data());
+    } catch (IOException e) {
+      Files.deleteIfExists(path);
+      throw new LocalIoException("could not write " + path + ": " + e, e);
+    }
+    line(
+        Json.of(
+            "event", "thumbnail",
+            "media_id", mediaId,
+            "content_type", thumb.contentType(),
+            "width", thumb.width(),
+            "height", thumb.height(),
+            "size", thumb.data().length,
+            "path", path.toString()));
   }
 
   private static Media upload(CourierClient client, Path path, MediaKind kind)

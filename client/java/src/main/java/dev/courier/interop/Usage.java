@@ -11,6 +11,7 @@ final class Usage extends Exception {
         send (--to PEER | --channel CH) (--text T | --image PATH | --file PATH | --media-id ID) [--offline]
         join CH | leave CH | members CH | online USER...
         download MEDIA_ID -o PATH
+        thumbnail MEDIA_ID [--max-edge N] -o PATH
         listen [--save DIR] [--count N]
       The server and token also come from COURIER_SERVER and COURIER_TOKEN.""";
 
