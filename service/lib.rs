@@ -15,6 +15,7 @@
 //! - [`ids`]: media IDs and user/channel IDs, generated and validated.
 //! - [`metrics`]: Prometheus metrics (the `metrics` facade), their HTTP endpoint, and
 //!   the tower layer that measures every gRPC call.
+//! - [`telemetry`]: JSON logs, and OpenTelemetry traces over OTLP (`--otlp-endpoint`).
 //! - [`periodic`]: background chores (expiry of media and offline messages).
 //! - [`error`]: the one error type, and the one place it becomes a gRPC status.
 //! - [`pb`]: code generated from `proto/`, with the [`codec`] that decodes requests.
@@ -33,6 +34,7 @@ pub mod pb;
 pub mod periodic;
 pub mod server;
 pub mod storage;
+pub mod telemetry;
 
 pub use config::{Cli, Command, ServeConfig, TokenArgs};
 pub use error::Error;

@@ -168,6 +168,7 @@ impl Parts {
         let messaging = MessagingServer::new(router, self.media.clone(), rate, signals.stop);
         let router = Server::builder()
             .layer(GrpcMetricsLayer)
+            .trace_fn(crate::telemetry::rpc_span)
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(Some(MAX_FRAME))
