@@ -42,6 +42,7 @@ pub mod names {
     pub const GRPC_RECEIVED_BYTES: &str = "courier_grpc_received_bytes_total";
     pub const GRPC_SENT_BYTES: &str = "courier_grpc_sent_bytes_total";
     pub const BUILD_INFO: &str = "courier_build_info";
+    pub const RUNTIME_TASKS: &str = "courier_runtime_alive_tasks";
 }
 
 /// The latency buckets of gRPC calls, in seconds: sub-millisecond unary calls up to
@@ -197,6 +198,10 @@ fn describe() {
             "Messages waiting in the offline cache.",
         ),
         (names::OFFLINE_BYTES, "Bytes held by the offline cache."),
+        (
+            names::RUNTIME_TASKS,
+            "Tokio tasks alive in the server now (sampled at each scrape): a count that only grows is a leak.",
+        ),
     ];
     for (name, help) in gauges {
         describe_gauge!(name, help);
@@ -234,6 +239,14 @@ fn describe() {
     );
     describe_gauge!(names::BUILD_INFO, "Always 1; the version is a label.");
     gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// Sets the gauge of the server's live Tokio tasks (called at each scrape, on the
+/// runtime).
+pub fn set_runtime_tasks() {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        gauge!(names::RUNTIME_TASKS).set(handle.metrics().num_alive_tasks() as f64);
+    }
 }
 
 /// Sets the gauges of the offline cache (called before each scrape).
