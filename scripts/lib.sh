@@ -12,6 +12,7 @@ MINIO_MODULE=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
 GRPCURL_MODULE=github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 TOXIPROXY_MODULE=github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0
 NATS_MODULE=github.com/nats-io/nats-server/v2@v2.15.2
+PROTOC_GEN_DOC_MODULE=github.com/pseudomuto/protoc-gen-doc/cmd/protoc-gen-doc@v1.5.1
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 

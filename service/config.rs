@@ -236,6 +236,13 @@ pub struct ServeConfig {
     /// How long a shutdown waits for calls in flight before the process exits.
     #[arg(long, env = "COURIER_SHUTDOWN_GRACE", default_value = "25s", value_parser = positive_duration)]
     pub shutdown_grace: Duration,
+
+    /// Export OpenTelemetry traces over OTLP/gRPC to this collector (for example
+    /// `http://otel-collector:4317`): a span for every gRPC call and the work behind
+    /// it, continuing the caller's W3C `traceparent` and carried across replicas.
+    /// Default: no traces.
+    #[arg(long, env = "COURIER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The flags of `token`.

@@ -17,6 +17,7 @@
 //! - [`ids`]: media IDs and user/channel IDs, generated and validated.
 //! - [`metrics`]: Prometheus metrics (the `metrics` facade), their HTTP endpoint, and
 //!   the tower layer that measures every gRPC call.
+//! - [`telemetry`]: JSON logs, and OpenTelemetry traces over OTLP (`--otlp-endpoint`).
 //! - [`periodic`]: background chores (expiry of media and offline messages).
 //! - [`error`]: the one error type, and the one place it becomes a gRPC status.
 //! - [`pb`]: code generated from `proto/`, with the [`codec`] that decodes requests.
@@ -37,6 +38,8 @@ pub mod revocation;
 pub mod server;
 pub mod storage;
 pub mod tls;
+
+pub mod telemetry;
 
 pub use config::{Cli, Command, RevokeArgs, ServeConfig, TlsDevArgs, TokenArgs};
 pub use error::Error;

@@ -1,14 +1,15 @@
-//! The `courier-server` binary: parse the command line, set up JSON logs, and either
+//! The `courier-server` binary: parse the command line, set up JSON logs (and traces),
+//! and either
 //! serve or mint a token.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use courier_server::{
-    Cli, Command, RevokeArgs, ServeConfig, TlsDevArgs, TokenArgs, auth, revocation, server, tls,
+    Cli, Command, RevokeArgs, ServeConfig, TlsDevArgs, TokenArgs, auth, revocation, server,
+    telemetry, tls,
 };
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -23,13 +24,16 @@ async fn main() -> ExitCode {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 async fn serve(config: ServeConfig) -> ExitCode {
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let telemetry = match telemetry::init(config.otlp_endpoint.as_deref()) {
+        Ok(telemetry) => telemetry,
+        Err(e) => return fail(e),
+    };
+    let code = serve_until_shutdown(config).await;
+    telemetry.shutdown().await;
+    code
+}
+
+async fn serve_until_shutdown(config: ServeConfig) -> ExitCode {
     let grpc = match TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(e) => return fail(format!("cannot listen on {}: {e}", config.listen)),

@@ -45,6 +45,8 @@ pub mod names {
     pub const THUMBNAILS_MADE: &str = "courier_thumbnails_made_total";
     pub const THUMBNAILS_STORED: &str = "courier_thumbnails_served_stored_total";
     pub const THUMBNAILS_REFUSED: &str = "courier_thumbnails_refused_total";
+
+    pub const RUNTIME_TASKS: &str = "courier_runtime_alive_tasks";
 }
 
 /// The latency buckets of gRPC calls, in seconds: sub-millisecond unary calls up to
@@ -221,6 +223,10 @@ fn describe() {
             "Messages waiting in the offline cache.",
         ),
         (names::OFFLINE_BYTES, "Bytes held by the offline cache."),
+        (
+            names::RUNTIME_TASKS,
+            "Tokio tasks alive in the server now (sampled at each scrape): a count that only grows is a leak.",
+        ),
     ];
     for (name, help) in gauges {
         describe_gauge!(name, help);
@@ -258,6 +264,14 @@ fn describe() {
     );
     describe_gauge!(names::BUILD_INFO, "Always 1; the version is a label.");
     gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// Sets the gauge of the server's live Tokio tasks (called at each scrape, on the
+/// runtime).
+pub fn set_runtime_tasks() {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        gauge!(names::RUNTIME_TASKS).set(handle.metrics().num_alive_tasks() as f64);
+    }
 }
 
 /// Sets the gauges of the offline cache (called before each scrape).

@@ -188,6 +188,7 @@ impl Parts {
         );
         let router = transport(Server::builder(), config)
             .layer(GrpcMetricsLayer)
+            .trace_fn(crate::telemetry::rpc_span)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

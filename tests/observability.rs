@@ -139,6 +139,13 @@ async fn metrics_endpoint_serves_grpc_calls_bytes_refusals_and_gauges() {
             "no plain `{name} 0` line in:\n{body}"
         );
     }
+    // The server's live Tokio tasks: at least the listeners and the sweeper.
+    let tasks: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("courier_runtime_alive_tasks "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no courier_runtime_alive_tasks line in:\n{body}"));
+    assert!(tasks >= 2.0, "courier_runtime_alive_tasks is {tasks}");
 
     // Calls: an upload and a download of 300 KiB, a message cached for an offline
     // peer, and one refused as too large.

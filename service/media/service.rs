@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use super::{
     Download, Frame, MediaStore, SlotGuard, Thumbnailer, TransferSlots, open_download, thumbnail,
@@ -87,17 +88,20 @@ impl media_service_server::MediaService for MediaServer {
         let frames = until_aborted(frames, self.abort.clone());
         // The upload runs in its own task so that, if the call is dropped, it still
         // sees the broken stream, aborts the partial data and frees the slot.
-        let task = self.tasks.spawn(async move {
-            let _slot: SlotGuard = slot;
-            let result = upload(&media, &user.0, frames).await;
-            let counter = match &result {
-                Ok(_) => &METRICS.uploads_completed,
-                Err(Error::OfferMissed(_)) => &METRICS.upload_offers_missed,
-                Err(_) => &METRICS.uploads_failed,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            result
-        });
+        let task = self.tasks.spawn(
+            async move {
+                let _slot: SlotGuard = slot;
+                let result = upload(&media, &user.0, frames).await;
+                let counter = match &result {
+                    Ok(_) => &METRICS.uploads_completed,
+                    Err(Error::OfferMissed(_)) => &METRICS.upload_offers_missed,
+                    Err(_) => &METRICS.uploads_failed,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                result
+            }
+            .instrument(tracing::Span::current()),
+        );
         let record = task
             .await
             .map_err(|e| Error::Internal(format!("the upload task failed: {e}")))??;
@@ -119,13 +123,16 @@ impl media_service_server::MediaService for MediaServer {
         let promised = download.len;
         let (tx, rx) = mpsc::channel(DOWNLOAD_QUEUE);
         let (ended_tx, ended_rx) = oneshot::channel();
-        self.tasks.spawn(send_download(
-            download,
-            tx,
-            slot,
-            self.media.limits().idle_timeout,
-            ended_tx,
-        ));
+        self.tasks.spawn(
+            send_download(
+                download,
+                tx,
+                slot,
+                self.media.limits().idle_timeout,
+                ended_tx,
+            )
+            .instrument(tracing::Span::current()),
+        );
         Ok(Response::new(complete_or_fail(
             ReceiverStream::new(rx),
             promised,

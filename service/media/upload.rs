@@ -17,6 +17,7 @@ use std::{sync::atomic::Ordering, time::Duration};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use object_store::ObjectStoreExt;
+use tracing::Instrument;
 
 use super::{
     MediaStore, Record, content, digest::Digester, dims, ignore_not_found, quota, record,
@@ -120,7 +121,8 @@ where
     content::crash_point("after-staging");
 
     let record = finished_record(&id, owner, header, received, media.limits().ttl);
-    if let Err(e) = content::publish(media, &id, &record).await {
+    let span = crate::telemetry::otel_span!("storage.publish", media_id = %id);
+    if let Err(e) = content::publish(media, &id, &record).instrument(span).await {
         let _ = ignore_not_found(media.object_store().delete(&staging).await);
         return Err(e);
     }

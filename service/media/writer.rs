@@ -14,8 +14,9 @@ use std::{
 use bytes::Bytes;
 use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayloadMut, path::Path};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
-use crate::error::Error;
+use crate::{error::Error, telemetry::otel_span};
 
 /// How many parts of one upload may be in flight to the store at once.
 const PARTS_IN_FLIGHT: usize = 2;
@@ -81,7 +82,9 @@ impl BlobWriter {
     pub(super) async fn finish(&mut self) -> Result<(), Error> {
         if self.upload.is_none() {
             let payload = std::mem::take(&mut self.buffer).freeze();
-            self.store.put(&self.path, payload).await?;
+            let span =
+                otel_span!("storage.put", object = %self.path, bytes = payload.content_length());
+            self.store.put(&self.path, payload).instrument(span).await?;
             return Ok(());
         }
         if self.buffer.content_length() > 0 {
@@ -91,7 +94,8 @@ impl BlobWriter {
             joined_part(joined)?;
         }
         if let Some(upload) = self.upload.as_mut() {
-            upload.complete().await?;
+            let span = otel_span!("storage.complete_multipart", object = %self.path);
+            upload.complete().instrument(span).await?;
         }
         // Completed: there is nothing left to abort.
         self.upload = None;
@@ -121,12 +125,17 @@ impl BlobWriter {
         }
         let upload = match &mut self.upload {
             Some(upload) => upload,
-            None => self
-                .upload
-                .insert(self.store.put_multipart(&self.path).await?),
+            None => self.upload.insert(
+                self.store
+                    .put_multipart(&self.path)
+                    .instrument(otel_span!("storage.start_multipart", object = %self.path))
+                    .await?,
+            ),
         };
         let payload = std::mem::take(&mut self.buffer).freeze();
-        self.parts.spawn(upload.put_part(payload));
+        let span =
+            otel_span!("storage.put_part", object = %self.path, bytes = payload.content_length());
+        self.parts.spawn(upload.put_part(payload).instrument(span));
         Ok(())
     }
 }

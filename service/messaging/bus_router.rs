@@ -20,6 +20,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use prost::Message as _;
 use tokio::{sync::watch, task::AbortHandle};
+use tracing::Instrument;
 
 use super::{
     hub::{
@@ -37,6 +38,7 @@ use crate::{
     },
     error::{Error, Reason},
     pb::{self, subscribe_response::Event as Kind},
+    telemetry::{self, otel_span},
 };
 
 /// The header naming a request's operation on `courier.peer.<user>`.
@@ -118,6 +120,9 @@ impl BusRouter {
         let router = self.clone();
         tokio::spawn(async move {
             while let Some(message) = subscriber.next().await {
+                let span = otel_span!("bus.receive", op = "channel", messaging.system = "nats");
+                telemetry::continue_remote(&span, message.headers.as_ref());
+                let _entered = span.enter();
                 let Ok(message) = pb::ChannelMessageReceived::decode(message.payload) else {
                     tracing::warn!("bus: a channel message that does not decode");
                     continue;
@@ -187,26 +192,33 @@ impl BusRouter {
                 .and_then(|h| h.get(OP))
                 .map(|v| v.as_str().to_owned())
                 .unwrap_or_default();
-            let answer: u64 = match op.as_str() {
-                "deliver" => match pb::PeerMessageReceived::decode(request.payload) {
-                    Ok(message) => {
-                        let streams = self.streams.streams_of([user.as_str()]);
-                        self.streams
-                            .deliver(streams, &Arc::new(peer_event(message)))
-                            as u64
-                    }
-                    Err(_) => 0,
-                },
-                "probe" => u64::from(self.streams.has(&user)),
-                "flush" => match self.flush_cache(&user).await {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "bus: handing over cached messages");
-                        0
-                    }
-                },
-                _ => 0,
-            };
+            let span = otel_span!("bus.receive", op = %op, messaging.system = "nats");
+            telemetry::continue_remote(&span, request.headers.as_ref());
+            let payload = request.payload.clone();
+            let answer: u64 = async {
+                match op.as_str() {
+                    "deliver" => match pb::PeerMessageReceived::decode(payload) {
+                        Ok(message) => {
+                            let streams = self.streams.streams_of([user.as_str()]);
+                            self.streams
+                                .deliver(streams, &Arc::new(peer_event(message)))
+                                as u64
+                        }
+                        Err(_) => 0,
+                    },
+                    "probe" => u64::from(self.streams.has(&user)),
+                    "flush" => match self.flush_cache(&user).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "bus: handing over cached messages");
+                            0
+                        }
+                    },
+                    _ => 0,
+                }
+            }
+            .instrument(span)
+            .await;
             if let Some(reply) = request.reply {
                 let _ = self
                     .bus
@@ -221,12 +233,15 @@ impl BusRouter {
     /// (no responders), else the first answer.
     async fn ask(&self, user: &str, op: &str, payload: Bytes) -> Result<Option<u64>, Error> {
         self.bus.ensure_connected()?;
+        let span = otel_span!("bus.request", op = %op, messaging.system = "nats");
         let mut headers = HeaderMap::new();
         headers.insert(OP, op);
+        span.in_scope(|| telemetry::inject(&mut headers));
         match self
             .bus
             .client
             .request_with_headers(format!("courier.peer.{}", token(user)), headers, payload)
+            .instrument(span)
             .await
         {
             Ok(reply) => Ok(Some(
@@ -328,19 +343,23 @@ impl BusRouter {
     async fn cache(&self, peer: &str, message: &pb::PeerMessageReceived) -> Result<(), Error> {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", message.message_id.as_str());
-        let result = match self
-            .bus
-            .js
-            .publish_with_headers(
-                Self::cache_subject(peer),
-                headers,
-                Bytes::from(message.encode_to_vec()),
-            )
-            .await
-        {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
-        };
+        let result = async {
+            match self
+                .bus
+                .js
+                .publish_with_headers(
+                    Self::cache_subject(peer),
+                    headers,
+                    Bytes::from(message.encode_to_vec()),
+                )
+                .await
+            {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            }
+        }
+        .instrument(otel_span!("bus.cache", messaging.system = "nats"))
+        .await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_subject_full(&e) => Err(Error::Refused(
@@ -450,14 +469,23 @@ impl Router for BusRouter {
                 return Err(not_a_member(&message.channel_id));
             }
         }
-        self.bus
-            .client
-            .publish(
-                format!("courier.channel.{}", token(&message.channel_id)),
-                Bytes::from(message.encode_to_vec()),
-            )
-            .await
-            .map_err(|e| unavailable("publishing a channel message", e))?;
+        let span = otel_span!("bus.publish", op = "channel", messaging.system = "nats");
+        let mut headers = HeaderMap::new();
+        span.in_scope(|| telemetry::inject(&mut headers));
+        let subject = format!("courier.channel.{}", token(&message.channel_id));
+        let payload = Bytes::from(message.encode_to_vec());
+        let client = &self.bus.client;
+        // Without traces, no headers at all (the message stays as small as before).
+        async {
+            if headers.is_empty() {
+                client.publish(subject, payload).await
+            } else {
+                client.publish_with_headers(subject, headers, payload).await
+            }
+        }
+        .instrument(span)
+        .await
+        .map_err(|e| unavailable("publishing a channel message", e))?;
         // Answered only once NATS has it: a sender's next message, even through
         // another replica, then reaches every member after this one.
         self.bus

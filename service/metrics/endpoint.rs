@@ -79,6 +79,7 @@ async fn answer(
         (&Method::GET, "/metrics" | "/") => {
             // A panic or a cancelled blocking task leaves the last sampled values.
             let _ = tokio::task::spawn_blocking(move || refresh()).await;
+            super::set_runtime_tasks();
             (StatusCode::OK, handle.render())
         }
         (_, "/metrics" | "/") => (
