@@ -58,16 +58,40 @@ struct Parts {
     media: MediaStore,
     /// Per-user transfer slots.
     slots: TransferSlots,
-    /// Offline messages on disk (one server; with a bus they are in JetStream).
-    cache: Option<OfflineCache>,
+    /// Where messages go: this process, or the bus shared with other replicas.
+    messages: Messages,
     /// Every upload and download task.
     transfers: TaskTracker,
-    /// NATS, with several replicas.
-    bus: Option<Bus>,
     /// Revoked tokens, followed from the data folder and the bus.
     revocations: Revocations,
     /// The tasks that follow them.
     revocation_watchers: Vec<JoinHandle<()>>,
+}
+
+/// What messaging runs on.
+enum Messages {
+    /// One server: the offline cache on disk, everything else in memory.
+    Local(OfflineCache),
+    /// Several replicas: NATS, and this replica's cluster-wide leases (one set, with
+    /// one refresher, for transfers and streams alike).
+    Bus(Box<Replicated>),
+}
+
+/// The bus and this replica's leases on it.
+struct Replicated {
+    /// NATS.
+    bus: Bus,
+    /// Transfer and stream leases.
+    leases: Leases,
+}
+
+impl Messages {
+    fn bus(&self) -> Option<&Bus> {
+        match self {
+            Self::Local(_) => None,
+            Self::Bus(replicated) => Some(&replicated.bus),
+        }
+    }
 }
 
 /// The signals of a shutdown.
@@ -98,22 +122,30 @@ impl Parts {
             part_size: location.part_size(),
             grace: config.content_grace,
         };
-        let cache_path = config.data_dir.join("offline.redb");
-        let bus = match &config.bus {
+        let messages = match &config.bus {
             Some(url) => {
                 let bus = Bus::connect(url, bus_settings(config)).await?;
                 tracing::info!(%url, "connected to the bus: running as one of several replicas");
-                Some(bus)
+                let leases = Leases::new(bus.clone());
+                Messages::Bus(Box::new(Replicated { bus, leases }))
             }
-            None => None,
+            None => Messages::Local(OfflineCache::open(
+                &config.data_dir.join("offline.redb"),
+                CacheLimits {
+                    max_per_user: config.offline_cache_size,
+                    max_per_sender: config.offline_quota_per_sender as u64,
+                    max_bytes: config.offline_cache_max_bytes,
+                    ttl: config.offline_ttl,
+                },
+            )?),
         };
         let mut slots = TransferSlots::new(config.max_transfers_per_user);
-        if let Some(bus) = &bus {
-            slots = slots.cluster_wide(Leases::new(bus.clone()));
+        if let Messages::Bus(replicated) = &messages {
+            slots = slots.cluster_wide(replicated.leases.clone());
         }
         let revocations = Revocations::default();
         let mut revocation_watchers = vec![revocations.watch_file(&config.data_dir)];
-        if let Some(bus) = &bus {
+        if let Some(bus) = messages.bus() {
             revocation_watchers.push(revocations.watch_bus(bus).await?);
         }
         Ok(Self {
@@ -122,20 +154,8 @@ impl Parts {
             revocation_watchers,
             media: MediaStore::new(store, limits),
             slots,
-            cache: match bus {
-                Some(_) => None,
-                None => Some(OfflineCache::open(
-                    &cache_path,
-                    CacheLimits {
-                        max_per_user: config.offline_cache_size,
-                        max_per_sender: config.offline_quota_per_sender as u64,
-                        max_bytes: config.offline_cache_max_bytes,
-                        ttl: config.offline_ttl,
-                    },
-                )?),
-            },
+            messages,
             transfers: TaskTracker::new(),
-            bus,
         })
     }
 
@@ -157,20 +177,15 @@ impl Parts {
             max_streams_per_user: config.max_streams_per_user,
             subscriber_buffer: config.subscriber_buffer,
         };
-        let (router, rate): (Arc<dyn MessageRouter>, RateLimit) = match (&self.bus, &self.cache) {
-            (Some(bus), _) => (
-                Arc::new(
-                    BusRouter::start(bus.clone(), Leases::new(bus.clone()), hub_limits).await?,
-                ),
-                RateLimit::Cluster(Box::new(BusRate::new(bus.clone()))),
+        let (router, rate): (Arc<dyn MessageRouter>, RateLimit) = match &self.messages {
+            Messages::Bus(bus) => (
+                Arc::new(BusRouter::start(bus.bus.clone(), bus.leases.clone(), hub_limits).await?),
+                RateLimit::Cluster(Box::new(BusRate::new(bus.bus.clone()))),
             ),
-            (None, Some(cache)) => (
+            Messages::Local(cache) => (
                 Arc::new(LocalHub::new(cache.clone(), hub_limits)),
                 RateLimit::Local(RateLimiter::new(config.rate_limit, config.rate_window)),
             ),
-            (None, None) => {
-                return Err(Error::Internal("neither a bus nor an offline cache".into()));
-            }
         };
         let media = MediaServer::new(
             self.media.clone(),
@@ -232,27 +247,25 @@ pub async fn run(
         .map_err(|e| Error::Internal(format!("the metrics address: {e}")))?;
     let mut store_check = health.spawn_store_check(
         parts.media.object_store().clone(),
-        parts.bus.clone(),
+        parts.messages.bus().cloned(),
         config.health_check_interval,
     );
-    let mut background: Vec<JoinHandle<()>> = vec![
-        spawn_sweeper(parts.media.clone(), config.sweep_interval, stop.clone()),
-        tokio::spawn(metrics::serve(
-            metrics,
-            prometheus,
-            offline_gauges(parts.cache.clone()),
-        )),
-    ];
-    match (&parts.cache, &parts.bus) {
-        (Some(cache), _) => background.push(spawn_purger(
-            cache.clone(),
-            config.sweep_interval,
-            stop.clone(),
-        )),
+    let (offline_chore, gauges) = match &parts.messages {
+        Messages::Local(cache) => (
+            spawn_purger(cache.clone(), config.sweep_interval, stop.clone()),
+            offline_gauges(cache.clone()),
+        ),
         // JetStream expires cached messages itself; the gauges follow its stream.
-        (None, Some(bus)) => background.push(spawn_bus_gauges(bus.clone(), stop.clone())),
-        (None, None) => {}
-    }
+        Messages::Bus(bus) => (
+            spawn_bus_gauges(bus.bus.clone(), stop.clone()),
+            Arc::new(|| {}) as Arc<dyn Fn() + Send + Sync>,
+        ),
+    };
+    let background: [JoinHandle<()>; 3] = [
+        spawn_sweeper(parts.media.clone(), config.sweep_interval, stop.clone()),
+        offline_chore,
+        tokio::spawn(metrics::serve(metrics, prometheus, gauges)),
+    ];
     let mut stop_serving = stop;
     let stopped = async move {
         let _ = stop_serving.wait_for(|stop| *stop).await;
@@ -358,11 +371,10 @@ fn spawn_bus_gauges(bus: Bus, stop: watch::Receiver<bool>) -> JoinHandle<()> {
 
 /// Samples the offline cache's size into its gauges before each scrape (one server;
 /// with a bus, [`spawn_bus_gauges`] sets them).
-fn offline_gauges(cache: Option<OfflineCache>) -> Arc<dyn Fn() + Send + Sync> {
-    Arc::new(move || match cache.as_ref().map(OfflineCache::size) {
-        Some(Ok((messages, bytes))) => metrics::set_offline_cache(messages, bytes),
-        Some(Err(e)) => tracing::warn!(error = %e, "reading the offline cache's size"),
-        None => {}
+fn offline_gauges(cache: OfflineCache) -> Arc<dyn Fn() + Send + Sync> {
+    Arc::new(move || match cache.size() {
+        Ok((messages, bytes)) => metrics::set_offline_cache(messages, bytes),
+        Err(e) => tracing::warn!(error = %e, "reading the offline cache's size"),
     })
 }
 

@@ -135,6 +135,7 @@ mod tests {
     fn jpeg_with_orientation(width: u32, height: u32, orientation: u16) -> Vec<u8> {
         let img = image::RgbImage::new(width, height);
         let mut jpeg = std::io::Cursor::new(Vec::new());
+        // Unit-test fixture: encoding an 8-bit RGB image into memory cannot fail.
         img.write_to(&mut jpeg, image::ImageFormat::Jpeg)
             .expect("encodes");
         let jpeg = jpeg.into_inner();
@@ -167,6 +168,7 @@ mod tests {
     #[test]
     fn jpeg_segments_are_walked_safely() {
         let jpeg = jpeg_with_orientation(8, 8, 6);
+        // Unit test: the fixture above is a JPEG; a None here is the failure tested for.
         let meta = jpeg_metadata(&jpeg).expect("a JPEG");
         assert!(meta.exif.is_some());
         assert!(meta.bytes > 0);

@@ -177,8 +177,7 @@ impl MediaStore {
     /// The prefix of `owner`'s index keys for content `sha256`; the owner is hashed,
     /// so whatever a user ID holds it never shapes a path.
     fn owner_prefix(owner: &str, sha256: &str) -> Path {
-        let owner = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(owner.as_bytes()));
-        Path::from(format!("owners/{owner}/{sha256}"))
+        Path::from(format!("owners/{}/{sha256}", owner_key(owner)))
     }
 
     /// The index key saying that `record`'s owner uploaded its content.
@@ -239,6 +238,12 @@ impl MediaStore {
         ignore_not_found(self.store.delete(&Self::record_path(&id)).await)?;
         quota::forget(self, record).await
     }
+}
+
+/// An owner as a key segment: the SHA-256 of the user ID, hex, so that whatever a
+/// user ID holds it never shapes a path.
+fn owner_key(owner: &str) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(owner.as_bytes()))
 }
 
 /// Checks that a record's digest is 64 lowercase hex digits before it names a key.

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload, path::Path};
 
-use super::{MediaStore, Record, ignore_not_found, record::now_millis};
+use super::{MediaStore, Record, ignore_not_found, owner_key, record::now_millis};
 use crate::error::{Error, Reason};
 
 /// One hour in milliseconds.
@@ -43,8 +43,7 @@ impl QuotaLimits {
 }
 
 fn owner_prefix(owner: &str) -> Path {
-    let owner = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(owner.as_bytes()));
-    Path::from(format!("usage/{owner}"))
+    Path::from(format!("usage/{}", owner_key(owner)))
 }
 
 fn usage_path(record: &Record) -> Path {

@@ -380,6 +380,7 @@ mod tests {
             (i32::MAX, 640),
         ];
         for (asked, served) in cases {
+            // Unit test: every case here is a valid size; an Err is the failure tested for.
             assert_eq!(size_for(asked).expect("valid"), served, "{asked}");
         }
         for bad in [0, -1, i32::MIN] {

@@ -80,13 +80,11 @@ impl BusRouter {
     pub async fn start(bus: Bus, leases: Leases, limits: HubLimits) -> Result<Self, Error> {
         let listeners: Arc<Mutex<HashMap<String, Listener>>> = Arc::default();
         let gone_listeners = listeners.clone();
-        let streams_slot: Arc<std::sync::OnceLock<LocalStreams>> = Arc::default();
-        let gone_streams = streams_slot.clone();
         // When a user's last stream here goes, stop listening for them, unless a new
         // stream came in the meantime.
-        let on_last_gone = Arc::new(move |user: &str| {
+        let on_last_gone = Arc::new(move |streams: &LocalStreams, user: &str| {
             let mut listeners = gone_listeners.lock().unwrap_or_else(|p| p.into_inner());
-            if gone_streams.get().is_some_and(|s| s.has(user)) {
+            if streams.has(user) {
                 return;
             }
             if let Some(listener) = listeners.remove(user) {
@@ -94,7 +92,6 @@ impl BusRouter {
             }
         });
         let streams = LocalStreams::new(limits.subscriber_buffer, Some(on_last_gone));
-        let _ = streams_slot.set(streams.clone());
         let router = Self {
             membership: Membership::start(bus.clone()),
             bus,

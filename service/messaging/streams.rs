@@ -16,8 +16,9 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use super::hub::Event;
 use crate::metrics::METRICS;
 
-/// Called with a user's ID when their last stream on this process is gone.
-pub type OnLastGone = Arc<dyn Fn(&str) + Send + Sync>;
+/// Called with the registry and a user's ID when the user's last stream on this
+/// process is gone.
+pub type OnLastGone = Arc<dyn Fn(&LocalStreams, &str) + Send + Sync>;
 
 /// The open streams, by user. Cheap to clone.
 #[derive(Clone)]
@@ -144,7 +145,7 @@ impl LocalStreams {
             last
         };
         if last && let Some(on_last_gone) = &self.on_last_gone {
-            on_last_gone(user);
+            on_last_gone(self, user);
         }
     }
 
