@@ -171,7 +171,7 @@ async fn subscribe(
     user: &str,
 ) -> tonic::Streaming<pb::SubscribeResponse> {
     let mut stream = client
-        .subscribe(authed(&mint(user), pb::SubscribeRequest {}))
+        .subscribe(authed(&mint(user), pb::SubscribeRequest { after: 0 }))
         .await
         .expect("subscribe")
         .into_inner();
@@ -240,6 +240,7 @@ async fn latency(label: &str, sender: &Server, receiver: &Server) {
                     peer_id: "bob".into(),
                     message: Some(stamped()),
                     options: None,
+                    client_message_id: String::new(),
                 };
                 client
                     .send_peer_message(authed(&token, request))
@@ -322,6 +323,7 @@ async fn fanout(
         let request = pb::SendChannelMessageRequest {
             channel_id: "fanout".into(),
             message: Some(stamped()),
+            client_message_id: String::new(),
         };
         sender
             .send_channel_message(authed(&token, request))
@@ -440,6 +442,7 @@ async fn courier_window(
                 peer_id: "bob".into(),
                 message: Some(stamped()),
                 options: None,
+                client_message_id: String::new(),
             };
             // A failed send is counted as lost (bob never receives it).
             let _ = client.send_peer_message(authed(&token, request)).await;

@@ -246,7 +246,7 @@ async fn subscribe(
 ) -> Result<tonic::Streaming<pb::SubscribeResponse>, tonic::Status> {
     let mut client = MessagingServiceClient::new(channel);
     let mut stream = client
-        .subscribe(authed(&token(user), pb::SubscribeRequest {}))
+        .subscribe(authed(&token(user), pb::SubscribeRequest { after: 0 }))
         .await?
         .into_inner();
     loop {
@@ -337,6 +337,7 @@ async fn roaming_user(world: Arc<World>, index: usize) {
                         peer_id: name.clone(),
                         message: Some(text(tag.clone())),
                         options: None,
+                        client_message_id: String::new(),
                     },
                 ))
                 .await;
@@ -435,6 +436,7 @@ async fn peer_sender(world: Arc<World>, rate: u32) {
                 options: Some(pb::SendMessageOptions {
                     enable_offline_messaging: true,
                 }),
+                client_message_id: String::new(),
             };
             let result = client
                 .send_peer_message(authed(&token(&user(from)), request))
@@ -477,6 +479,7 @@ async fn channel_sender(world: Arc<World>, rate: u32) {
         let request = pb::SendChannelMessageRequest {
             channel_id: channel_of(from),
             message: Some(text(format!("c:{seq}:{}", micros_now()))),
+            client_message_id: String::new(),
         };
         match client
             .send_channel_message(authed(&token(&user(from)), request))

@@ -53,6 +53,7 @@ async fn channel_messages_reach_members_but_not_the_sender_or_leavers() {
     let send = |words: &str| pb::SendChannelMessageRequest {
         channel_id: "room".into(),
         message: Some(text(words)),
+        client_message_id: String::new(),
     };
     let sent = client
         .send_channel_message(authed(&token("alice"), send("hi all")))
@@ -175,6 +176,7 @@ async fn the_181st_message_in_the_window_is_refused() {
             let send = pb::SendChannelMessageRequest {
                 channel_id: "c".into(),
                 message: Some(text("hi")),
+                client_message_id: String::new(),
             };
             alice
                 .send_channel_message(authed(&token("alice"), send))
@@ -277,6 +279,7 @@ async fn a_stalled_subscriber_is_cut_off_while_a_healthy_one_gets_everything() {
             let send = pb::SendChannelMessageRequest {
                 channel_id: "busy".into(),
                 message: Some(text(&words)),
+                client_message_id: String::new(),
             };
             client
                 .send_channel_message(authed(&token("alice"), send))

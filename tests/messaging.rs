@@ -421,7 +421,7 @@ async fn a_user_may_open_only_so_many_streams() {
     let _second = Feed::open(&server, "bob").await;
     let mut client = messaging(&server).await;
     let result = client
-        .subscribe(authed(&token("bob"), pb::SubscribeRequest {}))
+        .subscribe(authed(&token("bob"), pb::SubscribeRequest { after: 0 }))
         .await;
     let message = expect_code(result.map(|_| ()), Code::ResourceExhausted);
     assert!(message.contains("at most 2 Subscribe streams"), "{message}");
@@ -431,7 +431,7 @@ async fn a_user_may_open_only_so_many_streams() {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let attempt = client
-            .subscribe(authed(&token("bob"), pb::SubscribeRequest {}))
+            .subscribe(authed(&token("bob"), pb::SubscribeRequest { after: 0 }))
             .await;
         if attempt.is_ok() {
             break;

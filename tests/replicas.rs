@@ -146,6 +146,7 @@ async fn send_channel(
             pb::SendChannelMessageRequest {
                 channel_id: channel.to_owned(),
                 message: Some(text(words)),
+                client_message_id: String::new(),
             },
         ))
         .await
@@ -556,14 +557,14 @@ async fn limits_hold_across_replicas() {
     let _second = Feed::open(cluster.r(2), "heidi").await;
     let mut r3 = messaging(cluster.r(3)).await;
     let refused = r3
-        .subscribe(authed(&token("heidi"), pb::SubscribeRequest {}))
+        .subscribe(authed(&token("heidi"), pb::SubscribeRequest { after: 0 }))
         .await
         .expect_err("a 3rd stream");
     assert_eq!(reason(&refused).as_deref(), Some("TOO_MANY_STREAMS"));
     drop(first);
     eventually(Duration::from_secs(5), "a freed stream slot", || async {
         let mut r3 = messaging(cluster.r(3)).await;
-        r3.subscribe(authed(&token("heidi"), pb::SubscribeRequest {}))
+        r3.subscribe(authed(&token("heidi"), pb::SubscribeRequest { after: 0 }))
             .await
             .is_ok()
     })
@@ -635,7 +636,7 @@ async fn a_revocation_on_the_bus_holds_on_every_replica_at_once() {
     );
     let mut r2 = messaging(cluster.r(2)).await;
     let mut stream = r2
-        .subscribe(authed(&old, pb::SubscribeRequest {}))
+        .subscribe(authed(&old, pb::SubscribeRequest { after: 0 }))
         .await
         .expect("subscribes")
         .into_inner();

@@ -286,7 +286,7 @@ async fn revoked_tokens_are_refused_and_their_streams_end_while_new_tokens_work(
     let old = issued("alice", 10);
     let mut client = messaging(&server).await;
     let mut stream = client
-        .subscribe(authed(&old, pb::SubscribeRequest {}))
+        .subscribe(authed(&old, pb::SubscribeRequest { after: 0 }))
         .await
         .expect("subscribes")
         .into_inner();

@@ -282,6 +282,7 @@ async fn a_message_across_replicas_is_one_trace() {
         peer_id: "bob".to_owned(),
         message: Some(text("traced hello")),
         options: None,
+        client_message_id: String::new(),
     };
     let sent = alice
         .send_peer_message(with_traceparent(
@@ -344,6 +345,7 @@ async fn a_message_across_replicas_is_one_trace() {
                 pb::SendChannelMessageRequest {
                     channel_id: "traced".to_owned(),
                     message: Some(text("traced to the channel")),
+                    client_message_id: String::new(),
                 },
             ),
             &traceparent,

@@ -136,6 +136,7 @@ impl BusRouter {
                 }
                 let event = Arc::new(Event {
                     event: Some(Kind::ChannelMessage(message)),
+                    cursor: 0,
                 });
                 router.streams.deliver(streams, &event);
             }

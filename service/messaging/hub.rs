@@ -135,6 +135,7 @@ impl LocalHub {
 pub(super) fn peer_event(message: pb::PeerMessageReceived) -> Event {
     Event {
         event: Some(Kind::PeerMessage(message)),
+        cursor: 0,
     }
 }
 
@@ -276,6 +277,7 @@ impl Router for LocalHub {
         let streams = self.streams.streams_of(members.iter().map(String::as_str));
         let event = Arc::new(Event {
             event: Some(Kind::ChannelMessage(message)),
+            cursor: 0,
         });
         self.streams.deliver(streams, &event);
         Ok(())

@@ -112,12 +112,16 @@ fn event_stream(
     let ready = pb::SubscribeResponse {
         event: Some(Kind::Ready(pb::SubscribeReady {
             offline_message_count: offline.len() as u32,
+            events_lost: false,
+            cursor: 0,
         })),
+        cursor: 0,
     };
     let offline = offline.into_iter().map(|mut message| {
         message.offline = true;
         pb::SubscribeResponse {
             event: Some(Kind::PeerMessage(message)),
+            cursor: 0,
         }
     });
     let cut_off = futures::stream::once(async move {

@@ -37,6 +37,7 @@ pub async fn send_peer(
         options: Some(pb::SendMessageOptions {
             enable_offline_messaging: offline,
         }),
+        client_message_id: String::new(),
     };
     Ok(client
         .send_peer_message(authed(token, request))
@@ -58,7 +59,7 @@ impl Feed {
     pub async fn open(server: &Server, user: &str) -> Self {
         let mut client = messaging(server).await;
         let mut stream = client
-            .subscribe(authed(&token(user), pb::SubscribeRequest {}))
+            .subscribe(authed(&token(user), pb::SubscribeRequest { after: 0 }))
             .await
             .expect("subscribes")
             .into_inner();

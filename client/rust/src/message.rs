@@ -314,6 +314,7 @@ impl Client {
             options: Some(pb::SendMessageOptions {
                 enable_offline_messaging: options.offline,
             }),
+            client_message_id: String::new(),
         };
         let response = self
             .messaging()
@@ -346,6 +347,7 @@ impl Client {
         let request = pb::SendChannelMessageRequest {
             channel_id: channel.to_owned(),
             message: Some(message.to_proto()),
+            client_message_id: String::new(),
         };
         let response = self
             .messaging()

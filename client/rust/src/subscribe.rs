@@ -80,7 +80,7 @@ impl Client {
         loop {
             let reason = match self
                 .messaging()
-                .subscribe(self.request(pb::SubscribeRequest {}, false))
+                .subscribe(self.request(pb::SubscribeRequest { after: 0 }, false))
                 .await
             {
                 Ok(response) => {

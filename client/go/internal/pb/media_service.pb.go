@@ -805,6 +805,547 @@ func (x *GetThumbnailResponse) GetData() []byte {
 	return nil
 }
 
+// CreateUploadRequest starts a resumable upload.
+type CreateUploadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The description of the upload, as in the first frame of UploadMedia. Required.
+	Header        *UploadHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUploadRequest) Reset() {
+	*x = CreateUploadRequest{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUploadRequest) ProtoMessage() {}
+
+func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUploadRequest.ProtoReflect.Descriptor instead.
+func (*CreateUploadRequest) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CreateUploadRequest) GetHeader() *UploadHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+// CreateUploadResponse names a new resumable upload.
+type CreateUploadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The unguessable ID of the upload, bound to the caller.
+	UploadId string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// The size of every part but the last, in bytes.
+	PartSize uint64 `protobuf:"varint,2,opt,name=part_size,json=partSize,proto3" json:"part_size,omitempty"`
+	// The time after which an idle upload is removed.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUploadResponse) Reset() {
+	*x = CreateUploadResponse{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUploadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUploadResponse) ProtoMessage() {}
+
+func (x *CreateUploadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUploadResponse.ProtoReflect.Descriptor instead.
+func (*CreateUploadResponse) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CreateUploadResponse) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *CreateUploadResponse) GetPartSize() uint64 {
+	if x != nil {
+		return x.PartSize
+	}
+	return 0
+}
+
+func (x *CreateUploadResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// WriteUploadRequest carries one part of a resumable upload.
+type WriteUploadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ID returned by CreateUpload. Required.
+	UploadId string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// The offset of the first byte of `data` in the object.
+	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The bytes of the part.
+	Data []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// The CRC32C (Castagnoli) checksum of `data`.
+	Crc32C        uint32 `protobuf:"fixed32,4,opt,name=crc32c,proto3" json:"crc32c,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteUploadRequest) Reset() {
+	*x = WriteUploadRequest{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteUploadRequest) ProtoMessage() {}
+
+func (x *WriteUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteUploadRequest.ProtoReflect.Descriptor instead.
+func (*WriteUploadRequest) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WriteUploadRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *WriteUploadRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *WriteUploadRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *WriteUploadRequest) GetCrc32C() uint32 {
+	if x != nil {
+		return x.Crc32C
+	}
+	return 0
+}
+
+// WriteUploadResponse answers a stored part.
+type WriteUploadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many bytes of the object, from its start, are now stored.
+	CommittedSize uint64 `protobuf:"varint,1,opt,name=committed_size,json=committedSize,proto3" json:"committed_size,omitempty"`
+	// The time after which the upload, if still idle, is removed.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteUploadResponse) Reset() {
+	*x = WriteUploadResponse{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteUploadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteUploadResponse) ProtoMessage() {}
+
+func (x *WriteUploadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteUploadResponse.ProtoReflect.Descriptor instead.
+func (*WriteUploadResponse) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WriteUploadResponse) GetCommittedSize() uint64 {
+	if x != nil {
+		return x.CommittedSize
+	}
+	return 0
+}
+
+func (x *WriteUploadResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// QueryUploadRequest asks for the state of a resumable upload.
+type QueryUploadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ID returned by CreateUpload. Required.
+	UploadId      string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryUploadRequest) Reset() {
+	*x = QueryUploadRequest{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryUploadRequest) ProtoMessage() {}
+
+func (x *QueryUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryUploadRequest.ProtoReflect.Descriptor instead.
+func (*QueryUploadRequest) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *QueryUploadRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+// QueryUploadResponse tells the state of a resumable upload.
+type QueryUploadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many bytes of the object, from its start, are stored: the offset to write next.
+	CommittedSize uint64 `protobuf:"varint,1,opt,name=committed_size,json=committedSize,proto3" json:"committed_size,omitempty"`
+	// The size of the whole object, from the header.
+	Size uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// The size of every part but the last, in bytes.
+	PartSize uint64 `protobuf:"varint,3,opt,name=part_size,json=partSize,proto3" json:"part_size,omitempty"`
+	// The time after which the upload, if still idle, is removed.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueryUploadResponse) Reset() {
+	*x = QueryUploadResponse{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueryUploadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueryUploadResponse) ProtoMessage() {}
+
+func (x *QueryUploadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueryUploadResponse.ProtoReflect.Descriptor instead.
+func (*QueryUploadResponse) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *QueryUploadResponse) GetCommittedSize() uint64 {
+	if x != nil {
+		return x.CommittedSize
+	}
+	return 0
+}
+
+func (x *QueryUploadResponse) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *QueryUploadResponse) GetPartSize() uint64 {
+	if x != nil {
+		return x.PartSize
+	}
+	return 0
+}
+
+func (x *QueryUploadResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// CommitUploadRequest completes a resumable upload.
+type CommitUploadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ID returned by CreateUpload. Required.
+	UploadId string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	// The SHA-256 digest of the whole object (32 bytes). Required.
+	Sha256        []byte `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitUploadRequest) Reset() {
+	*x = CommitUploadRequest{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitUploadRequest) ProtoMessage() {}
+
+func (x *CommitUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitUploadRequest.ProtoReflect.Descriptor instead.
+func (*CommitUploadRequest) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CommitUploadRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+func (x *CommitUploadRequest) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+// CommitUploadResponse holds the record of the stored object.
+type CommitUploadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The record of the stored object, with its new media ID.
+	Media         *Media `protobuf:"bytes,1,opt,name=media,proto3" json:"media,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitUploadResponse) Reset() {
+	*x = CommitUploadResponse{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitUploadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitUploadResponse) ProtoMessage() {}
+
+func (x *CommitUploadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitUploadResponse.ProtoReflect.Descriptor instead.
+func (*CommitUploadResponse) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CommitUploadResponse) GetMedia() *Media {
+	if x != nil {
+		return x.Media
+	}
+	return nil
+}
+
+// CancelUploadRequest abandons a resumable upload.
+type CancelUploadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ID returned by CreateUpload. Required.
+	UploadId      string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelUploadRequest) Reset() {
+	*x = CancelUploadRequest{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelUploadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelUploadRequest) ProtoMessage() {}
+
+func (x *CancelUploadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelUploadRequest.ProtoReflect.Descriptor instead.
+func (*CancelUploadRequest) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CancelUploadRequest) GetUploadId() string {
+	if x != nil {
+		return x.UploadId
+	}
+	return ""
+}
+
+// CancelUploadResponse answers a cancelled upload.
+type CancelUploadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelUploadResponse) Reset() {
+	*x = CancelUploadResponse{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelUploadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelUploadResponse) ProtoMessage() {}
+
+func (x *CancelUploadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelUploadResponse.ProtoReflect.Descriptor instead.
+func (*CancelUploadResponse) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{19}
+}
+
 var File_courier_v1_media_service_proto protoreflect.FileDescriptor
 
 const file_courier_v1_media_service_proto_rawDesc = "" +
@@ -856,16 +1397,53 @@ const file_courier_v1_media_service_proto_rawDesc = "" +
 	"\fcontent_type\x18\x01 \x01(\tR\vcontentType\x12\x14\n" +
 	"\x05width\x18\x02 \x01(\rR\x05width\x12\x16\n" +
 	"\x06height\x18\x03 \x01(\rR\x06height\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data*R\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"G\n" +
+	"\x13CreateUploadRequest\x120\n" +
+	"\x06header\x18\x01 \x01(\v2\x18.courier.v1.UploadHeaderR\x06header\"\x8d\x01\n" +
+	"\x14CreateUploadResponse\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12\x1b\n" +
+	"\tpart_size\x18\x02 \x01(\x04R\bpartSize\x12;\n" +
+	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"u\n" +
+	"\x12WriteUploadRequest\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x16\n" +
+	"\x06crc32c\x18\x04 \x01(\aR\x06crc32c\"y\n" +
+	"\x13WriteUploadResponse\x12%\n" +
+	"\x0ecommitted_size\x18\x01 \x01(\x04R\rcommittedSize\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"1\n" +
+	"\x12QueryUploadRequest\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\"\xaa\x01\n" +
+	"\x13QueryUploadResponse\x12%\n" +
+	"\x0ecommitted_size\x18\x01 \x01(\x04R\rcommittedSize\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x04R\x04size\x12\x1b\n" +
+	"\tpart_size\x18\x03 \x01(\x04R\bpartSize\x12;\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"J\n" +
+	"\x13CommitUploadRequest\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\fR\x06sha256\"?\n" +
+	"\x14CommitUploadResponse\x12'\n" +
+	"\x05media\x18\x01 \x01(\v2\x11.courier.v1.MediaR\x05media\"2\n" +
+	"\x13CancelUploadRequest\x12\x1b\n" +
+	"\tupload_id\x18\x01 \x01(\tR\buploadId\"\x16\n" +
+	"\x14CancelUploadResponse*R\n" +
 	"\tMediaKind\x12\x1a\n" +
 	"\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10MEDIA_KIND_IMAGE\x10\x01\x12\x13\n" +
-	"\x0fMEDIA_KIND_FILE\x10\x022\xd2\x02\n" +
+	"\x0fMEDIA_KIND_FILE\x10\x022\xeb\x05\n" +
 	"\fMediaService\x12P\n" +
 	"\vUploadMedia\x12\x1e.courier.v1.UploadMediaRequest\x1a\x1f.courier.v1.UploadMediaResponse(\x01\x12V\n" +
 	"\rDownloadMedia\x12 .courier.v1.DownloadMediaRequest\x1a!.courier.v1.DownloadMediaResponse0\x01\x12E\n" +
 	"\bGetMedia\x12\x1b.courier.v1.GetMediaRequest\x1a\x1c.courier.v1.GetMediaResponse\x12Q\n" +
-	"\fGetThumbnail\x12\x1f.courier.v1.GetThumbnailRequest\x1a .courier.v1.GetThumbnailResponseb\x06proto3"
+	"\fGetThumbnail\x12\x1f.courier.v1.GetThumbnailRequest\x1a .courier.v1.GetThumbnailResponse\x12Q\n" +
+	"\fCreateUpload\x12\x1f.courier.v1.CreateUploadRequest\x1a .courier.v1.CreateUploadResponse\x12N\n" +
+	"\vWriteUpload\x12\x1e.courier.v1.WriteUploadRequest\x1a\x1f.courier.v1.WriteUploadResponse\x12N\n" +
+	"\vQueryUpload\x12\x1e.courier.v1.QueryUploadRequest\x1a\x1f.courier.v1.QueryUploadResponse\x12Q\n" +
+	"\fCommitUpload\x12\x1f.courier.v1.CommitUploadRequest\x1a .courier.v1.CommitUploadResponse\x12Q\n" +
+	"\fCancelUpload\x12\x1f.courier.v1.CancelUploadRequest\x1a .courier.v1.CancelUploadResponseb\x06proto3"
 
 var (
 	file_courier_v1_media_service_proto_rawDescOnce sync.Once
@@ -880,7 +1458,7 @@ func file_courier_v1_media_service_proto_rawDescGZIP() []byte {
 }
 
 var file_courier_v1_media_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_courier_v1_media_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_courier_v1_media_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_courier_v1_media_service_proto_goTypes = []any{
 	(MediaKind)(0),                // 0: courier.v1.MediaKind
 	(*Media)(nil),                 // 1: courier.v1.Media
@@ -893,30 +1471,55 @@ var file_courier_v1_media_service_proto_goTypes = []any{
 	(*GetMediaResponse)(nil),      // 8: courier.v1.GetMediaResponse
 	(*GetThumbnailRequest)(nil),   // 9: courier.v1.GetThumbnailRequest
 	(*GetThumbnailResponse)(nil),  // 10: courier.v1.GetThumbnailResponse
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*CreateUploadRequest)(nil),   // 11: courier.v1.CreateUploadRequest
+	(*CreateUploadResponse)(nil),  // 12: courier.v1.CreateUploadResponse
+	(*WriteUploadRequest)(nil),    // 13: courier.v1.WriteUploadRequest
+	(*WriteUploadResponse)(nil),   // 14: courier.v1.WriteUploadResponse
+	(*QueryUploadRequest)(nil),    // 15: courier.v1.QueryUploadRequest
+	(*QueryUploadResponse)(nil),   // 16: courier.v1.QueryUploadResponse
+	(*CommitUploadRequest)(nil),   // 17: courier.v1.CommitUploadRequest
+	(*CommitUploadResponse)(nil),  // 18: courier.v1.CommitUploadResponse
+	(*CancelUploadRequest)(nil),   // 19: courier.v1.CancelUploadRequest
+	(*CancelUploadResponse)(nil),  // 20: courier.v1.CancelUploadResponse
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_courier_v1_media_service_proto_depIdxs = []int32{
 	0,  // 0: courier.v1.Media.kind:type_name -> courier.v1.MediaKind
-	11, // 1: courier.v1.Media.create_time:type_name -> google.protobuf.Timestamp
-	11, // 2: courier.v1.Media.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 1: courier.v1.Media.create_time:type_name -> google.protobuf.Timestamp
+	21, // 2: courier.v1.Media.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: courier.v1.UploadHeader.kind:type_name -> courier.v1.MediaKind
 	2,  // 4: courier.v1.UploadMediaRequest.header:type_name -> courier.v1.UploadHeader
 	1,  // 5: courier.v1.UploadMediaResponse.media:type_name -> courier.v1.Media
 	1,  // 6: courier.v1.DownloadMediaResponse.media:type_name -> courier.v1.Media
 	1,  // 7: courier.v1.GetMediaResponse.media:type_name -> courier.v1.Media
-	3,  // 8: courier.v1.MediaService.UploadMedia:input_type -> courier.v1.UploadMediaRequest
-	5,  // 9: courier.v1.MediaService.DownloadMedia:input_type -> courier.v1.DownloadMediaRequest
-	7,  // 10: courier.v1.MediaService.GetMedia:input_type -> courier.v1.GetMediaRequest
-	9,  // 11: courier.v1.MediaService.GetThumbnail:input_type -> courier.v1.GetThumbnailRequest
-	4,  // 12: courier.v1.MediaService.UploadMedia:output_type -> courier.v1.UploadMediaResponse
-	6,  // 13: courier.v1.MediaService.DownloadMedia:output_type -> courier.v1.DownloadMediaResponse
-	8,  // 14: courier.v1.MediaService.GetMedia:output_type -> courier.v1.GetMediaResponse
-	10, // 15: courier.v1.MediaService.GetThumbnail:output_type -> courier.v1.GetThumbnailResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	2,  // 8: courier.v1.CreateUploadRequest.header:type_name -> courier.v1.UploadHeader
+	21, // 9: courier.v1.CreateUploadResponse.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 10: courier.v1.WriteUploadResponse.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 11: courier.v1.QueryUploadResponse.expire_time:type_name -> google.protobuf.Timestamp
+	1,  // 12: courier.v1.CommitUploadResponse.media:type_name -> courier.v1.Media
+	3,  // 13: courier.v1.MediaService.UploadMedia:input_type -> courier.v1.UploadMediaRequest
+	5,  // 14: courier.v1.MediaService.DownloadMedia:input_type -> courier.v1.DownloadMediaRequest
+	7,  // 15: courier.v1.MediaService.GetMedia:input_type -> courier.v1.GetMediaRequest
+	9,  // 16: courier.v1.MediaService.GetThumbnail:input_type -> courier.v1.GetThumbnailRequest
+	11, // 17: courier.v1.MediaService.CreateUpload:input_type -> courier.v1.CreateUploadRequest
+	13, // 18: courier.v1.MediaService.WriteUpload:input_type -> courier.v1.WriteUploadRequest
+	15, // 19: courier.v1.MediaService.QueryUpload:input_type -> courier.v1.QueryUploadRequest
+	17, // 20: courier.v1.MediaService.CommitUpload:input_type -> courier.v1.CommitUploadRequest
+	19, // 21: courier.v1.MediaService.CancelUpload:input_type -> courier.v1.CancelUploadRequest
+	4,  // 22: courier.v1.MediaService.UploadMedia:output_type -> courier.v1.UploadMediaResponse
+	6,  // 23: courier.v1.MediaService.DownloadMedia:output_type -> courier.v1.DownloadMediaResponse
+	8,  // 24: courier.v1.MediaService.GetMedia:output_type -> courier.v1.GetMediaResponse
+	10, // 25: courier.v1.MediaService.GetThumbnail:output_type -> courier.v1.GetThumbnailResponse
+	12, // 26: courier.v1.MediaService.CreateUpload:output_type -> courier.v1.CreateUploadResponse
+	14, // 27: courier.v1.MediaService.WriteUpload:output_type -> courier.v1.WriteUploadResponse
+	16, // 28: courier.v1.MediaService.QueryUpload:output_type -> courier.v1.QueryUploadResponse
+	18, // 29: courier.v1.MediaService.CommitUpload:output_type -> courier.v1.CommitUploadResponse
+	20, // 30: courier.v1.MediaService.CancelUpload:output_type -> courier.v1.CancelUploadResponse
+	22, // [22:31] is the sub-list for method output_type
+	13, // [13:22] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_courier_v1_media_service_proto_init() }
@@ -938,7 +1541,7 @@ func file_courier_v1_media_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_courier_v1_media_service_proto_rawDesc), len(file_courier_v1_media_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,11 @@ const (
 	MediaService_DownloadMedia_FullMethodName = "/courier.v1.MediaService/DownloadMedia"
 	MediaService_GetMedia_FullMethodName      = "/courier.v1.MediaService/GetMedia"
 	MediaService_GetThumbnail_FullMethodName  = "/courier.v1.MediaService/GetThumbnail"
+	MediaService_CreateUpload_FullMethodName  = "/courier.v1.MediaService/CreateUpload"
+	MediaService_WriteUpload_FullMethodName   = "/courier.v1.MediaService/WriteUpload"
+	MediaService_QueryUpload_FullMethodName   = "/courier.v1.MediaService/QueryUpload"
+	MediaService_CommitUpload_FullMethodName  = "/courier.v1.MediaService/CommitUpload"
+	MediaService_CancelUpload_FullMethodName  = "/courier.v1.MediaService/CancelUpload"
 )
 
 // MediaServiceClient is the client API for MediaService service.
@@ -90,6 +95,17 @@ type MediaServiceClient interface {
 	// declared width, height or memory), or is truncated or corrupt. Neither is worth a
 	// retry: the same object is refused again.
 	GetThumbnail(ctx context.Context, in *GetThumbnailRequest, opts ...grpc.CallOption) (*GetThumbnailResponse, error)
+	// CreateUpload starts a resumable upload described by an UploadHeader (as the first
+	// frame of UploadMedia) and returns its ID and the part size to write in.
+	CreateUpload(ctx context.Context, in *CreateUploadRequest, opts ...grpc.CallOption) (*CreateUploadResponse, error)
+	// WriteUpload stores one part of a resumable upload at its offset.
+	WriteUpload(ctx context.Context, in *WriteUploadRequest, opts ...grpc.CallOption) (*WriteUploadResponse, error)
+	// QueryUpload tells how many bytes of a resumable upload are stored.
+	QueryUpload(ctx context.Context, in *QueryUploadRequest, opts ...grpc.CallOption) (*QueryUploadResponse, error)
+	// CommitUpload completes a resumable upload and returns the stored Media record.
+	CommitUpload(ctx context.Context, in *CommitUploadRequest, opts ...grpc.CallOption) (*CommitUploadResponse, error)
+	// CancelUpload abandons a resumable upload and removes its parts.
+	CancelUpload(ctx context.Context, in *CancelUploadRequest, opts ...grpc.CallOption) (*CancelUploadResponse, error)
 }
 
 type mediaServiceClient struct {
@@ -146,6 +162,56 @@ func (c *mediaServiceClient) GetThumbnail(ctx context.Context, in *GetThumbnailR
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetThumbnailResponse)
 	err := c.cc.Invoke(ctx, MediaService_GetThumbnail_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *mediaServiceClient) CreateUpload(ctx context.Context, in *CreateUploadRequest, opts ...grpc.CallOption) (*CreateUploadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateUploadResponse)
+	err := c.cc.Invoke(ctx, MediaService_CreateUpload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *mediaServiceClient) WriteUpload(ctx context.Context, in *WriteUploadRequest, opts ...grpc.CallOption) (*WriteUploadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteUploadResponse)
+	err := c.cc.Invoke(ctx, MediaService_WriteUpload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *mediaServiceClient) QueryUpload(ctx context.Context, in *QueryUploadRequest, opts ...grpc.CallOption) (*QueryUploadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(QueryUploadResponse)
+	err := c.cc.Invoke(ctx, MediaService_QueryUpload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *mediaServiceClient) CommitUpload(ctx context.Context, in *CommitUploadRequest, opts ...grpc.CallOption) (*CommitUploadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommitUploadResponse)
+	err := c.cc.Invoke(ctx, MediaService_CommitUpload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *mediaServiceClient) CancelUpload(ctx context.Context, in *CancelUploadRequest, opts ...grpc.CallOption) (*CancelUploadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelUploadResponse)
+	err := c.cc.Invoke(ctx, MediaService_CancelUpload_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -217,6 +283,17 @@ type MediaServiceServer interface {
 	// declared width, height or memory), or is truncated or corrupt. Neither is worth a
 	// retry: the same object is refused again.
 	GetThumbnail(context.Context, *GetThumbnailRequest) (*GetThumbnailResponse, error)
+	// CreateUpload starts a resumable upload described by an UploadHeader (as the first
+	// frame of UploadMedia) and returns its ID and the part size to write in.
+	CreateUpload(context.Context, *CreateUploadRequest) (*CreateUploadResponse, error)
+	// WriteUpload stores one part of a resumable upload at its offset.
+	WriteUpload(context.Context, *WriteUploadRequest) (*WriteUploadResponse, error)
+	// QueryUpload tells how many bytes of a resumable upload are stored.
+	QueryUpload(context.Context, *QueryUploadRequest) (*QueryUploadResponse, error)
+	// CommitUpload completes a resumable upload and returns the stored Media record.
+	CommitUpload(context.Context, *CommitUploadRequest) (*CommitUploadResponse, error)
+	// CancelUpload abandons a resumable upload and removes its parts.
+	CancelUpload(context.Context, *CancelUploadRequest) (*CancelUploadResponse, error)
 	mustEmbedUnimplementedMediaServiceServer()
 }
 
@@ -238,6 +315,21 @@ func (UnimplementedMediaServiceServer) GetMedia(context.Context, *GetMediaReques
 }
 func (UnimplementedMediaServiceServer) GetThumbnail(context.Context, *GetThumbnailRequest) (*GetThumbnailResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetThumbnail not implemented")
+}
+func (UnimplementedMediaServiceServer) CreateUpload(context.Context, *CreateUploadRequest) (*CreateUploadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateUpload not implemented")
+}
+func (UnimplementedMediaServiceServer) WriteUpload(context.Context, *WriteUploadRequest) (*WriteUploadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WriteUpload not implemented")
+}
+func (UnimplementedMediaServiceServer) QueryUpload(context.Context, *QueryUploadRequest) (*QueryUploadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method QueryUpload not implemented")
+}
+func (UnimplementedMediaServiceServer) CommitUpload(context.Context, *CommitUploadRequest) (*CommitUploadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CommitUpload not implemented")
+}
+func (UnimplementedMediaServiceServer) CancelUpload(context.Context, *CancelUploadRequest) (*CancelUploadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelUpload not implemented")
 }
 func (UnimplementedMediaServiceServer) mustEmbedUnimplementedMediaServiceServer() {}
 func (UnimplementedMediaServiceServer) testEmbeddedByValue()                      {}
@@ -314,6 +406,96 @@ func _MediaService_GetThumbnail_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _MediaService_CreateUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MediaServiceServer).CreateUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MediaService_CreateUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MediaServiceServer).CreateUpload(ctx, req.(*CreateUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MediaService_WriteUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WriteUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MediaServiceServer).WriteUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MediaService_WriteUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MediaServiceServer).WriteUpload(ctx, req.(*WriteUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MediaService_QueryUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(QueryUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MediaServiceServer).QueryUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MediaService_QueryUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MediaServiceServer).QueryUpload(ctx, req.(*QueryUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MediaService_CommitUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CommitUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MediaServiceServer).CommitUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MediaService_CommitUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MediaServiceServer).CommitUpload(ctx, req.(*CommitUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MediaService_CancelUpload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelUploadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MediaServiceServer).CancelUpload(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MediaService_CancelUpload_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MediaServiceServer).CancelUpload(ctx, req.(*CancelUploadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // MediaService_ServiceDesc is the grpc.ServiceDesc for MediaService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -328,6 +510,26 @@ var MediaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetThumbnail",
 			Handler:    _MediaService_GetThumbnail_Handler,
+		},
+		{
+			MethodName: "CreateUpload",
+			Handler:    _MediaService_CreateUpload_Handler,
+		},
+		{
+			MethodName: "WriteUpload",
+			Handler:    _MediaService_WriteUpload_Handler,
+		},
+		{
+			MethodName: "QueryUpload",
+			Handler:    _MediaService_QueryUpload_Handler,
+		},
+		{
+			MethodName: "CommitUpload",
+			Handler:    _MediaService_CommitUpload_Handler,
+		},
+		{
+			MethodName: "CancelUpload",
+			Handler:    _MediaService_CancelUpload_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

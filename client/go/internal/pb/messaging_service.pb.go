@@ -538,7 +538,10 @@ func (x *SendMessageOptions) GetEnableOfflineMessaging() bool {
 
 // SubscribeRequest opens the caller's feed.
 type SubscribeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cursor of the last event the client received (issue 18: the full contract is
+	// written here by the server work). 0 when the client has none.
+	After         uint64 `protobuf:"varint,1,opt,name=after,proto3" json:"after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -573,6 +576,13 @@ func (*SubscribeRequest) Descriptor() ([]byte, []int) {
 	return file_courier_v1_messaging_service_proto_rawDescGZIP(), []int{6}
 }
 
+func (x *SubscribeRequest) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
 // SubscribeResponse is one event of a Subscribe stream.
 type SubscribeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -583,7 +593,10 @@ type SubscribeResponse struct {
 	//	*SubscribeResponse_PeerMessage
 	//	*SubscribeResponse_ChannelMessage
 	//	*SubscribeResponse_Ready
-	Event         isSubscribeResponse_Event `protobuf_oneof:"event"`
+	Event isSubscribeResponse_Event `protobuf_oneof:"event"`
+	// The position of this event in the subscriber's own event sequence: per user,
+	// increasing. 0 on `ready`.
+	Cursor        uint64 `protobuf:"varint,4,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -650,6 +663,13 @@ func (x *SubscribeResponse) GetReady() *SubscribeReady {
 		}
 	}
 	return nil
+}
+
+func (x *SubscribeResponse) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
 }
 
 type isSubscribeResponse_Event interface {
@@ -848,8 +868,14 @@ type SubscribeReady struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How many cached offline messages were delivered before this event.
 	OfflineMessageCount uint32 `protobuf:"varint,1,opt,name=offline_message_count,json=offlineMessageCount,proto3" json:"offline_message_count,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// True when `after` was older than the events the server still holds, so some
+	// events after it could not be sent.
+	EventsLost bool `protobuf:"varint,2,opt,name=events_lost,json=eventsLost,proto3" json:"events_lost,omitempty"`
+	// The cursor of the latest event of the subscriber at the time of this event: the
+	// one to resume after when no event has been received on this stream.
+	Cursor        uint64 `protobuf:"varint,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubscribeReady) Reset() {
@@ -889,6 +915,20 @@ func (x *SubscribeReady) GetOfflineMessageCount() uint32 {
 	return 0
 }
 
+func (x *SubscribeReady) GetEventsLost() bool {
+	if x != nil {
+		return x.EventsLost
+	}
+	return false
+}
+
+func (x *SubscribeReady) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
 // SendPeerMessageRequest sends a message to one user.
 type SendPeerMessageRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -897,9 +937,12 @@ type SendPeerMessageRequest struct {
 	// The message. Required.
 	Message *Message `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// The sender's choices for this message.
-	Options       *SendMessageOptions `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Options *SendMessageOptions `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
+	// A client-chosen ID that makes retries safe: a send repeating the ID of an earlier
+	// send by the same user is answered as the first one was, and delivers nothing again.
+	ClientMessageId string `protobuf:"bytes,4,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SendPeerMessageRequest) Reset() {
@@ -951,6 +994,13 @@ func (x *SendPeerMessageRequest) GetOptions() *SendMessageOptions {
 		return x.Options
 	}
 	return nil
+}
+
+func (x *SendPeerMessageRequest) GetClientMessageId() string {
+	if x != nil {
+		return x.ClientMessageId
+	}
+	return ""
 }
 
 // SendPeerMessageResponse says what became of a peer message.
@@ -1281,9 +1331,11 @@ type SendChannelMessageRequest struct {
 	// The ID of the channel. Required; the sender must be a member.
 	ChannelId string `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
 	// The message. Required.
-	Message       *Message `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Message *Message `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// A client-chosen ID that makes retries safe, as in SendPeerMessageRequest.
+	ClientMessageId string `protobuf:"bytes,3,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SendChannelMessageRequest) Reset() {
@@ -1328,6 +1380,13 @@ func (x *SendChannelMessageRequest) GetMessage() *Message {
 		return x.Message
 	}
 	return nil
+}
+
+func (x *SendChannelMessageRequest) GetClientMessageId() string {
+	if x != nil {
+		return x.ClientMessageId
+	}
+	return ""
 }
 
 // SendChannelMessageResponse answers a channel message.
@@ -1565,12 +1624,14 @@ const file_courier_v1_messaging_service_proto_rawDesc = "" +
 	"\x04size\x18\x03 \x01(\x04R\x04size\x12\x1c\n" +
 	"\tthumbnail\x18\x04 \x01(\fR\tthumbnail\"N\n" +
 	"\x12SendMessageOptions\x128\n" +
-	"\x18enable_offline_messaging\x18\x01 \x01(\bR\x16enableOfflineMessaging\"\x12\n" +
-	"\x10SubscribeRequest\"\xe5\x01\n" +
+	"\x18enable_offline_messaging\x18\x01 \x01(\bR\x16enableOfflineMessaging\"(\n" +
+	"\x10SubscribeRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\x04R\x05after\"\xfd\x01\n" +
 	"\x11SubscribeResponse\x12D\n" +
 	"\fpeer_message\x18\x01 \x01(\v2\x1f.courier.v1.PeerMessageReceivedH\x00R\vpeerMessage\x12M\n" +
 	"\x0fchannel_message\x18\x02 \x01(\v2\".courier.v1.ChannelMessageReceivedH\x00R\x0echannelMessage\x122\n" +
-	"\x05ready\x18\x03 \x01(\v2\x1a.courier.v1.SubscribeReadyH\x00R\x05readyB\a\n" +
+	"\x05ready\x18\x03 \x01(\v2\x1a.courier.v1.SubscribeReadyH\x00R\x05ready\x12\x16\n" +
+	"\x06cursor\x18\x04 \x01(\x04R\x06cursorB\a\n" +
 	"\x05event\"\xd7\x01\n" +
 	"\x13PeerMessageReceived\x12\x1b\n" +
 	"\tsender_id\x18\x01 \x01(\tR\bsenderId\x12\x1d\n" +
@@ -1588,13 +1649,17 @@ const file_courier_v1_messaging_service_proto_rawDesc = "" +
 	"message_id\x18\x03 \x01(\tR\tmessageId\x12;\n" +
 	"\vserver_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x12-\n" +
-	"\amessage\x18\x05 \x01(\v2\x13.courier.v1.MessageR\amessage\"D\n" +
+	"\amessage\x18\x05 \x01(\v2\x13.courier.v1.MessageR\amessage\"}\n" +
 	"\x0eSubscribeReady\x122\n" +
-	"\x15offline_message_count\x18\x01 \x01(\rR\x13offlineMessageCount\"\x9a\x01\n" +
+	"\x15offline_message_count\x18\x01 \x01(\rR\x13offlineMessageCount\x12\x1f\n" +
+	"\vevents_lost\x18\x02 \x01(\bR\n" +
+	"eventsLost\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\x04R\x06cursor\"\xc6\x01\n" +
 	"\x16SendPeerMessageRequest\x12\x17\n" +
 	"\apeer_id\x18\x01 \x01(\tR\x06peerId\x12-\n" +
 	"\amessage\x18\x02 \x01(\v2\x13.courier.v1.MessageR\amessage\x128\n" +
-	"\aoptions\x18\x03 \x01(\v2\x1e.courier.v1.SendMessageOptionsR\aoptions\"\xa9\x01\n" +
+	"\aoptions\x18\x03 \x01(\v2\x1e.courier.v1.SendMessageOptionsR\aoptions\x12*\n" +
+	"\x11client_message_id\x18\x04 \x01(\tR\x0fclientMessageId\"\xa9\x01\n" +
 	"\x17SendPeerMessageResponse\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12;\n" +
@@ -1613,11 +1678,12 @@ const file_courier_v1_messaging_service_proto_rawDesc = "" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\"6\n" +
 	"\x19GetChannelMembersResponse\x12\x19\n" +
-	"\buser_ids\x18\x01 \x03(\tR\auserIds\"i\n" +
+	"\buser_ids\x18\x01 \x03(\tR\auserIds\"\x95\x01\n" +
 	"\x19SendChannelMessageRequest\x12\x1d\n" +
 	"\n" +
 	"channel_id\x18\x01 \x01(\tR\tchannelId\x12-\n" +
-	"\amessage\x18\x02 \x01(\v2\x13.courier.v1.MessageR\amessage\"x\n" +
+	"\amessage\x18\x02 \x01(\v2\x13.courier.v1.MessageR\amessage\x12*\n" +
+	"\x11client_message_id\x18\x03 \x01(\tR\x0fclientMessageId\"x\n" +
 	"\x1aSendChannelMessageResponse\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12;\n" +

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ourier/v1/media_service.proto\x12\ncourier.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x02\n\x05Media\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.courier.v1.MediaKind\x12\x11\n\tfile_name\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\x12\r\n\x05width\x18\x07 \x01(\r\x12\x0e\n\x06height\x18\x08 \x01(\r\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x0cUploadHeader\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.courier.v1.MediaKind\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\"Y\n\x12UploadMediaRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.courier.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x07\n\x05\x66rame\"7\n\x13UploadMediaResponse\x12 \n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.Media\"H\n\x14\x44ownloadMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\"T\n\x15\x44ownloadMediaResponse\x12\"\n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.MediaH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x07\n\x05\x66rame\"#\n\x0fGetMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\"4\n\x10GetMediaResponse\x12 \n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.Media\"9\n\x13GetThumbnailRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x10\n\x08max_edge\x18\x02 \x01(\x05\"Y\n\x14GetThumbnailResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c*R\n\tMediaKind\x12\x1a\n\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10MEDIA_KIND_IMAGE\x10\x01\x12\x13\n\x0fMEDIA_KIND_FILE\x10\x02\x32\xd2\x02\n\x0cMediaService\x12P\n\x0bUploadMedia\x12\x1e.courier.v1.UploadMediaRequest\x1a\x1f.courier.v1.UploadMediaResponse(\x01\x12V\n\rDownloadMedia\x12 .courier.v1.DownloadMediaRequest\x1a!.courier.v1.DownloadMediaResponse0\x01\x12\x45\n\x08GetMedia\x12\x1b.courier.v1.GetMediaRequest\x1a\x1c.courier.v1.GetMediaResponse\x12Q\n\x0cGetThumbnail\x12\x1f.courier.v1.GetThumbnailRequest\x1a .courier.v1.GetThumbnailResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ourier/v1/media_service.proto\x12\ncourier.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x02\n\x05Media\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.courier.v1.MediaKind\x12\x11\n\tfile_name\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\x12\r\n\x05width\x18\x07 \x01(\r\x12\x0e\n\x06height\x18\x08 \x01(\r\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x0cUploadHeader\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.courier.v1.MediaKind\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\"Y\n\x12UploadMediaRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.courier.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x07\n\x05\x66rame\"7\n\x13UploadMediaResponse\x12 \n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.Media\"H\n\x14\x44ownloadMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\"T\n\x15\x44ownloadMediaResponse\x12\"\n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.MediaH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x07\n\x05\x66rame\"#\n\x0fGetMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\"4\n\x10GetMediaResponse\x12 \n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.Media\"9\n\x13GetThumbnailRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x10\n\x08max_edge\x18\x02 \x01(\x05\"Y\n\x14GetThumbnailResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"?\n\x13\x43reateUploadRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.courier.v1.UploadHeader\"m\n\x14\x43reateUploadResponse\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x11\n\tpart_size\x18\x02 \x01(\x04\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x12WriteUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x04 \x01(\x07\"^\n\x13WriteUploadResponse\x12\x16\n\x0e\x63ommitted_size\x18\x01 \x01(\x04\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x12QueryUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\"\x7f\n\x13QueryUploadResponse\x12\x16\n\x0e\x63ommitted_size\x18\x01 \x01(\x04\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x11\n\tpart_size\x18\x03 \x01(\x04\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x13\x43ommitUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\"8\n\x14\x43ommitUploadResponse\x12 \n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.Media\"(\n\x13\x43\x61ncelUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\"\x16\n\x14\x43\x61ncelUploadResponse*R\n\tMediaKind\x12\x1a\n\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10MEDIA_KIND_IMAGE\x10\x01\x12\x13\n\x0fMEDIA_KIND_FILE\x10\x02\x32\xeb\x05\n\x0cMediaService\x12P\n\x0bUploadMedia\x12\x1e.courier.v1.UploadMediaRequest\x1a\x1f.courier.v1.UploadMediaResponse(\x01\x12V\n\rDownloadMedia\x12 .courier.v1.DownloadMediaRequest\x1a!.courier.v1.DownloadMediaResponse0\x01\x12\x45\n\x08GetMedia\x12\x1b.courier.v1.GetMediaRequest\x1a\x1c.courier.v1.GetMediaResponse\x12Q\n\x0cGetThumbnail\x12\x1f.courier.v1.GetThumbnailRequest\x1a .courier.v1.GetThumbnailResponse\x12Q\n\x0c\x43reateUpload\x12\x1f.courier.v1.CreateUploadRequest\x1a .courier.v1.CreateUploadResponse\x12N\n\x0bWriteUpload\x12\x1e.courier.v1.WriteUploadRequest\x1a\x1f.courier.v1.WriteUploadResponse\x12N\n\x0bQueryUpload\x12\x1e.courier.v1.QueryUploadRequest\x1a\x1f.courier.v1.QueryUploadResponse\x12Q\n\x0c\x43ommitUpload\x12\x1f.courier.v1.CommitUploadRequest\x1a .courier.v1.CommitUploadResponse\x12Q\n\x0c\x43\x61ncelUpload\x12\x1f.courier.v1.CancelUploadRequest\x1a .courier.v1.CancelUploadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'courier.v1.media_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MEDIAKIND']._serialized_start=1017
-  _globals['_MEDIAKIND']._serialized_end=1099
+  _globals['_MEDIAKIND']._serialized_start=1728
+  _globals['_MEDIAKIND']._serialized_end=1810
   _globals['_MEDIA']._serialized_start=80
   _globals['_MEDIA']._serialized_end=342
   _globals['_UPLOADHEADER']._serialized_start=344
@@ -54,6 +54,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTHUMBNAILREQUEST']._serialized_end=924
   _globals['_GETTHUMBNAILRESPONSE']._serialized_start=926
   _globals['_GETTHUMBNAILRESPONSE']._serialized_end=1015
-  _globals['_MEDIASERVICE']._serialized_start=1102
-  _globals['_MEDIASERVICE']._serialized_end=1440
+  _globals['_CREATEUPLOADREQUEST']._serialized_start=1017
+  _globals['_CREATEUPLOADREQUEST']._serialized_end=1080
+  _globals['_CREATEUPLOADRESPONSE']._serialized_start=1082
+  _globals['_CREATEUPLOADRESPONSE']._serialized_end=1191
+  _globals['_WRITEUPLOADREQUEST']._serialized_start=1193
+  _globals['_WRITEUPLOADREQUEST']._serialized_end=1278
+  _globals['_WRITEUPLOADRESPONSE']._serialized_start=1280
+  _globals['_WRITEUPLOADRESPONSE']._serialized_end=1374
+  _globals['_QUERYUPLOADREQUEST']._serialized_start=1376
+  _globals['_QUERYUPLOADREQUEST']._serialized_end=1415
+  _globals['_QUERYUPLOADRESPONSE']._serialized_start=1417
+  _globals['_QUERYUPLOADRESPONSE']._serialized_end=1544
+  _globals['_COMMITUPLOADREQUEST']._serialized_start=1546
+  _globals['_COMMITUPLOADREQUEST']._serialized_end=1602
+  _globals['_COMMITUPLOADRESPONSE']._serialized_start=1604
+  _globals['_COMMITUPLOADRESPONSE']._serialized_end=1660
+  _globals['_CANCELUPLOADREQUEST']._serialized_start=1662
+  _globals['_CANCELUPLOADREQUEST']._serialized_end=1702
+  _globals['_CANCELUPLOADRESPONSE']._serialized_start=1704
+  _globals['_CANCELUPLOADRESPONSE']._serialized_end=1726
+  _globals['_MEDIASERVICE']._serialized_start=1813
+  _globals['_MEDIASERVICE']._serialized_end=2560
 # @@protoc_insertion_point(module_scope)

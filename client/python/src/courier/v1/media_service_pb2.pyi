@@ -391,3 +391,268 @@ class GetThumbnailResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetThumbnailResponse: _TypeAlias = GetThumbnailResponse  # noqa: Y015
+
+@_typing.final
+class CreateUploadRequest(_message.Message):
+    """CreateUploadRequest starts a resumable upload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> Global___UploadHeader:
+        """The description of the upload, as in the first frame of UploadMedia. Required."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___UploadHeader | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateUploadRequest: _TypeAlias = CreateUploadRequest  # noqa: Y015
+
+@_typing.final
+class CreateUploadResponse(_message.Message):
+    """CreateUploadResponse names a new resumable upload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    PART_SIZE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    upload_id: _builtins.str
+    """The unguessable ID of the upload, bound to the caller."""
+    part_size: _builtins.int
+    """The size of every part but the last, in bytes."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """The time after which an idle upload is removed."""
+
+    def __init__(
+        self,
+        *,
+        upload_id: _builtins.str = ...,
+        part_size: _builtins.int = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "part_size", b"part_size", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateUploadResponse: _TypeAlias = CreateUploadResponse  # noqa: Y015
+
+@_typing.final
+class WriteUploadRequest(_message.Message):
+    """WriteUploadRequest carries one part of a resumable upload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    CRC32C_FIELD_NUMBER: _builtins.int
+    upload_id: _builtins.str
+    """The ID returned by CreateUpload. Required."""
+    offset: _builtins.int
+    """The offset of the first byte of `data` in the object."""
+    data: _builtins.bytes
+    """The bytes of the part."""
+    crc32c: _builtins.int
+    """The CRC32C (Castagnoli) checksum of `data`."""
+    def __init__(
+        self,
+        *,
+        upload_id: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+        crc32c: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["crc32c", b"crc32c", "data", b"data", "offset", b"offset", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteUploadRequest: _TypeAlias = WriteUploadRequest  # noqa: Y015
+
+@_typing.final
+class WriteUploadResponse(_message.Message):
+    """WriteUploadResponse answers a stored part."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMITTED_SIZE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    committed_size: _builtins.int
+    """How many bytes of the object, from its start, are now stored."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """The time after which the upload, if still idle, is removed."""
+
+    def __init__(
+        self,
+        *,
+        committed_size: _builtins.int = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["committed_size", b"committed_size", "expire_time", b"expire_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteUploadResponse: _TypeAlias = WriteUploadResponse  # noqa: Y015
+
+@_typing.final
+class QueryUploadRequest(_message.Message):
+    """QueryUploadRequest asks for the state of a resumable upload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    upload_id: _builtins.str
+    """The ID returned by CreateUpload. Required."""
+    def __init__(
+        self,
+        *,
+        upload_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryUploadRequest: _TypeAlias = QueryUploadRequest  # noqa: Y015
+
+@_typing.final
+class QueryUploadResponse(_message.Message):
+    """QueryUploadResponse tells the state of a resumable upload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMITTED_SIZE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    PART_SIZE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    committed_size: _builtins.int
+    """How many bytes of the object, from its start, are stored: the offset to write next."""
+    size: _builtins.int
+    """The size of the whole object, from the header."""
+    part_size: _builtins.int
+    """The size of every part but the last, in bytes."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """The time after which the upload, if still idle, is removed."""
+
+    def __init__(
+        self,
+        *,
+        committed_size: _builtins.int = ...,
+        size: _builtins.int = ...,
+        part_size: _builtins.int = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["committed_size", b"committed_size", "expire_time", b"expire_time", "part_size", b"part_size", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryUploadResponse: _TypeAlias = QueryUploadResponse  # noqa: Y015
+
+@_typing.final
+class CommitUploadRequest(_message.Message):
+    """CommitUploadRequest completes a resumable upload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    upload_id: _builtins.str
+    """The ID returned by CreateUpload. Required."""
+    sha256: _builtins.bytes
+    """The SHA-256 digest of the whole object (32 bytes). Required."""
+    def __init__(
+        self,
+        *,
+        upload_id: _builtins.str = ...,
+        sha256: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sha256", b"sha256", "upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitUploadRequest: _TypeAlias = CommitUploadRequest  # noqa: Y015
+
+@_typing.final
+class CommitUploadResponse(_message.Message):
+    """CommitUploadResponse holds the record of the stored object."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def media(self) -> Global___Media:
+        """The record of the stored object, with its new media ID."""
+
+    def __init__(
+        self,
+        *,
+        media: Global___Media | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["media", b"media"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["media", b"media"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommitUploadResponse: _TypeAlias = CommitUploadResponse  # noqa: Y015
+
+@_typing.final
+class CancelUploadRequest(_message.Message):
+    """CancelUploadRequest abandons a resumable upload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPLOAD_ID_FIELD_NUMBER: _builtins.int
+    upload_id: _builtins.str
+    """The ID returned by CreateUpload. Required."""
+    def __init__(
+        self,
+        *,
+        upload_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["upload_id", b"upload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelUploadRequest: _TypeAlias = CancelUploadRequest  # noqa: Y015
+
+@_typing.final
+class CancelUploadResponse(_message.Message):
+    """CancelUploadResponse answers a cancelled upload."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelUploadResponse: _TypeAlias = CancelUploadResponse  # noqa: Y015

@@ -67,6 +67,31 @@ class MediaServiceStub:
                 request_serializer=courier_dot_v1_dot_media__service__pb2.GetThumbnailRequest.SerializeToString,
                 response_deserializer=courier_dot_v1_dot_media__service__pb2.GetThumbnailResponse.FromString,
                 _registered_method=True)
+        self.CreateUpload = channel.unary_unary(
+                '/courier.v1.MediaService/CreateUpload',
+                request_serializer=courier_dot_v1_dot_media__service__pb2.CreateUploadRequest.SerializeToString,
+                response_deserializer=courier_dot_v1_dot_media__service__pb2.CreateUploadResponse.FromString,
+                _registered_method=True)
+        self.WriteUpload = channel.unary_unary(
+                '/courier.v1.MediaService/WriteUpload',
+                request_serializer=courier_dot_v1_dot_media__service__pb2.WriteUploadRequest.SerializeToString,
+                response_deserializer=courier_dot_v1_dot_media__service__pb2.WriteUploadResponse.FromString,
+                _registered_method=True)
+        self.QueryUpload = channel.unary_unary(
+                '/courier.v1.MediaService/QueryUpload',
+                request_serializer=courier_dot_v1_dot_media__service__pb2.QueryUploadRequest.SerializeToString,
+                response_deserializer=courier_dot_v1_dot_media__service__pb2.QueryUploadResponse.FromString,
+                _registered_method=True)
+        self.CommitUpload = channel.unary_unary(
+                '/courier.v1.MediaService/CommitUpload',
+                request_serializer=courier_dot_v1_dot_media__service__pb2.CommitUploadRequest.SerializeToString,
+                response_deserializer=courier_dot_v1_dot_media__service__pb2.CommitUploadResponse.FromString,
+                _registered_method=True)
+        self.CancelUpload = channel.unary_unary(
+                '/courier.v1.MediaService/CancelUpload',
+                request_serializer=courier_dot_v1_dot_media__service__pb2.CancelUploadRequest.SerializeToString,
+                response_deserializer=courier_dot_v1_dot_media__service__pb2.CancelUploadResponse.FromString,
+                _registered_method=True)
 
 
 class MediaServiceServicer:
@@ -152,6 +177,49 @@ class MediaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateUpload(self, request, context):
+        """Resumable uploads (issue 15: the full contract is written here by the server work).
+        An upload made of unary calls, so that it survives a broken connection, a restart
+        of the client or of the server, and works from browsers over gRPC-Web, which
+        cannot stream from the client: CreateUpload, then WriteUpload for each part at its
+        offset, QueryUpload to learn how much is stored after a break, CommitUpload with
+        the SHA-256 to get the Media record, or CancelUpload.
+
+        CreateUpload starts a resumable upload described by an UploadHeader (as the first
+        frame of UploadMedia) and returns its ID and the part size to write in.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WriteUpload(self, request, context):
+        """WriteUpload stores one part of a resumable upload at its offset.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryUpload(self, request, context):
+        """QueryUpload tells how many bytes of a resumable upload are stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitUpload(self, request, context):
+        """CommitUpload completes a resumable upload and returns the stored Media record.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelUpload(self, request, context):
+        """CancelUpload abandons a resumable upload and removes its parts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MediaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -174,6 +242,31 @@ def add_MediaServiceServicer_to_server(servicer, server):
                     servicer.GetThumbnail,
                     request_deserializer=courier_dot_v1_dot_media__service__pb2.GetThumbnailRequest.FromString,
                     response_serializer=courier_dot_v1_dot_media__service__pb2.GetThumbnailResponse.SerializeToString,
+            ),
+            'CreateUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUpload,
+                    request_deserializer=courier_dot_v1_dot_media__service__pb2.CreateUploadRequest.FromString,
+                    response_serializer=courier_dot_v1_dot_media__service__pb2.CreateUploadResponse.SerializeToString,
+            ),
+            'WriteUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.WriteUpload,
+                    request_deserializer=courier_dot_v1_dot_media__service__pb2.WriteUploadRequest.FromString,
+                    response_serializer=courier_dot_v1_dot_media__service__pb2.WriteUploadResponse.SerializeToString,
+            ),
+            'QueryUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryUpload,
+                    request_deserializer=courier_dot_v1_dot_media__service__pb2.QueryUploadRequest.FromString,
+                    response_serializer=courier_dot_v1_dot_media__service__pb2.QueryUploadResponse.SerializeToString,
+            ),
+            'CommitUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitUpload,
+                    request_deserializer=courier_dot_v1_dot_media__service__pb2.CommitUploadRequest.FromString,
+                    response_serializer=courier_dot_v1_dot_media__service__pb2.CommitUploadResponse.SerializeToString,
+            ),
+            'CancelUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelUpload,
+                    request_deserializer=courier_dot_v1_dot_media__service__pb2.CancelUploadRequest.FromString,
+                    response_serializer=courier_dot_v1_dot_media__service__pb2.CancelUploadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -297,6 +390,141 @@ class MediaService:
             '/courier.v1.MediaService/GetThumbnail',
             courier_dot_v1_dot_media__service__pb2.GetThumbnailRequest.SerializeToString,
             courier_dot_v1_dot_media__service__pb2.GetThumbnailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/courier.v1.MediaService/CreateUpload',
+            courier_dot_v1_dot_media__service__pb2.CreateUploadRequest.SerializeToString,
+            courier_dot_v1_dot_media__service__pb2.CreateUploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/courier.v1.MediaService/WriteUpload',
+            courier_dot_v1_dot_media__service__pb2.WriteUploadRequest.SerializeToString,
+            courier_dot_v1_dot_media__service__pb2.WriteUploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/courier.v1.MediaService/QueryUpload',
+            courier_dot_v1_dot_media__service__pb2.QueryUploadRequest.SerializeToString,
+            courier_dot_v1_dot_media__service__pb2.QueryUploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/courier.v1.MediaService/CommitUpload',
+            courier_dot_v1_dot_media__service__pb2.CommitUploadRequest.SerializeToString,
+            courier_dot_v1_dot_media__service__pb2.CommitUploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/courier.v1.MediaService/CancelUpload',
+            courier_dot_v1_dot_media__service__pb2.CancelUploadRequest.SerializeToString,
+            courier_dot_v1_dot_media__service__pb2.CancelUploadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -97,6 +97,25 @@ class MediaServiceStub:
     declared width, height or memory), or is truncated or corrupt. Neither is worth a
     retry: the same object is refused again.
     """
+    CreateUpload: _grpc.UnaryUnaryMultiCallable[_media_service_pb2.CreateUploadRequest, _media_service_pb2.CreateUploadResponse]
+    """Resumable uploads (issue 15: the full contract is written here by the server work).
+    An upload made of unary calls, so that it survives a broken connection, a restart
+    of the client or of the server, and works from browsers over gRPC-Web, which
+    cannot stream from the client: CreateUpload, then WriteUpload for each part at its
+    offset, QueryUpload to learn how much is stored after a break, CommitUpload with
+    the SHA-256 to get the Media record, or CancelUpload.
+
+    CreateUpload starts a resumable upload described by an UploadHeader (as the first
+    frame of UploadMedia) and returns its ID and the part size to write in.
+    """
+    WriteUpload: _grpc.UnaryUnaryMultiCallable[_media_service_pb2.WriteUploadRequest, _media_service_pb2.WriteUploadResponse]
+    """WriteUpload stores one part of a resumable upload at its offset."""
+    QueryUpload: _grpc.UnaryUnaryMultiCallable[_media_service_pb2.QueryUploadRequest, _media_service_pb2.QueryUploadResponse]
+    """QueryUpload tells how many bytes of a resumable upload are stored."""
+    CommitUpload: _grpc.UnaryUnaryMultiCallable[_media_service_pb2.CommitUploadRequest, _media_service_pb2.CommitUploadResponse]
+    """CommitUpload completes a resumable upload and returns the stored Media record."""
+    CancelUpload: _grpc.UnaryUnaryMultiCallable[_media_service_pb2.CancelUploadRequest, _media_service_pb2.CancelUploadResponse]
+    """CancelUpload abandons a resumable upload and removes its parts."""
 
 @_typing.type_check_only
 class MediaServiceAsyncStub(MediaServiceStub):
@@ -167,6 +186,25 @@ class MediaServiceAsyncStub(MediaServiceStub):
     declared width, height or memory), or is truncated or corrupt. Neither is worth a
     retry: the same object is refused again.
     """
+    CreateUpload: _aio.UnaryUnaryMultiCallable[_media_service_pb2.CreateUploadRequest, _media_service_pb2.CreateUploadResponse]  # type: ignore[assignment]
+    """Resumable uploads (issue 15: the full contract is written here by the server work).
+    An upload made of unary calls, so that it survives a broken connection, a restart
+    of the client or of the server, and works from browsers over gRPC-Web, which
+    cannot stream from the client: CreateUpload, then WriteUpload for each part at its
+    offset, QueryUpload to learn how much is stored after a break, CommitUpload with
+    the SHA-256 to get the Media record, or CancelUpload.
+
+    CreateUpload starts a resumable upload described by an UploadHeader (as the first
+    frame of UploadMedia) and returns its ID and the part size to write in.
+    """
+    WriteUpload: _aio.UnaryUnaryMultiCallable[_media_service_pb2.WriteUploadRequest, _media_service_pb2.WriteUploadResponse]  # type: ignore[assignment]
+    """WriteUpload stores one part of a resumable upload at its offset."""
+    QueryUpload: _aio.UnaryUnaryMultiCallable[_media_service_pb2.QueryUploadRequest, _media_service_pb2.QueryUploadResponse]  # type: ignore[assignment]
+    """QueryUpload tells how many bytes of a resumable upload are stored."""
+    CommitUpload: _aio.UnaryUnaryMultiCallable[_media_service_pb2.CommitUploadRequest, _media_service_pb2.CommitUploadResponse]  # type: ignore[assignment]
+    """CommitUpload completes a resumable upload and returns the stored Media record."""
+    CancelUpload: _aio.UnaryUnaryMultiCallable[_media_service_pb2.CancelUploadRequest, _media_service_pb2.CancelUploadResponse]  # type: ignore[assignment]
+    """CancelUpload abandons a resumable upload and removes its parts."""
 
 class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
     """MediaService stores images and files once and serves them by media ID.
@@ -258,5 +296,54 @@ class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
         declared width, height or memory), or is truncated or corrupt. Neither is worth a
         retry: the same object is refused again.
         """
+
+    @_abc_1.abstractmethod
+    def CreateUpload(
+        self,
+        request: _media_service_pb2.CreateUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_media_service_pb2.CreateUploadResponse, _abc.Awaitable[_media_service_pb2.CreateUploadResponse]]:
+        """Resumable uploads (issue 15: the full contract is written here by the server work).
+        An upload made of unary calls, so that it survives a broken connection, a restart
+        of the client or of the server, and works from browsers over gRPC-Web, which
+        cannot stream from the client: CreateUpload, then WriteUpload for each part at its
+        offset, QueryUpload to learn how much is stored after a break, CommitUpload with
+        the SHA-256 to get the Media record, or CancelUpload.
+
+        CreateUpload starts a resumable upload described by an UploadHeader (as the first
+        frame of UploadMedia) and returns its ID and the part size to write in.
+        """
+
+    @_abc_1.abstractmethod
+    def WriteUpload(
+        self,
+        request: _media_service_pb2.WriteUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_media_service_pb2.WriteUploadResponse, _abc.Awaitable[_media_service_pb2.WriteUploadResponse]]:
+        """WriteUpload stores one part of a resumable upload at its offset."""
+
+    @_abc_1.abstractmethod
+    def QueryUpload(
+        self,
+        request: _media_service_pb2.QueryUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_media_service_pb2.QueryUploadResponse, _abc.Awaitable[_media_service_pb2.QueryUploadResponse]]:
+        """QueryUpload tells how many bytes of a resumable upload are stored."""
+
+    @_abc_1.abstractmethod
+    def CommitUpload(
+        self,
+        request: _media_service_pb2.CommitUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_media_service_pb2.CommitUploadResponse, _abc.Awaitable[_media_service_pb2.CommitUploadResponse]]:
+        """CommitUpload completes a resumable upload and returns the stored Media record."""
+
+    @_abc_1.abstractmethod
+    def CancelUpload(
+        self,
+        request: _media_service_pb2.CancelUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_media_service_pb2.CancelUploadResponse, _abc.Awaitable[_media_service_pb2.CancelUploadResponse]]:
+        """CancelUpload abandons a resumable upload and removes its parts."""
 
 def add_MediaServiceServicer_to_server(servicer: MediaServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"courier/v1/messaging_service.proto\x12\ncourier.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x01\n\x07Message\x12\'\n\x04text\x18\x01 \x01(\x0b\x32\x17.courier.v1.TextMessageH\x00\x12%\n\x03raw\x18\x02 \x01(\x0b\x32\x16.courier.v1.RawMessageH\x00\x12)\n\x05image\x18\x03 \x01(\x0b\x32\x18.courier.v1.ImageMessageH\x00\x12\'\n\x04\x66ile\x18\x04 \x01(\x0b\x32\x17.courier.v1.FileMessageH\x00\x42\x06\n\x04\x62ody\"\x1b\n\x0bTextMessage\x12\x0c\n\x04text\x18\x01 \x01(\t\"2\n\nRawMessage\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xa6\x01\n\x0cImageMessage\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x11\n\tthumbnail\x18\x06 \x01(\x0c\x12\x17\n\x0fthumbnail_width\x18\x07 \x01(\r\x12\x18\n\x10thumbnail_height\x18\x08 \x01(\r\"S\n\x0b\x46ileMessage\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x11\n\tthumbnail\x18\x04 \x01(\x0c\"6\n\x12SendMessageOptions\x12 \n\x18\x65nable_offline_messaging\x18\x01 \x01(\x08\"\x12\n\x10SubscribeRequest\"\xc1\x01\n\x11SubscribeResponse\x12\x37\n\x0cpeer_message\x18\x01 \x01(\x0b\x32\x1f.courier.v1.PeerMessageReceivedH\x00\x12=\n\x0f\x63hannel_message\x18\x02 \x01(\x0b\x32\".courier.v1.ChannelMessageReceivedH\x00\x12+\n\x05ready\x18\x03 \x01(\x0b\x32\x1a.courier.v1.SubscribeReadyH\x00\x42\x07\n\x05\x65vent\"\xa4\x01\n\x13PeerMessageReceived\x12\x11\n\tsender_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12/\n\x0bserver_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07offline\x18\x04 \x01(\x08\x12$\n\x07message\x18\x05 \x01(\x0b\x32\x13.courier.v1.Message\"\xaa\x01\n\x16\x43hannelMessageReceived\x12\x12\n\nchannel_id\x18\x01 \x01(\t\x12\x11\n\tsender_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12/\n\x0bserver_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x07message\x18\x05 \x01(\x0b\x32\x13.courier.v1.Message\"/\n\x0eSubscribeReady\x12\x1d\n\x15offline_message_count\x18\x01 \x01(\r\"\x80\x01\n\x16SendPeerMessageRequest\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12$\n\x07message\x18\x02 \x01(\x0b\x32\x13.courier.v1.Message\x12/\n\x07options\x18\x03 \x01(\x0b\x32\x1e.courier.v1.SendMessageOptions\"\x8b\x01\n\x17SendPeerMessageResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.courier.v1.PeerMessageState\"(\n\x12JoinChannelRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\t\"\x15\n\x13JoinChannelResponse\")\n\x13LeaveChannelRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\t\"\x16\n\x14LeaveChannelResponse\".\n\x18GetChannelMembersRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\t\"-\n\x19GetChannelMembersResponse\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"U\n\x19SendChannelMessageRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\t\x12$\n\x07message\x18\x02 \x01(\x0b\x32\x13.courier.v1.Message\"a\n\x1aSendChannelMessageResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\x1dQueryPeersOnlineStatusRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"3\n\x10PeerOnlineStatus\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\"P\n\x1eQueryPeersOnlineStatusResponse\x12.\n\x08statuses\x18\x01 \x03(\x0b\x32\x1c.courier.v1.PeerOnlineStatus*\xa0\x01\n\x10PeerMessageState\x12\"\n\x1ePEER_MESSAGE_STATE_UNSPECIFIED\x10\x00\x12 \n\x1cPEER_MESSAGE_STATE_DELIVERED\x10\x01\x12\x1d\n\x19PEER_MESSAGE_STATE_CACHED\x10\x02\x12\'\n#PEER_MESSAGE_STATE_PEER_UNREACHABLE\x10\x03\x32\x95\x05\n\x10MessagingService\x12J\n\tSubscribe\x12\x1c.courier.v1.SubscribeRequest\x1a\x1d.courier.v1.SubscribeResponse0\x01\x12Z\n\x0fSendPeerMessage\x12\".courier.v1.SendPeerMessageRequest\x1a#.courier.v1.SendPeerMessageResponse\x12N\n\x0bJoinChannel\x12\x1e.courier.v1.JoinChannelRequest\x1a\x1f.courier.v1.JoinChannelResponse\x12Q\n\x0cLeaveChannel\x12\x1f.courier.v1.LeaveChannelRequest\x1a .courier.v1.LeaveChannelResponse\x12`\n\x11GetChannelMembers\x12$.courier.v1.GetChannelMembersRequest\x1a%.courier.v1.GetChannelMembersResponse\x12\x63\n\x12SendChannelMessage\x12%.courier.v1.SendChannelMessageRequest\x1a&.courier.v1.SendChannelMessageResponse\x12o\n\x16QueryPeersOnlineStatus\x12).courier.v1.QueryPeersOnlineStatusRequest\x1a*.courier.v1.QueryPeersOnlineStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"courier/v1/messaging_service.proto\x12\ncourier.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x01\n\x07Message\x12\'\n\x04text\x18\x01 \x01(\x0b\x32\x17.courier.v1.TextMessageH\x00\x12%\n\x03raw\x18\x02 \x01(\x0b\x32\x16.courier.v1.RawMessageH\x00\x12)\n\x05image\x18\x03 \x01(\x0b\x32\x18.courier.v1.ImageMessageH\x00\x12\'\n\x04\x66ile\x18\x04 \x01(\x0b\x32\x17.courier.v1.FileMessageH\x00\x42\x06\n\x04\x62ody\"\x1b\n\x0bTextMessage\x12\x0c\n\x04text\x18\x01 \x01(\t\"2\n\nRawMessage\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xa6\x01\n\x0cImageMessage\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x11\n\tthumbnail\x18\x06 \x01(\x0c\x12\x17\n\x0fthumbnail_width\x18\x07 \x01(\r\x12\x18\n\x10thumbnail_height\x18\x08 \x01(\r\"S\n\x0b\x46ileMessage\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x11\n\tthumbnail\x18\x04 \x01(\x0c\"6\n\x12SendMessageOptions\x12 \n\x18\x65nable_offline_messaging\x18\x01 \x01(\x08\"!\n\x10SubscribeRequest\x12\r\n\x05\x61\x66ter\x18\x01 \x01(\x04\"\xd1\x01\n\x11SubscribeResponse\x12\x37\n\x0cpeer_message\x18\x01 \x01(\x0b\x32\x1f.courier.v1.PeerMessageReceivedH\x00\x12=\n\x0f\x63hannel_message\x18\x02 \x01(\x0b\x32\".courier.v1.ChannelMessageReceivedH\x00\x12+\n\x05ready\x18\x03 \x01(\x0b\x32\x1a.courier.v1.SubscribeReadyH\x00\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\x04\x42\x07\n\x05\x65vent\"\xa4\x01\n\x13PeerMessageReceived\x12\x11\n\tsender_id\x18\x01 \x01(\t\x12\x12\n\nmessage_id\x18\x02 \x01(\t\x12/\n\x0bserver_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07offline\x18\x04 \x01(\x08\x12$\n\x07message\x18\x05 \x01(\x0b\x32\x13.courier.v1.Message\"\xaa\x01\n\x16\x43hannelMessageReceived\x12\x12\n\nchannel_id\x18\x01 \x01(\t\x12\x11\n\tsender_id\x18\x02 \x01(\t\x12\x12\n\nmessage_id\x18\x03 \x01(\t\x12/\n\x0bserver_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x07message\x18\x05 \x01(\x0b\x32\x13.courier.v1.Message\"T\n\x0eSubscribeReady\x12\x1d\n\x15offline_message_count\x18\x01 \x01(\r\x12\x13\n\x0b\x65vents_lost\x18\x02 \x01(\x08\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\x04\"\x9b\x01\n\x16SendPeerMessageRequest\x12\x0f\n\x07peer_id\x18\x01 \x01(\t\x12$\n\x07message\x18\x02 \x01(\x0b\x32\x13.courier.v1.Message\x12/\n\x07options\x18\x03 \x01(\x0b\x32\x1e.courier.v1.SendMessageOptions\x12\x19\n\x11\x63lient_message_id\x18\x04 \x01(\t\"\x8b\x01\n\x17SendPeerMessageResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x05state\x18\x03 \x01(\x0e\x32\x1c.courier.v1.PeerMessageState\"(\n\x12JoinChannelRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\t\"\x15\n\x13JoinChannelResponse\")\n\x13LeaveChannelRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\t\"\x16\n\x14LeaveChannelResponse\".\n\x18GetChannelMembersRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\t\"-\n\x19GetChannelMembersResponse\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"p\n\x19SendChannelMessageRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\t\x12$\n\x07message\x18\x02 \x01(\x0b\x32\x13.courier.v1.Message\x12\x19\n\x11\x63lient_message_id\x18\x03 \x01(\t\"a\n\x1aSendChannelMessageResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\t\x12/\n\x0bserver_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"1\n\x1dQueryPeersOnlineStatusRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\"3\n\x10PeerOnlineStatus\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0e\n\x06online\x18\x02 \x01(\x08\"P\n\x1eQueryPeersOnlineStatusResponse\x12.\n\x08statuses\x18\x01 \x03(\x0b\x32\x1c.courier.v1.PeerOnlineStatus*\xa0\x01\n\x10PeerMessageState\x12\"\n\x1ePEER_MESSAGE_STATE_UNSPECIFIED\x10\x00\x12 \n\x1cPEER_MESSAGE_STATE_DELIVERED\x10\x01\x12\x1d\n\x19PEER_MESSAGE_STATE_CACHED\x10\x02\x12\'\n#PEER_MESSAGE_STATE_PEER_UNREACHABLE\x10\x03\x32\x95\x05\n\x10MessagingService\x12J\n\tSubscribe\x12\x1c.courier.v1.SubscribeRequest\x1a\x1d.courier.v1.SubscribeResponse0\x01\x12Z\n\x0fSendPeerMessage\x12\".courier.v1.SendPeerMessageRequest\x1a#.courier.v1.SendPeerMessageResponse\x12N\n\x0bJoinChannel\x12\x1e.courier.v1.JoinChannelRequest\x1a\x1f.courier.v1.JoinChannelResponse\x12Q\n\x0cLeaveChannel\x12\x1f.courier.v1.LeaveChannelRequest\x1a .courier.v1.LeaveChannelResponse\x12`\n\x11GetChannelMembers\x12$.courier.v1.GetChannelMembersRequest\x1a%.courier.v1.GetChannelMembersResponse\x12\x63\n\x12SendChannelMessage\x12%.courier.v1.SendChannelMessageRequest\x1a&.courier.v1.SendChannelMessageResponse\x12o\n\x16QueryPeersOnlineStatus\x12).courier.v1.QueryPeersOnlineStatusRequest\x1a*.courier.v1.QueryPeersOnlineStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'courier.v1.messaging_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PEERMESSAGESTATE']._serialized_start=2136
-  _globals['_PEERMESSAGESTATE']._serialized_end=2296
+  _globals['_PEERMESSAGESTATE']._serialized_start=2258
+  _globals['_PEERMESSAGESTATE']._serialized_end=2418
   _globals['_MESSAGE']._serialized_start=84
   _globals['_MESSAGE']._serialized_end=265
   _globals['_TEXTMESSAGE']._serialized_start=267
@@ -47,41 +47,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SENDMESSAGEOPTIONS']._serialized_start=602
   _globals['_SENDMESSAGEOPTIONS']._serialized_end=656
   _globals['_SUBSCRIBEREQUEST']._serialized_start=658
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=676
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=679
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=872
-  _globals['_PEERMESSAGERECEIVED']._serialized_start=875
-  _globals['_PEERMESSAGERECEIVED']._serialized_end=1039
-  _globals['_CHANNELMESSAGERECEIVED']._serialized_start=1042
-  _globals['_CHANNELMESSAGERECEIVED']._serialized_end=1212
-  _globals['_SUBSCRIBEREADY']._serialized_start=1214
-  _globals['_SUBSCRIBEREADY']._serialized_end=1261
-  _globals['_SENDPEERMESSAGEREQUEST']._serialized_start=1264
-  _globals['_SENDPEERMESSAGEREQUEST']._serialized_end=1392
-  _globals['_SENDPEERMESSAGERESPONSE']._serialized_start=1395
-  _globals['_SENDPEERMESSAGERESPONSE']._serialized_end=1534
-  _globals['_JOINCHANNELREQUEST']._serialized_start=1536
-  _globals['_JOINCHANNELREQUEST']._serialized_end=1576
-  _globals['_JOINCHANNELRESPONSE']._serialized_start=1578
-  _globals['_JOINCHANNELRESPONSE']._serialized_end=1599
-  _globals['_LEAVECHANNELREQUEST']._serialized_start=1601
-  _globals['_LEAVECHANNELREQUEST']._serialized_end=1642
-  _globals['_LEAVECHANNELRESPONSE']._serialized_start=1644
-  _globals['_LEAVECHANNELRESPONSE']._serialized_end=1666
-  _globals['_GETCHANNELMEMBERSREQUEST']._serialized_start=1668
-  _globals['_GETCHANNELMEMBERSREQUEST']._serialized_end=1714
-  _globals['_GETCHANNELMEMBERSRESPONSE']._serialized_start=1716
-  _globals['_GETCHANNELMEMBERSRESPONSE']._serialized_end=1761
-  _globals['_SENDCHANNELMESSAGEREQUEST']._serialized_start=1763
-  _globals['_SENDCHANNELMESSAGEREQUEST']._serialized_end=1848
-  _globals['_SENDCHANNELMESSAGERESPONSE']._serialized_start=1850
-  _globals['_SENDCHANNELMESSAGERESPONSE']._serialized_end=1947
-  _globals['_QUERYPEERSONLINESTATUSREQUEST']._serialized_start=1949
-  _globals['_QUERYPEERSONLINESTATUSREQUEST']._serialized_end=1998
-  _globals['_PEERONLINESTATUS']._serialized_start=2000
-  _globals['_PEERONLINESTATUS']._serialized_end=2051
-  _globals['_QUERYPEERSONLINESTATUSRESPONSE']._serialized_start=2053
-  _globals['_QUERYPEERSONLINESTATUSRESPONSE']._serialized_end=2133
-  _globals['_MESSAGINGSERVICE']._serialized_start=2299
-  _globals['_MESSAGINGSERVICE']._serialized_end=2960
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=691
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=694
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=903
+  _globals['_PEERMESSAGERECEIVED']._serialized_start=906
+  _globals['_PEERMESSAGERECEIVED']._serialized_end=1070
+  _globals['_CHANNELMESSAGERECEIVED']._serialized_start=1073
+  _globals['_CHANNELMESSAGERECEIVED']._serialized_end=1243
+  _globals['_SUBSCRIBEREADY']._serialized_start=1245
+  _globals['_SUBSCRIBEREADY']._serialized_end=1329
+  _globals['_SENDPEERMESSAGEREQUEST']._serialized_start=1332
+  _globals['_SENDPEERMESSAGEREQUEST']._serialized_end=1487
+  _globals['_SENDPEERMESSAGERESPONSE']._serialized_start=1490
+  _globals['_SENDPEERMESSAGERESPONSE']._serialized_end=1629
+  _globals['_JOINCHANNELREQUEST']._serialized_start=1631
+  _globals['_JOINCHANNELREQUEST']._serialized_end=1671
+  _globals['_JOINCHANNELRESPONSE']._serialized_start=1673
+  _globals['_JOINCHANNELRESPONSE']._serialized_end=1694
+  _globals['_LEAVECHANNELREQUEST']._serialized_start=1696
+  _globals['_LEAVECHANNELREQUEST']._serialized_end=1737
+  _globals['_LEAVECHANNELRESPONSE']._serialized_start=1739
+  _globals['_LEAVECHANNELRESPONSE']._serialized_end=1761
+  _globals['_GETCHANNELMEMBERSREQUEST']._serialized_start=1763
+  _globals['_GETCHANNELMEMBERSREQUEST']._serialized_end=1809
+  _globals['_GETCHANNELMEMBERSRESPONSE']._serialized_start=1811
+  _globals['_GETCHANNELMEMBERSRESPONSE']._serialized_end=1856
+  _globals['_SENDCHANNELMESSAGEREQUEST']._serialized_start=1858
+  _globals['_SENDCHANNELMESSAGEREQUEST']._serialized_end=1970
+  _globals['_SENDCHANNELMESSAGERESPONSE']._serialized_start=1972
+  _globals['_SENDCHANNELMESSAGERESPONSE']._serialized_end=2069
+  _globals['_QUERYPEERSONLINESTATUSREQUEST']._serialized_start=2071
+  _globals['_QUERYPEERSONLINESTATUSREQUEST']._serialized_end=2120
+  _globals['_PEERONLINESTATUS']._serialized_start=2122
+  _globals['_PEERONLINESTATUS']._serialized_end=2173
+  _globals['_QUERYPEERSONLINESTATUSRESPONSE']._serialized_start=2175
+  _globals['_QUERYPEERSONLINESTATUSRESPONSE']._serialized_end=2255
+  _globals['_MESSAGINGSERVICE']._serialized_start=2421
+  _globals['_MESSAGINGSERVICE']._serialized_end=3082
 # @@protoc_insertion_point(module_scope)

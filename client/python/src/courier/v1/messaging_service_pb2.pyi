@@ -265,12 +265,19 @@ class SubscribeRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    AFTER_FIELD_NUMBER: _builtins.int
+    after: _builtins.int
+    """The cursor of the last event the client received (issue 18: the full contract is
+    written here by the server work). 0 when the client has none.
+    """
     def __init__(
         self,
+        *,
+        after: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -285,6 +292,11 @@ class SubscribeResponse(_message.Message):
     PEER_MESSAGE_FIELD_NUMBER: _builtins.int
     CHANNEL_MESSAGE_FIELD_NUMBER: _builtins.int
     READY_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    cursor: _builtins.int
+    """The position of this event in the subscriber's own event sequence: per user,
+    increasing. 0 on `ready`.
+    """
     @_builtins.property
     def peer_message(self) -> Global___PeerMessageReceived:
         """A message sent to the subscriber by another user."""
@@ -305,10 +317,11 @@ class SubscribeResponse(_message.Message):
         peer_message: Global___PeerMessageReceived | None = ...,
         channel_message: Global___ChannelMessageReceived | None = ...,
         ready: Global___SubscribeReady | None = ...,
+        cursor: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["channel_message", b"channel_message", "event", b"event", "peer_message", b"peer_message", "ready", b"ready"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_message", b"channel_message", "event", b"event", "peer_message", b"peer_message", "ready", b"ready"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_message", b"channel_message", "cursor", b"cursor", "event", b"event", "peer_message", b"peer_message", "ready", b"ready"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["peer_message", "channel_message", "ready"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
@@ -409,16 +422,28 @@ class SubscribeReady(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     OFFLINE_MESSAGE_COUNT_FIELD_NUMBER: _builtins.int
+    EVENTS_LOST_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
     offline_message_count: _builtins.int
     """How many cached offline messages were delivered before this event."""
+    events_lost: _builtins.bool
+    """True when `after` was older than the events the server still holds, so some
+    events after it could not be sent.
+    """
+    cursor: _builtins.int
+    """The cursor of the latest event of the subscriber at the time of this event: the
+    one to resume after when no event has been received on this stream.
+    """
     def __init__(
         self,
         *,
         offline_message_count: _builtins.int = ...,
+        events_lost: _builtins.bool = ...,
+        cursor: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["offline_message_count", b"offline_message_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "events_lost", b"events_lost", "offline_message_count", b"offline_message_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -433,8 +458,13 @@ class SendPeerMessageRequest(_message.Message):
     PEER_ID_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     OPTIONS_FIELD_NUMBER: _builtins.int
+    CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     peer_id: _builtins.str
     """The user ID of the receiver. Required."""
+    client_message_id: _builtins.str
+    """A client-chosen ID that makes retries safe: a send repeating the ID of an earlier
+    send by the same user is answered as the first one was, and delivers nothing again.
+    """
     @_builtins.property
     def message(self) -> Global___Message:
         """The message. Required."""
@@ -449,10 +479,11 @@ class SendPeerMessageRequest(_message.Message):
         peer_id: _builtins.str = ...,
         message: Global___Message | None = ...,
         options: Global___SendMessageOptions | None = ...,
+        client_message_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "options", b"options", "peer_id", b"peer_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_message_id", b"client_message_id", "message", b"message", "options", b"options", "peer_id", b"peer_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -622,8 +653,11 @@ class SendChannelMessageRequest(_message.Message):
 
     CHANNEL_ID_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     channel_id: _builtins.str
     """The ID of the channel. Required; the sender must be a member."""
+    client_message_id: _builtins.str
+    """A client-chosen ID that makes retries safe, as in SendPeerMessageRequest."""
     @_builtins.property
     def message(self) -> Global___Message:
         """The message. Required."""
@@ -633,10 +667,11 @@ class SendChannelMessageRequest(_message.Message):
         *,
         channel_id: _builtins.str = ...,
         message: Global___Message | None = ...,
+        client_message_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "client_message_id", b"client_message_id", "message", b"message"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

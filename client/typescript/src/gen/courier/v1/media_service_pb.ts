@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file courier/v1/media_service.proto.
  */
 export const file_courier_v1_media_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5jb3VyaWVyL3YxL21lZGlhX3NlcnZpY2UucHJvdG8SCmNvdXJpZXIudjEihgIKBU1lZGlhEhAKCG1lZGlhX2lkGAEgASgJEiMKBGtpbmQYAiABKA4yFS5jb3VyaWVyLnYxLk1lZGlhS2luZBIRCglmaWxlX25hbWUYAyABKAkSDAoEc2l6ZRgEIAEoBBIOCgZzaGEyNTYYBSABKAwSFAoMY29udGVudF90eXBlGAYgASgJEg0KBXdpZHRoGAcgASgNEg4KBmhlaWdodBgIIAEoDRIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInoKDFVwbG9hZEhlYWRlchIjCgRraW5kGAEgASgOMhUuY291cmllci52MS5NZWRpYUtpbmQSEQoJZmlsZV9uYW1lGAIgASgJEgwKBHNpemUYAyABKAQSFAoMY29udGVudF90eXBlGAQgASgJEg4KBnNoYTI1NhgFIAEoDCJZChJVcGxvYWRNZWRpYVJlcXVlc3QSKgoGaGVhZGVyGAEgASgLMhguY291cmllci52MS5VcGxvYWRIZWFkZXJIABIOCgRkYXRhGAIgASgMSABCBwoFZnJhbWUiNwoTVXBsb2FkTWVkaWFSZXNwb25zZRIgCgVtZWRpYRgBIAEoCzIRLmNvdXJpZXIudjEuTWVkaWEiSAoURG93bmxvYWRNZWRpYVJlcXVlc3QSEAoIbWVkaWFfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEg4KBmxlbmd0aBgDIAEoBCJUChVEb3dubG9hZE1lZGlhUmVzcG9uc2USIgoFbWVkaWEYASABKAsyES5jb3VyaWVyLnYxLk1lZGlhSAASDgoEZGF0YRgCIAEoDEgAQgcKBWZyYW1lIiMKD0dldE1lZGlhUmVxdWVzdBIQCghtZWRpYV9pZBgBIAEoCSI0ChBHZXRNZWRpYVJlc3BvbnNlEiAKBW1lZGlhGAEgASgLMhEuY291cmllci52MS5NZWRpYSI5ChNHZXRUaHVtYm5haWxSZXF1ZXN0EhAKCG1lZGlhX2lkGAEgASgJEhAKCG1heF9lZGdlGAIgASgFIlkKFEdldFRodW1ibmFpbFJlc3BvbnNlEhQKDGNvbnRlbnRfdHlwZRgBIAEoCRINCgV3aWR0aBgCIAEoDRIOCgZoZWlnaHQYAyABKA0SDAoEZGF0YRgEIAEoDCpSCglNZWRpYUtpbmQSGgoWTUVESUFfS0lORF9VTlNQRUNJRklFRBAAEhQKEE1FRElBX0tJTkRfSU1BR0UQARITCg9NRURJQV9LSU5EX0ZJTEUQAjLSAgoMTWVkaWFTZXJ2aWNlElAKC1VwbG9hZE1lZGlhEh4uY291cmllci52MS5VcGxvYWRNZWRpYVJlcXVlc3QaHy5jb3VyaWVyLnYxLlVwbG9hZE1lZGlhUmVzcG9uc2UoARJWCg1Eb3dubG9hZE1lZGlhEiAuY291cmllci52MS5Eb3dubG9hZE1lZGlhUmVxdWVzdBohLmNvdXJpZXIudjEuRG93bmxvYWRNZWRpYVJlc3BvbnNlMAESRQoIR2V0TWVkaWESGy5jb3VyaWVyLnYxLkdldE1lZGlhUmVxdWVzdBocLmNvdXJpZXIudjEuR2V0TWVkaWFSZXNwb25zZRJRCgxHZXRUaHVtYm5haWwSHy5jb3VyaWVyLnYxLkdldFRodW1ibmFpbFJlcXVlc3QaIC5jb3VyaWVyLnYxLkdldFRodW1ibmFpbFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5jb3VyaWVyL3YxL21lZGlhX3NlcnZpY2UucHJvdG8SCmNvdXJpZXIudjEihgIKBU1lZGlhEhAKCG1lZGlhX2lkGAEgASgJEiMKBGtpbmQYAiABKA4yFS5jb3VyaWVyLnYxLk1lZGlhS2luZBIRCglmaWxlX25hbWUYAyABKAkSDAoEc2l6ZRgEIAEoBBIOCgZzaGEyNTYYBSABKAwSFAoMY29udGVudF90eXBlGAYgASgJEg0KBXdpZHRoGAcgASgNEg4KBmhlaWdodBgIIAEoDRIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInoKDFVwbG9hZEhlYWRlchIjCgRraW5kGAEgASgOMhUuY291cmllci52MS5NZWRpYUtpbmQSEQoJZmlsZV9uYW1lGAIgASgJEgwKBHNpemUYAyABKAQSFAoMY29udGVudF90eXBlGAQgASgJEg4KBnNoYTI1NhgFIAEoDCJZChJVcGxvYWRNZWRpYVJlcXVlc3QSKgoGaGVhZGVyGAEgASgLMhguY291cmllci52MS5VcGxvYWRIZWFkZXJIABIOCgRkYXRhGAIgASgMSABCBwoFZnJhbWUiNwoTVXBsb2FkTWVkaWFSZXNwb25zZRIgCgVtZWRpYRgBIAEoCzIRLmNvdXJpZXIudjEuTWVkaWEiSAoURG93bmxvYWRNZWRpYVJlcXVlc3QSEAoIbWVkaWFfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEg4KBmxlbmd0aBgDIAEoBCJUChVEb3dubG9hZE1lZGlhUmVzcG9uc2USIgoFbWVkaWEYASABKAsyES5jb3VyaWVyLnYxLk1lZGlhSAASDgoEZGF0YRgCIAEoDEgAQgcKBWZyYW1lIiMKD0dldE1lZGlhUmVxdWVzdBIQCghtZWRpYV9pZBgBIAEoCSI0ChBHZXRNZWRpYVJlc3BvbnNlEiAKBW1lZGlhGAEgASgLMhEuY291cmllci52MS5NZWRpYSI5ChNHZXRUaHVtYm5haWxSZXF1ZXN0EhAKCG1lZGlhX2lkGAEgASgJEhAKCG1heF9lZGdlGAIgASgFIlkKFEdldFRodW1ibmFpbFJlc3BvbnNlEhQKDGNvbnRlbnRfdHlwZRgBIAEoCRINCgV3aWR0aBgCIAEoDRIOCgZoZWlnaHQYAyABKA0SDAoEZGF0YRgEIAEoDCI/ChNDcmVhdGVVcGxvYWRSZXF1ZXN0EigKBmhlYWRlchgBIAEoCzIYLmNvdXJpZXIudjEuVXBsb2FkSGVhZGVyIm0KFENyZWF0ZVVwbG9hZFJlc3BvbnNlEhEKCXVwbG9hZF9pZBgBIAEoCRIRCglwYXJ0X3NpemUYAiABKAQSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlUKEldyaXRlVXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEgwKBGRhdGEYAyABKAwSDgoGY3JjMzJjGAQgASgHIl4KE1dyaXRlVXBsb2FkUmVzcG9uc2USFgoOY29tbWl0dGVkX3NpemUYASABKAQSLwoLZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIicKElF1ZXJ5VXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkifwoTUXVlcnlVcGxvYWRSZXNwb25zZRIWCg5jb21taXR0ZWRfc2l6ZRgBIAEoBBIMCgRzaXplGAIgASgEEhEKCXBhcnRfc2l6ZRgDIAEoBBIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOAoTQ29tbWl0VXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkSDgoGc2hhMjU2GAIgASgMIjgKFENvbW1pdFVwbG9hZFJlc3BvbnNlEiAKBW1lZGlhGAEgASgLMhEuY291cmllci52MS5NZWRpYSIoChNDYW5jZWxVcGxvYWRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCSIWChRDYW5jZWxVcGxvYWRSZXNwb25zZSpSCglNZWRpYUtpbmQSGgoWTUVESUFfS0lORF9VTlNQRUNJRklFRBAAEhQKEE1FRElBX0tJTkRfSU1BR0UQARITCg9NRURJQV9LSU5EX0ZJTEUQAjLrBQoMTWVkaWFTZXJ2aWNlElAKC1VwbG9hZE1lZGlhEh4uY291cmllci52MS5VcGxvYWRNZWRpYVJlcXVlc3QaHy5jb3VyaWVyLnYxLlVwbG9hZE1lZGlhUmVzcG9uc2UoARJWCg1Eb3dubG9hZE1lZGlhEiAuY291cmllci52MS5Eb3dubG9hZE1lZGlhUmVxdWVzdBohLmNvdXJpZXIudjEuRG93bmxvYWRNZWRpYVJlc3BvbnNlMAESRQoIR2V0TWVkaWESGy5jb3VyaWVyLnYxLkdldE1lZGlhUmVxdWVzdBocLmNvdXJpZXIudjEuR2V0TWVkaWFSZXNwb25zZRJRCgxHZXRUaHVtYm5haWwSHy5jb3VyaWVyLnYxLkdldFRodW1ibmFpbFJlcXVlc3QaIC5jb3VyaWVyLnYxLkdldFRodW1ibmFpbFJlc3BvbnNlElEKDENyZWF0ZVVwbG9hZBIfLmNvdXJpZXIudjEuQ3JlYXRlVXBsb2FkUmVxdWVzdBogLmNvdXJpZXIudjEuQ3JlYXRlVXBsb2FkUmVzcG9uc2USTgoLV3JpdGVVcGxvYWQSHi5jb3VyaWVyLnYxLldyaXRlVXBsb2FkUmVxdWVzdBofLmNvdXJpZXIudjEuV3JpdGVVcGxvYWRSZXNwb25zZRJOCgtRdWVyeVVwbG9hZBIeLmNvdXJpZXIudjEuUXVlcnlVcGxvYWRSZXF1ZXN0Gh8uY291cmllci52MS5RdWVyeVVwbG9hZFJlc3BvbnNlElEKDENvbW1pdFVwbG9hZBIfLmNvdXJpZXIudjEuQ29tbWl0VXBsb2FkUmVxdWVzdBogLmNvdXJpZXIudjEuQ29tbWl0VXBsb2FkUmVzcG9uc2USUQoMQ2FuY2VsVXBsb2FkEh8uY291cmllci52MS5DYW5jZWxVcGxvYWRSZXF1ZXN0GiAuY291cmllci52MS5DYW5jZWxVcGxvYWRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * Media is the server's record of one stored object.
@@ -407,6 +407,280 @@ export const GetThumbnailResponseSchema: GenMessage<GetThumbnailResponse> = /*@_
   messageDesc(file_courier_v1_media_service, 9);
 
 /**
+ * CreateUploadRequest starts a resumable upload.
+ *
+ * @generated from message courier.v1.CreateUploadRequest
+ */
+export type CreateUploadRequest = Message<"courier.v1.CreateUploadRequest"> & {
+  /**
+   * The description of the upload, as in the first frame of UploadMedia. Required.
+   *
+   * @generated from field: courier.v1.UploadHeader header = 1;
+   */
+  header?: UploadHeader | undefined;
+};
+
+/**
+ * Describes the message courier.v1.CreateUploadRequest.
+ * Use `create(CreateUploadRequestSchema)` to create a new message.
+ */
+export const CreateUploadRequestSchema: GenMessage<CreateUploadRequest> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 10);
+
+/**
+ * CreateUploadResponse names a new resumable upload.
+ *
+ * @generated from message courier.v1.CreateUploadResponse
+ */
+export type CreateUploadResponse = Message<"courier.v1.CreateUploadResponse"> & {
+  /**
+   * The unguessable ID of the upload, bound to the caller.
+   *
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+
+  /**
+   * The size of every part but the last, in bytes.
+   *
+   * @generated from field: uint64 part_size = 2;
+   */
+  partSize: bigint;
+
+  /**
+   * The time after which an idle upload is removed.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 3;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message courier.v1.CreateUploadResponse.
+ * Use `create(CreateUploadResponseSchema)` to create a new message.
+ */
+export const CreateUploadResponseSchema: GenMessage<CreateUploadResponse> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 11);
+
+/**
+ * WriteUploadRequest carries one part of a resumable upload.
+ *
+ * @generated from message courier.v1.WriteUploadRequest
+ */
+export type WriteUploadRequest = Message<"courier.v1.WriteUploadRequest"> & {
+  /**
+   * The ID returned by CreateUpload. Required.
+   *
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+
+  /**
+   * The offset of the first byte of `data` in the object.
+   *
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * The bytes of the part.
+   *
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+
+  /**
+   * The CRC32C (Castagnoli) checksum of `data`.
+   *
+   * @generated from field: fixed32 crc32c = 4;
+   */
+  crc32c: number;
+};
+
+/**
+ * Describes the message courier.v1.WriteUploadRequest.
+ * Use `create(WriteUploadRequestSchema)` to create a new message.
+ */
+export const WriteUploadRequestSchema: GenMessage<WriteUploadRequest> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 12);
+
+/**
+ * WriteUploadResponse answers a stored part.
+ *
+ * @generated from message courier.v1.WriteUploadResponse
+ */
+export type WriteUploadResponse = Message<"courier.v1.WriteUploadResponse"> & {
+  /**
+   * How many bytes of the object, from its start, are now stored.
+   *
+   * @generated from field: uint64 committed_size = 1;
+   */
+  committedSize: bigint;
+
+  /**
+   * The time after which the upload, if still idle, is removed.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message courier.v1.WriteUploadResponse.
+ * Use `create(WriteUploadResponseSchema)` to create a new message.
+ */
+export const WriteUploadResponseSchema: GenMessage<WriteUploadResponse> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 13);
+
+/**
+ * QueryUploadRequest asks for the state of a resumable upload.
+ *
+ * @generated from message courier.v1.QueryUploadRequest
+ */
+export type QueryUploadRequest = Message<"courier.v1.QueryUploadRequest"> & {
+  /**
+   * The ID returned by CreateUpload. Required.
+   *
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+};
+
+/**
+ * Describes the message courier.v1.QueryUploadRequest.
+ * Use `create(QueryUploadRequestSchema)` to create a new message.
+ */
+export const QueryUploadRequestSchema: GenMessage<QueryUploadRequest> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 14);
+
+/**
+ * QueryUploadResponse tells the state of a resumable upload.
+ *
+ * @generated from message courier.v1.QueryUploadResponse
+ */
+export type QueryUploadResponse = Message<"courier.v1.QueryUploadResponse"> & {
+  /**
+   * How many bytes of the object, from its start, are stored: the offset to write next.
+   *
+   * @generated from field: uint64 committed_size = 1;
+   */
+  committedSize: bigint;
+
+  /**
+   * The size of the whole object, from the header.
+   *
+   * @generated from field: uint64 size = 2;
+   */
+  size: bigint;
+
+  /**
+   * The size of every part but the last, in bytes.
+   *
+   * @generated from field: uint64 part_size = 3;
+   */
+  partSize: bigint;
+
+  /**
+   * The time after which the upload, if still idle, is removed.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 4;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message courier.v1.QueryUploadResponse.
+ * Use `create(QueryUploadResponseSchema)` to create a new message.
+ */
+export const QueryUploadResponseSchema: GenMessage<QueryUploadResponse> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 15);
+
+/**
+ * CommitUploadRequest completes a resumable upload.
+ *
+ * @generated from message courier.v1.CommitUploadRequest
+ */
+export type CommitUploadRequest = Message<"courier.v1.CommitUploadRequest"> & {
+  /**
+   * The ID returned by CreateUpload. Required.
+   *
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+
+  /**
+   * The SHA-256 digest of the whole object (32 bytes). Required.
+   *
+   * @generated from field: bytes sha256 = 2;
+   */
+  sha256: Uint8Array;
+};
+
+/**
+ * Describes the message courier.v1.CommitUploadRequest.
+ * Use `create(CommitUploadRequestSchema)` to create a new message.
+ */
+export const CommitUploadRequestSchema: GenMessage<CommitUploadRequest> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 16);
+
+/**
+ * CommitUploadResponse holds the record of the stored object.
+ *
+ * @generated from message courier.v1.CommitUploadResponse
+ */
+export type CommitUploadResponse = Message<"courier.v1.CommitUploadResponse"> & {
+  /**
+   * The record of the stored object, with its new media ID.
+   *
+   * @generated from field: courier.v1.Media media = 1;
+   */
+  media?: Media | undefined;
+};
+
+/**
+ * Describes the message courier.v1.CommitUploadResponse.
+ * Use `create(CommitUploadResponseSchema)` to create a new message.
+ */
+export const CommitUploadResponseSchema: GenMessage<CommitUploadResponse> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 17);
+
+/**
+ * CancelUploadRequest abandons a resumable upload.
+ *
+ * @generated from message courier.v1.CancelUploadRequest
+ */
+export type CancelUploadRequest = Message<"courier.v1.CancelUploadRequest"> & {
+  /**
+   * The ID returned by CreateUpload. Required.
+   *
+   * @generated from field: string upload_id = 1;
+   */
+  uploadId: string;
+};
+
+/**
+ * Describes the message courier.v1.CancelUploadRequest.
+ * Use `create(CancelUploadRequestSchema)` to create a new message.
+ */
+export const CancelUploadRequestSchema: GenMessage<CancelUploadRequest> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 18);
+
+/**
+ * CancelUploadResponse answers a cancelled upload.
+ *
+ * @generated from message courier.v1.CancelUploadResponse
+ */
+export type CancelUploadResponse = Message<"courier.v1.CancelUploadResponse"> & {
+};
+
+/**
+ * Describes the message courier.v1.CancelUploadResponse.
+ * Use `create(CancelUploadResponseSchema)` to create a new message.
+ */
+export const CancelUploadResponseSchema: GenMessage<CancelUploadResponse> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 19);
+
+/**
  * MediaKind says whether an object was uploaded as an image or as a file.
  *
  * @generated from enum courier.v1.MediaKind
@@ -536,6 +810,57 @@ export const MediaService: GenService<{
     methodKind: "unary";
     input: typeof GetThumbnailRequestSchema;
     output: typeof GetThumbnailResponseSchema;
+  },
+  /**
+   * CreateUpload starts a resumable upload described by an UploadHeader (as the first
+   * frame of UploadMedia) and returns its ID and the part size to write in.
+   *
+   * @generated from rpc courier.v1.MediaService.CreateUpload
+   */
+  createUpload: {
+    methodKind: "unary";
+    input: typeof CreateUploadRequestSchema;
+    output: typeof CreateUploadResponseSchema;
+  },
+  /**
+   * WriteUpload stores one part of a resumable upload at its offset.
+   *
+   * @generated from rpc courier.v1.MediaService.WriteUpload
+   */
+  writeUpload: {
+    methodKind: "unary";
+    input: typeof WriteUploadRequestSchema;
+    output: typeof WriteUploadResponseSchema;
+  },
+  /**
+   * QueryUpload tells how many bytes of a resumable upload are stored.
+   *
+   * @generated from rpc courier.v1.MediaService.QueryUpload
+   */
+  queryUpload: {
+    methodKind: "unary";
+    input: typeof QueryUploadRequestSchema;
+    output: typeof QueryUploadResponseSchema;
+  },
+  /**
+   * CommitUpload completes a resumable upload and returns the stored Media record.
+   *
+   * @generated from rpc courier.v1.MediaService.CommitUpload
+   */
+  commitUpload: {
+    methodKind: "unary";
+    input: typeof CommitUploadRequestSchema;
+    output: typeof CommitUploadResponseSchema;
+  },
+  /**
+   * CancelUpload abandons a resumable upload and removes its parts.
+   *
+   * @generated from rpc courier.v1.MediaService.CancelUpload
+   */
+  cancelUpload: {
+    methodKind: "unary";
+    input: typeof CancelUploadRequestSchema;
+    output: typeof CancelUploadResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_courier_v1_media_service, 0);
