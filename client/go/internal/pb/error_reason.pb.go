@@ -118,6 +118,23 @@ const (
 	//
 	// Returned by MediaService.UploadMedia with code RESOURCE_EXHAUSTED.
 	ErrorReason_QUOTA_EXCEEDED ErrorReason = 13
+	// A checksum sent with a resumable upload does not match the bytes: the CRC32C of a
+	// WriteUpload part (nothing of that part was kept; send it again), or the SHA-256
+	// given to CommitUpload (the upload is removed). The ErrorInfo metadata `checksum`
+	// says which: "crc32c" or "sha256".
+	//
+	// Returned by MediaService.WriteUpload and MediaService.CommitUpload with code
+	// INVALID_ARGUMENT.
+	ErrorReason_CHECKSUM_MISMATCH ErrorReason = 14
+	// A resumable upload call does not fit what is stored: a WriteUpload leaving a gap
+	// after the stored bytes, overlapping them with different bytes or not aligned to
+	// the part size, or a CommitUpload before every byte is stored. The ErrorInfo
+	// metadata `committed_size` gives the bytes stored; call QueryUpload, then write
+	// from there.
+	//
+	// Returned by MediaService.WriteUpload and MediaService.CommitUpload with code
+	// FAILED_PRECONDITION.
+	ErrorReason_UPLOAD_OFFSET_MISMATCH ErrorReason = 15
 )
 
 // Enum value maps for ErrorReason.
@@ -137,6 +154,8 @@ var (
 		11: "NOT_AN_IMAGE",
 		12: "IMAGE_REFUSED",
 		13: "QUOTA_EXCEEDED",
+		14: "CHECKSUM_MISMATCH",
+		15: "UPLOAD_OFFSET_MISMATCH",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
@@ -153,6 +172,8 @@ var (
 		"NOT_AN_IMAGE":             11,
 		"IMAGE_REFUSED":            12,
 		"QUOTA_EXCEEDED":           13,
+		"CHECKSUM_MISMATCH":        14,
+		"UPLOAD_OFFSET_MISMATCH":   15,
 	}
 )
 
@@ -188,7 +209,7 @@ var File_courier_v1_error_reason_proto protoreflect.FileDescriptor
 const file_courier_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
 	"\x1dcourier/v1/error_reason.proto\x12\n" +
-	"courier.v1*\xb6\x02\n" +
+	"courier.v1*\xe9\x02\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fMEDIA_TOO_LARGE\x10\x01\x12\x15\n" +
@@ -204,7 +225,9 @@ const file_courier_v1_error_reason_proto_rawDesc = "" +
 	"\x12\x10\n" +
 	"\fNOT_AN_IMAGE\x10\v\x12\x11\n" +
 	"\rIMAGE_REFUSED\x10\f\x12\x12\n" +
-	"\x0eQUOTA_EXCEEDED\x10\rb\x06proto3"
+	"\x0eQUOTA_EXCEEDED\x10\r\x12\x15\n" +
+	"\x11CHECKSUM_MISMATCH\x10\x0e\x12\x1a\n" +
+	"\x16UPLOAD_OFFSET_MISMATCH\x10\x0fb\x06proto3"
 
 var (
 	file_courier_v1_error_reason_proto_rawDescOnce sync.Once

@@ -118,6 +118,25 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
 
     Returned by MediaService.UploadMedia with code RESOURCE_EXHAUSTED.
     """
+    CHECKSUM_MISMATCH: _ErrorReason.ValueType  # 14
+    """A checksum sent with a resumable upload does not match the bytes: the CRC32C of a
+    WriteUpload part (nothing of that part was kept; send it again), or the SHA-256
+    given to CommitUpload (the upload is removed). The ErrorInfo metadata `checksum`
+    says which: "crc32c" or "sha256".
+
+    Returned by MediaService.WriteUpload and MediaService.CommitUpload with code
+    INVALID_ARGUMENT.
+    """
+    UPLOAD_OFFSET_MISMATCH: _ErrorReason.ValueType  # 15
+    """A resumable upload call does not fit what is stored: a WriteUpload leaving a gap
+    after the stored bytes, overlapping them with different bytes or not aligned to
+    the part size, or a CommitUpload before every byte is stored. The ErrorInfo
+    metadata `committed_size` gives the bytes stored; call QueryUpload, then write
+    from there.
+
+    Returned by MediaService.WriteUpload and MediaService.CommitUpload with code
+    FAILED_PRECONDITION.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists why courier refuses a well-formed request, for clients to act on
@@ -229,5 +248,24 @@ Refused at the header, so no byte was stored. The ErrorInfo metadata says which:
 `requested` (the header's size). Media expiring frees quota.
 
 Returned by MediaService.UploadMedia with code RESOURCE_EXHAUSTED.
+"""
+CHECKSUM_MISMATCH: ErrorReason.ValueType  # 14
+"""A checksum sent with a resumable upload does not match the bytes: the CRC32C of a
+WriteUpload part (nothing of that part was kept; send it again), or the SHA-256
+given to CommitUpload (the upload is removed). The ErrorInfo metadata `checksum`
+says which: "crc32c" or "sha256".
+
+Returned by MediaService.WriteUpload and MediaService.CommitUpload with code
+INVALID_ARGUMENT.
+"""
+UPLOAD_OFFSET_MISMATCH: ErrorReason.ValueType  # 15
+"""A resumable upload call does not fit what is stored: a WriteUpload leaving a gap
+after the stored bytes, overlapping them with different bytes or not aligned to
+the part size, or a CommitUpload before every byte is stored. The ErrorInfo
+metadata `committed_size` gives the bytes stored; call QueryUpload, then write
+from there.
+
+Returned by MediaService.WriteUpload and MediaService.CommitUpload with code
+FAILED_PRECONDITION.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

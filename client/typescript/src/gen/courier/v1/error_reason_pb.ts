@@ -9,7 +9,7 @@ import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
  * Describes the file courier/v1/error_reason.proto.
  */
 export const file_courier_v1_error_reason: GenFile = /*@__PURE__*/
-  fileDesc("Ch1jb3VyaWVyL3YxL2Vycm9yX3JlYXNvbi5wcm90bxIKY291cmllci52MSq2AgoLRXJyb3JSZWFzb24SHAoYRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASEwoPTUVESUFfVE9PX0xBUkdFEAESFQoRTUVTU0FHRV9UT09fTEFSR0UQAhIWChJUT09fTUFOWV9UUkFOU0ZFUlMQAxIQCgxSQVRFX0xJTUlURUQQBBIVChFUT09fTUFOWV9DSEFOTkVMUxAFEhUKEU1FRElBX1VOQVZBSUxBQkxFEAYSEAoMTk9UX0FfTUVNQkVSEAcSDAoIVE9PX1NMT1cQCBIUChBUT09fTUFOWV9TVFJFQU1TEAkSFgoST0ZGTElORV9DQUNIRV9GVUxMEAoSEAoMTk9UX0FOX0lNQUdFEAsSEQoNSU1BR0VfUkVGVVNFRBAMEhIKDlFVT1RBX0VYQ0VFREVEEA1iBnByb3RvMw");
+  fileDesc("Ch1jb3VyaWVyL3YxL2Vycm9yX3JlYXNvbi5wcm90bxIKY291cmllci52MSrpAgoLRXJyb3JSZWFzb24SHAoYRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASEwoPTUVESUFfVE9PX0xBUkdFEAESFQoRTUVTU0FHRV9UT09fTEFSR0UQAhIWChJUT09fTUFOWV9UUkFOU0ZFUlMQAxIQCgxSQVRFX0xJTUlURUQQBBIVChFUT09fTUFOWV9DSEFOTkVMUxAFEhUKEU1FRElBX1VOQVZBSUxBQkxFEAYSEAoMTk9UX0FfTUVNQkVSEAcSDAoIVE9PX1NMT1cQCBIUChBUT09fTUFOWV9TVFJFQU1TEAkSFgoST0ZGTElORV9DQUNIRV9GVUxMEAoSEAoMTk9UX0FOX0lNQUdFEAsSEQoNSU1BR0VfUkVGVVNFRBAMEhIKDlFVT1RBX0VYQ0VFREVEEA0SFQoRQ0hFQ0tTVU1fTUlTTUFUQ0gQDhIaChZVUExPQURfT0ZGU0VUX01JU01BVENIEA9iBnByb3RvMw");
 
 /**
  * ErrorReason lists why courier refuses a well-formed request, for clients to act on
@@ -179,6 +179,33 @@ export enum ErrorReason {
    * @generated from enum value: QUOTA_EXCEEDED = 13;
    */
   QUOTA_EXCEEDED = 13,
+
+  /**
+   * A checksum sent with a resumable upload does not match the bytes: the CRC32C of a
+   * WriteUpload part (nothing of that part was kept; send it again), or the SHA-256
+   * given to CommitUpload (the upload is removed). The ErrorInfo metadata `checksum`
+   * says which: "crc32c" or "sha256".
+   *
+   * Returned by MediaService.WriteUpload and MediaService.CommitUpload with code
+   * INVALID_ARGUMENT.
+   *
+   * @generated from enum value: CHECKSUM_MISMATCH = 14;
+   */
+  CHECKSUM_MISMATCH = 14,
+
+  /**
+   * A resumable upload call does not fit what is stored: a WriteUpload leaving a gap
+   * after the stored bytes, overlapping them with different bytes or not aligned to
+   * the part size, or a CommitUpload before every byte is stored. The ErrorInfo
+   * metadata `committed_size` gives the bytes stored; call QueryUpload, then write
+   * from there.
+   *
+   * Returned by MediaService.WriteUpload and MediaService.CommitUpload with code
+   * FAILED_PRECONDITION.
+   *
+   * @generated from enum value: UPLOAD_OFFSET_MISMATCH = 15;
+   */
+  UPLOAD_OFFSET_MISMATCH = 15,
 }
 
 /**
