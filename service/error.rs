@@ -19,7 +19,9 @@ pub use crate::pb::ErrorReason as Reason;
 /// `proto/courier/v1/error_reason.proto`.
 pub fn reason_code(reason: Reason) -> Code {
     match reason {
-        Reason::MediaTooLarge | Reason::MessageTooLarge => Code::InvalidArgument,
+        Reason::MediaTooLarge | Reason::MessageTooLarge | Reason::ChecksumMismatch => {
+            Code::InvalidArgument
+        }
         Reason::TooManyTransfers
         | Reason::RateLimited
         | Reason::TooManyChannels
@@ -30,7 +32,8 @@ pub fn reason_code(reason: Reason) -> Code {
         Reason::MediaUnavailable
         | Reason::NotAMember
         | Reason::NotAnImage
-        | Reason::ImageRefused => Code::FailedPrecondition,
+        | Reason::ImageRefused
+        | Reason::UploadOffsetMismatch => Code::FailedPrecondition,
         // Never constructed by the server: a refusal always names its reason.
         Reason::Unspecified => Code::Unknown,
     }

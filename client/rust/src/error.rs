@@ -69,6 +69,16 @@ pub enum Error {
     /// frees quota.
     #[error("over quota: {0}")]
     QuotaExceeded(String),
+    /// A resumable upload's checksum does not match its bytes: a part's CRC32C (send
+    /// the part again) or the whole object's SHA-256 at commit (reason
+    /// CHECKSUM_MISMATCH).
+    #[error("checksum mismatch: {0}")]
+    ChecksumMismatch(String),
+    /// A resumable upload call does not fit the bytes stored: a gap, an overlap with
+    /// different bytes, a misaligned part, or a commit before every byte is stored
+    /// (reason UPLOAD_OFFSET_MISMATCH). Ask for the stored size and write from there.
+    #[error("upload offset mismatch: {0}")]
+    UploadOffsetMismatch(String),
     /// A Subscribe stream fell too far behind and the server ended it.
     #[error("too slow: {0}")]
     TooSlow(String),
@@ -153,6 +163,8 @@ impl Error {
             Self::QuotaExceeded(_) => ErrorReason::QuotaExceeded,
             Self::NotAnImage(_) => ErrorReason::NotAnImage,
             Self::ImageRefused(_) => ErrorReason::ImageRefused,
+            Self::ChecksumMismatch(_) => ErrorReason::ChecksumMismatch,
+            Self::UploadOffsetMismatch(_) => ErrorReason::UploadOffsetMismatch,
             _ => return None,
         })
     }
@@ -162,11 +174,14 @@ impl Error {
 /// `proto/courier/v1/error_reason.proto`).
 fn reason_code(reason: ErrorReason) -> Code {
     match reason {
-        ErrorReason::MediaTooLarge | ErrorReason::MessageTooLarge => Code::InvalidArgument,
+        ErrorReason::MediaTooLarge
+        | ErrorReason::MessageTooLarge
+        | ErrorReason::ChecksumMismatch => Code::InvalidArgument,
         ErrorReason::MediaUnavailable
         | ErrorReason::NotAMember
         | ErrorReason::NotAnImage
-        | ErrorReason::ImageRefused => Code::FailedPrecondition,
+        | ErrorReason::ImageRefused
+        | ErrorReason::UploadOffsetMismatch => Code::FailedPrecondition,
         ErrorReason::TooManyTransfers
         | ErrorReason::RateLimited
         | ErrorReason::TooManyChannels
@@ -201,6 +216,10 @@ impl From<Status> for Error {
             Some(ErrorReason::QuotaExceeded) => return Self::QuotaExceeded(message),
             Some(ErrorReason::NotAnImage) => return Self::NotAnImage(message),
             Some(ErrorReason::ImageRefused) => return Self::ImageRefused(message),
+            Some(ErrorReason::ChecksumMismatch) => return Self::ChecksumMismatch(message),
+            Some(ErrorReason::UploadOffsetMismatch) => {
+                return Self::UploadOffsetMismatch(message);
+            }
             Some(ErrorReason::Unspecified) | None => {}
         }
         match status.code() {
