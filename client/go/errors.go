@@ -66,6 +66,15 @@ var (
 	// ErrQuotaExceeded: an upload would pass the user's storage quota (live media, or
 	// bytes per hour); refused before any byte was stored (QUOTA_EXCEEDED).
 	ErrQuotaExceeded = errors.New("quota exceeded")
+	// ErrChecksumMismatch: a checksum sent with a resumable upload does not match the
+	// bytes: a part's CRC32C (nothing of it was kept; send it again) or the SHA-256
+	// given at commit (the upload is removed) (CHECKSUM_MISMATCH).
+	ErrChecksumMismatch = errors.New("checksum mismatch")
+	// ErrUploadOffsetMismatch: a resumable upload's part does not fit what the server
+	// stored (a gap, or an overlap with different bytes), or a commit came before every
+	// byte was stored; Error.Metadata["committed_size"] gives the bytes stored
+	// (UPLOAD_OFFSET_MISMATCH).
+	ErrUploadOffsetMismatch = errors.New("upload offset mismatch")
 	// ErrTooSlow: a Subscribe stream fell too far behind and the server ended it
 	// (TOO_SLOW).
 	ErrTooSlow = errors.New("too slow")
@@ -102,6 +111,9 @@ type Error struct {
 	Reason string
 	// Message says what went wrong, in words.
 	Message string
+	// Metadata is the google.rpc.ErrorInfo metadata (such as "committed_size" of an
+	// UPLOAD_OFFSET_MISMATCH), or nil.
+	Metadata map[string]string
 	// Err is the cause (a gRPC status error, a file system error, ...), if any.
 	Err error
 }
@@ -153,19 +165,21 @@ func localIO(err error, what string) *Error {
 // reasonKinds sorts the generated ErrorReason values into kinds; the reason strings
 // are the enum's value names, read from the generated code, never written here.
 var reasonKinds = map[pb.ErrorReason]error{
-	pb.ErrorReason_MEDIA_TOO_LARGE:    ErrTooLarge,
-	pb.ErrorReason_MESSAGE_TOO_LARGE:  ErrMessageTooLarge,
-	pb.ErrorReason_TOO_MANY_TRANSFERS: ErrTooManyTransfers,
-	pb.ErrorReason_RATE_LIMITED:       ErrRateLimited,
-	pb.ErrorReason_TOO_MANY_CHANNELS:  ErrTooManyChannels,
-	pb.ErrorReason_MEDIA_UNAVAILABLE:  ErrMediaUnavailable,
-	pb.ErrorReason_NOT_A_MEMBER:       ErrNotAMember,
-	pb.ErrorReason_TOO_SLOW:           ErrTooSlow,
-	pb.ErrorReason_TOO_MANY_STREAMS:   ErrTooManyStreams,
-	pb.ErrorReason_OFFLINE_CACHE_FULL: ErrOfflineCacheFull,
-	pb.ErrorReason_NOT_AN_IMAGE:       ErrNotAnImage,
-	pb.ErrorReason_IMAGE_REFUSED:      ErrImageRefused,
-	pb.ErrorReason_QUOTA_EXCEEDED:     ErrQuotaExceeded,
+	pb.ErrorReason_MEDIA_TOO_LARGE:        ErrTooLarge,
+	pb.ErrorReason_MESSAGE_TOO_LARGE:      ErrMessageTooLarge,
+	pb.ErrorReason_TOO_MANY_TRANSFERS:     ErrTooManyTransfers,
+	pb.ErrorReason_RATE_LIMITED:           ErrRateLimited,
+	pb.ErrorReason_TOO_MANY_CHANNELS:      ErrTooManyChannels,
+	pb.ErrorReason_MEDIA_UNAVAILABLE:      ErrMediaUnavailable,
+	pb.ErrorReason_NOT_A_MEMBER:           ErrNotAMember,
+	pb.ErrorReason_TOO_SLOW:               ErrTooSlow,
+	pb.ErrorReason_TOO_MANY_STREAMS:       ErrTooManyStreams,
+	pb.ErrorReason_OFFLINE_CACHE_FULL:     ErrOfflineCacheFull,
+	pb.ErrorReason_NOT_AN_IMAGE:           ErrNotAnImage,
+	pb.ErrorReason_IMAGE_REFUSED:          ErrImageRefused,
+	pb.ErrorReason_QUOTA_EXCEEDED:         ErrQuotaExceeded,
+	pb.ErrorReason_CHECKSUM_MISMATCH:      ErrChecksumMismatch,
+	pb.ErrorReason_UPLOAD_OFFSET_MISMATCH: ErrUploadOffsetMismatch,
 }
 
 // codeKinds sorts the gRPC codes of statuses without a known reason into kinds.
@@ -213,6 +227,7 @@ func fromStatus(ctx context.Context, err error) error {
 			continue
 		}
 		e.Reason = info.GetReason()
+		e.Metadata = info.GetMetadata()
 		// A reason this version does not know counts as none: the code decides.
 		if value, known := pb.ErrorReason_value[info.GetReason()]; known {
 			e.Kind = reasonKinds[pb.ErrorReason(value)]

@@ -134,3 +134,24 @@ func TestMediaIDsAreChecked(t *testing.T) {
 }
 
 func writeFile(path string) error { return os.WriteFile(path, []byte("x"), 0o644) }
+
+func TestUploadOffsetMismatchCarriesCommittedSize(t *testing.T) {
+	st, err := status.New(codes.FailedPrecondition, "gap").WithDetails(&errdetails.ErrorInfo{
+		Domain: errorDomain, Reason: pb.ErrorReason_UPLOAD_OFFSET_MISMATCH.String(),
+		Metadata: map[string]string{"committed_size": "262144"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e *Error
+	if !errors.As(fromStatus(context.Background(), st.Err()), &e) || !errors.Is(e, ErrUploadOffsetMismatch) {
+		t.Fatalf("got %v", e)
+	}
+	if e.Metadata["committed_size"] != "262144" {
+		t.Fatalf("metadata %v", e.Metadata)
+	}
+	crc := fromStatus(context.Background(), withReason(t, codes.InvalidArgument, errorDomain, "CHECKSUM_MISMATCH"))
+	if !errors.Is(crc, ErrChecksumMismatch) {
+		t.Fatalf("got %v", crc)
+	}
+}

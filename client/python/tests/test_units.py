@@ -22,10 +22,12 @@ from courier.v1 import error_reason_pb2
 from courier.v1 import messaging_service_pb2 as messaging_pb
 
 
-def trailer(reason: str, domain: str = "courier.v1") -> tuple[tuple[str, bytes], ...]:
+def trailer(
+    reason: str, domain: str = "courier.v1", metadata: dict[str, str] | None = None
+) -> tuple[tuple[str, bytes], ...]:
     """A grpc-status-details-bin trailer holding one ErrorInfo."""
     detail = any_pb2.Any()
-    detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=domain))
+    detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=metadata))
     status = status_pb2.Status(code=3, message="x", details=[detail])
     return (("grpc-status-details-bin", status.SerializeToString()),)
 
@@ -76,6 +78,25 @@ def test_reasons_and_codes_choose_the_class() -> None:
         assert type(error) is cls and error.code == code
     # A malformed trailer is no reason.
     assert errors.error_info_reason((("grpc-status-details-bin", b"\xff\x00"),)) == ""
+
+
+def test_resumable_upload_reasons() -> None:
+    crc = errors.from_status(grpc.StatusCode.INVALID_ARGUMENT, "m", trailer("CHECKSUM_MISMATCH"))
+    assert isinstance(crc, courier.ChecksumMismatchError)
+    assert isinstance(crc, courier.InvalidArgumentError)
+    offset = errors.from_status(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "m",
+        trailer("UPLOAD_OFFSET_MISMATCH", metadata={"committed_size": "524288"}),
+    )
+    assert isinstance(offset, courier.UploadOffsetMismatchError)
+    assert isinstance(offset, courier.FailedPreconditionError)
+    assert offset.committed_size == 524288
+    bare = errors.from_status(
+        grpc.StatusCode.FAILED_PRECONDITION, "m", trailer("UPLOAD_OFFSET_MISMATCH")
+    )
+    assert isinstance(bare, courier.UploadOffsetMismatchError)
+    assert bare.committed_size is None
 
 
 def test_client_side_errors_carry_the_nearest_code() -> None:

@@ -36,6 +36,7 @@ from courier._upload import Readable, Source
 from courier.aio import AsyncClient
 from courier.client import Client
 from courier.errors import (
+    ChecksumMismatchError,
     CourierError,
     DeadlineExceededError,
     FailedPreconditionError,
@@ -58,6 +59,7 @@ from courier.errors import (
     ResourceExhaustedError,
     TooManyChannelsError,
     TooManyStreamsError,
+    UploadOffsetMismatchError,
     TooManyTransfersError,
     TooSlowError,
     TransferCancelledError,
@@ -92,6 +94,7 @@ __all__ = [
     "AsyncSubscription",
     "AsyncTransfer",
     "Client",
+    "ChecksumMismatchError",
     "ClientOptions",
     "CourierError",
     "DeadlineExceededError",
@@ -142,6 +145,7 @@ __all__ = [
     "TransferCancelledError",
     "UnauthenticatedError",
     "UnavailableError",
+    "UploadOffsetMismatchError",
     "safe_file_name",
     "unique_path",
     "__version__",

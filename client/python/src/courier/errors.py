@@ -54,6 +54,8 @@ __all__ = [
     "NotAnImageError",
     "ImageRefusedError",
     "QuotaExceededError",
+    "ChecksumMismatchError",
+    "UploadOffsetMismatchError",
     "UnauthenticatedError",
     "PermissionDeniedError",
     "OutOfRangeError",
@@ -190,6 +192,14 @@ class QuotaExceededError(ResourceExhaustedError):
     reason_value = error_reason_pb2.QUOTA_EXCEEDED
 
 
+class ChecksumMismatchError(InvalidArgumentError):
+    """A checksum sent with a resumable upload does not match the bytes: a part's
+    CRC32C (nothing of the part was kept; send it again) or the SHA-256 given at
+    commit (the upload is removed)."""
+
+    reason_value = error_reason_pb2.CHECKSUM_MISMATCH
+
+
 class TooSlowError(ResourceExhaustedError):
     """A subscription fell too far behind its events and the server ended it."""
 
@@ -227,6 +237,20 @@ class ImageRefusedError(FailedPreconditionError):
     limits, or truncated or corrupt. Asking again gives the same answer."""
 
     reason_value = error_reason_pb2.IMAGE_REFUSED
+
+
+class UploadOffsetMismatchError(FailedPreconditionError):
+    """A resumable upload's part does not fit what the server stored (a gap, an
+    overlap with different bytes), or a commit came before every byte was stored.
+
+    Attributes:
+        committed_size: the bytes the server holds (its ErrorInfo metadata
+            ``committed_size``), or None when it did not say.
+    """
+
+    reason_value = error_reason_pb2.UPLOAD_OFFSET_MISMATCH
+
+    committed_size: int | None = None
 
 
 class UnauthenticatedError(CourierError):
@@ -334,6 +358,8 @@ _BY_REASON: dict[int, type[CourierError]] = {
         NotAnImageError,
         ImageRefusedError,
         QuotaExceededError,
+        ChecksumMismatchError,
+        UploadOffsetMismatchError,
     )
 }
 
@@ -353,21 +379,27 @@ _BY_CODE: dict[grpc.StatusCode, type[CourierError]] = {
 }
 
 
-def error_info_reason(trailing_metadata: Iterable[Any] | None) -> str:
-    """The reason of the ``google.rpc.ErrorInfo`` (domain ``courier.v1``) in a call's
-    ``grpc-status-details-bin`` trailer, or ``""``."""
+def error_info(trailing_metadata: Iterable[Any] | None) -> tuple[str, dict[str, str]]:
+    """The reason and metadata of the ``google.rpc.ErrorInfo`` (domain ``courier.v1``)
+    in a call's ``grpc-status-details-bin`` trailer, or ``("", {})``."""
     for key, value in trailing_metadata or ():
         if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
             continue
         try:
             status = status_pb2.Status.FromString(value)
         except Exception:  # a malformed trailer is no reason
-            return ""
+            return "", {}
         for detail in status.details:
             info = error_details_pb2.ErrorInfo()
             if detail.Unpack(info) and info.domain == DOMAIN:
-                return str(info.reason)
-    return ""
+                return str(info.reason), dict(info.metadata)
+    return "", {}
+
+
+def error_info_reason(trailing_metadata: Iterable[Any] | None) -> str:
+    """The reason of the ``google.rpc.ErrorInfo`` (domain ``courier.v1``) in a call's
+    ``grpc-status-details-bin`` trailer, or ``""``."""
+    return error_info(trailing_metadata)[0]
 
 
 def from_status(
@@ -375,7 +407,7 @@ def from_status(
 ) -> CourierError:
     """The :class:`CourierError` for a gRPC status: by its ErrorInfo reason when the
     generated ``ErrorReason`` enum knows it, else by its code."""
-    reason = error_info_reason(trailing_metadata)
+    reason, metadata = error_info(trailing_metadata)
     try:
         value = _ErrorReason.Value(reason) if reason else _UNSPECIFIED
     except ValueError:  # a reason newer than this client: fall back on the code
@@ -384,7 +416,11 @@ def from_status(
     message = details or code.name.lower().replace("_", " ")
     if cls is TransferCancelledError:
         return TransferCancelledError(message)
-    return cls(message, code=code, reason=reason)
+    error = cls(message, code=code, reason=reason)
+    if isinstance(error, UploadOffsetMismatchError):
+        committed = metadata.get("committed_size", "")
+        error.committed_size = int(committed) if committed.isdigit() else None
+    return error
 
 
 def from_rpc_error(error: grpc.RpcError) -> CourierError:

@@ -5,6 +5,7 @@ import com.google.protobuf.InvalidProtocolBufferException;
 import com.google.rpc.ErrorInfo;
 import courier.v1.ErrorReasonOuterClass.ErrorReason;
 import dev.courier.errors.CancelledException;
+import dev.courier.errors.ChecksumMismatchException;
 import dev.courier.errors.CourierException;
 import dev.courier.errors.DeadlineExceededException;
 import dev.courier.errors.InvalidArgumentException;
@@ -26,6 +27,7 @@ import dev.courier.errors.TooManyTransfersException;
 import dev.courier.errors.TooSlowException;
 import dev.courier.errors.UnauthenticatedException;
 import dev.courier.errors.UnavailableException;
+import dev.courier.errors.UploadOffsetMismatchException;
 import io.grpc.Status;
 import io.grpc.protobuf.StatusProto;
 import java.io.IOException;
@@ -57,11 +59,16 @@ final class Errors {
       // Not a gRPC failure at all: a bug or a runtime error in this process.
       return new CourierException(describe(t), Status.Code.INTERNAL, null, t);
     }
-    return fromStatus(status, reasonOf(t), t);
+    return fromStatus(status, reasonOf(t), t, committedSizeOf(t));
   }
 
-  /** The exception for {@code status}, sorted by {@code reason} first, then by code. */
-  static CourierException fromStatus(Status status, ErrorReason reason, Throwable cause) {
+
+  /**
+   * The exception for {@code status}, sorted by {@code reason} first, then by code; {@code
+   * committedSize} is the ErrorInfo's {@code committed_size} (-1 when absent).
+   */
+  static CourierException fromStatus(
+      Status status, ErrorReason reason, Throwable cause, long committedSize) {
     Status.Code code = status.getCode();
     String message = message(status);
     // A switch expression must name every value: a reason added to the proto fails the
@@ -81,6 +88,9 @@ final class Errors {
           case NOT_AN_IMAGE -> new NotAnImageException(message, code, cause);
           case IMAGE_REFUSED -> new ImageRefusedException(message, code, cause);
           case QUOTA_EXCEEDED -> new QuotaExceededException(message, code, cause);
+          case CHECKSUM_MISMATCH -> new ChecksumMismatchException(message, code, cause);
+          case UPLOAD_OFFSET_MISMATCH ->
+              new UploadOffsetMismatchException(message, code, committedSize, cause);
           case ERROR_REASON_UNSPECIFIED, UNRECOGNIZED -> null;
         };
     if (byReason != null) {
@@ -121,6 +131,31 @@ final class Errors {
       }
     }
     return ErrorReason.ERROR_REASON_UNSPECIFIED;
+  }
+
+  /**
+   * The ErrorInfo metadata {@code committed_size} in the status details of {@code t}, or -1
+   * when there is none (or it is not a number).
+   */
+  static long committedSizeOf(Throwable t) {
+    com.google.rpc.Status details = StatusProto.fromThrowable(t);
+    if (details == null) {
+      return -1;
+    }
+    for (Any any : details.getDetailsList()) {
+      if (!any.is(ErrorInfo.class)) {
+        continue;
+      }
+      try {
+        ErrorInfo info = any.unpack(ErrorInfo.class);
+        if (DOMAIN.equals(info.getDomain())) {
+          return Long.parseLong(info.getMetadataOrDefault("committed_size", "-1"));
+        }
+      } catch (InvalidProtocolBufferException | NumberFormatException e) {
+        return -1;
+      }
+    }
+    return -1;
   }
 
   /** The status description, with the causes of a connection failure spelled out. */

@@ -7,10 +7,12 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import com.google.protobuf.Any;
 import com.google.rpc.ErrorInfo;
 import courier.v1.ErrorReasonOuterClass.ErrorReason;
+import dev.courier.errors.ChecksumMismatchException;
 import dev.courier.errors.CourierException;
 import dev.courier.errors.InvalidArgumentException;
 import dev.courier.errors.LocalIoException;
 import dev.courier.errors.NotFoundException;
+import dev.courier.errors.UploadOffsetMismatchException;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.protobuf.StatusProto;
@@ -44,6 +46,28 @@ class ErrorsTest {
       assertNotEquals(CourierException.class, e.getClass(), reason + " has a kind of its own");
       assertEquals("refused", e.getMessage());
     }
+  }
+
+  @Test
+  void an_offset_mismatch_carries_the_committed_size() {
+    com.google.rpc.Status status =
+        com.google.rpc.Status.newBuilder()
+            .setCode(Status.Code.FAILED_PRECONDITION.value())
+            .setMessage("gap")
+            .addDetails(
+                Any.pack(
+                    ErrorInfo.newBuilder()
+                        .setDomain(Errors.DOMAIN)
+                        .setReason("UPLOAD_OFFSET_MISMATCH")
+                        .putMetadata("committed_size", "262144")
+                        .build()))
+            .build();
+    CourierException e = Errors.from(StatusProto.toStatusRuntimeException(status));
+    UploadOffsetMismatchException mismatch = assertInstanceOf(UploadOffsetMismatchException.class, e);
+    assertEquals(262144, mismatch.committedSize());
+    assertInstanceOf(
+        ChecksumMismatchException.class,
+        Errors.from(refusal(Status.Code.INVALID_ARGUMENT, Errors.DOMAIN, "CHECKSUM_MISMATCH")));
   }
 
   @Test
