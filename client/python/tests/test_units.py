@@ -254,3 +254,82 @@ def test_a_feed_reconnects_unless_the_token_is_refused() -> None:
     assert feed.on_end(None).retry_in == 0.1, "a working connection resets the backoff"
     with pytest.raises(courier.UnauthenticatedError):
         feed.on_end(courier.UnauthenticatedError("expired"))
+
+
+def test_a_feed_resumes_after_the_last_cursor_handed_on() -> None:
+    feed = _feed.Feed(ClientOptions(), after=5)
+    assert feed.request.after == 5
+
+    def peer(cursor: int, text: str) -> messaging_pb.SubscribeResponse:
+        return messaging_pb.SubscribeResponse(
+            cursor=cursor,
+            peer_message=messaging_pb.PeerMessageReceived(
+                sender_id="alice", message_id=f"m{cursor}", message=messaging_pb.Message(text=messaging_pb.TextMessage(text=text))
+            ),
+        )
+
+    first = feed.on_frame(peer(6, "six"))
+    assert isinstance(first, courier.ReceivedMessage) and first.cursor == 6
+    assert feed.request.after == 6
+    ready = feed.on_frame(
+        messaging_pb.SubscribeResponse(
+            ready=messaging_pb.SubscribeReady(cursor=6, events_lost=True)
+        )
+    )
+    assert isinstance(ready, Ready) and ready.events_lost and ready.cursor == 6
+    # A message at or before the cursor already handed on is not handed on again.
+    assert feed.on_frame(peer(6, "six again")) is None
+    assert feed.on_frame(peer(4, "old")) is None
+    assert feed.request.after == 6
+    # With no message yet, the ready event's cursor is where the next connection starts.
+    fresh = _feed.Feed(ClientOptions())
+    fresh.on_frame(messaging_pb.SubscribeResponse(ready=messaging_pb.SubscribeReady(cursor=41)))
+    assert fresh.request.after == 41
+
+
+def test_sends_carry_a_client_message_id() -> None:
+    from courier import _convert
+
+    generated = {_convert.peer_request("bob", "hi", False).client_message_id for _ in range(50)}
+    assert len(generated) == 50
+    assert all(len(i) == 32 and all(c in "0123456789abcdef" for c in i) for i in generated)
+    assert _convert.channel_request("team", "hi", "mine").client_message_id == "mine"
+    with pytest.raises(courier.InvalidArgumentError):
+        _convert.peer_request("bob", "hi", False, "")
+
+
+def test_a_resumable_upload_keeps_its_state_beside_the_file(tmp_path: Path) -> None:
+    from courier import _resumable
+
+    assert _resumable.crc32c(b"123456789") == 0xE3069283  # the RFC 3720 check value
+    path = tmp_path / "report.bin"
+    path.write_bytes(bytes(range(256)) * 40)
+    plan = _resumable.ResumablePlan(
+        path, server_url="http://s:1", kind=MediaKind.FILE, file_name=None, content_type=""
+    )
+    state = TransferTable(9, 0).new_state(None)
+    assert plan.hash(state)
+    assert plan.saved_upload() is None
+    plan.save("u1", 4096)
+    assert Path(_resumable.state_path(path)).is_file()
+    assert plan.saved_upload() == "u1"
+    part = plan.part(8192, 4096)
+    assert (part.offset, len(part.data)) == (8192, 2048)  # the last part: the rest
+    assert part.crc32c == _resumable.crc32c(path.read_bytes()[8192:])
+    # Another server, or a changed file, does not resume the saved upload.
+    other = _resumable.ResumablePlan(
+        path, server_url="http://t:1", kind=MediaKind.FILE, file_name=None, content_type=""
+    )
+    assert other.hash(state) and other.saved_upload() is None
+    path.write_bytes(b"x" * 10240)
+    changed = _resumable.ResumablePlan(
+        path, server_url="http://s:1", kind=MediaKind.FILE, file_name=None, content_type=""
+    )
+    assert changed.hash(state) and changed.saved_upload() is None
+    plan.forget()
+    assert not Path(_resumable.state_path(path)).exists()
+    with pytest.raises(courier.InvalidArgumentError):
+        _resumable.ResumablePlan(
+            tmp_path / "missing", server_url="http://s:1", kind=MediaKind.FILE,
+            file_name=None, content_type="",
+        )

@@ -31,6 +31,7 @@ Layout:
 """
 
 from courier._connection import ClientOptions, TokenSource
+from courier._resumable import ResumedUpload
 from courier._transfers import AsyncTransfer, ProgressCallback, Transfer
 from courier._upload import Readable, Source
 from courier.aio import AsyncClient
@@ -131,6 +132,7 @@ __all__ = [
     "Ready",
     "ReceivedMessage",
     "ResourceExhaustedError",
+    "ResumedUpload",
     "SendReceipt",
     "Source",
     "Subscription",

@@ -3,11 +3,12 @@ place that knows the wire shapes of requests and answers."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timezone
 
 from google.protobuf import timestamp_pb2
 
-from courier.errors import PeerUnreachableError
+from courier.errors import InvalidArgumentError, PeerUnreachableError
 from courier.records import (
     Delivery,
     Event,
@@ -122,23 +123,38 @@ def message_from_proto(message: messaging_pb.Message) -> Message | None:
     return None
 
 
+def client_message_id(given: str | None) -> str:
+    """The ID that makes a send safe to retry: the caller's, or a new one of 32
+    lowercase hex characters (128 random bits)."""
+    if given is not None:
+        if not given:
+            raise InvalidArgumentError("client_message_id is empty")
+        return given
+    return secrets.token_hex(16)
+
+
 def peer_request(
-    peer_id: str, message: Message | str, offline: bool
+    peer_id: str, message: Message | str, offline: bool, message_id: str | None = None
 ) -> messaging_pb.SendPeerMessageRequest:
-    """The request that sends ``message`` to ``peer_id``."""
+    """The request that sends ``message`` to ``peer_id``, with ``message_id`` (or a
+    generated one) as its client_message_id."""
     return messaging_pb.SendPeerMessageRequest(
         peer_id=peer_id,
         message=message_to_proto(message),
         options=messaging_pb.SendMessageOptions(enable_offline_messaging=offline),
+        client_message_id=client_message_id(message_id),
     )
 
 
 def channel_request(
-    channel_id: str, message: Message | str
+    channel_id: str, message: Message | str, message_id: str | None = None
 ) -> messaging_pb.SendChannelMessageRequest:
-    """The request that sends ``message`` to ``channel_id``."""
+    """The request that sends ``message`` to ``channel_id``, with ``message_id`` (or
+    a generated one) as its client_message_id."""
     return messaging_pb.SendChannelMessageRequest(
-        channel_id=channel_id, message=message_to_proto(message)
+        channel_id=channel_id,
+        message=message_to_proto(message),
+        client_message_id=client_message_id(message_id),
     )
 
 
@@ -175,6 +191,7 @@ def event(response: messaging_pb.SubscribeResponse, reconnected: bool) -> Event 
             server_time=timestamp(p.server_time),
             offline=p.offline,
             message=body,
+            cursor=response.cursor,
         )
     if kind == "channel_message":
         c = response.channel_message
@@ -188,7 +205,14 @@ def event(response: messaging_pb.SubscribeResponse, reconnected: bool) -> Event 
             server_time=timestamp(c.server_time),
             offline=False,
             message=body,
+            cursor=response.cursor,
         )
     if kind == "ready":
-        return Ready(response.ready.offline_message_count, reconnected=reconnected)
+        r = response.ready
+        return Ready(
+            r.offline_message_count,
+            reconnected=reconnected,
+            cursor=r.cursor,
+            events_lost=r.events_lost,
+        )
     return None

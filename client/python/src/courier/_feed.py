@@ -32,19 +32,33 @@ def reconnectable(error: CourierError) -> bool:
 
 
 class Feed:
-    """One subscription's state across its connections."""
+    """One subscription's state across its connections: each connection asks for
+    the events after the last cursor handed on to the caller (or the ``Ready``
+    event's cursor when none was), so that a reconnection misses and repeats
+    nothing."""
 
-    def __init__(self, options: ClientOptions) -> None:
+    def __init__(self, options: ClientOptions, after: int = 0) -> None:
         self._backoff = Backoff(options)
         self._reconnected = False
-        #: The request of every connection.
-        self.request = messaging_pb.SubscribeRequest()
+        #: The cursor of the last event handed on (0: none, the server's live feed).
+        self.cursor = after
+
+    @property
+    def request(self) -> messaging_pb.SubscribeRequest:
+        """The request of the next connection: after the last cursor handed on."""
+        return messaging_pb.SubscribeRequest(after=self.cursor)
 
     def on_frame(self, frame: messaging_pb.SubscribeResponse) -> Event | None:
-        """The event of one frame (None for one this client does not know)."""
+        """The event of one frame (None for one this client does not know, or for a
+        message at or before the cursor already handed on)."""
         event = _convert.event(frame, self._reconnected)
         if isinstance(event, Ready):
             self._backoff.reset()
+            self.cursor = max(self.cursor, event.cursor)
+        elif frame.cursor:
+            if frame.cursor <= self.cursor:
+                return None  # handed on before this connection
+            self.cursor = frame.cursor
         return event
 
     def on_end(self, error: CourierError | None) -> Disconnected:

@@ -27,8 +27,18 @@ from courier._connection import (
 )
 from courier._download import Download, FileDownload, MemoryDownload, partial_path
 from courier._transfers import AsyncTransfer, ProgressCallback, TransferState, TransferTable
+from courier._resumable import CHECKSUM_RETRIES, RESTARTS, ResumablePlan, ResumedUpload
 from courier._upload import Source, UploadPlan, reuse_refused
-from courier.errors import TransferCancelledError, UnavailableError, from_rpc_error
+from courier.errors import (
+    ChecksumMismatchError,
+    CourierError,
+    InvalidArgumentError,
+    NotFoundError,
+    TransferCancelledError,
+    UnavailableError,
+    UploadOffsetMismatchError,
+    from_rpc_error,
+)
 from courier.records import (
     Downloaded,
     FileMessage,
@@ -68,6 +78,7 @@ class AsyncClient:
         options: ClientOptions | None = None,
     ) -> None:
         self._options = options or ClientOptions()
+        self._server_url = server_url
         target = parse_server_url(server_url)
         self._auth = Auth(token)
         settings = channel_options(self._options)
@@ -243,6 +254,51 @@ class AsyncClient:
         """Uploads a file; then ``media.file_message()`` is the message to send."""
         return await self.upload(source, kind=MediaKind.FILE, file_name=file_name, progress=progress)
 
+    def start_upload_resumable(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: MediaKind = MediaKind.FILE,
+        file_name: str | None = None,
+        content_type: str = "",
+        progress: ProgressCallback | None = None,
+        max_parts: int | None = None,
+    ) -> AsyncTransfer[ResumedUpload]:
+        """Starts a resumable upload of the file at ``path`` as a task; see
+        :meth:`courier.Client.start_upload_resumable`."""
+        if max_parts is not None and max_parts < 0:
+            raise InvalidArgumentError(f"max_parts must be 0 or more, not {max_parts}")
+        plan = ResumablePlan(
+            path,
+            server_url=self._server_url,
+            kind=kind,
+            file_name=file_name,
+            content_type=content_type,
+        )
+        return self._start(progress, lambda state: lambda: self._run_resumable(state, plan, max_parts))
+
+    async def upload_resumable(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: MediaKind = MediaKind.FILE,
+        file_name: str | None = None,
+        content_type: str = "",
+        progress: ProgressCallback | None = None,
+        max_parts: int | None = None,
+    ) -> ResumedUpload:
+        """Uploads the file at ``path`` resumably; see
+        :meth:`courier.Client.start_upload_resumable`."""
+        transfer = self.start_upload_resumable(
+            path,
+            kind=kind,
+            file_name=file_name,
+            content_type=content_type,
+            progress=progress,
+            max_parts=max_parts,
+        )
+        return await transfer
+
     def start_download_to_file(
         self,
         media_id: str,
@@ -335,6 +391,107 @@ class AsyncClient:
             raise
         return plan.finish(state, response)
 
+    async def _run_resumable(
+        self, state: TransferState[ResumedUpload], plan: ResumablePlan, max_parts: int | None
+    ) -> ResumedUpload:
+        if not await asyncio.to_thread(plan.hash, state):
+            raise TransferCancelledError()
+        upload_id, part_size, committed = "", 0, 0
+        saved = plan.saved_upload()
+        if saved is not None:
+            try:
+                query = await self._unary(
+                    self._media.QueryUpload,
+                    media_pb.QueryUploadRequest(upload_id=saved),
+                    idempotent=True,
+                )
+                upload_id, part_size, committed = saved, query.part_size, query.committed_size
+            except NotFoundError:
+                pass  # expired, or never was: start over
+        restarts = 0
+        while True:
+            try:
+                if not upload_id:
+                    created = await self._unary(
+                        self._media.CreateUpload, plan.create_request(), idempotent=False
+                    )
+                    upload_id, part_size, committed = created.upload_id, created.part_size, 0
+                    plan.save(upload_id, part_size)
+                resumed_from = committed
+                state.report(committed, plan.size)
+                return await self._write_parts(
+                    state, plan, upload_id, part_size, committed, resumed_from, max_parts
+                )
+            except NotFoundError:
+                restarts += 1
+                if restarts > RESTARTS or state.cancelled:
+                    raise
+                upload_id = ""
+            except (TransferCancelledError, asyncio.CancelledError):
+                if upload_id:
+                    await self._abandon(upload_id)
+                plan.forget()
+                raise
+
+    async def _write_parts(
+        self,
+        state: TransferState[ResumedUpload],
+        plan: ResumablePlan,
+        upload_id: str,
+        part_size: int,
+        committed: int,
+        resumed_from: int,
+        max_parts: int | None,
+    ) -> ResumedUpload:
+        if part_size <= 0:
+            raise CourierError(f"the server gave upload {upload_id} a part size of {part_size}")
+        written = checksum_failures = 0
+        while committed < plan.size:
+            if max_parts is not None and written >= max_parts:
+                return ResumedUpload(None, upload_id, resumed_from, committed)
+            if state.cancelled:
+                raise TransferCancelledError()
+            request = await asyncio.to_thread(plan.part, committed, part_size)
+            request.upload_id = upload_id
+            try:
+                answer = await self._unary(self._media.WriteUpload, request, idempotent=True)
+            except ChecksumMismatchError:
+                checksum_failures += 1
+                if checksum_failures > CHECKSUM_RETRIES:
+                    raise
+                continue
+            except UploadOffsetMismatchError:
+                query = await self._unary(
+                    self._media.QueryUpload,
+                    media_pb.QueryUploadRequest(upload_id=upload_id),
+                    idempotent=True,
+                )
+                committed = query.committed_size
+                continue
+            committed = answer.committed_size
+            written += 1
+            checksum_failures = 0
+            state.report(committed, plan.size)
+        response = await self._unary(
+            self._media.CommitUpload,
+            media_pb.CommitUploadRequest(upload_id=upload_id, sha256=plan.digest),
+            idempotent=False,
+        )
+        plan.forget()
+        state.report(plan.size, plan.size)
+        return ResumedUpload(_convert.media(response.media), upload_id, resumed_from, plan.size)
+
+    async def _abandon(self, upload_id: str) -> None:
+        """Cancels an upload on the server, as far as it can be reached."""
+        try:
+            await self._unary(
+                self._media.CancelUpload,
+                media_pb.CancelUploadRequest(upload_id=upload_id),
+                idempotent=False,
+            )
+        except CourierError:
+            pass  # it expires by itself
+
     async def _offer_upload(self, state: TransferState[Media], plan: UploadPlan) -> Media | None:
         """Offers the content by header alone: its record when this user stored it
         before, None when the server wants the bytes."""
@@ -382,19 +539,28 @@ class AsyncClient:
     # -- messaging --------------------------------------------------------------
 
     async def send_peer_message(
-        self, peer_id: str, message: Message | str, *, offline: bool = False
+        self,
+        peer_id: str,
+        message: Message | str,
+        *,
+        offline: bool = False,
+        client_message_id: str | None = None,
     ) -> SendReceipt:
         """Sends ``message`` to the user ``peer_id``; see
         :meth:`courier.Client.send_peer_message` (PeerUnreachableError when the peer
-        is offline and ``offline`` is False)."""
-        request = _convert.peer_request(peer_id, message, offline)
-        response = await self._unary(self._messaging.SendPeerMessage, request, idempotent=False)
+        is offline and ``offline`` is False; retried with the same
+        ``client_message_id``, given or generated, while the server is unavailable)."""
+        request = _convert.peer_request(peer_id, message, offline, client_message_id)
+        response = await self._unary(self._messaging.SendPeerMessage, request, idempotent=True)
         return _convert.peer_receipt(peer_id, response)
 
-    async def send_channel_message(self, channel_id: str, message: Message | str) -> SendReceipt:
-        """Sends ``message`` to every other member of ``channel_id``."""
-        request = _convert.channel_request(channel_id, message)
-        response = await self._unary(self._messaging.SendChannelMessage, request, idempotent=False)
+    async def send_channel_message(
+        self, channel_id: str, message: Message | str, *, client_message_id: str | None = None
+    ) -> SendReceipt:
+        """Sends ``message`` to every other member of ``channel_id``; retried as
+        :meth:`send_peer_message` is."""
+        request = _convert.channel_request(channel_id, message, client_message_id)
+        response = await self._unary(self._messaging.SendChannelMessage, request, idempotent=True)
         return _convert.channel_receipt(response)
 
     async def join_channel(self, channel_id: str) -> None:
@@ -421,8 +587,10 @@ class AsyncClient:
         )
         return {s.user_id: s.online for s in response.statuses}
 
-    def subscribe(self) -> AsyncSubscription:
-        """Opens this user's live feed, at once; see :class:`AsyncSubscription`."""
-        subscription = AsyncSubscription(self._messaging, self._auth, self._options)
+    def subscribe(self, *, after: int = 0) -> AsyncSubscription:
+        """Opens this user's live feed, at once, first with the events after cursor
+        ``after`` that the server still holds (0: none); see
+        :class:`AsyncSubscription`."""
+        subscription = AsyncSubscription(self._messaging, self._auth, self._options, after)
         self._subscriptions.add(subscription)
         return subscription

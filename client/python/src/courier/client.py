@@ -27,8 +27,18 @@ from courier._connection import (
 )
 from courier._download import Download, FileDownload, MemoryDownload, partial_path
 from courier._transfers import ProgressCallback, Transfer, TransferState, TransferTable
+from courier._resumable import CHECKSUM_RETRIES, RESTARTS, ResumablePlan, ResumedUpload
 from courier._upload import Source, UploadPlan, reuse_refused
-from courier.errors import TransferCancelledError, UnavailableError, from_rpc_error
+from courier.errors import (
+    ChecksumMismatchError,
+    CourierError,
+    InvalidArgumentError,
+    NotFoundError,
+    TransferCancelledError,
+    UnavailableError,
+    UploadOffsetMismatchError,
+    from_rpc_error,
+)
 from courier.records import (
     Downloaded,
     FileMessage,
@@ -74,6 +84,7 @@ class Client:
         options: ClientOptions | None = None,
     ) -> None:
         self._options = options or ClientOptions()
+        self._server_url = server_url
         target = parse_server_url(server_url)
         self._auth = Auth(token)
         settings = channel_options(self._options)
@@ -262,6 +273,67 @@ class Client:
         """Uploads a file; then ``media.file_message()`` is the message to send."""
         return self.upload(source, kind=MediaKind.FILE, file_name=file_name, progress=progress)
 
+    def start_upload_resumable(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: MediaKind = MediaKind.FILE,
+        file_name: str | None = None,
+        content_type: str = "",
+        progress: ProgressCallback | None = None,
+        max_parts: int | None = None,
+    ) -> Transfer[ResumedUpload]:
+        """Starts a resumable upload of the file at ``path`` and returns at once with
+        the :class:`Transfer`; ``result()`` gives a :class:`ResumedUpload`.
+
+        The file goes in parts of the server's part size, each checked by its
+        CRC32C, so that a break costs at most one part: while the server is
+        unavailable a part is retried with backoff, and when the retries run out
+        (or the process stops) the state file ``<path>.courier-upload`` stays, and
+        the next upload of the same file to the same server goes on from what the
+        server holds. ``max_parts`` stops after writing that many parts in this
+        call, without committing (``media`` is then None). Progress counts the
+        bytes the server holds. Cancelling abandons the upload on the server and
+        removes the state file.
+
+        Raises:
+            InvalidArgumentError: a missing or empty file.
+            TooManyTransfersError: the client already runs ``max_transfers``.
+        """
+        if max_parts is not None and max_parts < 0:
+            raise InvalidArgumentError(f"max_parts must be 0 or more, not {max_parts}")
+        plan = ResumablePlan(
+            path,
+            server_url=self._server_url,
+            kind=kind,
+            file_name=file_name,
+            content_type=content_type,
+        )
+        return self._start(progress, lambda state: lambda: self._run_resumable(state, plan, max_parts))
+
+    def upload_resumable(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: MediaKind = MediaKind.FILE,
+        file_name: str | None = None,
+        content_type: str = "",
+        progress: ProgressCallback | None = None,
+        max_parts: int | None = None,
+    ) -> ResumedUpload:
+        """Uploads the file at ``path`` resumably and returns what was done; see
+        :meth:`start_upload_resumable`. An interrupt (Ctrl-C) leaves the state file,
+        so the next call resumes."""
+        transfer = self.start_upload_resumable(
+            path,
+            kind=kind,
+            file_name=file_name,
+            content_type=content_type,
+            progress=progress,
+            max_parts=max_parts,
+        )
+        return transfer.result()
+
     def start_download_to_file(
         self,
         media_id: str,
@@ -365,6 +437,108 @@ class Client:
             raise failure from failure.__cause__
         return plan.finish(state, response)
 
+    def _run_resumable(
+        self, state: TransferState[ResumedUpload], plan: ResumablePlan, max_parts: int | None
+    ) -> ResumedUpload:
+        if not plan.hash(state):
+            raise TransferCancelledError()
+        upload_id, part_size, committed = "", 0, 0
+        saved = plan.saved_upload()
+        if saved is not None:
+            try:
+                query = self._unary(
+                    self._media.QueryUpload,
+                    media_pb.QueryUploadRequest(upload_id=saved),
+                    idempotent=True,
+                )
+                upload_id, part_size, committed = saved, query.part_size, query.committed_size
+            except NotFoundError:
+                pass  # expired, or never was: start over
+        restarts = 0
+        while True:
+            try:
+                if not upload_id:
+                    created = self._unary(
+                        self._media.CreateUpload, plan.create_request(), idempotent=False
+                    )
+                    upload_id, part_size, committed = created.upload_id, created.part_size, 0
+                    plan.save(upload_id, part_size)
+                resumed_from = committed
+                state.report(committed, plan.size)
+                return self._write_parts(state, plan, upload_id, part_size, committed, resumed_from, max_parts)
+            except NotFoundError:
+                # The upload expired under us: start over, a bounded number of times.
+                restarts += 1
+                if restarts > RESTARTS or state.cancelled:
+                    raise
+                upload_id = ""
+            except TransferCancelledError:
+                if upload_id:
+                    self._abandon(upload_id)
+                plan.forget()
+                raise
+
+    def _write_parts(
+        self,
+        state: TransferState[ResumedUpload],
+        plan: ResumablePlan,
+        upload_id: str,
+        part_size: int,
+        committed: int,
+        resumed_from: int,
+        max_parts: int | None,
+    ) -> ResumedUpload:
+        if part_size <= 0:
+            raise CourierError(f"the server gave upload {upload_id} a part size of {part_size}")
+        written = checksum_failures = 0
+        while committed < plan.size:
+            if max_parts is not None and written >= max_parts:
+                return ResumedUpload(None, upload_id, resumed_from, committed)
+            if state.cancelled:
+                raise TransferCancelledError()
+            request = plan.part(committed, part_size)
+            request.upload_id = upload_id
+            try:
+                answer = self._unary(self._media.WriteUpload, request, idempotent=True)
+            except ChecksumMismatchError:
+                checksum_failures += 1
+                if checksum_failures > CHECKSUM_RETRIES:
+                    raise
+                continue
+            except UploadOffsetMismatchError:
+                query = self._unary(
+                    self._media.QueryUpload,
+                    media_pb.QueryUploadRequest(upload_id=upload_id),
+                    idempotent=True,
+                )
+                committed = query.committed_size
+                continue
+            committed = answer.committed_size
+            written += 1
+            checksum_failures = 0
+            state.report(committed, plan.size)
+        if state.cancelled:
+            raise TransferCancelledError()
+        response = self._unary(
+            self._media.CommitUpload,
+            media_pb.CommitUploadRequest(upload_id=upload_id, sha256=plan.digest),
+            idempotent=False,
+        )
+        plan.forget()
+        state.report(plan.size, plan.size)
+        return ResumedUpload(_convert.media(response.media), upload_id, resumed_from, plan.size)
+
+    def _abandon(self, upload_id: str) -> None:
+        """Cancels an upload on the server, as far as it can be reached."""
+        try:
+            self._unary(
+                self._media.CancelUpload,
+                media_pb.CancelUploadRequest(upload_id=upload_id),
+                idempotent=False,
+            )
+        except CourierError:
+            pass  # it expires by itself
+
     def _offer_upload(self, state: TransferState[Media], plan: UploadPlan) -> Media | None:
         """Offers the content by header alone: its record when this user stored it
         before, None when the server wants the bytes."""
@@ -409,29 +583,41 @@ class Client:
     # -- messaging --------------------------------------------------------------
 
     def send_peer_message(
-        self, peer_id: str, message: Message | str, *, offline: bool = False
+        self,
+        peer_id: str,
+        message: Message | str,
+        *,
+        offline: bool = False,
+        client_message_id: str | None = None,
     ) -> SendReceipt:
         """Sends ``message`` (a str is a text message) to the user ``peer_id``.
 
         With ``offline`` a peer who is offline gets it on their next subscription
-        (the receipt says CACHED). Not retried: a retry could deliver it twice.
+        (the receipt says CACHED). The send carries ``client_message_id`` (by default
+        a new random one), and is retried with it while the server is unavailable:
+        the server answers a repeated ID as it did the first time and delivers
+        nothing again. Pass your own ID to make your own retries as safe.
 
         Raises:
             PeerUnreachableError: the peer is offline and ``offline`` is False.
             MessageTooLargeError, MediaUnavailableError, RateLimitedError: as named.
         """
-        request = _convert.peer_request(peer_id, message, offline)
-        response = self._unary(self._messaging.SendPeerMessage, request, idempotent=False)
+        request = _convert.peer_request(peer_id, message, offline, client_message_id)
+        response = self._unary(self._messaging.SendPeerMessage, request, idempotent=True)
         return _convert.peer_receipt(peer_id, response)
 
-    def send_channel_message(self, channel_id: str, message: Message | str) -> SendReceipt:
-        """Sends ``message`` to every other member of ``channel_id``.
+    def send_channel_message(
+        self, channel_id: str, message: Message | str, *, client_message_id: str | None = None
+    ) -> SendReceipt:
+        """Sends ``message`` to every other member of ``channel_id``, with
+        ``client_message_id`` (given or generated) and retried as
+        :meth:`send_peer_message` is.
 
         Raises:
             NotAMemberError: the caller has not joined the channel.
         """
-        request = _convert.channel_request(channel_id, message)
-        response = self._unary(self._messaging.SendChannelMessage, request, idempotent=False)
+        request = _convert.channel_request(channel_id, message, client_message_id)
+        response = self._unary(self._messaging.SendChannelMessage, request, idempotent=True)
         return _convert.channel_receipt(response)
 
     def join_channel(self, channel_id: str) -> None:
@@ -460,10 +646,11 @@ class Client:
         response = self._unary(self._messaging.QueryPeersOnlineStatus, request, idempotent=True)
         return {s.user_id: s.online for s in response.statuses}
 
-    def subscribe(self) -> Subscription:
+    def subscribe(self, *, after: int = 0) -> Subscription:
         """Opens this user's live feed, at once; the user is online while it is open.
-        See :class:`Subscription`."""
-        subscription = Subscription(self._messaging, self._auth, self._options)
+        It first brings the events after cursor ``after`` (a message's ``cursor``)
+        that the server still holds; 0 asks for none. See :class:`Subscription`."""
+        subscription = Subscription(self._messaging, self._auth, self._options, after)
         self._subscriptions.add(subscription)
         return subscription
 

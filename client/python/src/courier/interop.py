@@ -27,6 +27,7 @@ from courier import (
     FileMessage,
     ImageMessage,
     Media,
+    MediaKind,
     Message,
     PeerUnreachableError,
     RawMessage,
@@ -136,8 +137,26 @@ def finish(transfer: Transfer[T]) -> T:
 
 
 def cmd_upload(client: Client, args: argparse.Namespace) -> None:
+    if args.stop_after_parts is not None and not args.resume:
+        raise SystemExit(usage_error("--stop-after-parts needs --resume"))
+    if args.resume:
+        kind = MediaKind.IMAGE if args.image else MediaKind.FILE
+        done = finish(
+            client.start_upload_resumable(args.path, kind=kind, max_parts=args.stop_after_parts)
+        )
+        if done.media is None:
+            emit({"event": "paused", "upload_id": done.upload_id, "committed_size": done.committed_size})
+        else:
+            emit({**media_json(done.media), "resumed_from": done.resumed_from})
+        return
     kind_upload = client.upload_image if args.image else client.upload_file
     emit(media_json(kind_upload(args.path)))
+
+
+def usage_error(text: str) -> int:
+    """A usage error found after parsing: said on stderr, exit status 2."""
+    print(f"courier.interop: error: {text}", file=sys.stderr)
+    return 2
 
 
 def cmd_send(client: Client, args: argparse.Namespace) -> None:
@@ -151,9 +170,13 @@ def cmd_send(client: Client, args: argparse.Namespace) -> None:
     else:
         message = client.message_from_media_id(args.media_id)
     if args.to is not None:
-        receipt = client.send_peer_message(args.to, message, offline=args.offline)
+        receipt = client.send_peer_message(
+            args.to, message, offline=args.offline, client_message_id=args.client_message_id
+        )
     else:
-        receipt = client.send_channel_message(args.channel, message)
+        receipt = client.send_channel_message(
+            args.channel, message, client_message_id=args.client_message_id
+        )
     emit(receipt_json(receipt))
 
 
@@ -218,13 +241,20 @@ def cmd_listen(client: Client, args: argparse.Namespace) -> None:
         except OSError as e:
             raise local_file_error(e, "create the folder") from e
     messages = 0
-    with client.subscribe() as feed:
+    with client.subscribe(after=args.after) as feed:
         for event in feed:
             if args.count is not None and messages >= args.count:
                 return
             if isinstance(event, Ready):
                 name = "reconnected" if event.reconnected else "ready"
-                emit({"event": name, "offline_count": event.offline_count})
+                emit(
+                    {
+                        "event": name,
+                        "offline_count": event.offline_count,
+                        "cursor": event.cursor,
+                        "events_lost": event.events_lost,
+                    }
+                )
             elif isinstance(event, Disconnected):
                 emit({"event": "disconnected", "reason": event.reason})
             elif isinstance(event, ReceivedMessage):
@@ -236,6 +266,7 @@ def cmd_listen(client: Client, args: argparse.Namespace) -> None:
                         "message_id": event.message_id,
                         "server_time_ms": _millis(event.server_time),
                         "offline": event.offline,
+                        "cursor": event.cursor,
                         "message": message_json(event.message),
                     }
                 )
@@ -289,6 +320,14 @@ def parser() -> argparse.ArgumentParser:
     upload = commands.add_parser("upload", parents=[flags()], help="upload a file and print its media record")
     upload.add_argument("path")
     upload.add_argument("--image", action="store_true", help="upload it as an image")
+    upload.add_argument(
+        "--resume", action="store_true",
+        help="a resumable upload, continued from PATH.courier-upload when there is one",
+    )
+    upload.add_argument(
+        "--stop-after-parts", type=_natural, metavar="N",
+        help="with --resume: stop after writing N parts, without committing",
+    )
     upload.set_defaults(run=cmd_upload)
 
     send = commands.add_parser("send", parents=[flags()], help="send a message to a peer or a channel")
@@ -301,6 +340,10 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--file", metavar="PATH")
     what.add_argument("--media-id", metavar="ID")
     send.add_argument("--offline", action="store_true", help="keep it for an offline peer")
+    send.add_argument(
+        "--client-message-id", metavar="ID",
+        help="the ID that makes a repeated send deliver nothing again (default: a new one)",
+    )
     send.set_defaults(run=cmd_send)
 
     for name, run, text in [
@@ -319,6 +362,10 @@ def parser() -> argparse.ArgumentParser:
     listen = commands.add_parser("listen", parents=[flags()], help="print every message as it arrives")
     listen.add_argument("--save", metavar="DIR", help="download images and files into DIR")
     listen.add_argument("--count", type=_positive, metavar="N", help="exit after N messages")
+    listen.add_argument(
+        "--after", type=_natural, default=0, metavar="CURSOR",
+        help="first the messages after this cursor that the server still holds",
+    )
     listen.set_defaults(run=cmd_listen)
 
     download = commands.add_parser("download", parents=[flags()], help="download an image or file by media ID")
@@ -337,6 +384,13 @@ def parser() -> argparse.ArgumentParser:
     thumbnail.add_argument("-o", "--output", required=True, metavar="PATH")
     thumbnail.set_defaults(run=cmd_thumbnail)
     return top
+
+
+def _natural(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
 
 
 def _positive(text: str) -> int:

@@ -210,6 +210,9 @@ class ReceivedMessage:
     offline: bool
     #: The content.
     message: Message
+    #: The event's position in this user's event sequence (per user, increasing):
+    #: subscribe with ``after=cursor`` to get what came after it.
+    cursor: int = 0
 
     @property
     def media_id(self) -> str | None:
@@ -231,6 +234,12 @@ class Ready:
     offline_count: int
     #: True when the subscription had been disconnected and is live again.
     reconnected: bool = False
+    #: The cursor of this user's latest event when the feed went live: where to
+    #: resume when no message has come yet.
+    cursor: int = 0
+    #: True when the cursor the feed resumed after was older than the events the
+    #: server still holds: some messages after it are lost (tell the user).
+    events_lost: bool = False
 
 
 @dataclass(frozen=True)

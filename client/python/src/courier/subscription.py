@@ -28,16 +28,24 @@ class _FeedReader:
     :class:`Subscription` so that dropping the subscription closes the feed."""
 
     def __init__(
-        self, messaging: messaging_grpc.MessagingServiceStub, auth: Auth, options: ClientOptions
+        self,
+        messaging: messaging_grpc.MessagingServiceStub,
+        auth: Auth,
+        options: ClientOptions,
+        after: int,
     ) -> None:
         self._messaging = messaging
         self._auth = auth
-        self._feed = Feed(options)
+        self._feed = Feed(options, after)
         self.queue: queue.Queue[Event | End] = queue.Queue(QUEUE_SIZE)
         self._closed = threading.Event()
         # Held to swap the current call's cancel, never while calling out.
         self._lock = threading.Lock()
         self._cancel_call: Callable[[], object] | None = None
+
+    @property
+    def cursor(self) -> int:
+        return self._feed.cursor
 
     def _put(self, item: Event | End) -> bool:
         """Queues ``item``, waiting while the queue is full; False once closed."""
@@ -98,6 +106,12 @@ class Subscription:
     dropped; it reconnects by itself, and the next ``Ready`` has ``reconnected``
     set).
 
+    Every message carries its ``cursor``; a reconnection resumes after the last
+    one (or after the ``Ready`` event's cursor when none came), so that nothing is
+    missed or repeated, and :attr:`cursor` is where a new subscription
+    (``subscribe(after=...)``) would resume. A ``Ready`` with ``events_lost`` says
+    the server no longer held every event after that cursor.
+
     Iterate over it; the iteration ends with an error that reconnecting cannot cure
     (such as an expired token) or after :meth:`close`. A thread reads the feed into
     a bounded queue (256 events) so that the connection is kept while the
@@ -110,8 +124,9 @@ class Subscription:
         messaging: messaging_grpc.MessagingServiceStub,
         auth: Auth,
         options: ClientOptions,
+        after: int = 0,
     ) -> None:
-        self._reader = _FeedReader(messaging, auth, options)
+        self._reader = _FeedReader(messaging, auth, options, after)
         self._ended = False
         threading.Thread(target=self._reader.run, name="courier-subscription", daemon=True).start()
 
@@ -145,6 +160,12 @@ class Subscription:
             raise StopIteration
         return item
 
+    @property
+    def cursor(self) -> int:
+        """The cursor of the last event read from the server (messages are handed on
+        in order, so it is the last message's once the queue is drained)."""
+        return self._reader.cursor
+
     def close(self) -> None:
         """Closes the feed; the iteration ends."""
         self._reader.close()
@@ -169,10 +190,11 @@ class _AsyncFeedReader:
         messaging: messaging_grpc.MessagingServiceAsyncStub,
         auth: Auth,
         options: ClientOptions,
+        after: int,
     ) -> None:
         self._messaging = messaging
         self._auth = auth
-        self._feed = Feed(options)
+        self._feed = Feed(options, after)
         self.queue: asyncio.Queue[Event | End] = asyncio.Queue(QUEUE_SIZE)
 
     async def run(self) -> None:
@@ -211,8 +233,9 @@ class AsyncSubscription:
         messaging: messaging_grpc.MessagingServiceAsyncStub,
         auth: Auth,
         options: ClientOptions,
+        after: int = 0,
     ) -> None:
-        self._reader = _AsyncFeedReader(messaging, auth, options)
+        self._reader = _AsyncFeedReader(messaging, auth, options, after)
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._reader.run())
         self._ended = False
