@@ -91,6 +91,8 @@ type Client struct {
 	transfers *transferTable
 	// opts are the settings Dial was given.
 	opts options
+	// serverURL is the URL Dial was given, as resumable uploads record it.
+	serverURL string
 }
 
 // Dial makes a client for the server at serverURL (`http://host:port`, or
@@ -148,6 +150,7 @@ func Dial(ctx context.Context, serverURL string, opts ...Option) (*Client, error
 		messaging: pb.NewMessagingServiceClient(conn),
 		transfers: newTransferTable(o.maxTransfers, o.queueTransfers),
 		opts:      o,
+		serverURL: serverURL,
 	}, nil
 }
 

@@ -5,6 +5,8 @@ package courier
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -116,6 +118,23 @@ type SendOptions struct {
 	// delivers it on their next Subscribe; without it a message to an offline peer is
 	// dropped and the send fails with ErrPeerUnreachable.
 	Offline bool
+	// ClientMessageID makes the send safe to repeat: a send repeating the ID of an
+	// earlier one is answered as the first was and delivers nothing again. When
+	// empty, the client makes one (32 lowercase hex characters from 128 random bits)
+	// and reuses it on its own retries. Pass your own to make your retries as safe.
+	ClientMessageID string
+}
+
+// clientMessageID is the caller's ID, or a new random one.
+func clientMessageID(given string) string {
+	if given != "" {
+		return given
+	}
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		panic(err) // crypto/rand does not fail on the systems Go supports
+	}
+	return hex.EncodeToString(id[:])
 }
 
 // Delivery is what became of a sent message.
@@ -157,18 +176,21 @@ type Receipt struct {
 
 // SendPeerMessage sends message to the user peer (Agora's sendMessageToPeer). When
 // the peer is offline and opts.Offline is not set, nothing is kept: the receipt (with
-// Delivery PeerUnreachable) comes back with an error matching ErrPeerUnreachable. Not
-// retried, since a retry could deliver the message twice.
+// Delivery PeerUnreachable) comes back with an error matching ErrPeerUnreachable. The
+// send carries opts.ClientMessageID (or a generated one) and is retried with it while
+// the server is unavailable: the server delivers it once.
 func (c *Client) SendPeerMessage(ctx context.Context, peer string, message Message, opts SendOptions) (Receipt, error) {
 	if message == nil {
 		return Receipt{}, invalidArgument(nil, "no message to send")
 	}
-	response, err := unary(c, ctx, func(ctx context.Context) (*pb.SendPeerMessageResponse, error) {
-		return c.messaging.SendPeerMessage(ctx, &pb.SendPeerMessageRequest{
-			PeerId:  peer,
-			Message: message.toProto(),
-			Options: &pb.SendMessageOptions{EnableOfflineMessaging: opts.Offline},
-		})
+	request := &pb.SendPeerMessageRequest{
+		PeerId:          peer,
+		Message:         message.toProto(),
+		Options:         &pb.SendMessageOptions{EnableOfflineMessaging: opts.Offline},
+		ClientMessageId: clientMessageID(opts.ClientMessageID),
+	}
+	response, err := retrying(c, ctx, func(ctx context.Context) (*pb.SendPeerMessageResponse, error) {
+		return c.messaging.SendPeerMessage(ctx, request)
 	})
 	if err != nil {
 		return Receipt{}, err
@@ -189,13 +211,19 @@ func (c *Client) SendPeerMessage(ctx context.Context, peer string, message Messa
 }
 
 // SendChannelMessage sends message to every other member of channel (Agora's
-// sendMessage on a channel); the caller must be a member. Not retried.
-func (c *Client) SendChannelMessage(ctx context.Context, channel string, message Message) (Receipt, error) {
+// sendMessage on a channel); the caller must be a member. Retried as SendPeerMessage
+// is, with opts' ClientMessageID (Offline does not apply to channels).
+func (c *Client) SendChannelMessage(ctx context.Context, channel string, message Message, opts ...SendOptions) (Receipt, error) {
 	if message == nil {
 		return Receipt{}, invalidArgument(nil, "no message to send")
 	}
-	response, err := unary(c, ctx, func(ctx context.Context) (*pb.SendChannelMessageResponse, error) {
-		return c.messaging.SendChannelMessage(ctx, &pb.SendChannelMessageRequest{ChannelId: channel, Message: message.toProto()})
+	id := ""
+	for _, o := range opts {
+		id = o.ClientMessageID
+	}
+	request := &pb.SendChannelMessageRequest{ChannelId: channel, Message: message.toProto(), ClientMessageId: clientMessageID(id)}
+	response, err := retrying(c, ctx, func(ctx context.Context) (*pb.SendChannelMessageResponse, error) {
+		return c.messaging.SendChannelMessage(ctx, request)
 	})
 	if err != nil {
 		return Receipt{}, err

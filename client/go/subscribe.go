@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -42,6 +43,9 @@ type ReceivedMessage struct {
 	Offline bool
 	// Message is the content: a TextMessage, RawMessage, ImageMessage or FileMessage.
 	Message Message
+	// Cursor is the event's position in this user's event sequence (per user,
+	// increasing): SubscribeAfter(ctx, Cursor) brings what came after it.
+	Cursor uint64
 }
 
 // Ready says the feed is live: it comes after each connect, after the cached
@@ -49,6 +53,12 @@ type ReceivedMessage struct {
 type Ready struct {
 	// OfflineCount is how many cached offline messages came before it.
 	OfflineCount int
+	// Cursor is the cursor of this user's latest event when the feed went live: where
+	// to resume when no message has come yet.
+	Cursor uint64
+	// EventsLost is true when the cursor the feed resumed after was older than the
+	// events the server still holds: some messages after it are lost.
+	EventsLost bool
 }
 
 // Disconnected says the connection dropped and the feed is reconnecting. Messages
@@ -79,7 +89,13 @@ type Subscription struct {
 	mu sync.Mutex
 	// err is why the feed ended, set before events is closed.
 	err error
+	// cursor is the cursor of the last event handed to events (or of the last ready).
+	cursor atomic.Uint64
 }
+
+// Cursor is the cursor of the last message handed on (or of the last Ready, when it
+// is later): where a new subscription resumes with SubscribeAfter.
+func (s *Subscription) Cursor() uint64 { return s.cursor.Load() }
 
 // Events is the feed; the channel is closed when the subscription ends.
 func (s *Subscription) Events() <-chan Event { return s.events }
@@ -98,10 +114,18 @@ func (s *Subscription) Close() { s.stop() }
 // Subscribe opens this user's live feed; while it is open the user is online. It
 // reconnects by itself (backoff from 100 ms up to 5 s), saying so with Disconnected
 // and Reconnected events, until ctx ends, Close is called or the server refuses the
-// caller (ErrUnauthenticated, ErrInvalidArgument).
-func (c *Client) Subscribe(ctx context.Context) *Subscription {
+// caller (ErrUnauthenticated, ErrInvalidArgument). A reconnection resumes after the
+// cursor of the last message handed on (or of the Ready, when none came), so that
+// nothing is missed or repeated.
+func (c *Client) Subscribe(ctx context.Context) *Subscription { return c.SubscribeAfter(ctx, 0) }
+
+// SubscribeAfter is Subscribe that first brings the events after cursor (a
+// ReceivedMessage's Cursor) that the server still holds; a Ready with EventsLost
+// says some were no longer held.
+func (c *Client) SubscribeAfter(ctx context.Context, cursor uint64) *Subscription {
 	ctx, stop := context.WithCancel(ctx)
 	s := &Subscription{events: make(chan Event, eventQueue), stop: stop}
+	s.cursor.Store(cursor)
 	go c.feed(ctx, s)
 	return s
 }
@@ -122,7 +146,7 @@ func (c *Client) feed(ctx context.Context, s *Subscription) {
 		}
 	}
 	for {
-		err := c.stream(ctx, func(event Event) bool {
+		err := c.stream(ctx, s, func(event Event) bool {
 			backoff = c.opts.backoff
 			if dropped {
 				dropped = false
@@ -158,10 +182,10 @@ func (c *Client) feed(ctx context.Context, s *Subscription) {
 
 // stream runs one Subscribe call, handing each event to deliver until deliver
 // returns false or the call ends; it returns why the call ended.
-func (c *Client) stream(ctx context.Context, deliver func(Event) bool) error {
+func (c *Client) stream(ctx context.Context, s *Subscription, deliver func(Event) bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.messaging.Subscribe(ctx, &pb.SubscribeRequest{})
+	stream, err := c.messaging.Subscribe(ctx, &pb.SubscribeRequest{After: s.cursor.Load()})
 	if err != nil {
 		return fromStatus(ctx, err)
 	}
@@ -176,6 +200,19 @@ func (c *Client) stream(ctx context.Context, deliver func(Event) bool) error {
 		event := eventFromProto(response)
 		if event == nil {
 			continue
+		}
+		switch e := event.(type) {
+		case ReceivedMessage:
+			if e.Cursor != 0 {
+				if e.Cursor <= s.cursor.Load() {
+					continue // handed on before this connection
+				}
+				s.cursor.Store(e.Cursor)
+			}
+		case Ready:
+			if e.Cursor > s.cursor.Load() {
+				s.cursor.Store(e.Cursor)
+			}
 		}
 		if !deliver(event) {
 			return nil
@@ -194,7 +231,7 @@ func eventFromProto(response *pb.SubscribeResponse) Event {
 		}
 		return ReceivedMessage{
 			From: m.GetSenderId(), MessageID: m.GetMessageId(), ServerTime: timeFromProto(m.GetServerTime()),
-			Offline: m.GetOffline(), Message: message,
+			Offline: m.GetOffline(), Message: message, Cursor: response.GetCursor(),
 		}
 	case *pb.SubscribeResponse_ChannelMessage:
 		m := e.ChannelMessage
@@ -204,10 +241,14 @@ func eventFromProto(response *pb.SubscribeResponse) Event {
 		}
 		return ReceivedMessage{
 			From: m.GetSenderId(), Channel: m.GetChannelId(), MessageID: m.GetMessageId(),
-			ServerTime: timeFromProto(m.GetServerTime()), Message: message,
+			ServerTime: timeFromProto(m.GetServerTime()), Message: message, Cursor: response.GetCursor(),
 		}
 	case *pb.SubscribeResponse_Ready:
-		return Ready{OfflineCount: int(e.Ready.GetOfflineMessageCount())}
+		return Ready{
+			OfflineCount: int(e.Ready.GetOfflineMessageCount()),
+			Cursor:       e.Ready.GetCursor(),
+			EventsLost:   e.Ready.GetEventsLost(),
+		}
 	default:
 		return nil
 	}

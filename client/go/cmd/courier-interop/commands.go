@@ -21,6 +21,44 @@ func upload(ctx context.Context, c *courier.Client, path string, image bool) (co
 	return c.UploadFile(ctx, path, courier.UploadOptions{Kind: kind})
 }
 
+// prepareResumable checks the flags of `upload PATH --resume [--stop-after-parts N]`.
+func prepareResumable(p parsed) (func(context.Context, *courier.Client) error, error) {
+	if !p.has("resume") {
+		return nil, usagef("--stop-after-parts needs --resume")
+	}
+	stopAfter := 0
+	if p.has("stop-after-parts") {
+		n, err := p.count("stop-after-parts")
+		if err != nil {
+			return nil, err
+		}
+		if n < 1 {
+			return nil, usagef("--stop-after-parts needs a number of parts of at least 1")
+		}
+		stopAfter = n
+	}
+	return func(ctx context.Context, c *courier.Client) error {
+		kind := courier.File
+		if p.has("image") {
+			kind = courier.Image
+		}
+		done, err := c.UploadResumable(ctx, p.positional[0], courier.ResumableOptions{
+			UploadOptions: courier.UploadOptions{Kind: kind}, StopAfterParts: stopAfter,
+		})
+		if err != nil {
+			return err
+		}
+		if done.Media == nil {
+			printLine(object{"event": "paused", "upload_id": done.UploadID, "committed_size": done.CommittedSize})
+			return nil
+		}
+		line := mediaJSON(*done.Media)
+		line["resumed_from"] = done.ResumedFrom
+		printLine(line)
+		return nil
+	}, nil
+}
+
 func prepareSend(p parsed) (func(context.Context, *courier.Client) error, error) {
 	if err := p.exactly(); err != nil {
 		return nil, err
@@ -48,10 +86,11 @@ func prepareSend(p parsed) (func(context.Context, *courier.Client) error, error)
 			return err
 		}
 		var receipt courier.Receipt
+		id := p.flags["client-message-id"]
 		if target == "to" {
-			receipt, err = c.SendPeerMessage(ctx, p.flags["to"], message, courier.SendOptions{Offline: p.has("offline")})
+			receipt, err = c.SendPeerMessage(ctx, p.flags["to"], message, courier.SendOptions{Offline: p.has("offline"), ClientMessageID: id})
 		} else {
-			receipt, err = c.SendChannelMessage(ctx, p.flags["channel"], message)
+			receipt, err = c.SendChannelMessage(ctx, p.flags["channel"], message, courier.SendOptions{ClientMessageID: id})
 		}
 		if errors.Is(err, courier.ErrPeerUnreachable) {
 			printLine(object{"message_id": receipt.MessageID, "state": "unreachable"})
@@ -155,13 +194,13 @@ func printSaved(media courier.Media, path string) error {
 
 // listen prints the feed; with save, it downloads every image and file into that
 // folder; with count > 0, it returns after that many messages (and their saves).
-func listen(ctx context.Context, c *courier.Client, save string, count int) error {
+func listen(ctx context.Context, c *courier.Client, save string, count int, after uint64) error {
 	if save != "" {
 		if err := os.MkdirAll(save, 0o755); err != nil {
 			return err
 		}
 	}
-	feed := c.Subscribe(ctx)
+	feed := c.SubscribeAfter(ctx, after)
 	defer feed.Close()
 	messages := 0
 	for count == 0 || messages < count {

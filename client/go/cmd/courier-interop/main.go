@@ -15,18 +15,19 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	courier "github.com/courier-rtm/courier/client/go"
 )
 
 const usage = `usage: courier-interop COMMAND [ARGS]
-  upload PATH [--image]
-  send (--to PEER | --channel CH) (--text T | --image PATH | --file PATH | --media-id ID) [--offline]
+  upload PATH [--image] [--resume [--stop-after-parts N]]
+  send (--to PEER | --channel CH) (--text T | --image PATH | --file PATH | --media-id ID) [--offline] [--client-message-id ID]
   join CH | leave CH | members CH | online USER...
   download MEDIA_ID -o PATH
   thumbnail MEDIA_ID [--max-edge N] -o PATH
-  listen [--save DIR] [--count N]
+  listen [--after CURSOR] [--save DIR] [--count N]
 every command also takes --server URL and --token TOKEN (default: $COURIER_SERVER, $COURIER_TOKEN)`
 
 // errUnreachable marks a peer send that was neither delivered nor kept: its line is
@@ -69,14 +70,14 @@ func run(args []string) int {
 
 // specs are the flags of each command.
 var specs = map[string]spec{
-	"upload":    {bools: []string{"image"}},
-	"send":      {values: []string{"to", "channel", "text", "image", "file", "media-id"}, bools: []string{"offline"}},
+	"upload":    {values: []string{"stop-after-parts"}, bools: []string{"image", "resume"}},
+	"send":      {values: []string{"to", "channel", "text", "image", "file", "media-id", "client-message-id"}, bools: []string{"offline"}},
 	"join":      {},
 	"leave":     {},
 	"members":   {},
 	"online":    {},
 	"download":  {values: []string{"output"}, aliases: map[string]string{"o": "output"}},
-	"listen":    {values: []string{"save", "count"}},
+	"listen":    {values: []string{"save", "count", "after"}},
 	"thumbnail": {values: []string{"output", "max-edge"}, aliases: map[string]string{"o": "output"}},
 }
 
@@ -120,6 +121,9 @@ func prepare(name string, p parsed) (func(context.Context, *courier.Client) erro
 	case "upload":
 		if err := p.exactly("PATH"); err != nil {
 			return nil, err
+		}
+		if p.has("resume") || p.has("stop-after-parts") {
+			return prepareResumable(p)
 		}
 		return func(ctx context.Context, c *courier.Client) error {
 			media, err := upload(ctx, c, p.positional[0], p.has("image"))
@@ -188,8 +192,15 @@ func prepare(name string, p parsed) (func(context.Context, *courier.Client) erro
 		if err != nil {
 			return nil, err
 		}
+		var after uint64
+		if p.has("after") {
+			after, err = strconv.ParseUint(p.flags["after"], 10, 64)
+			if err != nil {
+				return nil, usagef("--after needs a cursor (a whole number), not %q", p.flags["after"])
+			}
+		}
 		return func(ctx context.Context, c *courier.Client) error {
-			return listen(ctx, c, p.flags["save"], count)
+			return listen(ctx, c, p.flags["save"], count, after)
 		}, nil
 	}
 	return nil, usagef("unknown command %q", name)

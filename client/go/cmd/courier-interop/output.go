@@ -58,9 +58,10 @@ func eventJSON(event courier.Event) object {
 			channel = e.Channel
 		}
 		return object{"event": "message", "from": e.From, "channel": channel, "message_id": e.MessageID,
-			"server_time_ms": e.ServerTime.UnixMilli(), "offline": e.Offline, "message": messageJSON(e.Message)}
+			"server_time_ms": e.ServerTime.UnixMilli(), "offline": e.Offline, "cursor": e.Cursor,
+			"message": messageJSON(e.Message)}
 	case courier.Ready:
-		return object{"event": "ready", "offline_count": e.OfflineCount}
+		return object{"event": "ready", "offline_count": e.OfflineCount, "cursor": e.Cursor, "events_lost": e.EventsLost}
 	case courier.Disconnected:
 		return object{"event": "disconnected", "reason": e.Err.Error()}
 	case courier.Reconnected:
