@@ -48,6 +48,9 @@ final class Connection {
   /** Deadlines, retries, limits. */
   final Options options;
 
+  /** The server URL as the client was given it (resumable uploads record it). */
+  final String endpoint;
+
   /** Runs transfers: one thread each while they run; daemon threads. */
   final ExecutorService transfers;
 
@@ -65,6 +68,7 @@ final class Connection {
 
   Connection(String endpoint, String token, Options options) {
     this.options = options;
+    this.endpoint = endpoint;
     URI uri;
     try {
       uri = URI.create(endpoint.trim());

@@ -109,6 +109,41 @@ public final class CourierClient implements AutoCloseable {
   }
 
   /**
+   * Starts a resumable upload of a file ({@link UploadArgs#file} or {@link
+   * UploadArgs#image}) and returns at once; {@link Transfer#await()} gives the {@link
+   * ResumedUpload}. The file goes in parts of the server's part size, each checked by its
+   * CRC32C, so that a break costs at most one part: a part is retried with backoff while
+   * the server is unavailable, and when the retries run out (or the process stops) the
+   * state file {@code <path>.courier-upload} stays, and the next upload of the same file to
+   * the same server goes on from what the server holds. Progress counts the bytes the
+   * server holds. Cancelling abandons the upload on the server and removes the state file.
+   *
+   * @param args the file, its kind, name, content type and progress listener
+   * @return the running upload
+   * @throws CourierException {@link dev.courier.errors.InvalidArgumentException} for a
+   *     source that is not a file or an empty one, {@link
+   *     dev.courier.errors.TooManyTransfersException} when 9 transfers already run
+   */
+  public Transfer<ResumedUpload> uploadResumable(UploadArgs args) throws CourierException {
+    return ResumableUploads.start(connection, transfers, args, 0);
+  }
+
+  /**
+   * Starts a resumable upload that stops after writing {@code stopAfterParts} parts in this
+   * call, without committing (the result's media is then {@code null} and the state file
+   * stays); 0 writes them all. See {@link #uploadResumable(UploadArgs)}.
+   *
+   * @param args the file, its kind, name, content type and progress listener
+   * @param stopAfterParts the most parts to write in this call, 0 for no limit
+   * @return the running upload
+   * @throws CourierException as {@link #uploadResumable(UploadArgs)}
+   */
+  public Transfer<ResumedUpload> uploadResumable(UploadArgs args, int stopAfterParts)
+      throws CourierException {
+    return ResumableUploads.start(connection, transfers, args, stopAfterParts);
+  }
+
+  /**
    * Starts downloading {@code mediaId} to {@code path}: the bytes go to
    * {@link #partialPath(Path, String)} first and are renamed into place once their size
    * and SHA-256 match the record; an existing file at {@code path} is replaced. A
@@ -263,8 +298,9 @@ public final class CourierClient implements AutoCloseable {
   // ---- Messages -----------------------------------------------------------------------
 
   /**
-   * Sends {@code message} to {@code peer} (Agora's {@code sendMessageToPeer}). Not
-   * retried: a retry could deliver the message twice.
+   * Sends {@code message} to {@code peer} (Agora's {@code sendMessageToPeer}). The send
+   * carries the options' client message ID (or a generated one) and is retried with it
+   * while the server is unavailable: the server delivers it once.
    *
    * @param peer the receiver's user ID
    * @param message the message
@@ -280,10 +316,11 @@ public final class CourierClient implements AutoCloseable {
             .setMessage(Protos.message(message))
             .setOptions(
                 SendMessageOptions.newBuilder().setEnableOfflineMessaging(options.offline()))
+            .setClientMessageId(options.idForSend())
             .build();
     return connection
         .<SendPeerMessageResponse>unary(
-            false, o -> connection.messagingUnary().sendPeerMessage(request, o))
+            true, o -> connection.messagingUnary().sendPeerMessage(request, o))
         .thenApply(
             response -> {
               Delivery delivery;
@@ -319,21 +356,37 @@ public final class CourierClient implements AutoCloseable {
 
   /**
    * Sends {@code message} to every other member of {@code channel} (Agora's
-   * {@code RtmChannel.sendMessage}); the caller must be a member. Not retried.
+   * {@code RtmChannel.sendMessage}); the caller must be a member. Retried with a generated
+   * client message ID, as {@link #sendPeerMessageAsync} is.
    *
    * @param channel the channel ID
    * @param message the message
    * @return the future receipt
    */
   public CompletableFuture<SendReceipt> sendChannelMessageAsync(String channel, Message message) {
+    return sendChannelMessageAsync(channel, message, SendOptions.defaults());
+  }
+
+  /**
+   * Sends {@code message} to every other member of {@code channel} with the options'
+   * client message ID (their offline flag does not apply to channels).
+   *
+   * @param channel the channel ID
+   * @param message the message
+   * @param options the client message ID
+   * @return the future receipt
+   */
+  public CompletableFuture<SendReceipt> sendChannelMessageAsync(
+      String channel, Message message, SendOptions options) {
     SendChannelMessageRequest request =
         SendChannelMessageRequest.newBuilder()
             .setChannelId(channel)
             .setMessage(Protos.message(message))
+            .setClientMessageId(options.idForSend())
             .build();
     return connection
         .<SendChannelMessageResponse>unary(
-            false, o -> connection.messagingUnary().sendChannelMessage(request, o))
+            true, o -> connection.messagingUnary().sendChannelMessage(request, o))
         .thenApply(
             response ->
                 new SendReceipt(
@@ -353,6 +406,21 @@ public final class CourierClient implements AutoCloseable {
    */
   public SendReceipt sendChannelMessage(String channel, Message message) throws CourierException {
     return Connection.await(sendChannelMessageAsync(channel, message));
+  }
+
+  /**
+   * Sends {@code message} to a channel with the options' client message ID; see {@link
+   * #sendChannelMessageAsync(String, Message, SendOptions)}.
+   *
+   * @param channel the channel ID
+   * @param message the message
+   * @param options the client message ID
+   * @return the receipt
+   * @throws CourierException as {@link #sendChannelMessage(String, Message)}
+   */
+  public SendReceipt sendChannelMessage(String channel, Message message, SendOptions options)
+      throws CourierException {
+    return Connection.await(sendChannelMessageAsync(channel, message, options));
   }
 
   /**
@@ -499,8 +567,23 @@ public final class CourierClient implements AutoCloseable {
    * @return the open subscription; close it to end the feed
    */
   public Subscription subscribe(SubscriptionListener listener) {
+    return subscribe(listener, 0);
+  }
+
+  /**
+   * Opens this user's live feed, first with the events after cursor {@code after} (a
+   * {@link ReceivedMessage#cursor()}) that the server still holds; {@link
+   * SubscriptionListener#onReady(int, long, boolean)} says when some were no longer held. A
+   * reconnection resumes after the last message handed to the listener (or the last ready
+   * event's cursor), so nothing is missed or repeated.
+   *
+   * @param listener who hears the events
+   * @param after the cursor to resume after, 0 for none
+   * @return the open subscription; close it to end the feed
+   */
+  public Subscription subscribe(SubscriptionListener listener, long after) {
     Subscription subscription =
-        new Subscription(connection, Objects.requireNonNull(listener, "listener"));
+        new Subscription(connection, Objects.requireNonNull(listener, "listener"), after);
     synchronized (subscriptions) {
       subscriptions.removeIf(s -> !s.isOpen());
       subscriptions.add(subscription);

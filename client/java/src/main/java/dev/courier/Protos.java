@@ -97,7 +97,7 @@ final class Protos {
     };
   }
 
-  static ReceivedMessage received(MessagingServiceOuterClass.PeerMessageReceived m) {
+  static ReceivedMessage received(MessagingServiceOuterClass.PeerMessageReceived m, long cursor) {
     Message message = message(m.getMessage());
     return message == null
         ? null
@@ -107,10 +107,12 @@ final class Protos {
             m.getMessageId(),
             instant(m.getServerTime()),
             m.getOffline(),
-            message);
+            message,
+            cursor);
   }
 
-  static ReceivedMessage received(MessagingServiceOuterClass.ChannelMessageReceived m) {
+  static ReceivedMessage received(
+      MessagingServiceOuterClass.ChannelMessageReceived m, long cursor) {
     Message message = message(m.getMessage());
     return message == null
         ? null
@@ -120,6 +122,7 @@ final class Protos {
             m.getMessageId(),
             instant(m.getServerTime()),
             false,
-            message);
+            message,
+            cursor);
   }
 }

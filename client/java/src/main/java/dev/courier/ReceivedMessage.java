@@ -13,6 +13,9 @@ import java.time.Instant;
  * @param serverTime when the server accepted it
  * @param offline true when it was cached while this user was offline
  * @param message the content
+ * @param cursor the event's position in this user's event sequence (per user, increasing):
+ *     {@link CourierClient#subscribe(SubscriptionListener, long)} with it brings what came
+ *     after it
  */
 public record ReceivedMessage(
     String from,
@@ -20,7 +23,8 @@ public record ReceivedMessage(
     String messageId,
     Instant serverTime,
     boolean offline,
-    Message message) {
+    Message message,
+    long cursor) {
 
   /**
    * Whether this is a channel message.

@@ -41,24 +41,42 @@ public final class Subscription implements AutoCloseable {
   /** Whether the feed dropped since it was last ready (guarded by this). */
   private boolean dropped;
 
-  Subscription(Connection connection, SubscriptionListener listener) {
+  /**
+   * The cursor of the last message handed to the listener, or of the last ready event when
+   * later: each connection asks for the events after it (guarded by this).
+   */
+  private long cursor;
+
+  Subscription(Connection connection, SubscriptionListener listener, long after) {
     this.connection = connection;
     this.listener = listener;
     this.backoff = connection.options.backoff();
+    this.cursor = after;
+  }
+
+  /**
+   * The cursor of the last message handed to the listener (or of the last ready event,
+   * when later): where a new subscription would resume.
+   *
+   * @return the cursor, 0 for none
+   */
+  public synchronized long cursor() {
+    return cursor;
   }
 
   /** Opens a Subscribe call; its events go to the listener. */
   void open() {
     Context.CancellableContext context;
+    SubscribeRequest request;
     synchronized (this) {
       if (closed) {
         return;
       }
       context = Context.ROOT.withCancellation();
       call = context;
+      request = SubscribeRequest.newBuilder().setAfter(cursor).build();
     }
-    context.run(
-        () -> connection.messaging().subscribe(SubscribeRequest.getDefaultInstance(), observer(context)));
+    context.run(() -> connection.messaging().subscribe(request, observer(context)));
   }
 
   private StreamObserver<SubscribeResponse> observer(Context.CancellableContext context) {
@@ -75,15 +93,28 @@ public final class Subscription implements AutoCloseable {
           if (reconnected) {
             dropped = false;
           }
+          if (event.hasReady()) {
+            cursor = Math.max(cursor, event.getReady().getCursor());
+          } else if (event.getCursor() != 0) {
+            if (Long.compareUnsigned(event.getCursor(), cursor) <= 0) {
+              return; // handed on before this connection
+            }
+            cursor = event.getCursor();
+          }
         }
+        long at = event.getCursor();
         switch (event.getEventCase()) {
-          case PEER_MESSAGE -> deliver(Protos.received(event.getPeerMessage()));
-          case CHANNEL_MESSAGE -> deliver(Protos.received(event.getChannelMessage()));
+          case PEER_MESSAGE -> deliver(Protos.received(event.getPeerMessage(), at));
+          case CHANNEL_MESSAGE -> deliver(Protos.received(event.getChannelMessage(), at));
           case READY -> {
             if (reconnected) {
               safely(listener::onReconnected);
             }
-            safely(() -> listener.onReady(event.getReady().getOfflineMessageCount()));
+            var ready = event.getReady();
+            safely(
+                () ->
+                    listener.onReady(
+                        ready.getOfflineMessageCount(), ready.getCursor(), ready.getEventsLost()));
           }
           case EVENT_NOT_SET -> {
             // An event this client does not know: newer servers may send more kinds.

@@ -26,6 +26,20 @@ public interface SubscriptionListener {
   default void onReady(int offlineCount) {}
 
   /**
+   * The feed is live, as {@link #onReady(int)} (which it calls unless overridden), with
+   * where it stands in this user's events.
+   *
+   * @param offlineCount how many cached offline messages came before this
+   * @param cursor the cursor of this user's latest event: where to resume when no message
+   *     has come yet
+   * @param eventsLost true when the cursor the feed resumed after was older than the events
+   *     the server still holds, so some messages after it are lost
+   */
+  default void onReady(int offlineCount, long cursor, boolean eventsLost) {
+    onReady(offlineCount);
+  }
+
+  /**
    * The connection dropped and the subscription is reconnecting by itself, with backoff
    * up to 5 s. Meanwhile messages to this user are kept only if their senders enabled
    * offline messaging.

@@ -68,14 +68,20 @@ final class Args {
     Set<String> valued = Set.of();
     Set<String> bare = Set.of();
     switch (command) {
-      case "upload" -> bare = Set.of("--image");
+      case "upload" -> {
+        valued = Set.of("--stop-after-parts");
+        bare = Set.of("--image", "--resume");
+      }
       case "send" -> {
-        valued = Set.of("--to", "--channel", "--text", "--image", "--file", "--media-id");
+        valued =
+            Set.of(
+                "--to", "--channel", "--text", "--image", "--file", "--media-id",
+                "--client-message-id");
         bare = Set.of("--offline");
       }
       case "download" -> valued = Set.of("-o", "--output");
       case "thumbnail" -> valued = Set.of("-o", "--output", "--max-edge");
-      case "listen" -> valued = Set.of("--save", "--count");
+      case "listen" -> valued = Set.of("--save", "--count", "--after");
       case "join", "leave", "members", "online" -> {}
       default -> throw new Usage("unknown command " + command);
     }

@@ -10,6 +10,7 @@ import dev.courier.MediaKind;
 import dev.courier.Message;
 import dev.courier.RawMessage;
 import dev.courier.ReceivedMessage;
+import dev.courier.ResumedUpload;
 import dev.courier.SendOptions;
 import dev.courier.SendReceipt;
 import dev.courier.Subscription;
@@ -103,7 +104,16 @@ public final class Main {
   /** Checks the words of each command before anything connects. */
   private static void validate(Args args) throws Usage {
     switch (args.command) {
-      case "upload" -> args.exactly(1, "one PATH");
+      case "upload" -> {
+        args.exactly(1, "one PATH");
+        String parts = args.value("--stop-after-parts");
+        if (parts != null && !args.has("--resume")) {
+          throw new Usage("--stop-after-parts needs --resume");
+        }
+        if (parts != null && (!parts.matches("[0-9]{1,9}") || Integer.parseInt(parts) < 1)) {
+          throw new Usage("--stop-after-parts takes a number of parts of at least 1");
+        }
+      }
       case "join", "leave", "members" -> args.exactly(1, "one channel");
       case "online" -> {
         if (args.positional.isEmpty()) {
@@ -135,12 +145,19 @@ public final class Main {
         if (contents != 1) {
           throw new Usage("send needs exactly one of --text, --image, --file and --media-id");
         }
+        if ("".equals(args.value("--client-message-id"))) {
+          throw new Usage("--client-message-id takes a non-empty ID");
+        }
       }
       case "listen" -> {
         args.exactly(0, "only flags");
         String count = args.value("--count");
         if (count != null && !count.matches("[0-9]{1,9}")) {
           throw new Usage("--count takes a number");
+        }
+        String after = args.value("--after");
+        if (after != null && !after.matches("[0-9]{1,18}")) {
+          throw new Usage("--after takes a cursor (a whole number)");
         }
       }
       default -> throw new Usage("unknown command " + args.command);
@@ -181,7 +198,27 @@ public final class Main {
     switch (args.command) {
       case "upload" -> {
         Path path = Path.of(args.positional.get(0));
-        line(media(upload(client, path, args.has("--image") ? MediaKind.IMAGE : MediaKind.FILE)));
+        MediaKind kind = args.has("--image") ? MediaKind.IMAGE : MediaKind.FILE;
+        if (args.has("--resume")) {
+          String parts = args.value("--stop-after-parts");
+          ResumedUpload done =
+              client
+                  .uploadResumable(
+                      UploadArgs.builder().file(path).kind(kind).build(),
+                      parts == null ? 0 : Integer.parseInt(parts))
+                  .await();
+          if (done.media() == null) {
+            line(
+                Json.of(
+                    "event", "paused",
+                    "upload_id", done.uploadId(),
+                    "committed_size", done.committedSize()));
+          } else {
+            line(media(done.media()).put("resumed_from", done.resumedFrom()));
+          }
+        } else {
+          line(media(upload(client, path, kind)));
+        }
       }
       case "send" -> send(client, args);
       case "join" -> {
@@ -257,11 +294,11 @@ public final class Main {
     } else {
       message = client.getMedia(args.value("--media-id")).message();
     }
+    SendOptions options = new SendOptions(args.has("--offline"), args.value("--client-message-id"));
     SendReceipt receipt =
         args.value("--to") != null
-            ? client.sendPeerMessage(
-                args.value("--to"), message, new SendOptions(args.has("--offline")))
-            : client.sendChannelMessage(args.value("--channel"), message);
+            ? client.sendPeerMessage(args.value("--to"), message, options)
+            : client.sendChannelMessage(args.value("--channel"), message, options);
     line(
         Json.of(
             "message_id", receipt.messageId(),
@@ -294,8 +331,14 @@ public final class Main {
           }
 
           @Override
-          public void onReady(int offlineCount) {
-            events.add(new Line(Json.of("event", "ready", "offline_count", offlineCount)));
+          public void onReady(int offlineCount, long cursor, boolean eventsLost) {
+            events.add(
+                new Line(
+                    Json.of(
+                        "event", "ready",
+                        "offline_count", offlineCount,
+                        "cursor", cursor,
+                        "events_lost", eventsLost)));
           }
 
           @Override
@@ -314,7 +357,8 @@ public final class Main {
           }
         };
     long messages = 0;
-    Subscription subscription = client.subscribe(listener);
+    long after = args.value("--after") == null ? 0 : Long.parseLong(args.value("--after"));
+    Subscription subscription = client.subscribe(listener, after);
     try {
       while (messages < count) {
         Event event = events.take();
@@ -405,6 +449,7 @@ public final class Main {
         "message_id", m.messageId(),
         "server_time_ms", millis(m.serverTime()),
         "offline", m.offline(),
+        "cursor", m.cursor(),
         "message", body(m.message()));
   }
 

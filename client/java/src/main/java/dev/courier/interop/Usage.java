@@ -7,12 +7,12 @@ final class Usage extends Exception {
   static final String TEXT =
       """
       usage: interop [--server URL] [--token TOKEN] COMMAND ...
-        upload PATH [--image]
-        send (--to PEER | --channel CH) (--text T | --image PATH | --file PATH | --media-id ID) [--offline]
+        upload PATH [--image] [--resume [--stop-after-parts N]]
+        send (--to PEER | --channel CH) (--text T | --image PATH | --file PATH | --media-id ID) [--offline] [--client-message-id ID]
         join CH | leave CH | members CH | online USER...
         download MEDIA_ID -o PATH
         thumbnail MEDIA_ID [--max-edge N] -o PATH
-        listen [--save DIR] [--count N]
+        listen [--after CURSOR] [--save DIR] [--count N]
       The server and token also come from COURIER_SERVER and COURIER_TOKEN.""";
 
   Usage(String message) {
