@@ -325,7 +325,7 @@ def parser() -> argparse.ArgumentParser:
         help="a resumable upload, continued from PATH.courier-upload when there is one",
     )
     upload.add_argument(
-        "--stop-after-parts", type=_natural, metavar="N",
+        "--stop-after-parts", type=_positive, metavar="N",
         help="with --resume: stop after writing N parts, without committing",
     )
     upload.set_defaults(run=cmd_upload)
