@@ -137,8 +137,6 @@ def finish(transfer: Transfer[T]) -> T:
 
 
 def cmd_upload(client: Client, args: argparse.Namespace) -> None:
-    if args.stop_after_parts is not None and not args.resume:
-        raise SystemExit(usage_error("--stop-after-parts needs --resume"))
     if args.resume:
         kind = MediaKind.IMAGE if args.image else MediaKind.FILE
         done = finish(
@@ -152,11 +150,6 @@ def cmd_upload(client: Client, args: argparse.Namespace) -> None:
     kind_upload = client.upload_image if args.image else client.upload_file
     emit(media_json(kind_upload(args.path)))
 
-
-def usage_error(text: str) -> int:
-    """A usage error found after parsing: said on stderr, exit status 2."""
-    print(f"courier.interop: error: {text}", file=sys.stderr)
-    return 2
 
 
 def cmd_send(client: Client, args: argparse.Namespace) -> None:
@@ -408,7 +401,10 @@ def report(error: CourierError) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command; returns the exit status."""
-    args = parser().parse_args(argv)
+    top = parser()
+    args = top.parse_args(argv)
+    if args.command == "upload" and args.stop_after_parts is not None and not args.resume:
+        top.error("--stop-after-parts needs --resume")  # exits 2
     run: Callable[[Client, argparse.Namespace], None] = args.run
     try:
         if not args.token:
