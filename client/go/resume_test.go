@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -254,4 +255,45 @@ func waitOffline(t *testing.T, client *courier.Client, user string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("%s still online after 10 s", user)
+}
+
+func TestASendIsRetriedUntilTheServerIsUpAndDeliveredOnce(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := listener.Addr().String()
+	listener.Close()
+	alice, err := courier.Dial(context.Background(), "http://"+addr, courier.WithToken(testkit.Token("alice")),
+		courier.WithRetries(40, 100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	sent := make(chan error, 1)
+	go func() {
+		_, err := alice.SendPeerMessage(context.Background(), "bob", courier.Text("retried"), courier.SendOptions{Offline: true})
+		sent <- err
+	}()
+	select {
+	case err := <-sent:
+		t.Fatalf("the send finished while nothing listens: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	server := testkit.StartAt(t, addr)
+	select {
+	case err := <-sent:
+		if err != nil {
+			t.Fatalf("the retried send failed: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the send did not finish once the server was up")
+	}
+	bob := dial(t, server, "bob")
+	sub := bob.Subscribe(context.Background())
+	t.Cleanup(sub.Close)
+	count, before := ready(t, sub)
+	if count != 1 || len(before) != 1 || before[0].Message != courier.Text("retried") {
+		t.Fatalf("bob got %d cached: %+v", count, before)
+	}
 }
