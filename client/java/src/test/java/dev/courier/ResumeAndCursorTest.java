@@ -94,7 +94,8 @@ class ResumeAndCursorTest {
         assertEquals(data.length, done.media().size());
         assertEquals(sha256(data), done.media().sha256());
         assertFalse(Files.exists(state(path)), "the state file is removed after the commit");
-        assertEquals(PART, seen.get(0));
+        // The transfer reports 0 as it starts, then the bytes the server already holds.
+        assertEquals(PART, seen.stream().filter(d -> d > 0).findFirst().orElseThrow());
         assertEquals(data.length, seen.get(seen.size() - 1));
         assertArrayEquals(data, alice.downloadToMemory(done.media().mediaId()).await().bytes());
       }
