@@ -16,6 +16,8 @@ import pytest
 from courier import (
     AsyncClient,
     Client,
+    ClientOptions,
+    Disconnected,
     Progress,
     ReceivedMessage,
     Ready,
@@ -188,6 +190,37 @@ def test_a_repeated_client_message_id_delivers_once(server: Server) -> None:
             assert [m.message_id for m in got] == [
                 first.message_id, channel.message_id, a.message_id, b.message_id
             ]
+            try:
+                extra = feed.next_event(timeout=0.5)
+            except TimeoutError:
+                extra = None
+            assert not isinstance(extra, ReceivedMessage), f"delivered again: {extra}"
+
+
+def test_a_reconnecting_feed_resumes_after_its_last_cursor(server: Server) -> None:
+    # bob's feed waits 2 s before reconnecting, so that alice's message is sent while
+    # bob is away: only a reconnection that asks for what came after its last cursor
+    # gets it (and gets nothing it had already).
+    slow = ClientOptions(backoff=2.0, max_backoff=2.0)
+    with Client(server.url, token("alice")) as alice, Client(server.url, token("bob"), options=slow) as bob:
+        alice.join_channel("team")
+        bob.join_channel("team")
+        with bob.subscribe() as feed:
+            wait_ready(feed)
+            alice.send_channel_message("team", "before the break")
+            one = next_message(feed)
+            server.restart()
+            deadline = time.monotonic() + 10
+            while not isinstance(feed.next_event(timeout=max(0.01, deadline - time.monotonic())), Disconnected):
+                pass
+            # Memberships do not outlive the server process: both join again.
+            alice.join_channel("team")
+            bob.join_channel("team")
+            sent = alice.send_channel_message("team", "during the break")
+            ready, replayed = wait_ready(feed, limit=20)
+            assert ready.reconnected
+            assert [m.message_id for m in replayed] == [sent.message_id]
+            assert replayed[0].cursor > one.cursor
             try:
                 extra = feed.next_event(timeout=0.5)
             except TimeoutError:
