@@ -297,3 +297,54 @@ func TestASendIsRetriedUntilTheServerIsUpAndDeliveredOnce(t *testing.T) {
 		t.Fatalf("bob got %d cached: %+v", count, before)
 	}
 }
+
+func TestAReconnectingFeedResumesAfterItsLastCursor(t *testing.T) {
+	server := testkit.Start(t)
+	ctx := context.Background()
+	alice := dial(t, server, "alice")
+	// bob's feed waits 2 s before reconnecting, so that alice's message is sent while bob
+	// is away: only a reconnection after the last cursor gets it, and nothing twice.
+	bob := dial(t, server, "bob", courier.WithRetries(4, 2*time.Second))
+	join := func() {
+		t.Helper()
+		for _, c := range []*courier.Client{alice, bob} {
+			if err := c.JoinChannel(ctx, "team"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	join()
+	sub := subscribe(t, bob)
+	if _, err := alice.SendChannelMessage(ctx, "team", courier.Text("before the break")); err != nil {
+		t.Fatal(err)
+	}
+	one := nextMessage(t, sub)
+	server.Restart(t)
+	for found := false; !found; {
+		_, found = nextEvent(t, sub).(courier.Disconnected)
+	}
+	join() // memberships do not outlive the server process
+	sent, err := alice.SendChannelMessage(ctx, "team", courier.Text("during the break"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replayed []courier.ReceivedMessage
+	for found := false; !found; {
+		switch e := nextEvent(t, sub).(type) {
+		case courier.ReceivedMessage:
+			replayed = append(replayed, e)
+		case courier.Ready:
+			found = true
+		}
+	}
+	if len(replayed) != 1 || replayed[0].MessageID != sent.MessageID || replayed[0].Cursor <= one.Cursor {
+		t.Fatalf("after the reconnection: %+v (the last cursor before it %d)", replayed, one.Cursor)
+	}
+	select {
+	case event := <-sub.Events():
+		if m, ok := event.(courier.ReceivedMessage); ok {
+			t.Fatalf("delivered again: %+v", m)
+		}
+	case <-time.After(500 * time.Millisecond):
+	}
+}
