@@ -223,6 +223,60 @@ class ResumeAndCursorTest {
   }
 
   @Test
+  void a_reconnecting_feed_resumes_after_its_last_cursor() throws Exception {
+    try (TestServer server = TestServer.start();
+        CourierClient alice = server.client("alice");
+        // bob's feed waits 2 s before reconnecting, so that alice's message is sent while
+        // bob is away: only a reconnection after the last cursor gets it, nothing twice.
+        CourierClient bob =
+            CourierClient.builder()
+                .endpoint(server.url())
+                .token(server.token("bob"))
+                .backoff(java.time.Duration.ofSeconds(2))
+                .build()) {
+      alice.joinChannel("team");
+      bob.joinChannel("team");
+      BlockingQueue<Object> events = new LinkedBlockingQueue<>();
+      SubscriptionListener listener =
+          new SubscriptionListener() {
+            @Override
+            public void onMessage(ReceivedMessage message) {
+              events.add(message);
+            }
+
+            @Override
+            public void onReady(int offlineCount, long cursor, boolean eventsLost) {
+              events.add("ready");
+            }
+
+            @Override
+            public void onDisconnected(String reason) {
+              events.add("disconnected");
+            }
+          };
+      try (Subscription subscription = bob.subscribe(listener)) {
+        assertEquals("ready", events.poll(10, TimeUnit.SECONDS));
+        alice.sendChannelMessage("team", Message.text("before the break"));
+        ReceivedMessage one = (ReceivedMessage) events.poll(10, TimeUnit.SECONDS);
+        assertNotNull(one);
+        server.restart();
+        assertEquals("disconnected", events.poll(10, TimeUnit.SECONDS));
+        // Memberships do not outlive the server process: both join again.
+        alice.joinChannel("team");
+        bob.joinChannel("team");
+        SendReceipt sent = alice.sendChannelMessage("team", Message.text("during the break"));
+        Object replayed = events.poll(20, TimeUnit.SECONDS);
+        ReceivedMessage message = assertInstanceOf(ReceivedMessage.class, replayed);
+        assertEquals(sent.messageId(), message.messageId());
+        assertTrue(message.cursor() > one.cursor());
+        assertEquals("ready", events.poll(10, TimeUnit.SECONDS));
+        Object extra = events.poll(500, TimeUnit.MILLISECONDS);
+        assertFalse(extra instanceof ReceivedMessage, "delivered again: " + extra);
+      }
+    }
+  }
+
+  @Test
   void a_repeated_client_message_id_delivers_once() throws Exception {
     try (TestServer server = TestServer.start();
         CourierClient alice = server.client("alice");
