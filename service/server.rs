@@ -22,8 +22,8 @@ use crate::{
     error::Error,
     health::Health,
     media::{
-        MediaLimits, MediaServer, MediaStore, QuotaLimits, Thumbnailer, TransferSlots,
-        spawn_sweeper,
+        MediaLimits, MediaServer, MediaStore, QuotaLimits, ResumableSettings, Thumbnailer,
+        TransferSlots, spawn_sweeper,
     },
     messaging::{
         BusRouter, CacheLimits, HubLimits, LocalHub, MessagingServer, OfflineCache, RateLimit,
@@ -109,7 +109,7 @@ impl Parts {
         let secret = auth::resolve_secret(config.jwt_secret.as_deref(), &config.data_dir)
             .map_err(|e| Error::Internal(format!("reading or creating the JWT secret: {e}")))?;
         let location = Location::parse(config.storage.as_deref(), &config.data_dir)?;
-        let store = storage::open(&location)?;
+        let (store, multipart) = storage::open_with_parts(&location)?;
         tracing::info!(storage = ?location, "media storage opened");
         let limits = MediaLimits {
             quota: QuotaLimits {
@@ -152,7 +152,8 @@ impl Parts {
             authenticator: Authenticator::with_revocations(&secret, revocations.clone()),
             revocations,
             revocation_watchers,
-            media: MediaStore::new(store, limits),
+            media: MediaStore::new(store, limits)
+                .with_resumable(resumable_settings(config, &location)?, multipart),
             slots,
             messages,
             transfers: TaskTracker::new(),
@@ -337,6 +338,27 @@ fn transport(builder: Server, config: &ServeConfig) -> Server {
         .http2_adaptive_window(Some(config.http2_adaptive_window))
         .max_frame_size(config.http2_max_frame_size)
         .http2_max_header_list_size(MAX_HEADER_LIST)
+}
+
+/// The part size and idle expiry of resumable uploads: `--upload-part-size`, else the
+/// store's own part size (1 MiB on a folder, 5 MiB on S3, whose parts but the last must
+/// be at least 5 MiB: a smaller flag is refused there).
+fn resumable_settings(
+    config: &ServeConfig,
+    location: &Location,
+) -> Result<ResumableSettings, Error> {
+    let part_size = config
+        .upload_part_size
+        .unwrap_or(location.part_size() as u64);
+    if matches!(location, Location::S3 { .. }) && part_size < 5 * 1024 * 1024 {
+        return Err(Error::invalid(format!(
+            "--upload-part-size {part_size}: S3 needs parts of at least 5 MiB (5242880 bytes)"
+        )));
+    }
+    Ok(ResumableSettings {
+        part_size,
+        ttl: config.resumable_upload_ttl,
+    })
 }
 
 /// The bus's stream settings, from the command line.
