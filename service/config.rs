@@ -174,6 +174,20 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_OFFLINE_TTL", default_value = "7d", value_parser = positive_duration)]
     pub offline_ttl: Duration,
 
+    /// How many delivered events (peer and channel messages) each user's event log
+    /// keeps for replay on Subscribe `after` (the oldest are dropped).
+    #[arg(long, env = "COURIER_EVENT_LOG_SIZE", default_value_t = 1000, value_parser = positive_count)]
+    pub event_log_size: usize,
+
+    /// How long each user's event log keeps a delivered event.
+    #[arg(long, env = "COURIER_EVENT_LOG_TTL", default_value = "1h", value_parser = positive_duration)]
+    pub event_log_ttl: Duration,
+
+    /// How long a send's client_message_id is remembered: a retry within it gets the
+    /// first answer and delivers nothing again.
+    #[arg(long, env = "COURIER_DEDUP_WINDOW", default_value = "10m", value_parser = positive_duration)]
+    pub dedup_window: Duration,
+
     /// How many channels one user may be a member of.
     #[arg(long, env = "COURIER_MAX_CHANNELS_PER_USER", default_value_t = 20, value_parser = positive_count)]
     pub max_channels_per_user: usize,

@@ -26,7 +26,7 @@ use crate::{
         TransferSlots, spawn_sweeper,
     },
     messaging::{
-        BusRouter, CacheLimits, HubLimits, LocalHub, MessagingServer, OfflineCache, RateLimit,
+        BusRouter, EventLog, HubLimits, LocalHub, LogLimits, MessagingServer, RateLimit,
         RateLimiter, Router as MessageRouter, spawn_purger,
     },
     metrics::{self, GrpcMetricsLayer},
@@ -70,8 +70,9 @@ struct Parts {
 
 /// What messaging runs on.
 enum Messages {
-    /// One server: the offline cache on disk, everything else in memory.
-    Local(OfflineCache),
+    /// One server: the event log (with the offline cache) on disk, everything else in
+    /// memory.
+    Local(EventLog),
     /// Several replicas: NATS, and this replica's cluster-wide leases (one set, with
     /// one refresher, for transfers and streams alike).
     Bus(Box<Replicated>),
@@ -129,13 +130,16 @@ impl Parts {
                 let leases = Leases::new(bus.clone());
                 Messages::Bus(Box::new(Replicated { bus, leases }))
             }
-            None => Messages::Local(OfflineCache::open(
+            // The file keeps its name: an older server's offline cache moves into the log.
+            None => Messages::Local(EventLog::open(
                 &config.data_dir.join("offline.redb"),
-                CacheLimits {
+                LogLimits {
                     max_per_user: config.offline_cache_size,
                     max_per_sender: config.offline_quota_per_sender as u64,
                     max_bytes: config.offline_cache_max_bytes,
                     ttl: config.offline_ttl,
+                    log_size: config.event_log_size,
+                    log_ttl: config.event_log_ttl,
                 },
             )?),
         };
@@ -201,7 +205,8 @@ impl Parts {
             rate,
             signals.stop,
             self.revocations.clone(),
-        );
+        )
+        .with_dedup_window(config.dedup_window);
         let router = transport(Server::builder(), config)
             .layer(GrpcMetricsLayer)
             .trace_fn(crate::telemetry::rpc_span)
@@ -322,6 +327,14 @@ pub async fn run(
     for task in background.into_iter().chain(parts.revocation_watchers) {
         task.abort();
     }
+    if let Messages::Local(log) = &parts.messages {
+        let log = log.clone();
+        match tokio::task::spawn_blocking(move || log.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "closing the event log"),
+            Err(e) => tracing::warn!(error = %e, "closing the event log"),
+        }
+    }
     tracing::info!("stopped");
     result
 }
@@ -393,7 +406,7 @@ fn spawn_bus_gauges(bus: Bus, stop: watch::Receiver<bool>) -> JoinHandle<()> {
 
 /// Samples the offline cache's size into its gauges before each scrape (one server;
 /// with a bus, [`spawn_bus_gauges`] sets them).
-fn offline_gauges(cache: OfflineCache) -> Arc<dyn Fn() + Send + Sync> {
+fn offline_gauges(cache: EventLog) -> Arc<dyn Fn() + Send + Sync> {
     Arc::new(move || match cache.size() {
         Ok((messages, bytes)) => metrics::set_offline_cache(messages, bytes),
         Err(e) => tracing::warn!(error = %e, "reading the offline cache's size"),
