@@ -152,8 +152,8 @@ func (r *resumable) run(ctx context.Context, report func(Progress)) (ResumedUplo
 		switch {
 		case err == nil:
 			uploadID, partSize, committed = saved, answer.GetPartSize(), int64(answer.GetCommittedSize())
-		case !errors.Is(err, ErrNotFound):
-			return ResumedUpload{}, err
+		case !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrInvalidArgument):
+			return ResumedUpload{}, err // NOT_FOUND, or not an upload ID: start over
 		}
 	}
 	for restarts := 0; ; restarts++ {
@@ -233,7 +233,9 @@ func (r *resumable) write(ctx context.Context, report func(Progress), uploadID s
 		checksumFailures = 0
 		report(Progress{Done: committed, Total: r.size})
 	}
-	response, err := unary(r.c, ctx, func(ctx context.Context) (*pb.CommitUploadResponse, error) {
+	// The server keeps a committed upload's record for a while: a commit whose answer
+	// was lost can be sent again and gets the same record.
+	response, err := retrying(r.c, ctx, func(ctx context.Context) (*pb.CommitUploadResponse, error) {
 		return r.c.media.CommitUpload(ctx, &pb.CommitUploadRequest{UploadId: uploadID, Sha256: r.digest[:]})
 	})
 	if err != nil {

@@ -100,6 +100,12 @@ def test_a_stale_state_file_starts_over(start_server: Callable[..., Server], tmp
         done = alice.upload_resumable(path)
         assert done.resumed_from == 0 and done.upload_id != paused.upload_id
         assert done.media is not None and done.media.sha256_hex == hashlib.sha256(data).hexdigest()
+        # A state file whose upload ID is malformed (INVALID_ARGUMENT) starts over too.
+        alice.upload_resumable(path, max_parts=1)
+        saved = json.loads(state.read_text())
+        saved["upload_id"] = "not an upload id"
+        state.write_text(json.dumps(saved))
+        assert alice.upload_resumable(path).resumed_from == 0
         # Another user cannot resume (or see) alice's upload: it starts over too.
         alice.upload_resumable(path, max_parts=1)
     with Client(server.url, token("mallory")) as mallory:

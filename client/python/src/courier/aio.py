@@ -406,8 +406,8 @@ class AsyncClient:
                     idempotent=True,
                 )
                 upload_id, part_size, committed = saved, query.part_size, query.committed_size
-            except NotFoundError:
-                pass  # expired, or never was: start over
+            except (NotFoundError, InvalidArgumentError):
+                pass  # expired, never was, or not an upload ID: start over
         restarts = 0
         while True:
             try:
@@ -475,7 +475,9 @@ class AsyncClient:
         response = await self._unary(
             self._media.CommitUpload,
             media_pb.CommitUploadRequest(upload_id=upload_id, sha256=plan.digest),
-            idempotent=False,
+            # The server keeps a committed upload's record for a while: a commit whose
+            # answer was lost can be sent again and gets the same record.
+            idempotent=True,
         )
         plan.forget()
         state.report(plan.size, plan.size)

@@ -145,8 +145,8 @@ final class ResumableUploads {
             uploadId = saved;
             partSize = query.getPartSize();
             committed = query.getCommittedSize();
-          } catch (NotFoundException e) {
-            // Expired, or never was: start over.
+          } catch (NotFoundException | InvalidArgumentException e) {
+            // Expired, never was, or not an upload ID: start over.
           }
         }
         for (int restarts = 0; ; restarts++) {
@@ -244,10 +244,12 @@ final class ResumableUploads {
               .setUploadId(uploadId)
               .setSha256(ByteString.copyFrom(digest))
               .build();
+      // The server keeps a committed upload's record for a while: a commit whose answer was
+      // lost can be sent again and gets the same record.
       CommitUploadResponse response =
           Connection.await(
               connection.<CommitUploadResponse>unary(
-                  false, o -> connection.mediaUnary().commitUpload(commit, o)));
+                  true, o -> connection.mediaUnary().commitUpload(commit, o)));
       forget();
       transfer.report(size, size);
       return new ResumedUpload(Protos.media(response.getMedia()), uploadId, resumedFrom, size);
