@@ -197,6 +197,10 @@ class _AsyncFeedReader:
         self._feed = Feed(options, after)
         self.queue: asyncio.Queue[Event | End] = asyncio.Queue(QUEUE_SIZE)
 
+    @property
+    def cursor(self) -> int:
+        return self._feed.cursor
+
     async def run(self) -> None:
         try:
             while True:
@@ -266,6 +270,12 @@ class AsyncSubscription:
             return await asyncio.wait_for(self.__anext__(), timeout)
         except asyncio.TimeoutError:
             raise TimeoutError(f"no event within {timeout} s") from None
+
+    @property
+    def cursor(self) -> int:
+        """The cursor of the last event read from the server; see
+        :attr:`Subscription.cursor`."""
+        return self._reader.cursor
 
     async def aclose(self) -> None:
         """Closes the feed; the iteration ends."""
