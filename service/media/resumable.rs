@@ -677,7 +677,15 @@ async fn assemble(media: &MediaStore, loaded: &Loaded) -> Result<Received, Error
                     .ok_or_else(|| Error::Internal("an S3 part record without an ETag".into()))?;
                 etags.push(PartId { content_id: etag });
             }
-            parts.complete_multipart(&staging, multipart, etags).await?;
+            // A commit cut off after completing it finds the object there.
+            let done = match media.object_store().head(&staging).await {
+                Ok(meta) => meta.size == state.size,
+                Err(object_store::Error::NotFound { .. }) => false,
+                Err(e) => return Err(e.into()),
+            };
+            if !done {
+                parts.complete_multipart(&staging, multipart, etags).await?;
+            }
             let mut stream = media.object_store().get(&staging).await?.into_stream();
             let mut total = 0u64;
             while let Some(chunk) = stream.next().await {

@@ -96,6 +96,9 @@ pub(crate) struct Inner {
     pub(crate) transfers: TransferTable,
     /// Deadlines, retries, limits.
     pub(crate) options: ClientOptions,
+    /// The server addresses as given, the first naming the deployment (in the state
+    /// files of resumable uploads).
+    pub(crate) server_urls: Vec<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -171,6 +174,7 @@ impl Client {
                 authorization,
                 transfers: TransferTable::new(options.max_transfers),
                 options,
+                server_urls: server_urls.iter().map(|u| (*u).to_owned()).collect(),
             }),
         })
     }
@@ -188,6 +192,11 @@ impl Client {
             let next = (self.inner.current.load(Ordering::Relaxed) + 1) % n;
             self.inner.current.store(next, Ordering::Relaxed);
         }
+    }
+
+    /// The server's URL, as given to connect (the first, with several).
+    pub fn server_url(&self) -> String {
+        self.inner.server_urls.first().cloned().unwrap_or_default()
     }
 
     /// Cancels a running upload or download by its request ID; an unknown or finished

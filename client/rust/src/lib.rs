@@ -19,6 +19,8 @@
 //!   `download`).
 //! - Messages: [`Message`] to send, [`Event`]s from [`Client::subscribe`], which
 //!   reconnects by itself (`message`, `subscribe`).
+//! - [`Client::upload_resumable`]: uploads that continue after a broken connection or a
+//!   restart, with their state beside the file (`resumable`).
 //! - [`Client::thumbnail`]: the server's thumbnail of an image, and image messages
 //!   that carry one (`thumbnail`).
 //! - [`Error`]: one enum to match on (`error`).
@@ -34,6 +36,7 @@ mod media;
 mod message;
 mod names;
 pub mod pb;
+mod resumable;
 mod subscribe;
 mod thumbnail;
 mod transfer;
@@ -49,6 +52,7 @@ pub use message::{
 };
 pub use names::{safe_file_name, unique_path};
 pub use pb::ErrorReason;
+pub use resumable::{ResumableOutcome, ResumedUpload, state_path as resumable_state_path};
 pub use subscribe::{Event, Subscription};
 pub use thumbnail::{MESSAGE_THUMBNAIL_EDGE, Thumbnail};
 pub use transfer::{Progress, RequestId, Transfer};

@@ -11,7 +11,7 @@ mod transfer;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
-use courier_client::{Client, Error, Event, Message, SendOptions};
+use courier_client::{Client, Error, Event, MediaKind, Message, ResumableOutcome, SendOptions};
 use futures::StreamExt;
 
 use output::Output;
@@ -51,6 +51,15 @@ enum Command {
         /// Upload it as an image (the server reads its width and height).
         #[arg(long)]
         image: bool,
+        /// Upload with the resumable API, keeping its state in `PATH.courier-upload`:
+        /// a run after a broken connection or a crash continues from what the server
+        /// holds. The media line gains `resumed_from` (bytes already stored).
+        #[arg(long)]
+        resume: bool,
+        /// With --resume: stop after writing this many parts, without committing, and
+        /// print a `paused` line (the next run continues).
+        #[arg(long, requires = "resume", value_parser = clap::value_parser!(u64).range(1..))]
+        stop_after_parts: Option<u64>,
     },
     /// Send a message to a peer or a channel.
     Send(SendArgs),
@@ -138,6 +147,9 @@ struct SendArgs {
     /// Keep the message for an offline peer until they next listen.
     #[arg(long)]
     offline: bool,
+    /// Upload --image or --file with the resumable API (see `upload --resume`).
+    #[arg(long)]
+    resume: bool,
 }
 
 #[tokio::main]
@@ -178,7 +190,27 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Error> {
     }
     let client = Client::connect_with(&cli.server, &token, options).await?;
     match cli.command {
-        Command::Upload { path, image } => {
+        Command::Upload {
+            path,
+            image,
+            resume: true,
+            stop_after_parts,
+        } => {
+            let kind = if image {
+                MediaKind::Image
+            } else {
+                MediaKind::File
+            };
+            let upload = client.upload_resumable_parts(&path, kind, stop_after_parts)?;
+            match transfer::finish(upload, &format!("uploading {}", path.display())).await? {
+                ResumableOutcome::Completed(done) => out.resumed(&done.media, done.resumed_from),
+                ResumableOutcome::Paused {
+                    upload_id,
+                    committed_size,
+                } => out.paused(&upload_id, committed_size),
+            }
+        }
+        Command::Upload { path, image, .. } => {
             let upload = if image {
                 client.upload_image(&path)?
             } else {
@@ -233,6 +265,18 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Error> {
 async fn send(client: &Client, args: SendArgs, out: &Output) -> Result<(), Error> {
     let message = if let Some(text) = args.text {
         Message::text(text)
+    } else if let (true, Some(path)) = (args.resume, &args.image) {
+        let upload = client.upload_resumable(path, MediaKind::Image)?;
+        transfer::finish(upload, &format!("uploading {}", path.display()))
+            .await?
+            .media
+            .image_message()
+    } else if let (true, Some(path)) = (args.resume, &args.file) {
+        let upload = client.upload_resumable(path, MediaKind::File)?;
+        transfer::finish(upload, &format!("uploading {}", path.display()))
+            .await?
+            .media
+            .file_message()
     } else if let Some(path) = args.image {
         let upload = client.upload_image(&path)?;
         transfer::finish(upload, &format!("uploading {}", path.display()))

@@ -102,6 +102,29 @@ impl Output {
         self.line(media_json(media), text);
     }
 
+    /// A resumable upload's media record, with how many bytes the server already
+    /// held when this run started.
+    pub fn resumed(&self, media: &Media, resumed_from: u64) {
+        let mut value = media_json(media);
+        value["resumed_from"] = json!(resumed_from);
+        let text = format!(
+            "{} {} ({} bytes, resumed from byte {resumed_from}) sha256 {}",
+            media.media_id,
+            media.file_name,
+            media.size,
+            media.sha256_hex()
+        );
+        self.line(value, text);
+    }
+
+    /// A resumable upload stopped on purpose after some parts, not committed.
+    pub fn paused(&self, upload_id: &str, committed_size: u64) {
+        self.line(
+            json!({"event": "paused", "upload_id": upload_id, "committed_size": committed_size}),
+            format!("paused upload {upload_id} at byte {committed_size}; run again with --resume to finish"),
+        );
+    }
+
     pub fn sent(&self, receipt: &SendReceipt) {
         let state = match receipt.delivery {
             Delivery::Delivered => "delivered",
