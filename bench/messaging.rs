@@ -11,6 +11,11 @@
 //! - server memory per idle Subscribe stream, 100,000 streams of 100,000 users over
 //!   many HTTP/2 connections (`--streams N` to change the count).
 //!
+//! `./bench/messaging --replay`: the per-user event log (issue 18): its disk and
+//! memory cost per entry (100 users × 1,000 channel messages of 100 bytes of text,
+//! each logged once per member), and the replay rate of Subscribe `after` (events
+//! per second from the log, one stream and ten at once).
+//!
 //! `./bench/messaging --bus`: the default figures, and the same with three replicas
 //! sharing a nats-server with JetStream (started by the benchmark, from the PATH):
 //! alice on replica 1 sending to bob on replica 2, and the fan-out with the subscribers
@@ -67,6 +72,9 @@ async fn main() {
             "the messaging benchmark runs with `./bench/messaging` (cargo bench), not as a test"
         );
         return;
+    }
+    if args.iter().any(|a| a == "--replay") {
+        return replay().await;
     }
     if args.iter().any(|a| a == "--scale") {
         let streams = args
@@ -656,4 +664,133 @@ async fn serve_echo() {
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
         .await
         .expect("serve");
+}
+
+/// The event log's cost per entry and the replay rate (`--replay`).
+async fn replay() {
+    const USERS: usize = 100;
+    const EVENTS: usize = 1_000;
+    let server = Server::start(&Backend::Local, &["--rate-limit", "100000000"]);
+    let file = server.data_dir.path().join("offline.redb");
+    let mut client = connect(&server).await;
+    let sender = mint("log-sender");
+    for user in
+        std::iter::once("log-sender".to_owned()).chain((0..USERS).map(|u| format!("log{u}")))
+    {
+        client
+            .join_channel(authed(
+                &mint(&user),
+                pb::JoinChannelRequest {
+                    channel_id: "log".into(),
+                },
+            ))
+            .await
+            .expect("join");
+    }
+    let rss_before = memory_kib(server.pid(), "VmRSS:");
+    let disk_before = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let text = "x".repeat(100);
+    let started = Instant::now();
+    let cpu_before = cpu_secs(server.pid());
+    for _ in 0..EVENTS {
+        let request = pb::SendChannelMessageRequest {
+            channel_id: "log".into(),
+            message: Some(pb::Message {
+                body: Some(Body::Text(pb::TextMessage { text: text.clone() })),
+            }),
+            client_message_id: String::new(),
+        };
+        client
+            .send_channel_message(authed(&sender, request))
+            .await
+            .expect("send");
+    }
+    let send_secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_secs(server.pid()) - cpu_before;
+    // Past the flush interval: the entries are on disk.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let entries = (USERS * EVENTS) as f64;
+    let disk = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) - disk_before;
+    let rss = memory_kib(server.pid(), "VmRSS:") - rss_before;
+    println!(
+        "event log: {USERS} users x {EVENTS} channel messages (100-byte text), {:.0} messages/s sent ({:.0} log entries/s), server CPU {:.2} s",
+        EVENTS as f64 / send_secs,
+        entries / send_secs,
+        cpu
+    );
+    println!(
+        "event log: disk {:.1} MB = {:.0} bytes per entry = {:.0} KB per user of {EVENTS} events; server RSS +{:.1} MB = {:.0} bytes per entry",
+        disk as f64 / 1e6,
+        disk as f64 / entries,
+        disk as f64 / entries * EVENTS as f64 / 1e3,
+        rss as f64 / 1024.0,
+        rss as f64 * 1024.0 / entries
+    );
+    // Replay: Subscribe after cursor 1 sends events 2..=1000 before ready.
+    async fn replay_one(server: &Server, user: &str) -> usize {
+        let mut client = connect(server).await;
+        let mut stream = client
+            .subscribe(authed(&mint(user), pb::SubscribeRequest { after: 1 }))
+            .await
+            .expect("subscribe")
+            .into_inner();
+        let mut n = 0;
+        while let Some(event) = stream.message().await.expect("event") {
+            if matches!(event.event, Some(Event::Ready(_))) {
+                return n;
+            }
+            n += 1;
+        }
+        panic!("the stream ended before ready")
+    }
+    let started = Instant::now();
+    let mut one = 0;
+    for u in 0..10 {
+        one += replay_one(&server, &format!("log{u}")).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "replay: one stream at a time, {one} events in {:.3} s = {:.0} events/s ({:.1} ms per 1,000-event replay)",
+        secs,
+        one as f64 / secs,
+        secs * 1000.0 / 10.0
+    );
+    let started = Instant::now();
+    let handles: Vec<_> = (10..20)
+        .map(|u| {
+            let url = server.url();
+            let user = format!("log{u}");
+            tokio::spawn(async move {
+                let channel = Channel::from_shared(url)
+                    .expect("url")
+                    .connect()
+                    .await
+                    .expect("connect");
+                let mut client = MessagingServiceClient::new(channel);
+                let mut stream = client
+                    .subscribe(authed(&mint(&user), pb::SubscribeRequest { after: 1 }))
+                    .await
+                    .expect("subscribe")
+                    .into_inner();
+                let mut n = 0usize;
+                while let Some(event) = stream.message().await.expect("event") {
+                    if matches!(event.event, Some(Event::Ready(_))) {
+                        return n;
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut all = 0;
+    for handle in handles {
+        all += handle.await.expect("replay");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "replay: ten streams at once, {all} events in {:.3} s = {:.0} events/s",
+        secs,
+        all as f64 / secs
+    );
 }

@@ -1033,3 +1033,126 @@ pub fn spawn_purger(
         async move { log.purge_expired().await }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> LogLimits {
+        LogLimits {
+            max_per_user: 200,
+            max_per_sender: 1000,
+            max_bytes: 1 << 30,
+            ttl: Duration::from_secs(60),
+            log_size: 1000,
+            log_ttl: Duration::from_secs(60),
+        }
+    }
+
+    fn from(sender: &str, id: &str) -> pb::PeerMessageReceived {
+        pb::PeerMessageReceived {
+            sender_id: sender.into(),
+            message_id: id.into(),
+            ..Default::default()
+        }
+    }
+
+    fn cache(log: &EventLog, to: &str, message: pb::PeerMessageReceived) -> Result<Sent, Error> {
+        log.send_peer(to, message, true, None, |_, _| 0)
+    }
+
+    #[test]
+    fn an_older_offline_cache_moves_into_the_log_with_its_counts() {
+        let Ok(dir) = tempfile::tempdir() else {
+            panic!("a temp dir")
+        };
+        let path = dir.path().join("c.redb");
+        // What layouts 1 and 2 wrote: messages keyed (receiver, seq), expiry first.
+        {
+            let Ok(db) = Database::create(&path) else {
+                panic!("creates")
+            };
+            let Ok(txn) = db.begin_write() else {
+                panic!("txn")
+            };
+            {
+                let Ok(mut table) = txn.open_table(OLD_MESSAGES) else {
+                    panic!("table")
+                };
+                let expires = now_ms() + 60_000;
+                for (seq, (user, sender)) in
+                    [("bob", "spammer"), ("carol", "spammer"), ("bob", "alice")]
+                        .into_iter()
+                        .enumerate()
+                {
+                    let mut value = expires.to_be_bytes().to_vec();
+                    let _ = from(sender, &seq.to_string()).encode(&mut value);
+                    assert!(table.insert((user, seq as u64), value.as_slice()).is_ok());
+                }
+            }
+            assert!(txn.commit().is_ok());
+        }
+        let quota = LogLimits {
+            max_per_sender: 2,
+            ..limits()
+        };
+        let Ok(log) = EventLog::open(&path, quota) else {
+            panic!("opens the old layout")
+        };
+        // The spammer's two old messages count against the quota of two.
+        assert!(matches!(
+            cache(&log, "dave", from("spammer", "new")),
+            Err(Error::Refused(Reason::OfflineCacheFull, _))
+        ));
+        assert!(cache(&log, "dave", from("alice", "new")).is_ok());
+        let Ok(bob) = log.replay("bob", 0) else {
+            panic!("replays")
+        };
+        let ids: Vec<(u64, String)> = bob
+            .events
+            .into_iter()
+            .map(|(cursor, e)| match e.event {
+                Some(Kind::PeerMessage(m)) => (cursor, m.message_id),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, [(1, "0".to_owned()), (2, "2".to_owned())]);
+        assert_eq!(bob.offline, 2);
+        // Handed over: the spammer may cache again.
+        assert!(cache(&log, "erin", from("spammer", "again")).is_ok());
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_bytes_but_the_log_is_not() {
+        let Ok(dir) = tempfile::tempdir() else {
+            panic!("a temp dir")
+        };
+        let small = LogLimits {
+            max_bytes: 3 * 200,
+            ..limits()
+        };
+        let Ok(log) = EventLog::open(&dir.path().join("c.redb"), small) else {
+            panic!("opens")
+        };
+        let big = |sender: &str| pb::PeerMessageReceived {
+            sender_id: sender.into(),
+            message_id: "x".repeat(150),
+            ..Default::default()
+        };
+        let kept = ["a", "b", "c", "d"]
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| cache(&log, &format!("user{i}"), big(s)).is_ok())
+            .count();
+        assert_eq!(kept, 3, "three ~170-byte messages fit in 600 bytes");
+        // Delivered messages are logged whatever the cache holds.
+        let delivered = log.send_peer("user9", big("e"), false, None, |_, _| 1);
+        assert!(matches!(
+            delivered.map(|s| s.state),
+            Ok(pb::PeerMessageState::Delivered)
+        ));
+        // Handing one over makes room.
+        assert!(log.replay("user0", 0).is_ok());
+        assert!(cache(&log, "user8", big("f")).is_ok());
+    }
+}

@@ -47,7 +47,7 @@ async fn main() -> Result<(), Error> {
     let mut feed = client.subscribe();
     while let Some(event) = feed.next().await {
         match event? {
-            Event::Ready { offline_count } => {
+            Event::Ready { offline_count, .. } => {
                 println!("{offline_count} messages arrived while we were away");
                 break;
             }

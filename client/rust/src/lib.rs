@@ -48,7 +48,7 @@ pub use error::Error;
 pub use media::{Media, MediaKind};
 pub use message::{
     Delivery, FileMessage, ImageMessage, Message, MessageSource, OnlineStatus, ReceivedMessage,
-    SendOptions, SendReceipt,
+    SendOptions, SendReceipt, new_client_message_id,
 };
 pub use names::{safe_file_name, unique_path};
 pub use pb::ErrorReason;

@@ -232,13 +232,17 @@ pub struct ReceivedMessage {
     pub server_time: SystemTime,
     /// True when it was cached while this user was offline.
     pub offline: bool,
+    /// Its place in this user's event sequence (increasing; 0 from a server without
+    /// cursors): [`Client::subscribe_after`] this cursor resumes after it.
+    pub cursor: u64,
     /// The content.
     pub message: Message,
 }
 
 impl ReceivedMessage {
-    pub(crate) fn from_peer(m: pb::PeerMessageReceived) -> Option<Self> {
+    pub(crate) fn from_peer(m: pb::PeerMessageReceived, cursor: u64) -> Option<Self> {
         Some(Self {
+            cursor,
             message: Message::from_proto(m.message)?,
             from: m.sender_id,
             source: MessageSource::Peer,
@@ -248,8 +252,9 @@ impl ReceivedMessage {
         })
     }
 
-    pub(crate) fn from_channel(m: pb::ChannelMessageReceived) -> Option<Self> {
+    pub(crate) fn from_channel(m: pb::ChannelMessageReceived, cursor: u64) -> Option<Self> {
         Some(Self {
+            cursor,
             message: Message::from_proto(m.message)?,
             from: m.sender_id,
             source: MessageSource::Channel(m.channel_id),
@@ -301,12 +306,28 @@ impl Client {
 
     /// Sends `message` to `peer`. An offline peer is [`Error::PeerUnreachable`]
     /// unless `options.offline` is set, which caches the message instead.
-    /// Not retried: a retry could deliver the message twice.
+    /// The send carries a new client message ID and is retried with it while the
+    /// server is unavailable: the server delivers it once.
     pub async fn send_peer_message(
         &self,
         peer: &str,
         message: Message,
         options: SendOptions,
+    ) -> Result<SendReceipt, Error> {
+        self.send_peer_message_with_id(peer, message, options, &new_client_message_id())
+            .await
+    }
+
+    /// [`Client::send_peer_message`] with the caller's `client_message_id` (1 to 64
+    /// printable ASCII characters, unique per message): sending again with the same
+    /// ID within the server's dedup window (10 minutes by default), from this process
+    /// or another, answers as the first send did and delivers nothing again.
+    pub async fn send_peer_message_with_id(
+        &self,
+        peer: &str,
+        message: Message,
+        options: SendOptions,
+        client_message_id: &str,
     ) -> Result<SendReceipt, Error> {
         let request = pb::SendPeerMessageRequest {
             peer_id: peer.to_owned(),
@@ -314,13 +335,17 @@ impl Client {
             options: Some(pb::SendMessageOptions {
                 enable_offline_messaging: options.offline,
             }),
-            client_message_id: String::new(),
+            client_message_id: client_message_id.to_owned(),
         };
         let response = self
-            .messaging()
-            .send_peer_message(self.request(request, true))
-            .await?
-            .into_inner();
+            .retrying(|| async {
+                Ok(self
+                    .messaging()
+                    .send_peer_message(self.request(request.clone(), true))
+                    .await?
+                    .into_inner())
+            })
+            .await?;
         let delivery = match response.state() {
             pb::PeerMessageState::Delivered => Delivery::Delivered,
             pb::PeerMessageState::Cached => Delivery::Cached,
@@ -339,21 +364,38 @@ impl Client {
     }
 
     /// Sends `message` to every other member of `channel`; the caller must be a member.
+    /// Retried as [`Client::send_peer_message`] is, delivered once.
     pub async fn send_channel_message(
         &self,
         channel: &str,
         message: Message,
     ) -> Result<SendReceipt, Error> {
+        self.send_channel_message_with_id(channel, message, &new_client_message_id())
+            .await
+    }
+
+    /// [`Client::send_channel_message`] with the caller's `client_message_id`, as in
+    /// [`Client::send_peer_message_with_id`].
+    pub async fn send_channel_message_with_id(
+        &self,
+        channel: &str,
+        message: Message,
+        client_message_id: &str,
+    ) -> Result<SendReceipt, Error> {
         let request = pb::SendChannelMessageRequest {
             channel_id: channel.to_owned(),
             message: Some(message.to_proto()),
-            client_message_id: String::new(),
+            client_message_id: client_message_id.to_owned(),
         };
         let response = self
-            .messaging()
-            .send_channel_message(self.request(request, true))
-            .await?
-            .into_inner();
+            .retrying(|| async {
+                Ok(self
+                    .messaging()
+                    .send_channel_message(self.request(request.clone(), true))
+                    .await?
+                    .into_inner())
+            })
+            .await?;
         Ok(SendReceipt {
             message_id: response.message_id,
             server_time: system_time(response.server_time),
@@ -431,4 +473,9 @@ impl Client {
         })
         .await
     }
+}
+
+/// A new client message ID: 32 lowercase hex characters from 128 random bits.
+pub fn new_client_message_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
 }

@@ -45,7 +45,7 @@ async fn ready(feed: &mut Subscription) -> (u32, Vec<ReceivedMessage>) {
             .expect("the feed is open")
             .expect("no error");
         match event {
-            Event::Ready { offline_count } => return (offline_count, before),
+            Event::Ready { offline_count, .. } => return (offline_count, before),
             Event::Message(message) => before.push(message),
             Event::Disconnected { .. } => {}
         }

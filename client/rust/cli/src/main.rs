@@ -100,6 +100,10 @@ enum Command {
         /// Exit after this many messages (and their saves).
         #[arg(long)]
         count: Option<u64>,
+        /// Resume after this cursor (of a message or ready line printed before):
+        /// first every event after it that the server still holds.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
     },
     /// Save the server's thumbnail of an image (96, 320 or 640 pixels on the longer
     /// side, upright; a JPEG, or a PNG for images with transparency).
@@ -150,6 +154,11 @@ struct SendArgs {
     /// Upload --image or --file with the resumable API (see `upload --resume`).
     #[arg(long)]
     resume: bool,
+    /// The message's client ID (1 to 64 printable ASCII characters): sending again
+    /// with the same ID within the server's dedup window delivers nothing again and
+    /// prints the first send's answer. Without it, a new one is made.
+    #[arg(long, value_name = "ID")]
+    client_message_id: Option<String>,
 }
 
 #[tokio::main]
@@ -240,9 +249,10 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Error> {
             thumbnails,
             thumbnail_size,
             count,
+            after,
         } => {
             let thumbnails = thumbnails.map(|dir| (dir, thumbnail_size));
-            listen(&client, save, thumbnails, count, out).await?
+            listen(&client, save, thumbnails, count, after, out).await?
         }
         Command::Thumbnail {
             media_id,
@@ -294,14 +304,23 @@ async fn send(client: &Client, args: SendArgs, out: &Output) -> Result<(), Error
             "say what to send: --text, --image, --file or --media-id".into(),
         ));
     };
+    let id = args
+        .client_message_id
+        .unwrap_or_else(courier_client::new_client_message_id);
     let receipt = match (&args.to, &args.channel) {
         (Some(peer), _) => {
             let options = SendOptions {
                 offline: args.offline,
             };
-            client.send_peer_message(peer, message, options).await?
+            client
+                .send_peer_message_with_id(peer, message, options, &id)
+                .await?
         }
-        (None, Some(channel)) => client.send_channel_message(channel, message).await?,
+        (None, Some(channel)) => {
+            client
+                .send_channel_message_with_id(channel, message, &id)
+                .await?
+        }
         (None, None) => {
             return Err(Error::InvalidArgument(
                 "say where to send: --to PEER or --channel CH".into(),
@@ -346,6 +365,7 @@ async fn listen(
     save: Option<PathBuf>,
     thumbnails: Option<(PathBuf, u32)>,
     count: Option<u64>,
+    after: u64,
     out: &Output,
 ) -> Result<(), Error> {
     if let Some(dir) = &save {
@@ -354,7 +374,7 @@ async fn listen(
     if let Some((dir, _)) = &thumbnails {
         std::fs::create_dir_all(dir)?;
     }
-    let mut feed = client.subscribe();
+    let mut feed = client.subscribe_after(after);
     let mut messages = 0;
     loop {
         if count.is_some_and(|count| messages >= count) {

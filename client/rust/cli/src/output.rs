@@ -170,6 +170,7 @@ impl Output {
                 let value = json!({
                     "event": "message", "from": m.from, "channel": channel, "message_id": m.message_id,
                     "server_time_ms": millis(m.server_time), "offline": m.offline, "message": message_json(&m.message),
+                    "cursor": m.cursor,
                 });
                 let place = channel.map(|c| format!(" in {c}")).unwrap_or_default();
                 let offline = if m.offline {
@@ -182,11 +183,25 @@ impl Output {
                     format!("{}{place}: {}{offline}", m.from, message_text(&m.message)),
                 );
             }
-            Event::Ready { offline_count } => {
-                let value = json!({"event": "ready", "offline_count": offline_count});
+            Event::Ready {
+                offline_count,
+                cursor,
+                events_lost,
+            } => {
+                let value = json!({
+                    "event": "ready", "offline_count": offline_count, "cursor": cursor,
+                    "events_lost": events_lost,
+                });
+                let lost = if *events_lost {
+                    "; some earlier messages are no longer held and were missed"
+                } else {
+                    ""
+                };
                 self.line(
                     value,
-                    format!("listening ({offline_count} offline messages delivered)"),
+                    format!(
+                        "listening ({offline_count} offline messages delivered, cursor {cursor}{lost})"
+                    ),
                 );
             }
             Event::Disconnected { reason } => {
