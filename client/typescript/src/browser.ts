@@ -29,6 +29,7 @@ import {
   type ResumableSource,
   type StateStore,
   type UploadState,
+  discardUpload,
   uploadResumable,
 } from "./resumable.js";
 import type { Transfer } from "./transfer.js";
@@ -158,16 +159,34 @@ export class BrowserClient extends BaseClient {
    * `stopAfterParts` parts). Cancelling removes the upload and its state.
    */
   uploadResumable(file: FileLike, options: ResumableOptions = {}): Transfer<ResumableResult> {
-    const storage = this.#storage;
-    const store: StateStore =
-      storage === undefined ? memoryStore() : storageStateStore(storage, uploadStateKey(file));
+    const store = this.#store(file);
     return uploadResumable(
       this.connection,
       async () => ({ source: await fileSource(file, options.fileName), store }),
       { contentType: file.type || undefined, ...options },
     );
   }
+
+  /**
+   * Abandons a stored (paused or broken-off) upload of `file`: the server drops its
+   * parts and the state is removed. Nothing to do is fine.
+   */
+  async discardUpload(file: FileLike): Promise<void> {
+    await discardUpload(this.connection, this.#store(file));
+  }
+
+  /** Where the state of `file`'s upload lives. */
+  #store(file: FileLike): StateStore {
+    const storage = this.#storage;
+    if (storage !== undefined) return storageStateStore(storage, uploadStateKey(file));
+    let store = memoryStores.get(file);
+    if (store === undefined) memoryStores.set(file, (store = memoryStore()));
+    return store;
+  }
 }
+
+/** A page without storage keeps the state for this page's life only (per file). */
+const memoryStores = new WeakMap<FileLike, StateStore>();
 
 /** A page without storage keeps the state for this run only. */
 function memoryStore(): StateStore {

@@ -13,7 +13,8 @@ import { downloadToFile, partialPath } from "./download.js";
 import type { Media } from "./media.js";
 import { openNode } from "./node-connection.js";
 import type { ResumableOptions, ResumableResult } from "./resumable.js";
-import { statePath, uploadFileResumable } from "./resumable-node.js";
+import { discardUpload } from "./resumable.js";
+import { fileStateStore, statePath, uploadFileResumable } from "./resumable-node.js";
 import type { Transfer, TransferOptions } from "./transfer.js";
 import { type UploadOptions, type UploadSource, upload } from "./upload.js";
 
@@ -86,6 +87,14 @@ export class Client extends BaseClient {
    */
   uploadResumable(path: string, options: ResumableOptions = {}): Transfer<ResumableResult> {
     return uploadFileResumable(this.connection, path, options);
+  }
+
+  /**
+   * Abandons a stored (paused or broken-off) resumable upload of `path`: the server
+   * drops its parts and the state file is removed. Nothing to do is fine.
+   */
+  async discardUpload(path: string): Promise<void> {
+    await discardUpload(this.connection, fileStateStore(path));
   }
 
   /**

@@ -154,6 +154,22 @@ export function uploadResumable(
   );
 }
 
+/**
+ * Abandons the upload whose state `store` holds, if any: CancelUpload on the server
+ * (an upload it no longer knows is fine) and the state removed.
+ */
+export async function discardUpload(connection: Connection, store: StateStore): Promise<void> {
+  const state = await store.load();
+  if (state !== undefined && state.server === connection.origin && typeof state.upload_id === "string") {
+    try {
+      await connection.retrying(() => connection.media.cancelUpload({ uploadId: state.upload_id }, connection.unary));
+    } catch (cause) {
+      if (!(toCourierError(cause) instanceof NotFoundError)) throw toCourierError(cause);
+    }
+  }
+  await store.remove();
+}
+
 /** The body of an upload: resume or create, write the parts, commit. */
 async function run(
   connection: Connection,
