@@ -71,14 +71,26 @@ pub struct StrictDecoder<U> {
     inner: ProstDecoder<U>,
 }
 
-impl<U: Message + Default> Decoder for StrictDecoder<U> {
+/// The largest WriteUpload request: one part of a resumable upload (at most 7 MiB,
+/// `--upload-part-size`; S3 needs 5 MiB) and its envelope, within the transport's
+/// ceiling.
+pub const WRITE_UPLOAD_LIMIT: usize = TRANSPORT_MESSAGE_LIMIT;
+
+impl<U: Message + Default + 'static> Decoder for StrictDecoder<U> {
     type Item = U;
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         use bytes::Buf;
         let len = buf.remaining();
-        if len > MESSAGE_LIMIT {
+        let limit = if std::any::TypeId::of::<U>()
+            == std::any::TypeId::of::<crate::pb::WriteUploadRequest>()
+        {
+            WRITE_UPLOAD_LIMIT
+        } else {
+            MESSAGE_LIMIT
+        };
+        if len > limit {
             return Err(too_large(len));
         }
         self.inner.decode(buf).map_err(|status| {

@@ -126,6 +126,18 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_QUOTA_BYTES_PER_HOUR", value_parser = clap::value_parser!(u64).range(1..))]
     pub quota_bytes_per_hour: Option<u64>,
 
+    /// The part size of resumable uploads (CreateUpload/WriteUpload), in bytes: every
+    /// WriteUpload carries exactly this many bytes but the last. Default: 1 MiB on a
+    /// local folder, 5 MiB on S3 (whose parts must be at least 5 MiB). At most 7 MiB,
+    /// so that a part and its envelope fit the server's 8 MiB message limit.
+    #[arg(long, env = "COURIER_UPLOAD_PART_SIZE", value_parser = clap::value_parser!(u64).range(1024..=7 * 1024 * 1024))]
+    pub upload_part_size: Option<u64>,
+
+    /// How long a resumable upload may stay idle (no part written) before it is
+    /// removed with its parts; it holds one of its owner's transfer slots until then.
+    #[arg(long, env = "COURIER_RESUMABLE_UPLOAD_TTL", default_value = "15m", value_parser = positive_duration)]
+    pub resumable_upload_ttl: Duration,
+
     /// How many uploads and downloads one user may have in flight at once.
     #[arg(long, env = "COURIER_MAX_TRANSFERS_PER_USER", default_value_t = 9, value_parser = positive_count)]
     pub max_transfers_per_user: usize,
@@ -161,6 +173,20 @@ pub struct ServeConfig {
     /// How long cached offline messages are kept.
     #[arg(long, env = "COURIER_OFFLINE_TTL", default_value = "7d", value_parser = positive_duration)]
     pub offline_ttl: Duration,
+
+    /// How many delivered events (peer and channel messages) each user's event log
+    /// keeps for replay on Subscribe `after` (the oldest are dropped).
+    #[arg(long, env = "COURIER_EVENT_LOG_SIZE", default_value_t = 1000, value_parser = positive_count)]
+    pub event_log_size: usize,
+
+    /// How long each user's event log keeps a delivered event.
+    #[arg(long, env = "COURIER_EVENT_LOG_TTL", default_value = "1h", value_parser = positive_duration)]
+    pub event_log_ttl: Duration,
+
+    /// How long a send's client_message_id is remembered: a retry within it gets the
+    /// first answer and delivers nothing again.
+    #[arg(long, env = "COURIER_DEDUP_WINDOW", default_value = "10m", value_parser = positive_duration)]
+    pub dedup_window: Duration,
 
     /// How many channels one user may be a member of.
     #[arg(long, env = "COURIER_MAX_CHANNELS_PER_USER", default_value_t = 20, value_parser = positive_count)]

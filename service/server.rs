@@ -27,11 +27,11 @@ use crate::{
     error::Error,
     health::Health,
     media::{
-        MediaLimits, MediaServer, MediaStore, QuotaLimits, Thumbnailer, TransferSlots,
-        spawn_sweeper,
+        MediaLimits, MediaServer, MediaStore, QuotaLimits, ResumableSettings, Thumbnailer,
+        TransferSlots, spawn_sweeper,
     },
     messaging::{
-        BusRouter, CacheLimits, HubLimits, LocalHub, MessagingServer, OfflineCache, RateLimit,
+        BusRouter, EventLog, HubLimits, LocalHub, LogLimits, MessagingServer, RateLimit,
         RateLimiter, Router as MessageRouter, spawn_purger,
     },
     metrics::{self, GrpcMetricsLayer},
@@ -78,8 +78,9 @@ struct Parts {
 
 /// What messaging runs on.
 enum Messages {
-    /// One server: the offline cache on disk, everything else in memory.
-    Local(OfflineCache),
+    /// One server: the event log (with the offline cache) on disk, everything else in
+    /// memory.
+    Local(EventLog),
     /// Several replicas: NATS, and this replica's cluster-wide leases (one set, with
     /// one refresher, for transfers and streams alike).
     Bus(Box<Replicated>),
@@ -117,7 +118,7 @@ impl Parts {
         let secret = auth::resolve_secret(config.jwt_secret.as_deref(), &config.data_dir)
             .map_err(|e| Error::Internal(format!("reading or creating the JWT secret: {e}")))?;
         let location = Location::parse(config.storage.as_deref(), &config.data_dir)?;
-        let store = storage::open(&location)?;
+        let (store, multipart) = storage::open_with_parts(&location)?;
         tracing::info!(storage = ?location, "media storage opened");
         let limits = MediaLimits {
             quota: QuotaLimits {
@@ -137,13 +138,16 @@ impl Parts {
                 let leases = Leases::new(bus.clone());
                 Messages::Bus(Box::new(Replicated { bus, leases }))
             }
-            None => Messages::Local(OfflineCache::open(
+            // The file keeps its name: an older server's offline cache moves into the log.
+            None => Messages::Local(EventLog::open(
                 &config.data_dir.join("offline.redb"),
-                CacheLimits {
+                LogLimits {
                     max_per_user: config.offline_cache_size,
                     max_per_sender: config.offline_quota_per_sender as u64,
                     max_bytes: config.offline_cache_max_bytes,
                     ttl: config.offline_ttl,
+                    log_size: config.event_log_size,
+                    log_ttl: config.event_log_ttl,
                 },
             )?),
         };
@@ -160,7 +164,8 @@ impl Parts {
             authenticator: Authenticator::with_revocations(&secret, revocations.clone()),
             revocations,
             revocation_watchers,
-            media: MediaStore::new(store, limits),
+            media: MediaStore::new(store, limits)
+                .with_resumable(resumable_settings(config, &location)?, multipart),
             slots,
             messages,
             transfers: TaskTracker::new(),
@@ -208,7 +213,8 @@ impl Parts {
             rate,
             signals.stop,
             self.revocations.clone(),
-        );
+        )
+        .with_dedup_window(config.dedup_window);
         let router = transport(Server::builder(), config)
             // gRPC-Web on the same port: browsers speak it over HTTP/1.1 (or HTTP/2
             // through TLS); native gRPC over HTTP/2 passes through untouched.
@@ -334,6 +340,14 @@ pub async fn run(
     for task in background.into_iter().chain(parts.revocation_watchers) {
         task.abort();
     }
+    if let Messages::Local(log) = &parts.messages {
+        let log = log.clone();
+        match tokio::task::spawn_blocking(move || log.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "closing the event log"),
+            Err(e) => tracing::warn!(error = %e, "closing the event log"),
+        }
+    }
     tracing::info!("stopped");
     result
 }
@@ -394,6 +408,27 @@ fn cors(origins: &[String]) -> Result<Either<CorsLayer, Identity>, Error> {
     Ok(Either::Left(layer))
 }
 
+/// The part size and idle expiry of resumable uploads: `--upload-part-size`, else the
+/// store's own part size (1 MiB on a folder, 5 MiB on S3, whose parts but the last must
+/// be at least 5 MiB: a smaller flag is refused there).
+fn resumable_settings(
+    config: &ServeConfig,
+    location: &Location,
+) -> Result<ResumableSettings, Error> {
+    let part_size = config
+        .upload_part_size
+        .unwrap_or(location.part_size() as u64);
+    if matches!(location, Location::S3 { .. }) && part_size < 5 * 1024 * 1024 {
+        return Err(Error::invalid(format!(
+            "--upload-part-size {part_size}: S3 needs parts of at least 5 MiB (5242880 bytes)"
+        )));
+    }
+    Ok(ResumableSettings {
+        part_size,
+        ttl: config.resumable_upload_ttl,
+    })
+}
+
 /// The bus's stream settings, from the command line.
 fn bus_settings(config: &ServeConfig) -> BusSettings {
     BusSettings {
@@ -426,7 +461,7 @@ fn spawn_bus_gauges(bus: Bus, stop: watch::Receiver<bool>) -> JoinHandle<()> {
 
 /// Samples the offline cache's size into its gauges before each scrape (one server;
 /// with a bus, [`spawn_bus_gauges`] sets them).
-fn offline_gauges(cache: OfflineCache) -> Arc<dyn Fn() + Send + Sync> {
+fn offline_gauges(cache: EventLog) -> Arc<dyn Fn() + Send + Sync> {
     Arc::new(move || match cache.size() {
         Ok((messages, bytes)) => metrics::set_offline_cache(messages, bytes),
         Err(e) => tracing::warn!(error = %e, "reading the offline cache's size"),

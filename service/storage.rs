@@ -12,7 +12,7 @@ use std::{
 
 use object_store::{
     BackoffConfig, ObjectStore, RetryConfig, aws::AmazonS3Builder, local::LocalFileSystem,
-    prefix::PrefixStore,
+    multipart::MultipartStore, prefix::PrefixStore,
 };
 
 use crate::error::Error;
@@ -73,13 +73,25 @@ impl Location {
 
 /// Opens the store at `location`, creating a local folder if needed.
 pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
+    Ok(open_with_parts(location)?.0)
+}
+
+/// The low-level multipart API of an S3 store.
+pub type MultipartApi = Arc<dyn MultipartStore>;
+
+/// Opens the store at `location` and, for S3, the same store's low-level multipart
+/// API, through which resumable uploads keep each part as an S3 part (see
+/// `media/resumable.rs`); a local folder has none.
+pub fn open_with_parts(
+    location: &Location,
+) -> Result<(Arc<dyn ObjectStore>, Option<MultipartApi>), Error> {
     match location {
         Location::Local(dir) => {
             fs::create_dir_all(dir).map_err(|e| {
                 Error::Internal(format!("creating the media folder {}: {e}", dir.display()))
             })?;
             remove_staged_uploads(dir);
-            Ok(Arc::new(LocalFileSystem::new_with_prefix(dir)?))
+            Ok((Arc::new(LocalFileSystem::new_with_prefix(dir)?), None))
         }
         Location::S3 { bucket, prefix } => {
             let s3 = AmazonS3Builder::from_env()
@@ -87,9 +99,11 @@ pub fn open(location: &Location) -> Result<Arc<dyn ObjectStore>, Error> {
                 .with_retry(s3_retries())
                 .build()?;
             if prefix.is_empty() {
-                Ok(Arc::new(s3))
+                let s3 = Arc::new(s3);
+                Ok((s3.clone(), Some(s3)))
             } else {
-                Ok(Arc::new(PrefixStore::new(s3, prefix.as_str())))
+                let s3 = Arc::new(PrefixStore::new(s3, prefix.as_str()));
+                Ok((s3.clone(), Some(s3)))
             }
         }
     }

@@ -127,11 +127,26 @@ impl Leases {
         user: &str,
         limit: usize,
     ) -> Result<Option<Lease>, Error> {
-        self.bus.ensure_connected()?;
         let mut id = [0u8; 12];
         rand::rng().fill_bytes(&mut id);
+        self.acquire_named(kind, user, &hex::encode(id), limit)
+            .await
+    }
+
+    /// Like [`Leases::acquire`], for a lease named `name` (lowercase hex): every
+    /// replica that takes the same name holds the same lease, so a transfer that moves
+    /// between replicas (a resumable upload, named by its ID) counts once. Any holder
+    /// dropping it purges it; the others publish it again within a third of the TTL.
+    pub async fn acquire_named(
+        &self,
+        kind: LeaseKind,
+        user: &str,
+        name: &str,
+        limit: usize,
+    ) -> Result<Option<Lease>, Error> {
+        self.bus.ensure_connected()?;
         let prefix = format!("courier.lease.{}.{}", kind.as_str(), token(user));
-        let subject = format!("{prefix}.{}", hex::encode(id));
+        let subject = format!("{prefix}.{name}");
         self.publish(&subject).await?;
         self.lock().insert(subject.clone());
         let lease = Lease {

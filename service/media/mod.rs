@@ -11,6 +11,8 @@
 //! - `owners/<sha256(owner)>/<sha256>/<id>`: an empty index key, so that an owner's
 //!   header-only re-upload finds a live record of its own without a scan.
 //! - `uploads/<id>`: an upload's bytes while they stream in and are verified.
+//! - `resumable/<upload-id>/…`: a resumable upload's state and parts until it is
+//!   committed, cancelled or expires (see `resumable.rs`).
 //! - `usage/<sha256(owner)>/<created>-<expires>-<size>-<id>`: an empty key per upload
 //!   while storage quotas are on (see `quota.rs`); deleted with the record.
 //!
@@ -77,6 +79,8 @@ mod dims;
 mod download;
 mod quota;
 mod record;
+mod resumable;
+mod resumable_slots;
 mod service;
 mod slots;
 mod sweeper;
@@ -86,11 +90,14 @@ mod writer;
 
 use std::{sync::Arc, time::Duration};
 
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutPayload, multipart::MultipartStore, path::Path,
+};
 
 pub use download::{Download, open_download};
 pub use quota::QuotaLimits;
 pub use record::{Kind as MediaKind, Record, now_millis};
+pub use resumable::ResumableSettings;
 pub use service::MediaServer;
 pub use slots::{SlotGuard, TransferSlots};
 pub use sweeper::{spawn_sweeper, sweep_once};
@@ -127,6 +134,25 @@ pub struct MediaStore {
     limits: Arc<MediaLimits>,
     /// Multipart uploads of failed uploads that could not be aborted yet.
     pending_aborts: PendingAborts,
+    /// The part size and idle expiry of resumable uploads.
+    resumable: ResumableSettings,
+    /// With S3: the store's multipart API, so that a resumable upload's parts are S3
+    /// parts; `None` on a local folder.
+    multipart: Parts,
+}
+
+/// The low-level multipart API of an S3 store, or none.
+#[derive(Clone, Default)]
+struct Parts(Option<Arc<dyn MultipartStore>>);
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Parts(S3)"
+        } else {
+            "Parts(none)"
+        })
+    }
 }
 
 impl MediaStore {
@@ -136,7 +162,21 @@ impl MediaStore {
             store,
             limits: Arc::new(limits),
             pending_aborts: PendingAborts::default(),
+            resumable: ResumableSettings::default(),
+            multipart: Parts::default(),
         }
+    }
+
+    /// The same library, with resumable uploads of `settings` whose parts go through
+    /// `multipart` (S3's multipart API) when given, else into plain part objects.
+    pub fn with_resumable(
+        mut self,
+        settings: ResumableSettings,
+        multipart: Option<Arc<dyn MultipartStore>>,
+    ) -> Self {
+        self.resumable = settings;
+        self.multipart = Parts(multipart);
+        self
     }
 
     /// The aborts that failed and wait for the sweeper to retry them.

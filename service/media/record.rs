@@ -86,7 +86,8 @@ pub fn now_millis() -> u64 {
         .unwrap_or(0)
 }
 
-fn timestamp(ms: u64) -> prost_types::Timestamp {
+/// A time in milliseconds since the Unix epoch as a protobuf timestamp.
+pub(super) fn timestamp(ms: u64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: (ms / 1000) as i64,
         nanos: ((ms % 1000) * 1_000_000) as i32,

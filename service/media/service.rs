@@ -11,12 +11,14 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use super::{
-    Download, Frame, MediaStore, SlotGuard, Thumbnailer, TransferSlots, open_download, thumbnail,
-    upload,
+    Download, Frame, MediaStore, SlotGuard, Thumbnailer, TransferSlots, open_download,
+    resumable::{self, parse_upload_id},
+    resumable_slots::HeldUploads,
+    thumbnail, upload,
 };
 use crate::{
     auth,
-    error::Error,
+    error::{Error, Reason},
     ids::MediaId,
     metrics::METRICS,
     pb::{self, download_media_response, media_service_server, upload_media_request},
@@ -40,6 +42,8 @@ pub struct MediaServer {
     tasks: TaskTracker,
     /// Limits how many thumbnails are decoded at once.
     thumbnailer: Thumbnailer,
+    /// The transfer slots held by open resumable uploads.
+    held: HeldUploads,
 }
 
 impl MediaServer {
@@ -53,6 +57,7 @@ impl MediaServer {
         tasks: TaskTracker,
     ) -> Self {
         Self {
+            held: HeldUploads::new(slots.clone(), media.clone()),
             media,
             slots,
             abort,
@@ -164,6 +169,138 @@ impl media_service_server::MediaService for MediaServer {
             height: made.height,
             data: made.data,
         }))
+    }
+
+    async fn create_upload(
+        &self,
+        request: Request<pb::CreateUploadRequest>,
+    ) -> Result<Response<pb::CreateUploadResponse>, Status> {
+        let user = auth::caller(&request)?;
+        let header = request
+            .into_inner()
+            .header
+            .ok_or_else(|| Error::invalid("header is required"))?;
+        let id = MediaId::generate();
+        self.held.hold(&id, &user.0).await?;
+        match resumable::create(&self.media, &id, &user.0, header).await {
+            Ok(created) => {
+                tracing::info!(upload_id = %id, owner = %user.0, "created a resumable upload");
+                Ok(Response::new(created))
+            }
+            Err(e) => {
+                self.held.release(&id).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn write_upload(
+        &self,
+        request: Request<pb::WriteUploadRequest>,
+    ) -> Result<Response<pb::WriteUploadResponse>, Status> {
+        let user = auth::caller(&request)?;
+        let request = request.into_inner();
+        let id = parse_upload_id(&request.upload_id)?;
+        let turn = self.open_turn(&id, &user.0).await?;
+        let _turn = turn.lock().await;
+        let loaded = resumable::load(&self.media, &id, &user.0).await?;
+        let written = resumable::write(
+            &self.media,
+            loaded,
+            request.offset,
+            request.data,
+            request.crc32c,
+        )
+        .await?;
+        Ok(Response::new(written))
+    }
+
+    async fn query_upload(
+        &self,
+        request: Request<pb::QueryUploadRequest>,
+    ) -> Result<Response<pb::QueryUploadResponse>, Status> {
+        let user = auth::caller(&request)?;
+        let id = parse_upload_id(&request.get_ref().upload_id)?;
+        let loaded = resumable::load(&self.media, &id, &user.0).await?;
+        if !loaded.committed() {
+            // After a restart (or a move from another replica) the slot is taken again.
+            self.held.hold(&id, &user.0).await?;
+        }
+        Ok(Response::new(resumable::query(&self.media, &loaded)))
+    }
+
+    async fn commit_upload(
+        &self,
+        request: Request<pb::CommitUploadRequest>,
+    ) -> Result<Response<pb::CommitUploadResponse>, Status> {
+        let user = auth::caller(&request)?;
+        let request = request.into_inner();
+        let id = parse_upload_id(&request.upload_id)?;
+        let loaded = resumable::load(&self.media, &id, &user.0).await?;
+        let result = if loaded.committed() {
+            resumable::commit(&self.media, loaded, &request.sha256).await
+        } else {
+            let turn = self.open_turn(&id, &user.0).await?;
+            let _turn = turn.lock().await;
+            let loaded = resumable::load(&self.media, &id, &user.0).await?;
+            let result = resumable::commit(&self.media, loaded, &request.sha256).await;
+            let ended = match &result {
+                Ok(_) => true,
+                Err(Error::RefusedWith(reason, _, _)) => *reason == Reason::ChecksumMismatch,
+                Err(_) => false,
+            };
+            if ended {
+                self.held.release(&id).await;
+                let counter = if result.is_ok() {
+                    &METRICS.uploads_completed
+                } else {
+                    &METRICS.uploads_failed
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            result
+        };
+        let record = result?;
+        tracing::info!(media_id = %record.media_id, upload_id = %id, size = record.size, owner = %record.owner, "stored media from a resumable upload");
+        Ok(Response::new(pb::CommitUploadResponse {
+            media: Some(record.to_proto()),
+        }))
+    }
+
+    async fn cancel_upload(
+        &self,
+        request: Request<pb::CancelUploadRequest>,
+    ) -> Result<Response<pb::CancelUploadResponse>, Status> {
+        let user = auth::caller(&request)?;
+        let id = parse_upload_id(&request.get_ref().upload_id)?;
+        resumable::load(&self.media, &id, &user.0).await?;
+        let turn = self.held.turn(&id).await;
+        let _turn = match &turn {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        };
+        let loaded = resumable::load(&self.media, &id, &user.0).await?;
+        resumable::cancel(&self.media, loaded).await?;
+        self.held.release(&id).await;
+        METRICS.uploads_failed.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(upload_id = %id, "cancelled a resumable upload");
+        Ok(Response::new(pb::CancelUploadResponse {}))
+    }
+}
+
+impl MediaServer {
+    /// Checks that upload `id` is `owner`'s (NOT_FOUND otherwise), holds a slot for it
+    /// on this replica, and returns its turn lock.
+    async fn open_turn(
+        &self,
+        id: &MediaId,
+        owner: &str,
+    ) -> Result<std::sync::Arc<tokio::sync::Mutex<()>>, Error> {
+        let loaded = resumable::load(&self.media, id, owner).await?;
+        if loaded.committed() {
+            return Ok(std::sync::Arc::default());
+        }
+        self.held.hold(id, owner).await
     }
 }
 

@@ -57,12 +57,33 @@ impl TransferSlots {
     /// Takes a slot for `user`, or fails with RESOURCE_EXHAUSTED when all are in use
     /// (on any replica, with a bus).
     pub async fn acquire(&self, user: &str) -> Result<SlotGuard, Error> {
+        self.acquire_as(user, None).await
+    }
+
+    /// Takes a slot for `user` for the transfer named `name` (a resumable upload's
+    /// ID): with a bus, every replica holding a slot for the same name holds the same
+    /// cluster-wide lease, so the transfer counts once however many replicas it
+    /// passes through.
+    pub async fn acquire_named(&self, user: &str, name: &str) -> Result<SlotGuard, Error> {
+        self.acquire_as(user, Some(name)).await
+    }
+
+    async fn acquire_as(&self, user: &str, name: Option<&str>) -> Result<SlotGuard, Error> {
         let mut guard = self.acquire_here(user)?;
         if let Some(leases) = &self.cluster {
-            match leases
-                .acquire(LeaseKind::Transfer, user, self.max_per_user)
-                .await?
-            {
+            let lease = match name {
+                Some(name) => {
+                    leases
+                        .acquire_named(LeaseKind::Transfer, user, name, self.max_per_user)
+                        .await?
+                }
+                None => {
+                    leases
+                        .acquire(LeaseKind::Transfer, user, self.max_per_user)
+                        .await?
+                }
+            };
+            match lease {
                 Some(lease) => guard._lease = Some(lease),
                 None => {
                     METRICS.transfers_refused.fetch_add(1, Ordering::Relaxed);

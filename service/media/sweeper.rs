@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStoreExt, path::Path};
 use tokio::sync::watch;
 
-use super::{MediaStore, Record, content, ignore_not_found, record};
+use super::{MediaStore, Record, content, ignore_not_found, record, resumable};
 use crate::{error::Error, ids::MediaId, metrics::METRICS, periodic::spawn_periodic};
 
 /// Runs [`sweep_once`] every `interval` until `shutdown` turns true.
@@ -25,7 +25,8 @@ pub fn spawn_sweeper(
 }
 
 /// Retries the aborts of failed uploads that the store refused earlier, deletes every
-/// expired record once, then the content and staged uploads nothing needs; returns
+/// expired record once, then the content and staged uploads nothing needs, and the
+/// resumable uploads idle past their TTL (or committed a TTL ago); returns
 /// how many uploads, records and objects were removed.
 pub async fn sweep_once(media: &MediaStore) -> Result<usize, Error> {
     let aborted = media.pending_aborts().retry().await;
@@ -36,7 +37,8 @@ pub async fn sweep_once(media: &MediaStore) -> Result<usize, Error> {
     let unreferenced = sweep_content(media, &live.content, cutoff).await?;
     let staged = sweep_staged(media, cutoff).await?;
     let thumbs = sweep_thumbs(media, &live.digests).await?;
-    Ok(aborted + expired + unreferenced + staged + thumbs)
+    let resumable = resumable::sweep(media).await?;
+    Ok(aborted + expired + unreferenced + staged + thumbs + resumable)
 }
 
 /// What the live records name.

@@ -43,25 +43,25 @@ pub enum Frame {
 }
 
 /// A header that passed every check.
-struct Header {
+pub(super) struct Header {
     /// The kind of media.
-    kind: record::Kind,
+    pub(super) kind: record::Kind,
     /// The display name, checked.
-    file_name: String,
+    pub(super) file_name: String,
     /// The exact size the data frames must add up to.
-    size: u64,
+    pub(super) size: u64,
     /// The MIME type given, or empty.
-    content_type: String,
+    pub(super) content_type: String,
     /// The digest the bytes must match, when given.
-    sha256: Option<[u8; 32]>,
+    pub(super) sha256: Option<[u8; 32]>,
 }
 
 /// What the data frames added up to.
-struct Received {
+pub(super) struct Received {
     /// The SHA-256 of every byte received.
-    sha256: [u8; 32],
+    pub(super) sha256: [u8; 32],
     /// The first bytes, for reading image dimensions.
-    head: Bytes,
+    pub(super) head: Bytes,
 }
 
 /// Runs one upload for `owner` from `frames` and returns the stored record. On any
@@ -132,7 +132,7 @@ where
 
 /// Counts a stored upload against its owner's quotas. The upload has succeeded
 /// whatever happens here: a failure is logged, and the upload goes uncounted.
-async fn counted(media: &MediaStore, record: &Record) {
+pub(super) async fn counted(media: &MediaStore, record: &Record) {
     if let Err(e) = quota::count(media, record).await {
         tracing::warn!(error = %e, media_id = %record.media_id, "counting an upload against its owner's quota");
     }
@@ -194,7 +194,7 @@ where
 }
 
 /// Checks the header against every rule before any byte is stored.
-fn check_header(header: pb::UploadHeader, max_size: u64) -> Result<Header, Error> {
+pub(super) fn check_header(header: pb::UploadHeader, max_size: u64) -> Result<Header, Error> {
     let kind = record::Kind::from_proto(header.kind)?;
     let name = header.file_name;
     ids::validate_file_name("header.file_name", &name)?;
@@ -301,7 +301,7 @@ where
 }
 
 /// The record of a completed upload.
-fn finished_record(
+pub(super) fn finished_record(
     id: &MediaId,
     owner: &str,
     header: Header,

@@ -27,6 +27,7 @@ use super::{
         Event, HubLimits, Router, Subscription, not_a_member, peer_event, too_many_channels,
         too_many_streams,
     },
+    log::{Dedup, Replay, Sent},
     membership::Membership,
     streams::LocalStreams,
 };
@@ -138,7 +139,7 @@ impl BusRouter {
                     event: Some(Kind::ChannelMessage(message)),
                     cursor: 0,
                 });
-                router.streams.deliver(streams, &event);
+                router.streams.deliver(streams, &event, 0);
             }
         });
         Ok(())
@@ -199,7 +200,7 @@ impl BusRouter {
                         Ok(message) => {
                             let streams = self.streams.streams_of([user.as_str()]);
                             self.streams
-                                .deliver(streams, &Arc::new(peer_event(message)))
+                                .deliver(streams, &Arc::new(peer_event(message)), 0)
                                 as u64
                         }
                         Err(_) => 0,
@@ -323,7 +324,7 @@ impl BusRouter {
             let streams = self.streams.streams_of([user]);
             if self
                 .streams
-                .deliver(streams, &Arc::new(peer_event(message)))
+                .deliver(streams, &Arc::new(peer_event(message)), 0)
                 == 0
             {
                 // No stream here any more: leave the rest cached.
@@ -371,7 +372,7 @@ impl BusRouter {
 
 #[tonic::async_trait]
 impl Router for BusRouter {
-    async fn subscribe(&self, user: &str) -> Result<Subscription, Error> {
+    async fn subscribe(&self, user: &str, _after: u64) -> Result<Subscription, Error> {
         let lease = self
             .leases
             .acquire(LeaseKind::Stream, user, self.limits.max_streams_per_user)
@@ -386,7 +387,17 @@ impl Router for BusRouter {
         self.listen_to(user).await?;
         let offline = self.take_cache(user).await?;
         Ok(Subscription {
-            offline,
+            replay: Replay {
+                offline: offline.len(),
+                events: offline
+                    .into_iter()
+                    .map(|mut message| {
+                        message.offline = true;
+                        (0, peer_event(message))
+                    })
+                    .collect(),
+                ..Replay::default()
+            },
             events: registered.events,
             too_slow: registered.too_slow,
             registration: Box::new((registered.registration, lease)),
@@ -398,17 +409,23 @@ impl Router for BusRouter {
         peer: &str,
         message: pb::PeerMessageReceived,
         cache: bool,
-    ) -> Result<pb::PeerMessageState, Error> {
+        _dedup: Option<Dedup>,
+    ) -> Result<Sent, Error> {
+        let sent = |state| Sent {
+            message_id: message.message_id.clone(),
+            server_time: message.server_time,
+            state,
+        };
         let payload = Bytes::from(message.encode_to_vec());
         // DELIVERED only when a live stream queued it; a replica that answers 0 had
         // no stream that could take it (cut off as too slow): as for an offline peer.
         if let Some(taken) = self.ask(peer, "deliver", payload).await?
             && taken > 0
         {
-            return Ok(pb::PeerMessageState::Delivered);
+            return Ok(sent(pb::PeerMessageState::Delivered));
         }
         if !cache {
-            return Ok(pb::PeerMessageState::PeerUnreachable);
+            return Ok(sent(pb::PeerMessageState::PeerUnreachable));
         }
         self.cache(peer, &message).await?;
         // The peer may have subscribed while the message was being written, after its
@@ -417,7 +434,7 @@ impl Router for BusRouter {
         if let Err(e) = self.ask(peer, "flush", Bytes::new()).await {
             tracing::warn!(error = %e, "bus: asking for a cached message to be handed over");
         }
-        Ok(pb::PeerMessageState::Cached)
+        Ok(sent(pb::PeerMessageState::Cached))
     }
 
     async fn join(&self, user: &str, channel: &str) -> Result<(), Error> {
@@ -452,7 +469,11 @@ impl Router for BusRouter {
         Ok(self.membership.members(channel))
     }
 
-    async fn send_channel(&self, message: pb::ChannelMessageReceived) -> Result<(), Error> {
+    async fn send_channel(
+        &self,
+        message: pb::ChannelMessageReceived,
+        _dedup: Option<Dedup>,
+    ) -> Result<Sent, Error> {
         self.bus.ensure_connected()?;
         if !self
             .membership
@@ -471,6 +492,11 @@ impl Router for BusRouter {
         let mut headers = HeaderMap::new();
         span.in_scope(|| telemetry::inject(&mut headers));
         let subject = format!("courier.channel.{}", token(&message.channel_id));
+        let sent = Sent {
+            message_id: message.message_id.clone(),
+            server_time: message.server_time,
+            state: pb::PeerMessageState::Unspecified,
+        };
         let payload = Bytes::from(message.encode_to_vec());
         let client = &self.bus.client;
         // Without traces, no headers at all (the message stays as small as before).
@@ -491,7 +517,7 @@ impl Router for BusRouter {
             .flush()
             .await
             .map_err(|e| unavailable("publishing a channel message", e))?;
-        Ok(())
+        Ok(sent)
     }
 
     async fn online(&self, users: &[String]) -> Result<Vec<bool>, Error> {

@@ -10,7 +10,10 @@ use std::{
 
 use tokio::sync::mpsc;
 
-use super::{cache::OfflineCache, streams::LocalStreams};
+use super::{
+    log::{Dedup, EventLog, Replay, Sent},
+    streams::{LocalStreams, Queued},
+};
 use crate::{
     error::{Error, Reason},
     pb::{self, subscribe_response::Event as Kind},
@@ -21,11 +24,14 @@ pub type Event = pb::SubscribeResponse;
 
 /// A registered Subscribe stream.
 pub struct Subscription {
-    /// Messages cached while the user was offline, oldest first, to send first.
-    pub offline: Vec<pb::PeerMessageReceived>,
-    /// Live events, shared between the streams they fan out to. Ends when the router
-    /// drops the stream.
-    pub events: mpsc::Receiver<Arc<Event>>,
+    /// What the stream is owed before `ready`, with cursors, in cursor order: the
+    /// messages cached while the user was offline (flagged `offline`) and the events
+    /// after the stream's `after`.
+    pub replay: Replay,
+    /// Live events with their cursors. Those up to `replay.latest` are already in the
+    /// replay (or were before `after`) and are skipped. Ends when the router drops
+    /// the stream.
+    pub events: mpsc::Receiver<Queued>,
     /// Set when the router dropped the stream because it could not keep up.
     pub too_slow: Arc<AtomicBool>,
     /// Unregisters the stream when dropped.
@@ -36,17 +42,20 @@ pub struct Subscription {
 #[tonic::async_trait]
 pub trait Router: Send + Sync + 'static {
     /// Registers a stream for `user` (who is online while one is registered) and
-    /// hands over the messages cached for them.
-    async fn subscribe(&self, user: &str) -> Result<Subscription, Error>;
+    /// hands over what it is owed: the messages cached for them and, when `after` >
+    /// 0, the events after that cursor.
+    async fn subscribe(&self, user: &str, after: u64) -> Result<Subscription, Error>;
 
     /// Delivers a message to every stream of `peer`; when `peer` has none, caches it
-    /// if `cache` is set.
+    /// if `cache` is set. A send repeating a recorded `dedup` gets the first answer
+    /// and delivers nothing.
     async fn send_peer(
         &self,
         peer: &str,
         message: pb::PeerMessageReceived,
         cache: bool,
-    ) -> Result<pb::PeerMessageState, Error>;
+        dedup: Option<Dedup>,
+    ) -> Result<Sent, Error>;
 
     /// Makes `user` a member of `channel`.
     async fn join(&self, user: &str, channel: &str) -> Result<(), Error>;
@@ -58,8 +67,13 @@ pub trait Router: Send + Sync + 'static {
     async fn members(&self, channel: &str) -> Result<Vec<String>, Error>;
 
     /// Delivers a channel message to every member's streams except the sender's; the
-    /// sender must be a member.
-    async fn send_channel(&self, message: pb::ChannelMessageReceived) -> Result<(), Error>;
+    /// sender must be a member. A send repeating a recorded `dedup` gets the first
+    /// answer and delivers nothing.
+    async fn send_channel(
+        &self,
+        message: pb::ChannelMessageReceived,
+        dedup: Option<Dedup>,
+    ) -> Result<Sent, Error>;
 
     /// Whether each of `users` is online.
     async fn online(&self, users: &[String]) -> Result<Vec<bool>, Error>;
@@ -83,8 +97,12 @@ pub struct LocalHub {
     streams: LocalStreams,
     /// Membership.
     state: Arc<Mutex<State>>,
-    /// Messages for offline users, on disk.
-    cache: OfflineCache,
+    /// The per-user event log and offline cache, on disk.
+    log: EventLog,
+    /// Held while a send takes cursors and queues events, and while a stream
+    /// registers: each stream sees its user's cursors in order, and a new stream's
+    /// replay holds every event that was not queued on it live.
+    order: Arc<tokio::sync::Mutex<()>>,
     /// The limits.
     limits: HubLimits,
 }
@@ -100,12 +118,13 @@ struct State {
 }
 
 impl LocalHub {
-    /// A router over `cache` with `limits`.
-    pub fn new(cache: OfflineCache, limits: HubLimits) -> Self {
+    /// A router over `log` with `limits`.
+    pub fn new(log: EventLog, limits: HubLimits) -> Self {
         Self {
             streams: LocalStreams::new(limits.subscriber_buffer, None),
             state: Arc::default(),
-            cache,
+            log,
+            order: Arc::default(),
             limits,
         }
     }
@@ -113,22 +132,15 @@ impl LocalHub {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    /// Delivers whatever is cached for `user` to their open streams; what no stream
-    /// took goes back into the cache.
-    async fn flush_cache(&self, user: &str) -> Result<(), Error> {
-        for mut message in self.cache.take(user).await? {
-            message.offline = true;
-            let streams = self.streams.streams_of([user]);
-            let event = Arc::new(peer_event(message));
-            if self.streams.deliver(streams, &event) == 0
-                && let Some(Kind::PeerMessage(message)) = Arc::unwrap_or_clone(event).event
-            {
-                self.cache.push(user, &message).await?;
-            }
-        }
-        Ok(())
-    }
+/// Runs blocking log work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(format!("event log task: {e}")))?
 }
 
 /// A peer message as a Subscribe event.
@@ -165,16 +177,20 @@ pub(super) fn not_a_member(channel: &str) -> Error {
 
 #[tonic::async_trait]
 impl Router for LocalHub {
-    async fn subscribe(&self, user: &str) -> Result<Subscription, Error> {
-        let registered = self
-            .streams
-            .register(user, self.limits.max_streams_per_user)
-            .ok_or_else(|| too_many_streams(self.limits.max_streams_per_user))?;
-        // Registered first, then the cache is taken: a message sent in between is
-        // either delivered live or already in the cache.
-        let offline = self.cache.take(user).await?;
+    async fn subscribe(&self, user: &str, after: u64) -> Result<Subscription, Error> {
+        let registered = {
+            let _order = self.order.lock().await;
+            self.streams
+                .register(user, self.limits.max_streams_per_user)
+                .ok_or_else(|| too_many_streams(self.limits.max_streams_per_user))?
+        };
+        // Registered first, then the log is read: an event sent in between is either
+        // queued live or already in the log (and then skipped live by its cursor).
+        let log = self.log.clone();
+        let owner = user.to_owned();
+        let replay = blocking(move || log.replay(&owner, after)).await?;
         Ok(Subscription {
-            offline,
+            replay,
             events: registered.events,
             too_slow: registered.too_slow,
             registration: Box::new(registered.registration),
@@ -186,32 +202,27 @@ impl Router for LocalHub {
         peer: &str,
         message: pb::PeerMessageReceived,
         cache: bool,
-    ) -> Result<pb::PeerMessageState, Error> {
-        let streams = self.streams.streams_of([peer]);
-        let message = if streams.is_empty() {
-            message
-        } else {
-            let event = Arc::new(peer_event(message));
-            // DELIVERED only when a live stream queued it: a message that overflows the
-            // peer's only stream (cutting it off) is handled as for an offline peer.
-            if self.streams.deliver(streams, &event) > 0 {
-                return Ok(pb::PeerMessageState::Delivered);
-            }
-            let Some(Kind::PeerMessage(message)) = Arc::unwrap_or_clone(event).event else {
-                return Err(Error::Internal("a peer event lost its message".into()));
-            };
-            message
-        };
-        if !cache {
-            return Ok(pb::PeerMessageState::PeerUnreachable);
-        }
-        self.cache.push(peer, &message).await?;
-        // The peer may have subscribed while the message was being written, after its
-        // stream took the cache: hand the message over now.
-        if self.streams.has(peer) {
-            self.flush_cache(peer).await?;
-        }
-        Ok(pb::PeerMessageState::Cached)
+        dedup: Option<Dedup>,
+    ) -> Result<Sent, Error> {
+        let order = self.order.clone().lock_owned().await;
+        let this = self.clone();
+        let peer = peer.to_owned();
+        blocking(move || {
+            let _order = order;
+            // DELIVERED only when a live stream queued it: a message that overflows
+            // the peer's only stream (cutting it off) is handled as for an offline
+            // peer.
+            this.log
+                .send_peer(&peer, message, cache, dedup.as_ref(), |cursor, event| {
+                    let streams = this.streams.streams_of([peer.as_str()]);
+                    if streams.is_empty() {
+                        0
+                    } else {
+                        this.streams.deliver(streams, &event, cursor)
+                    }
+                })
+        })
+        .await
     }
 
     async fn join(&self, user: &str, channel: &str) -> Result<(), Error> {
@@ -258,7 +269,11 @@ impl Router for LocalHub {
             .unwrap_or_default())
     }
 
-    async fn send_channel(&self, message: pb::ChannelMessageReceived) -> Result<(), Error> {
+    async fn send_channel(
+        &self,
+        message: pb::ChannelMessageReceived,
+        dedup: Option<Dedup>,
+    ) -> Result<Sent, Error> {
         let members: Vec<String> = {
             let state = self.lock();
             let Some(members) = state
@@ -274,13 +289,29 @@ impl Router for LocalHub {
                 .cloned()
                 .collect()
         };
-        let streams = self.streams.streams_of(members.iter().map(String::as_str));
-        let event = Arc::new(Event {
-            event: Some(Kind::ChannelMessage(message)),
-            cursor: 0,
-        });
-        self.streams.deliver(streams, &event);
-        Ok(())
+        let order = self.order.clone().lock_owned().await;
+        let this = self.clone();
+        blocking(move || {
+            let _order = order;
+            let mut streams: HashMap<String, Vec<_>> = HashMap::new();
+            for (user, stream) in this.streams.streams_of(members.iter().map(String::as_str)) {
+                streams
+                    .entry(user.clone())
+                    .or_default()
+                    .push((user, stream));
+            }
+            this.log.send_channel(
+                &members,
+                message,
+                dedup.as_ref(),
+                |member, cursor, event| {
+                    if let Some(of_member) = streams.remove(member) {
+                        this.streams.deliver(of_member, event, cursor);
+                    }
+                },
+            )
+        })
+        .await
     }
 
     async fn online(&self, users: &[String]) -> Result<Vec<bool>, Error> {

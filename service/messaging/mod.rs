@@ -2,12 +2,13 @@
 //! offline cache.
 //!
 //! Handlers ([`MessagingServer`]) check requests and call a [`Router`]; [`LocalHub`] is
-//! the router for one server, with an [`OfflineCache`] on disk that survives restarts,
+//! the router for one server, with an [`EventLog`] on disk (the per-user event log,
+//! which holds the offline cache too) that survives restarts,
 //! and [`BusRouter`] the router of replicas sharing NATS JetStream ([`crate::bus`]).
 
 mod bus_router;
-mod cache;
 mod hub;
+mod log;
 mod membership;
 mod message;
 mod rate;
@@ -15,8 +16,8 @@ mod service;
 mod streams;
 
 pub use bus_router::BusRouter;
-pub use cache::{CacheLimits, OfflineCache, spawn_purger};
 pub use hub::{Event, HubLimits, LocalHub, Router, Subscription};
+pub use log::{Dedup, EventLog, LogLimits, Replay, Sent, reused, spawn_purger};
 pub use message::{MAX_MESSAGE_BYTES, prepare};
 pub use rate::{RateLimit, RateLimiter};
 pub use service::MessagingServer;

@@ -12,11 +12,12 @@ use std::{
 
 use futures::{Stream, StreamExt};
 use rand::RngCore;
+use sha2::Digest as _;
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{RateLimit, Router, Subscription, prepare};
+use super::{Dedup, RateLimit, Router, Subscription, prepare};
 use crate::{
     auth::{self, IssuedAt},
     error::{Error, Reason},
@@ -43,7 +44,12 @@ pub struct MessagingServer {
     stop: watch::Receiver<bool>,
     /// Revoked tokens: a Subscribe stream opened with one ends with UNAUTHENTICATED.
     revocations: Revocations,
+    /// How long a send's `client_message_id` is remembered.
+    dedup_window: std::time::Duration,
 }
+
+/// The default of `--dedup-window`.
+pub const DEFAULT_DEDUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl MessagingServer {
     /// A service routing through `router`.
@@ -60,7 +66,33 @@ impl MessagingServer {
             rate: Arc::new(rate),
             stop,
             revocations,
+            dedup_window: DEFAULT_DEDUP_WINDOW,
         }
+    }
+
+    /// Remembers each send's `client_message_id` for `window`.
+    pub fn with_dedup_window(mut self, window: std::time::Duration) -> Self {
+        self.dedup_window = window;
+        self
+    }
+
+    /// The dedup record of a request: `None` without a client message ID; the ID is
+    /// checked like a user ID.
+    fn dedup(
+        &self,
+        client_message_id: &str,
+        request: &impl prost::Message,
+    ) -> Result<Option<Dedup>, Error> {
+        if client_message_id.is_empty() {
+            return Ok(None);
+        }
+        ids::validate_name("client_message_id", client_message_id)?;
+        let fingerprint = sha2::Sha256::digest(request.encode_to_vec()).into();
+        Ok(Some(Dedup {
+            client_message_id: client_message_id.to_owned(),
+            fingerprint,
+            window: self.dedup_window,
+        }))
     }
 
     /// Counts a message against the sender's rate, checks it, and stamps it.
@@ -95,34 +127,41 @@ fn timestamp_now() -> prost_types::Timestamp {
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 
-/// The Subscribe stream: cached messages (flagged offline), then `ready`, then live
-/// events; it ends with RESOURCE_EXHAUSTED when cut off as too slow, with
-/// UNAUTHENTICATED when its token is revoked, and cleanly when the server stops.
+/// The Subscribe stream: what it is owed (cached messages flagged offline, events
+/// after `after`), then `ready`, then live events not already replayed; it ends with
+/// RESOURCE_EXHAUSTED when cut off as too slow, with UNAUTHENTICATED when its token is
+/// revoked, and cleanly when the server stops.
 fn event_stream(
     subscription: Subscription,
     mut stop: watch::Receiver<bool>,
     revoked: impl Future<Output = ()> + Send + 'static,
 ) -> EventStream {
     let Subscription {
-        offline,
+        replay,
         events,
         too_slow,
         registration,
     } = subscription;
+    let latest = replay.latest;
     let ready = pb::SubscribeResponse {
         event: Some(Kind::Ready(pb::SubscribeReady {
-            offline_message_count: offline.len() as u32,
-            events_lost: false,
-            cursor: 0,
+            offline_message_count: replay.offline as u32,
+            events_lost: replay.events_lost,
+            cursor: latest,
         })),
-        cursor: 0,
+        cursor: latest,
     };
-    let offline = offline.into_iter().map(|mut message| {
-        message.offline = true;
-        pb::SubscribeResponse {
-            event: Some(Kind::PeerMessage(message)),
-            cursor: 0,
-        }
+    let replayed = replay.events.into_iter().map(|(cursor, mut event)| {
+        event.cursor = cursor;
+        event
+    });
+    // Cursor 0: a router without cursors (every live event passes).
+    let live = ReceiverStream::new(events).filter_map(move |(event, cursor)| {
+        futures::future::ready((cursor == 0 || cursor > latest).then(|| {
+            let mut event = Arc::unwrap_or_clone(event);
+            event.cursor = cursor;
+            event
+        }))
     });
     let cut_off = futures::stream::once(async move {
         too_slow.load(Ordering::Relaxed).then(|| {
@@ -152,9 +191,9 @@ fn event_stream(
         })
     })
     .filter_map(futures::future::ready);
-    futures::stream::iter(offline)
+    futures::stream::iter(replayed)
         .chain(futures::stream::once(async { ready }))
-        .chain(ReceiverStream::new(events).map(Arc::unwrap_or_clone))
+        .chain(live)
         .map(Ok)
         .chain(cut_off)
         .take_until(Box::pin(revoked))
@@ -180,7 +219,8 @@ impl messaging_service_server::MessagingService for MessagingServer {
             .get::<IssuedAt>()
             .copied()
             .unwrap_or(IssuedAt(None));
-        let subscription = self.router.subscribe(&user.0).await?;
+        let after = request.get_ref().after;
+        let subscription = self.router.subscribe(&user.0, after).await?;
         let revocations = self.revocations.clone();
         let revoked = async move { revocations.wait_revoked(&user.0, issued.0).await };
         Ok(Response::new(event_stream(
@@ -197,23 +237,24 @@ impl messaging_service_server::MessagingService for MessagingServer {
         let user = auth::caller(&request)?;
         let request = request.into_inner();
         ids::validate_name("peer_id", &request.peer_id)?;
+        let dedup = self.dedup(&request.client_message_id, &request)?;
         let (message, message_id, server_time) = self.accept(&user.0, request.message).await?;
         let cache = request.options.is_some_and(|o| o.enable_offline_messaging);
         let received = pb::PeerMessageReceived {
             sender_id: user.0,
-            message_id: message_id.clone(),
+            message_id,
             server_time: Some(server_time),
             offline: false,
             message: Some(message),
         };
-        let state = self
+        let sent = self
             .router
-            .send_peer(&request.peer_id, received, cache)
+            .send_peer(&request.peer_id, received, cache, dedup)
             .await?;
         Ok(Response::new(pb::SendPeerMessageResponse {
-            message_id,
-            server_time: Some(server_time),
-            state: state.into(),
+            message_id: sent.message_id,
+            server_time: sent.server_time,
+            state: sent.state.into(),
         }))
     }
 
@@ -256,18 +297,19 @@ impl messaging_service_server::MessagingService for MessagingServer {
         let user = auth::caller(&request)?;
         let request = request.into_inner();
         ids::validate_name("channel_id", &request.channel_id)?;
+        let dedup = self.dedup(&request.client_message_id, &request)?;
         let (message, message_id, server_time) = self.accept(&user.0, request.message).await?;
         let received = pb::ChannelMessageReceived {
             channel_id: request.channel_id,
             sender_id: user.0,
-            message_id: message_id.clone(),
+            message_id,
             server_time: Some(server_time),
             message: Some(message),
         };
-        self.router.send_channel(received).await?;
+        let sent = self.router.send_channel(received, dedup).await?;
         Ok(Response::new(pb::SendChannelMessageResponse {
-            message_id,
-            server_time: Some(server_time),
+            message_id: sent.message_id,
+            server_time: sent.server_time,
         }))
     }
 

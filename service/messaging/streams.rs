@@ -14,6 +14,10 @@ use std::{
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::hub::Event;
+
+/// What a stream's queue holds: an event, shared between the streams it fans out to,
+/// and its cursor for this stream's user (0 where there is none).
+pub type Queued = (Arc<Event>, u64);
 use crate::metrics::METRICS;
 
 /// Called with the registry and a user's ID when the user's last stream on this
@@ -49,7 +53,7 @@ pub struct Stream {
     id: u64,
     /// Where its events go; bounded. Events are shared: a fan-out queues one
     /// allocation on every stream, and a queue slot is a pointer.
-    tx: mpsc::Sender<Arc<Event>>,
+    tx: mpsc::Sender<Queued>,
     /// Set when it is cut off as too slow.
     too_slow: Arc<AtomicBool>,
 }
@@ -58,7 +62,7 @@ pub struct Stream {
 /// the registration that removes it when dropped.
 pub struct Registered {
     /// Live events.
-    pub events: mpsc::Receiver<Arc<Event>>,
+    pub events: mpsc::Receiver<Queued>,
     /// Set when the stream is cut off as too slow.
     pub too_slow: Arc<AtomicBool>,
     /// Unregisters the stream when dropped.
@@ -167,14 +171,19 @@ impl LocalStreams {
             .collect()
     }
 
-    /// Queues `event` on each stream without waiting; a stream whose queue is full is
-    /// cut off as too slow, so that it cannot hold up anyone else. Returns how many
-    /// streams took the event.
-    pub fn deliver(&self, streams: Vec<(String, Stream)>, event: &Arc<Event>) -> usize {
+    /// Queues `event` with `cursor` on each stream without waiting; a stream whose
+    /// queue is full is cut off as too slow, so that it cannot hold up anyone else.
+    /// Returns how many streams took the event.
+    pub fn deliver(
+        &self,
+        streams: Vec<(String, Stream)>,
+        event: &Arc<Event>,
+        cursor: u64,
+    ) -> usize {
         let mut delivered = 0;
         let mut dropped = Vec::new();
         for (user, stream) in streams {
-            match stream.tx.try_send(Arc::clone(event)) {
+            match stream.tx.try_send((Arc::clone(event), cursor)) {
                 Ok(()) => delivered += 1,
                 Err(TrySendError::Full(_)) => {
                     stream.too_slow.store(true, Ordering::Relaxed);

@@ -42,8 +42,8 @@ const (
 	// An upload declares (or sends) more bytes than the server accepts (30 MiB by
 	// default, `--max-upload-size`).
 	//
-	// Returned by MediaService.UploadMedia with code INVALID_ARGUMENT. Nothing of the
-	// upload is kept.
+	// Returned by MediaService.UploadMedia and MediaService.CreateUpload with code
+	// INVALID_ARGUMENT. Nothing of the upload is kept.
 	ErrorReason_MEDIA_TOO_LARGE ErrorReason = 1
 	// A message's text, file name, thumbnail and raw payload together exceed 32 KiB.
 	//
@@ -54,8 +54,10 @@ const (
 	// default, `--max-transfers-per-user`). A finished or cancelled transfer frees its
 	// slot at once, so the caller may retry then.
 	//
-	// Returned by MediaService.UploadMedia and MediaService.DownloadMedia with code
-	// RESOURCE_EXHAUSTED. Client libraries raise the same reason, without a call, for
+	// Returned by MediaService.UploadMedia, MediaService.DownloadMedia and the
+	// resumable upload calls (CreateUpload, and WriteUpload, QueryUpload and
+	// CommitUpload when they must take the upload's slot again after a server restart)
+	// with code RESOURCE_EXHAUSTED. Client libraries raise the same reason, without a call, for
 	// their own limit of 9 transfers per client.
 	ErrorReason_TOO_MANY_TRANSFERS ErrorReason = 3
 	// The caller sent more messages than the rate limit allows (180 in any 3 seconds by
@@ -116,7 +118,8 @@ const (
 	// `quota` ("live_bytes" or "bytes_per_hour"), `limit` and `used` (bytes), and
 	// `requested` (the header's size). Media expiring frees quota.
 	//
-	// Returned by MediaService.UploadMedia with code RESOURCE_EXHAUSTED.
+	// Returned by MediaService.UploadMedia and MediaService.CreateUpload with code
+	// RESOURCE_EXHAUSTED.
 	ErrorReason_QUOTA_EXCEEDED ErrorReason = 13
 	// A checksum sent with a resumable upload does not match the bytes: the CRC32C of a
 	// WriteUpload part (nothing of that part was kept; send it again), or the SHA-256
@@ -127,8 +130,9 @@ const (
 	// INVALID_ARGUMENT.
 	ErrorReason_CHECKSUM_MISMATCH ErrorReason = 14
 	// A resumable upload call does not fit what is stored: a WriteUpload leaving a gap
-	// after the stored bytes, overlapping them with different bytes or not aligned to
-	// the part size, or a CommitUpload before every byte is stored. The ErrorInfo
+	// after the stored bytes, overlapping them with different bytes, not aligned to
+	// the part size or starting past the end, or a CommitUpload before every byte is
+	// stored. The ErrorInfo
 	// metadata `committed_size` gives the bytes stored; call QueryUpload, then write
 	// from there.
 	//

@@ -808,7 +808,8 @@ func (x *GetThumbnailResponse) GetData() []byte {
 // CreateUploadRequest starts a resumable upload.
 type CreateUploadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The description of the upload, as in the first frame of UploadMedia. Required.
+	// The description of the upload, as in the first frame of UploadMedia, with the
+	// same rules. Required. A `sha256` given here must also match at CommitUpload.
 	Header        *UploadHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -854,11 +855,13 @@ func (x *CreateUploadRequest) GetHeader() *UploadHeader {
 // CreateUploadResponse names a new resumable upload.
 type CreateUploadResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The unguessable ID of the upload, bound to the caller.
+	// The unguessable ID of the upload (32 lowercase hexadecimal characters), bound to
+	// the caller: only the caller's calls find it.
 	UploadId string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
-	// The size of every part but the last, in bytes.
+	// The size of every part but the last, in bytes. Every WriteUpload carries exactly
+	// this many bytes at offset k x part_size; the last part carries the rest.
 	PartSize uint64 `protobuf:"varint,2,opt,name=part_size,json=partSize,proto3" json:"part_size,omitempty"`
-	// The time after which an idle upload is removed.
+	// The time at which the upload is removed unless a part is stored before.
 	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -920,11 +923,14 @@ type WriteUploadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The ID returned by CreateUpload. Required.
 	UploadId string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
-	// The offset of the first byte of `data` in the object.
+	// The offset of the first byte of `data` in the object: a multiple of the part
+	// size, at most the committed size (and below the object's size).
 	Offset uint64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
-	// The bytes of the part.
+	// The bytes of the part: exactly `part_size` bytes, or the rest of the object for
+	// the last part.
 	Data []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
-	// The CRC32C (Castagnoli) checksum of `data`.
+	// The CRC32C (Castagnoli, the polynomial of iSCSI/RFC 3720 and of Google Cloud
+	// Storage) of `data`. Required: a part whose bytes do not match is refused.
 	Crc32C        uint32 `protobuf:"fixed32,4,opt,name=crc32c,proto3" json:"crc32c,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -991,9 +997,10 @@ func (x *WriteUploadRequest) GetCrc32C() uint32 {
 // WriteUploadResponse answers a stored part.
 type WriteUploadResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// How many bytes of the object, from its start, are now stored.
+	// How many bytes of the object, from its start, are now stored: the offset of the
+	// next part. Equal to the object's size once every part is stored.
 	CommittedSize uint64 `protobuf:"varint,1,opt,name=committed_size,json=committedSize,proto3" json:"committed_size,omitempty"`
-	// The time after which the upload, if still idle, is removed.
+	// The time at which the upload is removed unless another part is stored before.
 	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1092,13 +1099,15 @@ func (x *QueryUploadRequest) GetUploadId() string {
 // QueryUploadResponse tells the state of a resumable upload.
 type QueryUploadResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// How many bytes of the object, from its start, are stored: the offset to write next.
+	// How many bytes of the object, from its start, are stored: the offset to write
+	// next (the whole size once committed).
 	CommittedSize uint64 `protobuf:"varint,1,opt,name=committed_size,json=committedSize,proto3" json:"committed_size,omitempty"`
 	// The size of the whole object, from the header.
 	Size uint64 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
 	// The size of every part but the last, in bytes.
 	PartSize uint64 `protobuf:"varint,3,opt,name=part_size,json=partSize,proto3" json:"part_size,omitempty"`
-	// The time after which the upload, if still idle, is removed.
+	// The time at which the upload is removed unless a part is stored before (for a
+	// committed upload: when its record, and so a repeated commit, goes).
 	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1167,7 +1176,8 @@ type CommitUploadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The ID returned by CreateUpload. Required.
 	UploadId string `protobuf:"bytes,1,opt,name=upload_id,json=uploadId,proto3" json:"upload_id,omitempty"`
-	// The SHA-256 digest of the whole object (32 bytes). Required.
+	// The SHA-256 digest of the whole object (32 bytes), computed by the client over
+	// the bytes it sent. Required: the server checks it against the stored bytes.
 	Sha256        []byte `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1220,7 +1230,8 @@ func (x *CommitUploadRequest) GetSha256() []byte {
 // CommitUploadResponse holds the record of the stored object.
 type CommitUploadResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The record of the stored object, with its new media ID.
+	// The record of the stored object, with its new media ID (the same one for a
+	// repeated commit).
 	Media         *Media `protobuf:"bytes,1,opt,name=media,proto3" json:"media,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -45,8 +45,10 @@ const (
 // Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
 // (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
 // `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
-// server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
-// IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
+// server's upload limit), TOO_MANY_TRANSFERS and QUOTA_EXCEEDED (RESOURCE_EXHAUSTED),
+// NOT_AN_IMAGE and IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail), and for
+// resumable uploads CHECKSUM_MISMATCH (INVALID_ARGUMENT) and UPLOAD_OFFSET_MISMATCH
+// (FAILED_PRECONDITION, with the committed size).
 type MediaServiceClient interface {
 	// UploadMedia stores one image or file. The client sends one `header` frame first,
 	// then `data` frames (64 KiB to 1 MiB each is recommended; every frame must stay
@@ -95,16 +97,46 @@ type MediaServiceClient interface {
 	// declared width, height or memory), or is truncated or corrupt. Neither is worth a
 	// retry: the same object is refused again.
 	GetThumbnail(ctx context.Context, in *GetThumbnailRequest, opts ...grpc.CallOption) (*GetThumbnailResponse, error)
-	// CreateUpload starts a resumable upload described by an UploadHeader (as the first
-	// frame of UploadMedia) and returns its ID and the part size to write in.
+	// CreateUpload starts a resumable upload described by an UploadHeader, checked
+	// exactly as the first frame of UploadMedia (kind, file name, size up to the
+	// server's maximum, content type, optional SHA-256), and the caller's storage
+	// quotas are checked against its size; it takes one of the caller's transfer slots.
+	// Errors, with nothing kept: INVALID_ARGUMENT for a missing or malformed header
+	// (MEDIA_TOO_LARGE over the size limit), RESOURCE_EXHAUSTED with TOO_MANY_TRANSFERS
+	// when the caller's slots are all in use or QUOTA_EXCEEDED over a quota.
 	CreateUpload(ctx context.Context, in *CreateUploadRequest, opts ...grpc.CallOption) (*CreateUploadResponse, error)
-	// WriteUpload stores one part of a resumable upload at its offset.
+	// WriteUpload stores one part of a resumable upload at its offset, after checking
+	// its CRC32C, and restarts the upload's idle clock. Errors: INVALID_ARGUMENT for a
+	// malformed upload ID, or a part whose length is not exactly the part size (the
+	// rest, for the last part), and with CHECKSUM_MISMATCH (metadata `checksum`:
+	// "crc32c") when the CRC32C does not match (nothing of the part is kept; send it
+	// again); FAILED_PRECONDITION with UPLOAD_OFFSET_MISMATCH (metadata
+	// `committed_size`) for a misaligned offset, one past the end, a gap after the
+	// stored bytes, or different bytes over a stored part, and without a reason for an
+	// upload already committed; NOT_FOUND for an unknown, expired or cancelled upload,
+	// or another user's; RESOURCE_EXHAUSTED (TOO_MANY_TRANSFERS) when the upload must
+	// take its slot again (after a restart) and none is free.
 	WriteUpload(ctx context.Context, in *WriteUploadRequest, opts ...grpc.CallOption) (*WriteUploadResponse, error)
-	// QueryUpload tells how many bytes of a resumable upload are stored.
+	// QueryUpload tells how many bytes of a resumable upload are stored from its start
+	// (the offset to write next), after a broken connection or a restart; for a
+	// committed upload, its whole size. It takes the upload's slot again if this server
+	// does not hold it (after a restart). Errors: INVALID_ARGUMENT for a malformed
+	// upload ID; NOT_FOUND as for WriteUpload; RESOURCE_EXHAUSTED (TOO_MANY_TRANSFERS).
 	QueryUpload(ctx context.Context, in *QueryUploadRequest, opts ...grpc.CallOption) (*QueryUploadResponse, error)
-	// CommitUpload completes a resumable upload and returns the stored Media record.
+	// CommitUpload checks that every byte is stored and that their SHA-256 is the one
+	// given (and the header's, if it had one), then stores the object as UploadMedia
+	// does and returns its Media record; the slot is freed. Committing again a
+	// committed upload returns the same record (while the upload's record lasts: one
+	// TTL after the commit). Errors: INVALID_ARGUMENT for a malformed upload ID or a
+	// `sha256` that is not 32 bytes, and with CHECKSUM_MISMATCH (metadata `checksum`:
+	// "sha256") when the digest does not match (the upload is removed, and its slot
+	// freed: start again); FAILED_PRECONDITION with UPLOAD_OFFSET_MISMATCH (metadata
+	// `committed_size`) when bytes are missing; NOT_FOUND as for WriteUpload.
 	CommitUpload(ctx context.Context, in *CommitUploadRequest, opts ...grpc.CallOption) (*CommitUploadResponse, error)
-	// CancelUpload abandons a resumable upload and removes its parts.
+	// CancelUpload abandons an open resumable upload: its parts and state are removed
+	// and its slot is freed at once; the ID is then NOT_FOUND. Errors: INVALID_ARGUMENT
+	// for a malformed upload ID; NOT_FOUND as for WriteUpload (so a second cancel is
+	// NOT_FOUND); FAILED_PRECONDITION for a committed upload (its media stays).
 	CancelUpload(ctx context.Context, in *CancelUploadRequest, opts ...grpc.CallOption) (*CancelUploadResponse, error)
 }
 
@@ -233,8 +265,10 @@ func (c *mediaServiceClient) CancelUpload(ctx context.Context, in *CancelUploadR
 // Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
 // (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
 // `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
-// server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
-// IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
+// server's upload limit), TOO_MANY_TRANSFERS and QUOTA_EXCEEDED (RESOURCE_EXHAUSTED),
+// NOT_AN_IMAGE and IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail), and for
+// resumable uploads CHECKSUM_MISMATCH (INVALID_ARGUMENT) and UPLOAD_OFFSET_MISMATCH
+// (FAILED_PRECONDITION, with the committed size).
 type MediaServiceServer interface {
 	// UploadMedia stores one image or file. The client sends one `header` frame first,
 	// then `data` frames (64 KiB to 1 MiB each is recommended; every frame must stay
@@ -283,16 +317,46 @@ type MediaServiceServer interface {
 	// declared width, height or memory), or is truncated or corrupt. Neither is worth a
 	// retry: the same object is refused again.
 	GetThumbnail(context.Context, *GetThumbnailRequest) (*GetThumbnailResponse, error)
-	// CreateUpload starts a resumable upload described by an UploadHeader (as the first
-	// frame of UploadMedia) and returns its ID and the part size to write in.
+	// CreateUpload starts a resumable upload described by an UploadHeader, checked
+	// exactly as the first frame of UploadMedia (kind, file name, size up to the
+	// server's maximum, content type, optional SHA-256), and the caller's storage
+	// quotas are checked against its size; it takes one of the caller's transfer slots.
+	// Errors, with nothing kept: INVALID_ARGUMENT for a missing or malformed header
+	// (MEDIA_TOO_LARGE over the size limit), RESOURCE_EXHAUSTED with TOO_MANY_TRANSFERS
+	// when the caller's slots are all in use or QUOTA_EXCEEDED over a quota.
 	CreateUpload(context.Context, *CreateUploadRequest) (*CreateUploadResponse, error)
-	// WriteUpload stores one part of a resumable upload at its offset.
+	// WriteUpload stores one part of a resumable upload at its offset, after checking
+	// its CRC32C, and restarts the upload's idle clock. Errors: INVALID_ARGUMENT for a
+	// malformed upload ID, or a part whose length is not exactly the part size (the
+	// rest, for the last part), and with CHECKSUM_MISMATCH (metadata `checksum`:
+	// "crc32c") when the CRC32C does not match (nothing of the part is kept; send it
+	// again); FAILED_PRECONDITION with UPLOAD_OFFSET_MISMATCH (metadata
+	// `committed_size`) for a misaligned offset, one past the end, a gap after the
+	// stored bytes, or different bytes over a stored part, and without a reason for an
+	// upload already committed; NOT_FOUND for an unknown, expired or cancelled upload,
+	// or another user's; RESOURCE_EXHAUSTED (TOO_MANY_TRANSFERS) when the upload must
+	// take its slot again (after a restart) and none is free.
 	WriteUpload(context.Context, *WriteUploadRequest) (*WriteUploadResponse, error)
-	// QueryUpload tells how many bytes of a resumable upload are stored.
+	// QueryUpload tells how many bytes of a resumable upload are stored from its start
+	// (the offset to write next), after a broken connection or a restart; for a
+	// committed upload, its whole size. It takes the upload's slot again if this server
+	// does not hold it (after a restart). Errors: INVALID_ARGUMENT for a malformed
+	// upload ID; NOT_FOUND as for WriteUpload; RESOURCE_EXHAUSTED (TOO_MANY_TRANSFERS).
 	QueryUpload(context.Context, *QueryUploadRequest) (*QueryUploadResponse, error)
-	// CommitUpload completes a resumable upload and returns the stored Media record.
+	// CommitUpload checks that every byte is stored and that their SHA-256 is the one
+	// given (and the header's, if it had one), then stores the object as UploadMedia
+	// does and returns its Media record; the slot is freed. Committing again a
+	// committed upload returns the same record (while the upload's record lasts: one
+	// TTL after the commit). Errors: INVALID_ARGUMENT for a malformed upload ID or a
+	// `sha256` that is not 32 bytes, and with CHECKSUM_MISMATCH (metadata `checksum`:
+	// "sha256") when the digest does not match (the upload is removed, and its slot
+	// freed: start again); FAILED_PRECONDITION with UPLOAD_OFFSET_MISMATCH (metadata
+	// `committed_size`) when bytes are missing; NOT_FOUND as for WriteUpload.
 	CommitUpload(context.Context, *CommitUploadRequest) (*CommitUploadResponse, error)
-	// CancelUpload abandons a resumable upload and removes its parts.
+	// CancelUpload abandons an open resumable upload: its parts and state are removed
+	// and its slot is freed at once; the ID is then NOT_FOUND. Errors: INVALID_ARGUMENT
+	// for a malformed upload ID; NOT_FOUND as for WriteUpload (so a second cancel is
+	// NOT_FOUND); FAILED_PRECONDITION for a committed upload (its media stays).
 	CancelUpload(context.Context, *CancelUploadRequest) (*CancelUploadResponse, error)
 	mustEmbedUnimplementedMediaServiceServer()
 }

@@ -539,8 +539,12 @@ func (x *SendMessageOptions) GetEnableOfflineMessaging() bool {
 // SubscribeRequest opens the caller's feed.
 type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The cursor of the last event the client received (issue 18: the full contract is
-	// written here by the server work). 0 when the client has none.
+	// The cursor of the last event the client processed, or of the last `ready` when
+	// no event came after it: the stream first replays every event after it that the
+	// user's log still holds (after the cached messages, in cursor order). 0 when the
+	// client has none: only the cached messages are sent before `ready`. A cursor
+	// higher than any the server handed out (its log was lost) replays nothing and
+	// sets `ready.events_lost`.
 	After         uint64 `protobuf:"varint,1,opt,name=after,proto3" json:"after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -595,7 +599,10 @@ type SubscribeResponse struct {
 	//	*SubscribeResponse_Ready
 	Event isSubscribeResponse_Event `protobuf_oneof:"event"`
 	// The position of this event in the subscriber's own event sequence: per user,
-	// increasing. 0 on `ready`.
+	// increasing (not necessarily by 1: after a server crash it jumps), the same on
+	// every stream of the user. On `ready`, the user's latest cursor (as in
+	// `ready.cursor`). A user's first stream reserves a cursor that no event has, so the
+	// cursor to resume after is never 0. Resume with `SubscribeRequest.after`.
 	Cursor        uint64 `protobuf:"varint,4,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -707,8 +714,8 @@ type PeerMessageReceived struct {
 	MessageId string `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	// The time at which the server accepted the message.
 	ServerTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
-	// True when the message was cached while the subscriber was offline and is being
-	// delivered now.
+	// True when the message was cached while the subscriber was offline (it stays
+	// true when the message is replayed from the log later).
 	Offline bool `protobuf:"varint,4,opt,name=offline,proto3" json:"offline,omitempty"`
 	// The message itself.
 	Message       *Message `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
@@ -863,16 +870,21 @@ func (x *ChannelMessageReceived) GetMessage() *Message {
 	return nil
 }
 
-// SubscribeReady tells a subscriber that its stream is live.
+// SubscribeReady tells a subscriber that its stream is live: every event before it
+// was owed (cached or replayed), every one after it is live.
 type SubscribeReady struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// How many cached offline messages were delivered before this event.
+	// How many cached offline messages were delivered before this event (replayed
+	// events that had been handed over before are not counted).
 	OfflineMessageCount uint32 `protobuf:"varint,1,opt,name=offline_message_count,json=offlineMessageCount,proto3" json:"offline_message_count,omitempty"`
-	// True when `after` was older than the events the server still holds, so some
-	// events after it could not be sent.
+	// True when some event after `SubscribeRequest.after` is no longer held (dropped
+	// from the log by count or age, or lost in a server crash, or `after` is higher
+	// than any cursor the server handed out): the client missed events. Always false
+	// when `after` is 0.
 	EventsLost bool `protobuf:"varint,2,opt,name=events_lost,json=eventsLost,proto3" json:"events_lost,omitempty"`
-	// The cursor of the latest event of the subscriber at the time of this event: the
-	// one to resume after when no event has been received on this stream.
+	// The user's latest cursor when the stream went live: every event up to it was
+	// sent before this event or was at or before `after`. The one to resume after
+	// when no event has been received on this stream since.
 	Cursor        uint64 `protobuf:"varint,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -938,8 +950,16 @@ type SendPeerMessageRequest struct {
 	Message *Message `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// The sender's choices for this message.
 	Options *SendMessageOptions `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
-	// A client-chosen ID that makes retries safe: a send repeating the ID of an earlier
-	// send by the same user is answered as the first one was, and delivers nothing again.
+	// A client-chosen ID that makes retries safe: 1 to 64 bytes of printable ASCII
+	// without whitespace (INVALID_ARGUMENT otherwise), unique per sender; empty means
+	// no deduplication. A send repeating the ID of an earlier send by the same user
+	// within the dedup window (10 minutes, configurable) is answered as the first one
+	// was (the same message_id, server_time and state, even PEER_UNREACHABLE) and
+	// delivers nothing again. The same ID with a different request (another peer,
+	// message or options) within the window fails with INVALID_ARGUMENT and sends
+	// nothing. A failed send is not remembered: retry it with the same ID. Clients
+	// generate one per message (e.g. 32 hex characters from 128 random bits) and reuse
+	// it for every retry of that message.
 	ClientMessageId string `protobuf:"bytes,4,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
@@ -1332,7 +1352,9 @@ type SendChannelMessageRequest struct {
 	ChannelId string `protobuf:"bytes,1,opt,name=channel_id,json=channelId,proto3" json:"channel_id,omitempty"`
 	// The message. Required.
 	Message *Message `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
-	// A client-chosen ID that makes retries safe, as in SendPeerMessageRequest.
+	// A client-chosen ID that makes retries safe, with the rules of
+	// SendPeerMessageRequest.client_message_id (its dedup records are the sender's,
+	// shared between peer and channel sends).
 	ClientMessageId string `protobuf:"bytes,3,opt,name=client_message_id,json=clientMessageId,proto3" json:"client_message_id,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache

@@ -30,8 +30,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """An upload declares (or sends) more bytes than the server accepts (30 MiB by
     default, `--max-upload-size`).
 
-    Returned by MediaService.UploadMedia with code INVALID_ARGUMENT. Nothing of the
-    upload is kept.
+    Returned by MediaService.UploadMedia and MediaService.CreateUpload with code
+    INVALID_ARGUMENT. Nothing of the upload is kept.
     """
     MESSAGE_TOO_LARGE: _ErrorReason.ValueType  # 2
     """A message's text, file name, thumbnail and raw payload together exceed 32 KiB.
@@ -44,8 +44,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     default, `--max-transfers-per-user`). A finished or cancelled transfer frees its
     slot at once, so the caller may retry then.
 
-    Returned by MediaService.UploadMedia and MediaService.DownloadMedia with code
-    RESOURCE_EXHAUSTED. Client libraries raise the same reason, without a call, for
+    Returned by MediaService.UploadMedia, MediaService.DownloadMedia and the
+    resumable upload calls (CreateUpload, and WriteUpload, QueryUpload and
+    CommitUpload when they must take the upload's slot again after a server restart)
+    with code RESOURCE_EXHAUSTED. Client libraries raise the same reason, without a call, for
     their own limit of 9 transfers per client.
     """
     RATE_LIMITED: _ErrorReason.ValueType  # 4
@@ -116,7 +118,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     `quota` ("live_bytes" or "bytes_per_hour"), `limit` and `used` (bytes), and
     `requested` (the header's size). Media expiring frees quota.
 
-    Returned by MediaService.UploadMedia with code RESOURCE_EXHAUSTED.
+    Returned by MediaService.UploadMedia and MediaService.CreateUpload with code
+    RESOURCE_EXHAUSTED.
     """
     CHECKSUM_MISMATCH: _ErrorReason.ValueType  # 14
     """A checksum sent with a resumable upload does not match the bytes: the CRC32C of a
@@ -129,8 +132,9 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     UPLOAD_OFFSET_MISMATCH: _ErrorReason.ValueType  # 15
     """A resumable upload call does not fit what is stored: a WriteUpload leaving a gap
-    after the stored bytes, overlapping them with different bytes or not aligned to
-    the part size, or a CommitUpload before every byte is stored. The ErrorInfo
+    after the stored bytes, overlapping them with different bytes, not aligned to
+    the part size or starting past the end, or a CommitUpload before every byte is
+    stored. The ErrorInfo
     metadata `committed_size` gives the bytes stored; call QueryUpload, then write
     from there.
 
@@ -161,8 +165,8 @@ MEDIA_TOO_LARGE: ErrorReason.ValueType  # 1
 """An upload declares (or sends) more bytes than the server accepts (30 MiB by
 default, `--max-upload-size`).
 
-Returned by MediaService.UploadMedia with code INVALID_ARGUMENT. Nothing of the
-upload is kept.
+Returned by MediaService.UploadMedia and MediaService.CreateUpload with code
+INVALID_ARGUMENT. Nothing of the upload is kept.
 """
 MESSAGE_TOO_LARGE: ErrorReason.ValueType  # 2
 """A message's text, file name, thumbnail and raw payload together exceed 32 KiB.
@@ -175,8 +179,10 @@ TOO_MANY_TRANSFERS: ErrorReason.ValueType  # 3
 default, `--max-transfers-per-user`). A finished or cancelled transfer frees its
 slot at once, so the caller may retry then.
 
-Returned by MediaService.UploadMedia and MediaService.DownloadMedia with code
-RESOURCE_EXHAUSTED. Client libraries raise the same reason, without a call, for
+Returned by MediaService.UploadMedia, MediaService.DownloadMedia and the
+resumable upload calls (CreateUpload, and WriteUpload, QueryUpload and
+CommitUpload when they must take the upload's slot again after a server restart)
+with code RESOURCE_EXHAUSTED. Client libraries raise the same reason, without a call, for
 their own limit of 9 transfers per client.
 """
 RATE_LIMITED: ErrorReason.ValueType  # 4
@@ -247,7 +253,8 @@ Refused at the header, so no byte was stored. The ErrorInfo metadata says which:
 `quota` ("live_bytes" or "bytes_per_hour"), `limit` and `used` (bytes), and
 `requested` (the header's size). Media expiring frees quota.
 
-Returned by MediaService.UploadMedia with code RESOURCE_EXHAUSTED.
+Returned by MediaService.UploadMedia and MediaService.CreateUpload with code
+RESOURCE_EXHAUSTED.
 """
 CHECKSUM_MISMATCH: ErrorReason.ValueType  # 14
 """A checksum sent with a resumable upload does not match the bytes: the CRC32C of a
@@ -260,8 +267,9 @@ INVALID_ARGUMENT.
 """
 UPLOAD_OFFSET_MISMATCH: ErrorReason.ValueType  # 15
 """A resumable upload call does not fit what is stored: a WriteUpload leaving a gap
-after the stored bytes, overlapping them with different bytes or not aligned to
-the part size, or a CommitUpload before every byte is stored. The ErrorInfo
+after the stored bytes, overlapping them with different bytes, not aligned to
+the part size or starting past the end, or a CommitUpload before every byte is
+stored. The ErrorInfo
 metadata `committed_size` gives the bytes stored; call QueryUpload, then write
 from there.
 

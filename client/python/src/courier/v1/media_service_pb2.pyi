@@ -401,7 +401,9 @@ class CreateUploadRequest(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def header(self) -> Global___UploadHeader:
-        """The description of the upload, as in the first frame of UploadMedia. Required."""
+        """The description of the upload, as in the first frame of UploadMedia, with the
+        same rules. Required. A `sha256` given here must also match at CommitUpload.
+        """
 
     def __init__(
         self,
@@ -426,12 +428,16 @@ class CreateUploadResponse(_message.Message):
     PART_SIZE_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     upload_id: _builtins.str
-    """The unguessable ID of the upload, bound to the caller."""
+    """The unguessable ID of the upload (32 lowercase hexadecimal characters), bound to
+    the caller: only the caller's calls find it.
+    """
     part_size: _builtins.int
-    """The size of every part but the last, in bytes."""
+    """The size of every part but the last, in bytes. Every WriteUpload carries exactly
+    this many bytes at offset k x part_size; the last part carries the rest.
+    """
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
-        """The time after which an idle upload is removed."""
+        """The time at which the upload is removed unless a part is stored before."""
 
     def __init__(
         self,
@@ -461,11 +467,17 @@ class WriteUploadRequest(_message.Message):
     upload_id: _builtins.str
     """The ID returned by CreateUpload. Required."""
     offset: _builtins.int
-    """The offset of the first byte of `data` in the object."""
+    """The offset of the first byte of `data` in the object: a multiple of the part
+    size, at most the committed size (and below the object's size).
+    """
     data: _builtins.bytes
-    """The bytes of the part."""
+    """The bytes of the part: exactly `part_size` bytes, or the rest of the object for
+    the last part.
+    """
     crc32c: _builtins.int
-    """The CRC32C (Castagnoli) checksum of `data`."""
+    """The CRC32C (Castagnoli, the polynomial of iSCSI/RFC 3720 and of Google Cloud
+    Storage) of `data`. Required: a part whose bytes do not match is refused.
+    """
     def __init__(
         self,
         *,
@@ -491,10 +503,12 @@ class WriteUploadResponse(_message.Message):
     COMMITTED_SIZE_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     committed_size: _builtins.int
-    """How many bytes of the object, from its start, are now stored."""
+    """How many bytes of the object, from its start, are now stored: the offset of the
+    next part. Equal to the object's size once every part is stored.
+    """
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
-        """The time after which the upload, if still idle, is removed."""
+        """The time at which the upload is removed unless another part is stored before."""
 
     def __init__(
         self,
@@ -543,14 +557,18 @@ class QueryUploadResponse(_message.Message):
     PART_SIZE_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     committed_size: _builtins.int
-    """How many bytes of the object, from its start, are stored: the offset to write next."""
+    """How many bytes of the object, from its start, are stored: the offset to write
+    next (the whole size once committed).
+    """
     size: _builtins.int
     """The size of the whole object, from the header."""
     part_size: _builtins.int
     """The size of every part but the last, in bytes."""
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp:
-        """The time after which the upload, if still idle, is removed."""
+        """The time at which the upload is removed unless a part is stored before (for a
+        committed upload: when its record, and so a repeated commit, goes).
+        """
 
     def __init__(
         self,
@@ -579,7 +597,9 @@ class CommitUploadRequest(_message.Message):
     upload_id: _builtins.str
     """The ID returned by CreateUpload. Required."""
     sha256: _builtins.bytes
-    """The SHA-256 digest of the whole object (32 bytes). Required."""
+    """The SHA-256 digest of the whole object (32 bytes), computed by the client over
+    the bytes it sent. Required: the server checks it against the stored bytes.
+    """
     def __init__(
         self,
         *,
@@ -603,7 +623,9 @@ class CommitUploadResponse(_message.Message):
     MEDIA_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def media(self) -> Global___Media:
-        """The record of the stored object, with its new media ID."""
+        """The record of the stored object, with its new media ID (the same one for a
+        repeated commit).
+        """
 
     def __init__(
         self,

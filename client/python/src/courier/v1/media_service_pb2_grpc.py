@@ -37,8 +37,10 @@ class MediaServiceStub:
     Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
     (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
     `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
-    server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
-    IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
+    server's upload limit), TOO_MANY_TRANSFERS and QUOTA_EXCEEDED (RESOURCE_EXHAUSTED),
+    NOT_AN_IMAGE and IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail), and for
+    resumable uploads CHECKSUM_MISMATCH (INVALID_ARGUMENT) and UPLOAD_OFFSET_MISMATCH
+    (FAILED_PRECONDITION, with the committed size).
     """
 
     def __init__(self, channel):
@@ -106,8 +108,10 @@ class MediaServiceServicer:
     Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
     (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
     `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
-    server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
-    IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
+    server's upload limit), TOO_MANY_TRANSFERS and QUOTA_EXCEEDED (RESOURCE_EXHAUSTED),
+    NOT_AN_IMAGE and IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail), and for
+    resumable uploads CHECKSUM_MISMATCH (INVALID_ARGUMENT) and UPLOAD_OFFSET_MISMATCH
+    (FAILED_PRECONDITION, with the committed size).
     """
 
     def UploadMedia(self, request_iterator, context):
@@ -178,43 +182,127 @@ class MediaServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateUpload(self, request, context):
-        """Resumable uploads (issue 15: the full contract is written here by the server work).
-        An upload made of unary calls, so that it survives a broken connection, a restart
-        of the client or of the server, and works from browsers over gRPC-Web, which
-        cannot stream from the client: CreateUpload, then WriteUpload for each part at its
-        offset, QueryUpload to learn how much is stored after a break, CommitUpload with
-        the SHA-256 to get the Media record, or CancelUpload.
+        """Resumable uploads: an upload made of unary calls, so that it survives a broken
+        connection, a restart of the client or of the server (its state lives in the
+        object store) and, on S3, a move to another replica; and so that browsers, which
+        cannot stream from the client over gRPC-Web, can upload. CreateUpload, then
+        WriteUpload for each part at its offset, QueryUpload to learn how much is stored
+        after a break, CommitUpload with the SHA-256 to get the Media record, or
+        CancelUpload. UploadMedia stays, and a committed upload is stored exactly as one
+        (the same Media record, dedup, quotas and thumbnails).
 
-        CreateUpload starts a resumable upload described by an UploadHeader (as the first
-        frame of UploadMedia) and returns its ID and the part size to write in.
+        The rules:
+        - An upload ID is 32 lowercase hexadecimal characters (128 random bits) and is
+        bound to the user who created it: any call by another user fails with
+        NOT_FOUND, worded as for an ID that never existed. A malformed ID is
+        INVALID_ARGUMENT.
+        - An open upload holds one of its owner's transfer slots (shared with UploadMedia
+        and DownloadMedia, 9 by default, cluster-wide with replicas) from CreateUpload
+        until CommitUpload, CancelUpload or idle expiry. After a server restart, or on
+        another replica, the slot is taken again by the next call that touches the upload
+        (WriteUpload, QueryUpload, CommitUpload), which can therefore fail with
+        RESOURCE_EXHAUSTED / TOO_MANY_TRANSFERS.
+        - The object is written in parts of `part_size` bytes (from CreateUpload; the
+        server's `--upload-part-size`, 1 MiB on a local folder and 5 MiB on S3 by
+        default): part k starts at offset k x part_size and holds exactly part_size
+        bytes, except the last, which holds the rest. Parts are written in order: a
+        part may start at most at the committed size. A part that is already stored may
+        be written again with identical bytes (the answer is as for the first write);
+        different bytes, a gap, a misaligned offset or one past the end fail with
+        UPLOAD_OFFSET_MISMATCH (FAILED_PRECONDITION, ErrorInfo metadata
+        `committed_size`).
+        - An upload with no part stored for the server's `--resumable-upload-ttl` (15
+        minutes by default) expires: its parts are removed, its slot freed, and its ID is
+        NOT_FOUND. Each response carries the `expire_time` it would expire at.
+        - A committed upload's record is kept for one TTL after the commit, so that a
+        client that lost the answer to CommitUpload can commit again and get the same
+        Media record.
+
+        Anchors, and where this differs from each:
+        - tus 1.0 (core + checksum, termination and expiration extensions): creation
+        returns an ID and QueryUpload is tus's HEAD (Upload-Offset), WriteUpload its
+        PATCH with an offset that must equal what is stored, CancelUpload its DELETE,
+        `expire_time` its Upload-Expires, the CRC32C its Upload-Checksum (whose mismatch
+        is tus's 460). Unlike tus, parts have a fixed size chosen by the server (tus
+        accepts any length), an identical re-write of a stored part is acknowledged
+        (tus refuses any offset but the current one with 409), and completion is an
+        explicit CommitUpload with the SHA-256 of the whole object (tus completes when
+        the declared length is reached, and has no whole-file digest).
+        - The IETF "Resumable Uploads for HTTP" draft: the same offset-retrieval (HEAD,
+        here QueryUpload), append-at-offset with a 409 on a mismatched offset that
+        carries the expected offset (here UPLOAD_OFFSET_MISMATCH with
+        `committed_size`), and cancellation by DELETE. Unlike the draft, an upload is
+        never completed by the last append (Upload-Complete) but by CommitUpload, and a
+        part's length is fixed.
+        - Google's ByteStream (Write with write_offset and finish_write,
+        QueryWriteStatus): QueryUpload is QueryWriteStatus (committed_size, the same
+        name), and an out-of-order write is refused with the size to resume from. Unlike
+        ByteStream, writes are unary calls (no client stream, for gRPC-Web), the upload
+        is created explicitly with its header (ByteStream names the resource in the
+        first request), and finish_write is a separate CommitUpload carrying the digest.
+        - S3 multipart uploads, which the S3 backend uses underneath: each part is an S3
+        part, and CommitUpload completes the multipart upload.
+
+        CreateUpload starts a resumable upload described by an UploadHeader, checked
+        exactly as the first frame of UploadMedia (kind, file name, size up to the
+        server's maximum, content type, optional SHA-256), and the caller's storage
+        quotas are checked against its size; it takes one of the caller's transfer slots.
+        Errors, with nothing kept: INVALID_ARGUMENT for a missing or malformed header
+        (MEDIA_TOO_LARGE over the size limit), RESOURCE_EXHAUSTED with TOO_MANY_TRANSFERS
+        when the caller's slots are all in use or QUOTA_EXCEEDED over a quota.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WriteUpload(self, request, context):
-        """WriteUpload stores one part of a resumable upload at its offset.
+        """WriteUpload stores one part of a resumable upload at its offset, after checking
+        its CRC32C, and restarts the upload's idle clock. Errors: INVALID_ARGUMENT for a
+        malformed upload ID, or a part whose length is not exactly the part size (the
+        rest, for the last part), and with CHECKSUM_MISMATCH (metadata `checksum`:
+        "crc32c") when the CRC32C does not match (nothing of the part is kept; send it
+        again); FAILED_PRECONDITION with UPLOAD_OFFSET_MISMATCH (metadata
+        `committed_size`) for a misaligned offset, one past the end, a gap after the
+        stored bytes, or different bytes over a stored part, and without a reason for an
+        upload already committed; NOT_FOUND for an unknown, expired or cancelled upload,
+        or another user's; RESOURCE_EXHAUSTED (TOO_MANY_TRANSFERS) when the upload must
+        take its slot again (after a restart) and none is free.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def QueryUpload(self, request, context):
-        """QueryUpload tells how many bytes of a resumable upload are stored.
+        """QueryUpload tells how many bytes of a resumable upload are stored from its start
+        (the offset to write next), after a broken connection or a restart; for a
+        committed upload, its whole size. It takes the upload's slot again if this server
+        does not hold it (after a restart). Errors: INVALID_ARGUMENT for a malformed
+        upload ID; NOT_FOUND as for WriteUpload; RESOURCE_EXHAUSTED (TOO_MANY_TRANSFERS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CommitUpload(self, request, context):
-        """CommitUpload completes a resumable upload and returns the stored Media record.
+        """CommitUpload checks that every byte is stored and that their SHA-256 is the one
+        given (and the header's, if it had one), then stores the object as UploadMedia
+        does and returns its Media record; the slot is freed. Committing again a
+        committed upload returns the same record (while the upload's record lasts: one
+        TTL after the commit). Errors: INVALID_ARGUMENT for a malformed upload ID or a
+        `sha256` that is not 32 bytes, and with CHECKSUM_MISMATCH (metadata `checksum`:
+        "sha256") when the digest does not match (the upload is removed, and its slot
+        freed: start again); FAILED_PRECONDITION with UPLOAD_OFFSET_MISMATCH (metadata
+        `committed_size`) when bytes are missing; NOT_FOUND as for WriteUpload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelUpload(self, request, context):
-        """CancelUpload abandons a resumable upload and removes its parts.
+        """CancelUpload abandons an open resumable upload: its parts and state are removed
+        and its slot is freed at once; the ID is then NOT_FOUND. Errors: INVALID_ARGUMENT
+        for a malformed upload ID; NOT_FOUND as for WriteUpload (so a second cancel is
+        NOT_FOUND); FAILED_PRECONDITION for a committed upload (its media stays).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -288,8 +376,10 @@ class MediaService:
     Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
     (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
     `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
-    server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
-    IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
+    server's upload limit), TOO_MANY_TRANSFERS and QUOTA_EXCEEDED (RESOURCE_EXHAUSTED),
+    NOT_AN_IMAGE and IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail), and for
+    resumable uploads CHECKSUM_MISMATCH (INVALID_ARGUMENT) and UPLOAD_OFFSET_MISMATCH
+    (FAILED_PRECONDITION, with the committed size).
     """
 
     @staticmethod

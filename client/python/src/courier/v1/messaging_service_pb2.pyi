@@ -267,8 +267,12 @@ class SubscribeRequest(_message.Message):
 
     AFTER_FIELD_NUMBER: _builtins.int
     after: _builtins.int
-    """The cursor of the last event the client received (issue 18: the full contract is
-    written here by the server work). 0 when the client has none.
+    """The cursor of the last event the client processed, or of the last `ready` when
+    no event came after it: the stream first replays every event after it that the
+    user's log still holds (after the cached messages, in cursor order). 0 when the
+    client has none: only the cached messages are sent before `ready`. A cursor
+    higher than any the server handed out (its log was lost) replays nothing and
+    sets `ready.events_lost`.
     """
     def __init__(
         self,
@@ -295,7 +299,10 @@ class SubscribeResponse(_message.Message):
     CURSOR_FIELD_NUMBER: _builtins.int
     cursor: _builtins.int
     """The position of this event in the subscriber's own event sequence: per user,
-    increasing. 0 on `ready`.
+    increasing (not necessarily by 1: after a server crash it jumps), the same on
+    every stream of the user. On `ready`, the user's latest cursor (as in
+    `ready.cursor`). A user's first stream reserves a cursor that no event has, so the
+    cursor to resume after is never 0. Resume with `SubscribeRequest.after`.
     """
     @_builtins.property
     def peer_message(self) -> Global___PeerMessageReceived:
@@ -345,8 +352,8 @@ class PeerMessageReceived(_message.Message):
     message_id: _builtins.str
     """The server-made ID of the message, unique per message."""
     offline: _builtins.bool
-    """True when the message was cached while the subscriber was offline and is being
-    delivered now.
+    """True when the message was cached while the subscriber was offline (it stays
+    true when the message is replayed from the log later).
     """
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp:
@@ -417,7 +424,9 @@ Global___ChannelMessageReceived: _TypeAlias = ChannelMessageReceived  # noqa: Y0
 
 @_typing.final
 class SubscribeReady(_message.Message):
-    """SubscribeReady tells a subscriber that its stream is live."""
+    """SubscribeReady tells a subscriber that its stream is live: every event before it
+    was owed (cached or replayed), every one after it is live.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -425,14 +434,19 @@ class SubscribeReady(_message.Message):
     EVENTS_LOST_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
     offline_message_count: _builtins.int
-    """How many cached offline messages were delivered before this event."""
+    """How many cached offline messages were delivered before this event (replayed
+    events that had been handed over before are not counted).
+    """
     events_lost: _builtins.bool
-    """True when `after` was older than the events the server still holds, so some
-    events after it could not be sent.
+    """True when some event after `SubscribeRequest.after` is no longer held (dropped
+    from the log by count or age, or lost in a server crash, or `after` is higher
+    than any cursor the server handed out): the client missed events. Always false
+    when `after` is 0.
     """
     cursor: _builtins.int
-    """The cursor of the latest event of the subscriber at the time of this event: the
-    one to resume after when no event has been received on this stream.
+    """The user's latest cursor when the stream went live: every event up to it was
+    sent before this event or was at or before `after`. The one to resume after
+    when no event has been received on this stream since.
     """
     def __init__(
         self,
@@ -462,8 +476,16 @@ class SendPeerMessageRequest(_message.Message):
     peer_id: _builtins.str
     """The user ID of the receiver. Required."""
     client_message_id: _builtins.str
-    """A client-chosen ID that makes retries safe: a send repeating the ID of an earlier
-    send by the same user is answered as the first one was, and delivers nothing again.
+    """A client-chosen ID that makes retries safe: 1 to 64 bytes of printable ASCII
+    without whitespace (INVALID_ARGUMENT otherwise), unique per sender; empty means
+    no deduplication. A send repeating the ID of an earlier send by the same user
+    within the dedup window (10 minutes, configurable) is answered as the first one
+    was (the same message_id, server_time and state, even PEER_UNREACHABLE) and
+    delivers nothing again. The same ID with a different request (another peer,
+    message or options) within the window fails with INVALID_ARGUMENT and sends
+    nothing. A failed send is not remembered: retry it with the same ID. Clients
+    generate one per message (e.g. 32 hex characters from 128 random bits) and reuse
+    it for every retry of that message.
     """
     @_builtins.property
     def message(self) -> Global___Message:
@@ -657,7 +679,10 @@ class SendChannelMessageRequest(_message.Message):
     channel_id: _builtins.str
     """The ID of the channel. Required; the sender must be a member."""
     client_message_id: _builtins.str
-    """A client-chosen ID that makes retries safe, as in SendPeerMessageRequest."""
+    """A client-chosen ID that makes retries safe, with the rules of
+    SendPeerMessageRequest.client_message_id (its dedup records are the sender's,
+    shared between peer and channel sends).
+    """
     @_builtins.property
     def message(self) -> Global___Message:
         """The message. Required."""

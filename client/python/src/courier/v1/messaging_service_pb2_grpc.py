@@ -105,13 +105,31 @@ class MessagingServiceServicer:
     def Subscribe(self, request, context):
         """Subscribe opens the caller's live feed of events. While at least one Subscribe
         stream of a user is open, that user is online; every open stream (one per
-        device, say) receives every event. On opening, the stream first receives the
-        messages cached for the user while offline, oldest first and flagged `offline`,
-        then one `ready` event, then live events as they happen. A stream that cannot
-        keep up is ended with RESOURCE_EXHAUSTED ("too slow"); the server ends every
-        stream cleanly when it shuts down, and clients should then reconnect. A user may
-        have at most 16 streams open at once (configurable); more fail with
-        RESOURCE_EXHAUSTED.
+        device, say) receives every event.
+
+        Cursors: every event for a user (a peer message delivered or cached for them, a
+        channel message to a channel they are a member of) carries a `cursor`, a number
+        that increases with each event of that user. The server keeps each user's recent
+        events in an event log: at most 1,000 per user (the oldest dropped first), each
+        for 1 hour (both configurable), holding the peer messages that were DELIVERED and
+        every channel message of the user's channels, whether or not the user was
+        online. Messages cached for an offline user are in the same log and sequence,
+        kept for 7 days until delivered (see SendMessageOptions).
+
+        On opening, the stream first receives what it is owed, each event once and in
+        cursor order: the messages cached for the user while offline (flagged `offline`)
+        and, when `after` is set, every event after that cursor that the log still holds.
+        Then one `ready` event carrying the user's latest cursor, then live events as
+        they happen, with no gap and no repeat between the replay and the live events. A
+        client that reconnects with `after` = the cursor of the last event it processed
+        (or of `ready` when none came) misses nothing that the log still holds; when the
+        log no longer holds some event after `after` (dropped by count or age, or lost in
+        a server crash), `ready.events_lost` is true: tell the user, or reload.
+
+        A stream that cannot keep up is ended with RESOURCE_EXHAUSTED ("too slow"); the
+        server ends every stream cleanly when it shuts down, and clients should then
+        reconnect with `after`. A user may have at most 16 streams open at once
+        (configurable); more fail with RESOURCE_EXHAUSTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,7 +141,8 @@ class MessagingServiceServicer:
         INVALID_ARGUMENT for a bad peer ID, an empty message or one whose text, file
         name, thumbnail and raw payload together exceed 32 KiB; FAILED_PRECONDITION for
         an image or file message whose media ID is unknown or expired;
-        RESOURCE_EXHAUSTED when the caller sends too often.
+        RESOURCE_EXHAUSTED when the caller sends too often. A send carrying a
+        `client_message_id` may be retried safely (see SendPeerMessageRequest).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -158,6 +177,9 @@ class MessagingServiceServicer:
         """SendChannelMessage sends one message to every member of a channel except the
         sender, on every open stream of theirs. The sender must be a member
         (FAILED_PRECONDITION otherwise); the other errors are those of SendPeerMessage.
+        The message is logged for every other member, online or not, so a member who
+        reconnects with `after` within the log's window misses none. A send carrying a
+        `client_message_id` may be retried safely.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -50,13 +50,31 @@ class MessagingServiceStub:
     Subscribe: _grpc.UnaryStreamMultiCallable[_messaging_service_pb2.SubscribeRequest, _messaging_service_pb2.SubscribeResponse]
     """Subscribe opens the caller's live feed of events. While at least one Subscribe
     stream of a user is open, that user is online; every open stream (one per
-    device, say) receives every event. On opening, the stream first receives the
-    messages cached for the user while offline, oldest first and flagged `offline`,
-    then one `ready` event, then live events as they happen. A stream that cannot
-    keep up is ended with RESOURCE_EXHAUSTED ("too slow"); the server ends every
-    stream cleanly when it shuts down, and clients should then reconnect. A user may
-    have at most 16 streams open at once (configurable); more fail with
-    RESOURCE_EXHAUSTED.
+    device, say) receives every event.
+
+    Cursors: every event for a user (a peer message delivered or cached for them, a
+    channel message to a channel they are a member of) carries a `cursor`, a number
+    that increases with each event of that user. The server keeps each user's recent
+    events in an event log: at most 1,000 per user (the oldest dropped first), each
+    for 1 hour (both configurable), holding the peer messages that were DELIVERED and
+    every channel message of the user's channels, whether or not the user was
+    online. Messages cached for an offline user are in the same log and sequence,
+    kept for 7 days until delivered (see SendMessageOptions).
+
+    On opening, the stream first receives what it is owed, each event once and in
+    cursor order: the messages cached for the user while offline (flagged `offline`)
+    and, when `after` is set, every event after that cursor that the log still holds.
+    Then one `ready` event carrying the user's latest cursor, then live events as
+    they happen, with no gap and no repeat between the replay and the live events. A
+    client that reconnects with `after` = the cursor of the last event it processed
+    (or of `ready` when none came) misses nothing that the log still holds; when the
+    log no longer holds some event after `after` (dropped by count or age, or lost in
+    a server crash), `ready.events_lost` is true: tell the user, or reload.
+
+    A stream that cannot keep up is ended with RESOURCE_EXHAUSTED ("too slow"); the
+    server ends every stream cleanly when it shuts down, and clients should then
+    reconnect with `after`. A user may have at most 16 streams open at once
+    (configurable); more fail with RESOURCE_EXHAUSTED.
     """
     SendPeerMessage: _grpc.UnaryUnaryMultiCallable[_messaging_service_pb2.SendPeerMessageRequest, _messaging_service_pb2.SendPeerMessageResponse]
     """SendPeerMessage sends one message to one user and says whether it was delivered
@@ -64,7 +82,8 @@ class MessagingServiceStub:
     INVALID_ARGUMENT for a bad peer ID, an empty message or one whose text, file
     name, thumbnail and raw payload together exceed 32 KiB; FAILED_PRECONDITION for
     an image or file message whose media ID is unknown or expired;
-    RESOURCE_EXHAUSTED when the caller sends too often.
+    RESOURCE_EXHAUSTED when the caller sends too often. A send carrying a
+    `client_message_id` may be retried safely (see SendPeerMessageRequest).
     """
     JoinChannel: _grpc.UnaryUnaryMultiCallable[_messaging_service_pb2.JoinChannelRequest, _messaging_service_pb2.JoinChannelResponse]
     """JoinChannel makes the caller a member of a channel, creating it if needed.
@@ -82,6 +101,9 @@ class MessagingServiceStub:
     """SendChannelMessage sends one message to every member of a channel except the
     sender, on every open stream of theirs. The sender must be a member
     (FAILED_PRECONDITION otherwise); the other errors are those of SendPeerMessage.
+    The message is logged for every other member, online or not, so a member who
+    reconnects with `after` within the log's window misses none. A send carrying a
+    `client_message_id` may be retried safely.
     """
     QueryPeersOnlineStatus: _grpc.UnaryUnaryMultiCallable[_messaging_service_pb2.QueryPeersOnlineStatusRequest, _messaging_service_pb2.QueryPeersOnlineStatusResponse]
     """QueryPeersOnlineStatus tells, for each given user ID, whether that user has at
@@ -110,13 +132,31 @@ class MessagingServiceAsyncStub(MessagingServiceStub):
     Subscribe: _aio.UnaryStreamMultiCallable[_messaging_service_pb2.SubscribeRequest, _messaging_service_pb2.SubscribeResponse]  # type: ignore[assignment]
     """Subscribe opens the caller's live feed of events. While at least one Subscribe
     stream of a user is open, that user is online; every open stream (one per
-    device, say) receives every event. On opening, the stream first receives the
-    messages cached for the user while offline, oldest first and flagged `offline`,
-    then one `ready` event, then live events as they happen. A stream that cannot
-    keep up is ended with RESOURCE_EXHAUSTED ("too slow"); the server ends every
-    stream cleanly when it shuts down, and clients should then reconnect. A user may
-    have at most 16 streams open at once (configurable); more fail with
-    RESOURCE_EXHAUSTED.
+    device, say) receives every event.
+
+    Cursors: every event for a user (a peer message delivered or cached for them, a
+    channel message to a channel they are a member of) carries a `cursor`, a number
+    that increases with each event of that user. The server keeps each user's recent
+    events in an event log: at most 1,000 per user (the oldest dropped first), each
+    for 1 hour (both configurable), holding the peer messages that were DELIVERED and
+    every channel message of the user's channels, whether or not the user was
+    online. Messages cached for an offline user are in the same log and sequence,
+    kept for 7 days until delivered (see SendMessageOptions).
+
+    On opening, the stream first receives what it is owed, each event once and in
+    cursor order: the messages cached for the user while offline (flagged `offline`)
+    and, when `after` is set, every event after that cursor that the log still holds.
+    Then one `ready` event carrying the user's latest cursor, then live events as
+    they happen, with no gap and no repeat between the replay and the live events. A
+    client that reconnects with `after` = the cursor of the last event it processed
+    (or of `ready` when none came) misses nothing that the log still holds; when the
+    log no longer holds some event after `after` (dropped by count or age, or lost in
+    a server crash), `ready.events_lost` is true: tell the user, or reload.
+
+    A stream that cannot keep up is ended with RESOURCE_EXHAUSTED ("too slow"); the
+    server ends every stream cleanly when it shuts down, and clients should then
+    reconnect with `after`. A user may have at most 16 streams open at once
+    (configurable); more fail with RESOURCE_EXHAUSTED.
     """
     SendPeerMessage: _aio.UnaryUnaryMultiCallable[_messaging_service_pb2.SendPeerMessageRequest, _messaging_service_pb2.SendPeerMessageResponse]  # type: ignore[assignment]
     """SendPeerMessage sends one message to one user and says whether it was delivered
@@ -124,7 +164,8 @@ class MessagingServiceAsyncStub(MessagingServiceStub):
     INVALID_ARGUMENT for a bad peer ID, an empty message or one whose text, file
     name, thumbnail and raw payload together exceed 32 KiB; FAILED_PRECONDITION for
     an image or file message whose media ID is unknown or expired;
-    RESOURCE_EXHAUSTED when the caller sends too often.
+    RESOURCE_EXHAUSTED when the caller sends too often. A send carrying a
+    `client_message_id` may be retried safely (see SendPeerMessageRequest).
     """
     JoinChannel: _aio.UnaryUnaryMultiCallable[_messaging_service_pb2.JoinChannelRequest, _messaging_service_pb2.JoinChannelResponse]  # type: ignore[assignment]
     """JoinChannel makes the caller a member of a channel, creating it if needed.
@@ -142,6 +183,9 @@ class MessagingServiceAsyncStub(MessagingServiceStub):
     """SendChannelMessage sends one message to every member of a channel except the
     sender, on every open stream of theirs. The sender must be a member
     (FAILED_PRECONDITION otherwise); the other errors are those of SendPeerMessage.
+    The message is logged for every other member, online or not, so a member who
+    reconnects with `after` within the log's window misses none. A send carrying a
+    `client_message_id` may be retried safely.
     """
     QueryPeersOnlineStatus: _aio.UnaryUnaryMultiCallable[_messaging_service_pb2.QueryPeersOnlineStatusRequest, _messaging_service_pb2.QueryPeersOnlineStatusResponse]  # type: ignore[assignment]
     """QueryPeersOnlineStatus tells, for each given user ID, whether that user has at
@@ -173,13 +217,31 @@ class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_messaging_service_pb2.SubscribeResponse], _abc.AsyncIterator[_messaging_service_pb2.SubscribeResponse]]:
         """Subscribe opens the caller's live feed of events. While at least one Subscribe
         stream of a user is open, that user is online; every open stream (one per
-        device, say) receives every event. On opening, the stream first receives the
-        messages cached for the user while offline, oldest first and flagged `offline`,
-        then one `ready` event, then live events as they happen. A stream that cannot
-        keep up is ended with RESOURCE_EXHAUSTED ("too slow"); the server ends every
-        stream cleanly when it shuts down, and clients should then reconnect. A user may
-        have at most 16 streams open at once (configurable); more fail with
-        RESOURCE_EXHAUSTED.
+        device, say) receives every event.
+
+        Cursors: every event for a user (a peer message delivered or cached for them, a
+        channel message to a channel they are a member of) carries a `cursor`, a number
+        that increases with each event of that user. The server keeps each user's recent
+        events in an event log: at most 1,000 per user (the oldest dropped first), each
+        for 1 hour (both configurable), holding the peer messages that were DELIVERED and
+        every channel message of the user's channels, whether or not the user was
+        online. Messages cached for an offline user are in the same log and sequence,
+        kept for 7 days until delivered (see SendMessageOptions).
+
+        On opening, the stream first receives what it is owed, each event once and in
+        cursor order: the messages cached for the user while offline (flagged `offline`)
+        and, when `after` is set, every event after that cursor that the log still holds.
+        Then one `ready` event carrying the user's latest cursor, then live events as
+        they happen, with no gap and no repeat between the replay and the live events. A
+        client that reconnects with `after` = the cursor of the last event it processed
+        (or of `ready` when none came) misses nothing that the log still holds; when the
+        log no longer holds some event after `after` (dropped by count or age, or lost in
+        a server crash), `ready.events_lost` is true: tell the user, or reload.
+
+        A stream that cannot keep up is ended with RESOURCE_EXHAUSTED ("too slow"); the
+        server ends every stream cleanly when it shuts down, and clients should then
+        reconnect with `after`. A user may have at most 16 streams open at once
+        (configurable); more fail with RESOURCE_EXHAUSTED.
         """
 
     @_abc_1.abstractmethod
@@ -193,7 +255,8 @@ class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
         INVALID_ARGUMENT for a bad peer ID, an empty message or one whose text, file
         name, thumbnail and raw payload together exceed 32 KiB; FAILED_PRECONDITION for
         an image or file message whose media ID is unknown or expired;
-        RESOURCE_EXHAUSTED when the caller sends too often.
+        RESOURCE_EXHAUSTED when the caller sends too often. A send carrying a
+        `client_message_id` may be retried safely (see SendPeerMessageRequest).
         """
 
     @_abc_1.abstractmethod
@@ -235,6 +298,9 @@ class MessagingServiceServicer(metaclass=_abc_1.ABCMeta):
         """SendChannelMessage sends one message to every member of a channel except the
         sender, on every open stream of theirs. The sender must be a member
         (FAILED_PRECONDITION otherwise); the other errors are those of SendPeerMessage.
+        The message is logged for every other member, online or not, so a member who
+        reconnects with `after` within the log's window misses none. A send carrying a
+        `client_message_id` may be retried safely.
         """
 
     @_abc_1.abstractmethod

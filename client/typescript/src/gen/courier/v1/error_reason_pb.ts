@@ -40,8 +40,8 @@ export enum ErrorReason {
    * An upload declares (or sends) more bytes than the server accepts (30 MiB by
    * default, `--max-upload-size`).
    *
-   * Returned by MediaService.UploadMedia with code INVALID_ARGUMENT. Nothing of the
-   * upload is kept.
+   * Returned by MediaService.UploadMedia and MediaService.CreateUpload with code
+   * INVALID_ARGUMENT. Nothing of the upload is kept.
    *
    * @generated from enum value: MEDIA_TOO_LARGE = 1;
    */
@@ -62,8 +62,10 @@ export enum ErrorReason {
    * default, `--max-transfers-per-user`). A finished or cancelled transfer frees its
    * slot at once, so the caller may retry then.
    *
-   * Returned by MediaService.UploadMedia and MediaService.DownloadMedia with code
-   * RESOURCE_EXHAUSTED. Client libraries raise the same reason, without a call, for
+   * Returned by MediaService.UploadMedia, MediaService.DownloadMedia and the
+   * resumable upload calls (CreateUpload, and WriteUpload, QueryUpload and
+   * CommitUpload when they must take the upload's slot again after a server restart)
+   * with code RESOURCE_EXHAUSTED. Client libraries raise the same reason, without a call, for
    * their own limit of 9 transfers per client.
    *
    * @generated from enum value: TOO_MANY_TRANSFERS = 3;
@@ -174,7 +176,8 @@ export enum ErrorReason {
    * `quota` ("live_bytes" or "bytes_per_hour"), `limit` and `used` (bytes), and
    * `requested` (the header's size). Media expiring frees quota.
    *
-   * Returned by MediaService.UploadMedia with code RESOURCE_EXHAUSTED.
+   * Returned by MediaService.UploadMedia and MediaService.CreateUpload with code
+   * RESOURCE_EXHAUSTED.
    *
    * @generated from enum value: QUOTA_EXCEEDED = 13;
    */
@@ -195,8 +198,9 @@ export enum ErrorReason {
 
   /**
    * A resumable upload call does not fit what is stored: a WriteUpload leaving a gap
-   * after the stored bytes, overlapping them with different bytes or not aligned to
-   * the part size, or a CommitUpload before every byte is stored. The ErrorInfo
+   * after the stored bytes, overlapping them with different bytes, not aligned to
+   * the part size or starting past the end, or a CommitUpload before every byte is
+   * stored. The ErrorInfo
    * metadata `committed_size` gives the bytes stored; call QueryUpload, then write
    * from there.
    *

@@ -413,7 +413,8 @@ export const GetThumbnailResponseSchema: GenMessage<GetThumbnailResponse> = /*@_
  */
 export type CreateUploadRequest = Message<"courier.v1.CreateUploadRequest"> & {
   /**
-   * The description of the upload, as in the first frame of UploadMedia. Required.
+   * The description of the upload, as in the first frame of UploadMedia, with the
+   * same rules. Required. A `sha256` given here must also match at CommitUpload.
    *
    * @generated from field: courier.v1.UploadHeader header = 1;
    */
@@ -434,21 +435,23 @@ export const CreateUploadRequestSchema: GenMessage<CreateUploadRequest> = /*@__P
  */
 export type CreateUploadResponse = Message<"courier.v1.CreateUploadResponse"> & {
   /**
-   * The unguessable ID of the upload, bound to the caller.
+   * The unguessable ID of the upload (32 lowercase hexadecimal characters), bound to
+   * the caller: only the caller's calls find it.
    *
    * @generated from field: string upload_id = 1;
    */
   uploadId: string;
 
   /**
-   * The size of every part but the last, in bytes.
+   * The size of every part but the last, in bytes. Every WriteUpload carries exactly
+   * this many bytes at offset k x part_size; the last part carries the rest.
    *
    * @generated from field: uint64 part_size = 2;
    */
   partSize: bigint;
 
   /**
-   * The time after which an idle upload is removed.
+   * The time at which the upload is removed unless a part is stored before.
    *
    * @generated from field: google.protobuf.Timestamp expire_time = 3;
    */
@@ -476,21 +479,24 @@ export type WriteUploadRequest = Message<"courier.v1.WriteUploadRequest"> & {
   uploadId: string;
 
   /**
-   * The offset of the first byte of `data` in the object.
+   * The offset of the first byte of `data` in the object: a multiple of the part
+   * size, at most the committed size (and below the object's size).
    *
    * @generated from field: uint64 offset = 2;
    */
   offset: bigint;
 
   /**
-   * The bytes of the part.
+   * The bytes of the part: exactly `part_size` bytes, or the rest of the object for
+   * the last part.
    *
    * @generated from field: bytes data = 3;
    */
   data: Uint8Array;
 
   /**
-   * The CRC32C (Castagnoli) checksum of `data`.
+   * The CRC32C (Castagnoli, the polynomial of iSCSI/RFC 3720 and of Google Cloud
+   * Storage) of `data`. Required: a part whose bytes do not match is refused.
    *
    * @generated from field: fixed32 crc32c = 4;
    */
@@ -511,14 +517,15 @@ export const WriteUploadRequestSchema: GenMessage<WriteUploadRequest> = /*@__PUR
  */
 export type WriteUploadResponse = Message<"courier.v1.WriteUploadResponse"> & {
   /**
-   * How many bytes of the object, from its start, are now stored.
+   * How many bytes of the object, from its start, are now stored: the offset of the
+   * next part. Equal to the object's size once every part is stored.
    *
    * @generated from field: uint64 committed_size = 1;
    */
   committedSize: bigint;
 
   /**
-   * The time after which the upload, if still idle, is removed.
+   * The time at which the upload is removed unless another part is stored before.
    *
    * @generated from field: google.protobuf.Timestamp expire_time = 2;
    */
@@ -560,7 +567,8 @@ export const QueryUploadRequestSchema: GenMessage<QueryUploadRequest> = /*@__PUR
  */
 export type QueryUploadResponse = Message<"courier.v1.QueryUploadResponse"> & {
   /**
-   * How many bytes of the object, from its start, are stored: the offset to write next.
+   * How many bytes of the object, from its start, are stored: the offset to write
+   * next (the whole size once committed).
    *
    * @generated from field: uint64 committed_size = 1;
    */
@@ -581,7 +589,8 @@ export type QueryUploadResponse = Message<"courier.v1.QueryUploadResponse"> & {
   partSize: bigint;
 
   /**
-   * The time after which the upload, if still idle, is removed.
+   * The time at which the upload is removed unless a part is stored before (for a
+   * committed upload: when its record, and so a repeated commit, goes).
    *
    * @generated from field: google.protobuf.Timestamp expire_time = 4;
    */
@@ -609,7 +618,8 @@ export type CommitUploadRequest = Message<"courier.v1.CommitUploadRequest"> & {
   uploadId: string;
 
   /**
-   * The SHA-256 digest of the whole object (32 bytes). Required.
+   * The SHA-256 digest of the whole object (32 bytes), computed by the client over
+   * the bytes it sent. Required: the server checks it against the stored bytes.
    *
    * @generated from field: bytes sha256 = 2;
    */
@@ -630,7 +640,8 @@ export const CommitUploadRequestSchema: GenMessage<CommitUploadRequest> = /*@__P
  */
 export type CommitUploadResponse = Message<"courier.v1.CommitUploadResponse"> & {
   /**
-   * The record of the stored object, with its new media ID.
+   * The record of the stored object, with its new media ID (the same one for a
+   * repeated commit).
    *
    * @generated from field: courier.v1.Media media = 1;
    */
@@ -726,8 +737,10 @@ export const MediaKindSchema: GenEnum<MediaKind> = /*@__PURE__*/
  * Refusals that a client may want to act on carry a `google.rpc.ErrorInfo` detail
  * (in `grpc-status-details-bin`) with domain `courier.v1` and a reason named by
  * `ErrorReason` (error_reason.proto): MEDIA_TOO_LARGE (INVALID_ARGUMENT: over the
- * server's upload limit), TOO_MANY_TRANSFERS (RESOURCE_EXHAUSTED), and NOT_AN_IMAGE and
- * IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail).
+ * server's upload limit), TOO_MANY_TRANSFERS and QUOTA_EXCEEDED (RESOURCE_EXHAUSTED),
+ * NOT_AN_IMAGE and IMAGE_REFUSED (FAILED_PRECONDITION, from GetThumbnail), and for
+ * resumable uploads CHECKSUM_MISMATCH (INVALID_ARGUMENT) and UPLOAD_OFFSET_MISMATCH
+ * (FAILED_PRECONDITION, with the committed size).
  *
  * @generated from service courier.v1.MediaService
  */
@@ -812,8 +825,13 @@ export const MediaService: GenService<{
     output: typeof GetThumbnailResponseSchema;
   },
   /**
-   * CreateUpload starts a resumable upload described by an UploadHeader (as the first
-   * frame of UploadMedia) and returns its ID and the part size to write in.
+   * CreateUpload starts a resumable upload described by an UploadHeader, checked
+   * exactly as the first frame of UploadMedia (kind, file name, size up to the
+   * server's maximum, content type, optional SHA-256), and the caller's storage
+   * quotas are checked against its size; it takes one of the caller's transfer slots.
+   * Errors, with nothing kept: INVALID_ARGUMENT for a missing or malformed header
+   * (MEDIA_TOO_LARGE over the size limit), RESOURCE_EXHAUSTED with TOO_MANY_TRANSFERS
+   * when the caller's slots are all in use or QUOTA_EXCEEDED over a quota.
    *
    * @generated from rpc courier.v1.MediaService.CreateUpload
    */
@@ -823,7 +841,17 @@ export const MediaService: GenService<{
     output: typeof CreateUploadResponseSchema;
   },
   /**
-   * WriteUpload stores one part of a resumable upload at its offset.
+   * WriteUpload stores one part of a resumable upload at its offset, after checking
+   * its CRC32C, and restarts the upload's idle clock. Errors: INVALID_ARGUMENT for a
+   * malformed upload ID, or a part whose length is not exactly the part size (the
+   * rest, for the last part), and with CHECKSUM_MISMATCH (metadata `checksum`:
+   * "crc32c") when the CRC32C does not match (nothing of the part is kept; send it
+   * again); FAILED_PRECONDITION with UPLOAD_OFFSET_MISMATCH (metadata
+   * `committed_size`) for a misaligned offset, one past the end, a gap after the
+   * stored bytes, or different bytes over a stored part, and without a reason for an
+   * upload already committed; NOT_FOUND for an unknown, expired or cancelled upload,
+   * or another user's; RESOURCE_EXHAUSTED (TOO_MANY_TRANSFERS) when the upload must
+   * take its slot again (after a restart) and none is free.
    *
    * @generated from rpc courier.v1.MediaService.WriteUpload
    */
@@ -833,7 +861,11 @@ export const MediaService: GenService<{
     output: typeof WriteUploadResponseSchema;
   },
   /**
-   * QueryUpload tells how many bytes of a resumable upload are stored.
+   * QueryUpload tells how many bytes of a resumable upload are stored from its start
+   * (the offset to write next), after a broken connection or a restart; for a
+   * committed upload, its whole size. It takes the upload's slot again if this server
+   * does not hold it (after a restart). Errors: INVALID_ARGUMENT for a malformed
+   * upload ID; NOT_FOUND as for WriteUpload; RESOURCE_EXHAUSTED (TOO_MANY_TRANSFERS).
    *
    * @generated from rpc courier.v1.MediaService.QueryUpload
    */
@@ -843,7 +875,15 @@ export const MediaService: GenService<{
     output: typeof QueryUploadResponseSchema;
   },
   /**
-   * CommitUpload completes a resumable upload and returns the stored Media record.
+   * CommitUpload checks that every byte is stored and that their SHA-256 is the one
+   * given (and the header's, if it had one), then stores the object as UploadMedia
+   * does and returns its Media record; the slot is freed. Committing again a
+   * committed upload returns the same record (while the upload's record lasts: one
+   * TTL after the commit). Errors: INVALID_ARGUMENT for a malformed upload ID or a
+   * `sha256` that is not 32 bytes, and with CHECKSUM_MISMATCH (metadata `checksum`:
+   * "sha256") when the digest does not match (the upload is removed, and its slot
+   * freed: start again); FAILED_PRECONDITION with UPLOAD_OFFSET_MISMATCH (metadata
+   * `committed_size`) when bytes are missing; NOT_FOUND as for WriteUpload.
    *
    * @generated from rpc courier.v1.MediaService.CommitUpload
    */
@@ -853,7 +893,10 @@ export const MediaService: GenService<{
     output: typeof CommitUploadResponseSchema;
   },
   /**
-   * CancelUpload abandons a resumable upload and removes its parts.
+   * CancelUpload abandons an open resumable upload: its parts and state are removed
+   * and its slot is freed at once; the ID is then NOT_FOUND. Errors: INVALID_ARGUMENT
+   * for a malformed upload ID; NOT_FOUND as for WriteUpload (so a second cancel is
+   * NOT_FOUND); FAILED_PRECONDITION for a committed upload (its media stays).
    *
    * @generated from rpc courier.v1.MediaService.CancelUpload
    */

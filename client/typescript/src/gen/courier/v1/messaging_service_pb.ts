@@ -263,8 +263,12 @@ export const SendMessageOptionsSchema: GenMessage<SendMessageOptions> = /*@__PUR
  */
 export type SubscribeRequest = Message$1<"courier.v1.SubscribeRequest"> & {
   /**
-   * The cursor of the last event the client received (issue 18: the full contract is
-   * written here by the server work). 0 when the client has none.
+   * The cursor of the last event the client processed, or of the last `ready` when
+   * no event came after it: the stream first replays every event after it that the
+   * user's log still holds (after the cached messages, in cursor order). 0 when the
+   * client has none: only the cached messages are sent before `ready`. A cursor
+   * higher than any the server handed out (its log was lost) replays nothing and
+   * sets `ready.events_lost`.
    *
    * @generated from field: uint64 after = 1;
    */
@@ -318,7 +322,10 @@ export type SubscribeResponse = Message$1<"courier.v1.SubscribeResponse"> & {
 
   /**
    * The position of this event in the subscriber's own event sequence: per user,
-   * increasing. 0 on `ready`.
+   * increasing (not necessarily by 1: after a server crash it jumps), the same on
+   * every stream of the user. On `ready`, the user's latest cursor (as in
+   * `ready.cursor`). A user's first stream reserves a cursor that no event has, so the
+   * cursor to resume after is never 0. Resume with `SubscribeRequest.after`.
    *
    * @generated from field: uint64 cursor = 4;
    */
@@ -360,8 +367,8 @@ export type PeerMessageReceived = Message$1<"courier.v1.PeerMessageReceived"> & 
   serverTime?: Timestamp | undefined;
 
   /**
-   * True when the message was cached while the subscriber was offline and is being
-   * delivered now.
+   * True when the message was cached while the subscriber was offline (it stays
+   * true when the message is replayed from the log later).
    *
    * @generated from field: bool offline = 4;
    */
@@ -432,29 +439,34 @@ export const ChannelMessageReceivedSchema: GenMessage<ChannelMessageReceived> = 
   messageDesc(file_courier_v1_messaging_service, 9);
 
 /**
- * SubscribeReady tells a subscriber that its stream is live.
+ * SubscribeReady tells a subscriber that its stream is live: every event before it
+ * was owed (cached or replayed), every one after it is live.
  *
  * @generated from message courier.v1.SubscribeReady
  */
 export type SubscribeReady = Message$1<"courier.v1.SubscribeReady"> & {
   /**
-   * How many cached offline messages were delivered before this event.
+   * How many cached offline messages were delivered before this event (replayed
+   * events that had been handed over before are not counted).
    *
    * @generated from field: uint32 offline_message_count = 1;
    */
   offlineMessageCount: number;
 
   /**
-   * True when `after` was older than the events the server still holds, so some
-   * events after it could not be sent.
+   * True when some event after `SubscribeRequest.after` is no longer held (dropped
+   * from the log by count or age, or lost in a server crash, or `after` is higher
+   * than any cursor the server handed out): the client missed events. Always false
+   * when `after` is 0.
    *
    * @generated from field: bool events_lost = 2;
    */
   eventsLost: boolean;
 
   /**
-   * The cursor of the latest event of the subscriber at the time of this event: the
-   * one to resume after when no event has been received on this stream.
+   * The user's latest cursor when the stream went live: every event up to it was
+   * sent before this event or was at or before `after`. The one to resume after
+   * when no event has been received on this stream since.
    *
    * @generated from field: uint64 cursor = 3;
    */
@@ -496,8 +508,16 @@ export type SendPeerMessageRequest = Message$1<"courier.v1.SendPeerMessageReques
   options?: SendMessageOptions | undefined;
 
   /**
-   * A client-chosen ID that makes retries safe: a send repeating the ID of an earlier
-   * send by the same user is answered as the first one was, and delivers nothing again.
+   * A client-chosen ID that makes retries safe: 1 to 64 bytes of printable ASCII
+   * without whitespace (INVALID_ARGUMENT otherwise), unique per sender; empty means
+   * no deduplication. A send repeating the ID of an earlier send by the same user
+   * within the dedup window (10 minutes, configurable) is answered as the first one
+   * was (the same message_id, server_time and state, even PEER_UNREACHABLE) and
+   * delivers nothing again. The same ID with a different request (another peer,
+   * message or options) within the window fails with INVALID_ARGUMENT and sends
+   * nothing. A failed send is not remembered: retry it with the same ID. Clients
+   * generate one per message (e.g. 32 hex characters from 128 random bits) and reuse
+   * it for every retry of that message.
    *
    * @generated from field: string client_message_id = 4;
    */
@@ -681,7 +701,9 @@ export type SendChannelMessageRequest = Message$1<"courier.v1.SendChannelMessage
   message?: Message | undefined;
 
   /**
-   * A client-chosen ID that makes retries safe, as in SendPeerMessageRequest.
+   * A client-chosen ID that makes retries safe, with the rules of
+   * SendPeerMessageRequest.client_message_id (its dedup records are the sender's,
+   * shared between peer and channel sends).
    *
    * @generated from field: string client_message_id = 3;
    */
@@ -856,13 +878,31 @@ export const MessagingService: GenService<{
   /**
    * Subscribe opens the caller's live feed of events. While at least one Subscribe
    * stream of a user is open, that user is online; every open stream (one per
-   * device, say) receives every event. On opening, the stream first receives the
-   * messages cached for the user while offline, oldest first and flagged `offline`,
-   * then one `ready` event, then live events as they happen. A stream that cannot
-   * keep up is ended with RESOURCE_EXHAUSTED ("too slow"); the server ends every
-   * stream cleanly when it shuts down, and clients should then reconnect. A user may
-   * have at most 16 streams open at once (configurable); more fail with
-   * RESOURCE_EXHAUSTED.
+   * device, say) receives every event.
+   *
+   * Cursors: every event for a user (a peer message delivered or cached for them, a
+   * channel message to a channel they are a member of) carries a `cursor`, a number
+   * that increases with each event of that user. The server keeps each user's recent
+   * events in an event log: at most 1,000 per user (the oldest dropped first), each
+   * for 1 hour (both configurable), holding the peer messages that were DELIVERED and
+   * every channel message of the user's channels, whether or not the user was
+   * online. Messages cached for an offline user are in the same log and sequence,
+   * kept for 7 days until delivered (see SendMessageOptions).
+   *
+   * On opening, the stream first receives what it is owed, each event once and in
+   * cursor order: the messages cached for the user while offline (flagged `offline`)
+   * and, when `after` is set, every event after that cursor that the log still holds.
+   * Then one `ready` event carrying the user's latest cursor, then live events as
+   * they happen, with no gap and no repeat between the replay and the live events. A
+   * client that reconnects with `after` = the cursor of the last event it processed
+   * (or of `ready` when none came) misses nothing that the log still holds; when the
+   * log no longer holds some event after `after` (dropped by count or age, or lost in
+   * a server crash), `ready.events_lost` is true: tell the user, or reload.
+   *
+   * A stream that cannot keep up is ended with RESOURCE_EXHAUSTED ("too slow"); the
+   * server ends every stream cleanly when it shuts down, and clients should then
+   * reconnect with `after`. A user may have at most 16 streams open at once
+   * (configurable); more fail with RESOURCE_EXHAUSTED.
    *
    * @generated from rpc courier.v1.MessagingService.Subscribe
    */
@@ -877,7 +917,8 @@ export const MessagingService: GenService<{
    * INVALID_ARGUMENT for a bad peer ID, an empty message or one whose text, file
    * name, thumbnail and raw payload together exceed 32 KiB; FAILED_PRECONDITION for
    * an image or file message whose media ID is unknown or expired;
-   * RESOURCE_EXHAUSTED when the caller sends too often.
+   * RESOURCE_EXHAUSTED when the caller sends too often. A send carrying a
+   * `client_message_id` may be retried safely (see SendPeerMessageRequest).
    *
    * @generated from rpc courier.v1.MessagingService.SendPeerMessage
    */
@@ -924,6 +965,9 @@ export const MessagingService: GenService<{
    * SendChannelMessage sends one message to every member of a channel except the
    * sender, on every open stream of theirs. The sender must be a member
    * (FAILED_PRECONDITION otherwise); the other errors are those of SendPeerMessage.
+   * The message is logged for every other member, online or not, so a member who
+   * reconnects with `after` within the log's window misses none. A send carrying a
+   * `client_message_id` may be retried safely.
    *
    * @generated from rpc courier.v1.MessagingService.SendChannelMessage
    */
