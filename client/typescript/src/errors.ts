@@ -298,6 +298,14 @@ export function toCourierError(error: unknown): CourierError {
       return new OutOfRangeError(message, init);
     case Code.Unavailable:
       return new UnavailableError(message, init);
+    case Code.Unknown:
+      // A fetch (gRPC-Web) that could not reach the server, or whose connection broke,
+      // fails with a TypeError ("Failed to fetch", "fetch failed", "network error")
+      // that connect-web passes on as UNKNOWN: it is the connection, not the server.
+      if (!status.isWireError && status.cause instanceof TypeError) {
+        return new UnavailableError(`cannot reach the server: ${message}`, init);
+      }
+      return new CourierError(message, "UNKNOWN", "", error);
     case Code.DeadlineExceeded:
       return new DeadlineExceededError(message, init);
     case Code.Canceled:

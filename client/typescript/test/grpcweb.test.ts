@@ -8,7 +8,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { BrowserClient, type FeedEvent, NotAnImageError, NotFoundError, UnauthenticatedError } from "courier-client/browser";
+import {
+  BrowserClient,
+  type FeedEvent,
+  NotAnImageError,
+  NotFoundError,
+  UnauthenticatedError,
+  UnavailableError,
+} from "courier-client/browser";
 import { Client, textMessage } from "courier-client";
 
 import { Server, pattern, png, sha256, within } from "./harness.js";
@@ -61,6 +68,12 @@ test("gRPC-Web: records, thumbnails, downloads, the feed and refusals", { timeou
     assert.equal(event.messageId, receipt.messageId);
     feed.close();
     alice.close();
+
+    // A server that cannot be reached: UNAVAILABLE (fetch's own failure, which
+    // connect-web passes on as UNKNOWN), so that calls and uploads retry and resume.
+    await server.crash();
+    const away = await BrowserClient.connect(server.url, server.token("bob"), { retries: 1, backoffMs: 10 });
+    await assert.rejects(away.getMedia(image.mediaId), UnavailableError);
   } finally {
     await server.stop();
   }
