@@ -298,6 +298,12 @@ export function toCourierError(error: unknown): CourierError {
       return new OutOfRangeError(message, init);
     case Code.Unavailable:
       return new UnavailableError(message, init);
+    case Code.Aborted:
+      // connect-node reports a connection reset under a call (ECONNRESET: the server
+      // died, a proxy cut it) as ABORTED; the server itself never sends it.
+      return status.isWireError
+        ? new CourierError(message, "ABORTED", "", error)
+        : new UnavailableError(`the connection broke: ${message}`, init);
     case Code.Unknown:
       // A fetch (gRPC-Web) that could not reach the server, or whose connection broke,
       // fails with a TypeError ("Failed to fetch", "fetch failed", "network error")
