@@ -205,15 +205,20 @@ async function upload(file: File): Promise<void> {
   const peer = ui.peer.value.trim();
   const pause = new AbortController();
   uploadState("hashing", `reading ${file.name}…`);
+  let start: number | undefined;
   const transfer = me.uploadResumable(file, {
     kind: "image",
     pause: pause.signal,
     onProgress: ({ done, total }) => {
+      // The first report of a run is where it starts: what the server already held.
+      start ??= done;
       ui.progress.max = total;
       ui.progress.value = done;
-      uploadState("uploading", `${bytes(done)} of ${bytes(total)} stored (${Math.floor((100 * done) / total)}%)`, {
+      const from = start > 0 ? `, continued from ${bytes(start)}` : "";
+      uploadState("uploading", `${bytes(done)} of ${bytes(total)} stored (${Math.floor((100 * done) / total)}%)${from}`, {
         committed: done,
         total,
+        runStart: start,
       });
     },
   });

@@ -2,10 +2,11 @@
  * The demo page end to end in headless Chromium (Debian's /usr/bin/chromium, driven by
  * playwright-core): alice and bob log in on the page served by demo/serve.mjs, talking
  * gRPC-Web to a courier-server that allows the page's origin. Alice uploads an image
- * with the resumable API; the server is killed mid-upload (the page's connection
- * breaks and the upload stops, its state kept in localStorage), started again on the
- * same store, and Resume completes the upload from where it stopped (resumed offset >
- * 0). Bob's page shows the image with the server's thumbnail and its dimensions, and
+ * with the resumable API through Toxiproxy (when COURIER_TEST_TOXIPROXY names one, as
+ * scripts/test does): the proxy cuts her connection mid-upload, and Resume continues
+ * from the bytes the server holds; then the server itself is killed mid-upload (the
+ * upload stops, its state kept in localStorage), started again on the same store, and
+ * Resume completes the upload from where it stopped (resumed offset > 0). Bob's page shows the image with the server's thumbnail and its dimensions, and
  * downloads it; the downloaded bytes are identical (SHA-256). Screenshots of both
  * pages go to demo/screenshots/ (git-ignored).
  */
@@ -43,6 +44,26 @@ async function serveDemo(): Promise<{ url: string; child: ChildProcess }> {
   return { url: (JSON.parse(line) as { url: string }).url, child };
 }
 
+/** A Toxiproxy proxy to `upstream` (host:port) through the API at `api`; returns its name and address. */
+async function proxy(api: string, upstream: string): Promise<{ name: string; listen: string }> {
+  const name = `browser-test-${process.pid}-${Date.now()}`;
+  const response = await fetch(`http://${api}/proxies`, {
+    method: "POST",
+    body: JSON.stringify({ name, listen: "127.0.0.1:0", upstream, enabled: true }),
+  });
+  const body = await response.text();
+  assert.ok(response.ok, `Toxiproxy: ${response.status} ${body}`);
+  const created = JSON.parse(body) as { listen: string };
+  return { name, listen: created.listen };
+}
+
+/** Turns a proxy on or off (off closes its open connections and refuses new ones). */
+async function setProxy(api: string, name: string, enabled: boolean): Promise<void> {
+  const response = await fetch(`http://${api}/proxies/${name}`, { method: "POST", body: JSON.stringify({ enabled }) });
+  const body = await response.text();
+  assert.ok(response.ok, `Toxiproxy: ${response.status} ${body}`);
+}
+
 /** Waits (bounded) until `#upload-status` on `page` is in `state`; returns its data attributes. */
 async function uploadReaches(page: Page, states: string[], ms: number): Promise<Record<string, string>> {
   await page.waitForFunction(
@@ -57,7 +78,7 @@ async function uploadReaches(page: Page, states: string[], ms: number): Promise<
 }
 
 test(
-  "the demo: a resumable upload survives a server crash, bob sees the thumbnail and downloads identical bytes",
+  "the demo: a resumable upload survives a cut connection and a server crash; bob sees the thumbnail and downloads identical bytes",
   { timeout: 240_000 },
   async (t) => {
     if (!existsSync(CHROMIUM)) {
@@ -67,6 +88,7 @@ test(
     const demo = await serveDemo();
     let server: Server | undefined;
     let browser: Browser | undefined;
+    let cut: { name: string; listen: string } | undefined;
     const dir = tempDir("courier-ts-browser-");
     try {
       const origin = new URL(demo.url).origin;
@@ -91,17 +113,24 @@ test(
         ],
         timeout: 60_000,
       });
-      const open = async (user: string, peer: string) => {
+      // Alice goes through Toxiproxy when there is one, so that her connection can be cut.
+      const toxiproxy = process.env.COURIER_TEST_TOXIPROXY || undefined;
+      if (toxiproxy === undefined && process.env.COURIER_TEST_REQUIRE_TOXIPROXY) {
+        assert.fail("COURIER_TEST_REQUIRE_TOXIPROXY is set but COURIER_TEST_TOXIPROXY is not");
+      }
+      cut = toxiproxy === undefined ? undefined : await proxy(toxiproxy, live.addr);
+      if (cut === undefined) t.diagnostic("no Toxiproxy (COURIER_TEST_TOXIPROXY): only the server crash is drilled");
+      const open = async (user: string, peer: string, via: string) => {
         const context = await browser!.newContext({ acceptDownloads: true, viewport: { width: 1000, height: 700 } });
         const page = await context.newPage();
         page.on("pageerror", (error) => t.diagnostic(`${user}'s page: ${error.message}`));
-        const fragment = new URLSearchParams({ server: live.url, token: live.token(user), peer });
+        const fragment = new URLSearchParams({ server: via, token: live.token(user), peer });
         await page.goto(`${demo.url}#${fragment}`);
         await page.waitForSelector('#feed-status[data-state="live"]', { timeout: 30_000 });
         return { context, page };
       };
-      const alice = await open("alice", "bob");
-      const bob = await open("bob", "alice");
+      const alice = await open("alice", "bob", cut === undefined ? live.url : `http://${cut.listen}`);
+      const bob = await open("bob", "alice", live.url);
 
       // A slow uplink, so that the crash lands mid-upload: 256 KiB/s.
       const cdp = await alice.context.newCDPSession(alice.page);
@@ -114,12 +143,28 @@ test(
       });
       await alice.page.setInputFiles("#file", imagePath);
       await alice.page.click("#upload");
-      // At least one part stored, then the server dies.
-      await alice.page.waitForFunction(
-        () => Number(document.getElementById("upload-status")?.dataset.committed ?? 0) > 0,
-        undefined,
-        { timeout: 60_000, polling: 20 },
-      );
+      const committedPast = (bytes: number) =>
+        alice.page.waitForFunction(
+          (n) => Number(document.getElementById("upload-status")?.dataset.committed ?? 0) > n,
+          bytes,
+          { timeout: 60_000, polling: 20 },
+        );
+      if (cut !== undefined && toxiproxy !== undefined) {
+        // The connection cut mid-upload: the upload stops; Resume continues from the server's bytes.
+        await committedPast(0);
+        await setProxy(toxiproxy, cut.name, false);
+        const stopped = await uploadReaches(alice.page, ["interrupted", "failed"], 90_000);
+        assert.equal(stopped.state, "interrupted", stopped.text);
+        t.diagnostic(`connection cut after ${stopped.committed} bytes`);
+        await setProxy(toxiproxy, cut.name, true);
+        await alice.page.click("#resume");
+        await committedPast(Number(stopped.committed));
+        const runStart = Number(await alice.page.locator("#upload-status").getAttribute("data-run-start"));
+        assert.ok(runStart > 0, "after the cut the upload continued from the bytes the server held");
+        assert.ok(runStart <= Number(stopped.committed));
+      }
+      // Another part stored, then the server dies.
+      await committedPast(Number((await alice.page.locator("#upload-status").getAttribute("data-committed")) ?? 0));
       await live.crash();
       const broken = await uploadReaches(alice.page, ["interrupted", "failed"], 90_000);
       assert.equal(broken.state, "interrupted", await alice.page.locator("#upload-status").textContent() ?? "");
@@ -180,6 +225,9 @@ test(
     } finally {
       await browser?.close();
       demo.child.kill();
+      if (cut !== undefined && process.env.COURIER_TEST_TOXIPROXY) {
+        await fetch(`http://${process.env.COURIER_TEST_TOXIPROXY}/proxies/${cut.name}`, { method: "DELETE" }).catch(() => {});
+      }
       await server?.stop();
     }
   },
