@@ -259,6 +259,15 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_HTTP2_MAX_FRAME_SIZE", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(16_384..=16_777_215))]
     pub http2_max_frame_size: u32,
 
+    /// Let web pages from this origin (for example `http://localhost:8080`; repeat the
+    /// flag for more, or `*` for any) call the server from a browser over gRPC-Web:
+    /// answers CORS preflights and exposes the grpc-status, grpc-message and
+    /// grpc-status-details-bin headers to the page. gRPC-Web itself (over HTTP/1.1 or
+    /// HTTP/2, on the gRPC port) is always on; without this flag only pages served from
+    /// the server's own origin may use it.
+    #[arg(long = "cors-allow-origin", env = "COURIER_CORS_ALLOW_ORIGIN", value_delimiter = ',', value_parser = cors_origin)]
+    pub cors_allow_origins: Vec<String>,
+
     /// How long a shutdown waits for calls in flight before the process exits.
     #[arg(long, env = "COURIER_SHUTDOWN_GRACE", default_value = "25s", value_parser = positive_duration)]
     pub shutdown_grace: Duration,
@@ -319,4 +328,22 @@ fn positive_count(text: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// A CORS origin: `*`, or `http(s)://host[:port]` exactly as a browser sends it in its
+/// `Origin` header (no path, no trailing slash), so that a typo is refused at start
+/// rather than silently matching nothing.
+fn cors_origin(text: &str) -> Result<String, String> {
+    if text == "*" {
+        return Ok(text.into());
+    }
+    let url = url::Url::parse(text)
+        .map_err(|e| format!("not an origin ({e}): use http(s)://host[:port] or *"))?;
+    let origin = url.origin().ascii_serialization();
+    if !matches!(url.scheme(), "http" | "https") || origin != text {
+        return Err(format!(
+            "not an origin: use http(s)://host[:port] (no path or trailing slash) or *, for example {origin}"
+        ));
+    }
+    Ok(origin)
 }

@@ -4,12 +4,17 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+use http::{HeaderName, HeaderValue, Method};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_util::task::TaskTracker;
 use tonic::{
     service::interceptor::InterceptedService,
     transport::{Server, server::Router, server::TcpIncoming},
 };
+use tonic_web::GrpcWebLayer;
+use tower::util::Either;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_layer::{Identity, Stack};
 
 use crate::{
     auth::{self, Authenticator},
@@ -47,8 +52,11 @@ const MAX_HEADER_LIST: u32 = 64 * 1024;
 /// How long aborted transfers get, after the grace period, to remove their data.
 const ABORT_WAIT: Duration = Duration::from_secs(5);
 
-/// The router of every service, behind the layer that measures each call.
-type MeasuredRouter = Router<tower_layer::Stack<GrpcMetricsLayer, tower_layer::Identity>>;
+/// The router of every service, behind the layers that answer CORS (when configured),
+/// translate gRPC-Web and measure each call, outermost first.
+type MeasuredRouter = Router<
+    Stack<GrpcMetricsLayer, Stack<GrpcWebLayer, Stack<Either<CorsLayer, Identity>, Identity>>>,
+>;
 
 /// The server's state, opened from the configuration.
 struct Parts {
@@ -208,6 +216,11 @@ impl Parts {
         )
         .with_dedup_window(config.dedup_window);
         let router = transport(Server::builder(), config)
+            // gRPC-Web on the same port: browsers speak it over HTTP/1.1 (or HTTP/2
+            // through TLS); native gRPC over HTTP/2 passes through untouched.
+            .accept_http1(true)
+            .layer(cors(&config.cors_allow_origins)?)
+            .layer(GrpcWebLayer::new())
             .layer(GrpcMetricsLayer)
             .trace_fn(crate::telemetry::rpc_span)
             .add_service(health_service)
@@ -351,6 +364,48 @@ fn transport(builder: Server, config: &ServeConfig) -> Server {
         .http2_adaptive_window(Some(config.http2_adaptive_window))
         .max_frame_size(config.http2_max_frame_size)
         .http2_max_header_list_size(MAX_HEADER_LIST)
+}
+
+/// The request headers a gRPC-Web page may send: its token, the protocol's own, and a
+/// deadline.
+const CORS_ALLOW_HEADERS: [&str; 5] = [
+    "authorization",
+    "content-type",
+    "x-grpc-web",
+    "x-user-agent",
+    "grpc-timeout",
+];
+
+/// The response headers a page may read: a refusal's status, message and details
+/// (which a trailers-only answer carries as headers).
+const CORS_EXPOSE_HEADERS: [&str; 3] = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+
+/// How long a browser may cache a preflight's answer.
+const CORS_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// The CORS layer of `--cors-allow-origin` (`*` for any origin); none without the flag,
+/// so that only pages of the server's own origin can call it from a browser.
+fn cors(origins: &[String]) -> Result<Either<CorsLayer, Identity>, Error> {
+    if origins.is_empty() {
+        return Ok(Either::Right(Identity::new()));
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let values = origins
+            .iter()
+            .map(|o| HeaderValue::from_str(o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Internal(format!("a CORS origin is not a header value: {e}")))?;
+        AllowOrigin::list(values)
+    };
+    let layer = CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers(CORS_ALLOW_HEADERS.map(HeaderName::from_static))
+        .expose_headers(CORS_EXPOSE_HEADERS.map(HeaderName::from_static))
+        .max_age(CORS_MAX_AGE);
+    Ok(Either::Left(layer))
 }
 
 /// The part size and idle expiry of resumable uploads: `--upload-part-size`, else the

@@ -1,13 +1,19 @@
 /**
- * The connection to a courier server: one HTTP/2 session speaking gRPC (connect-node's
- * gRPC transport, no proxy), the token on every call, the deadline of unary calls, and
- * retries with backoff where a call is safe to repeat.
+ * The connection to a courier server, whatever carries it (connect-node's gRPC over
+ * one HTTP/2 session in Node, see `node-connection`; connect-web's gRPC-Web in a
+ * browser, see `browser`): the token on every call, the deadline of unary calls, and
+ * retries with backoff where a call is safe to repeat. No Node built-ins here.
  *
  * @module
  */
 
-import { type Client as RpcClient, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import {
+  type Client as RpcClient,
+  ConnectError,
+  createClient,
+  type Interceptor,
+  type Transport,
+} from "@connectrpc/connect";
 
 import { InvalidArgumentError, UnavailableError, toCourierError } from "./errors.js";
 import { MediaService } from "./gen/courier/v1/media_service_pb.js";
@@ -65,6 +71,9 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** Makes the transport of a connection, given the interceptors every call goes through. */
+export type TransportMaker = (interceptors: Interceptor[]) => Transport;
+
 /** The shared state of a client: stubs, settings and transfers. Internal. */
 export class Connection {
   /** The MediaService stub. */
@@ -74,32 +83,33 @@ export class Connection {
   /** Running transfers and their limit. */
   readonly transfers: TransferTable;
 
-  private constructor(
+  constructor(
     /** The server's origin, `http://host:port` or `https://host:port`. */
     readonly origin: string,
-    /** The HTTP/2 session, which reconnects by itself when a call needs it. */
-    readonly session: Http2SessionManager,
     token: string,
     /** Deadlines, retries, limits. */
     readonly settings: Settings,
+    /** The transport: connect-node's gRPC over HTTP/2, or connect-web's gRPC-Web. */
+    makeTransport: TransportMaker,
+    /** Closes the transport's connections, if it keeps any. */
+    readonly close: () => void,
   ) {
     const authorization = `Bearer ${token.trim()}`;
     const authenticate: Interceptor = (next) => (request) => {
       request.header.set("authorization", authorization);
       return next(request);
     };
-    const transport = createGrpcTransport({
-      baseUrl: origin,
-      sessionManager: session,
-      interceptors: [authenticate],
-    });
+    const transport = makeTransport([authenticate]);
     this.media = createClient(MediaService, transport);
     this.messaging = createClient(MessagingService, transport);
     this.transfers = new TransferTable(settings.maxTransfers, settings.queueTransfers);
   }
 
-  /** Opens the HTTP/2 connection to `url`, retrying with backoff while it cannot be reached. */
-  static async open(url: string, token: string, options: ClientOptions): Promise<Connection> {
+  /**
+   * Checks a server URL and a token before connecting, and fills in the options:
+   * the URL's origin and the settings.
+   */
+  static check(url: string, token: string, options: ClientOptions): { origin: string; settings: Settings } {
     const settings: Settings = { ...DEFAULTS, ...options };
     let parsed: URL;
     try {
@@ -113,20 +123,7 @@ export class Connection {
     if (/[\r\n]/.test(token)) {
       throw new InvalidArgumentError("the token holds characters a header cannot carry");
     }
-    // https:// is TLS with Node's roots; the windows let a download run at full speed.
-    const session = new Http2SessionManager(
-      parsed.origin,
-      { connectTimeoutMs: settings.deadlineMs },
-      { settings: { initialWindowSize: 4 * 1024 * 1024 } },
-    );
-    await retry(settings, async () => {
-      if ((await session.connect()) === "error") {
-        throw new UnavailableError(`cannot reach ${parsed.origin}: ${describe(session.error())}`, {
-          cause: session.error(),
-        });
-      }
-    });
-    return new Connection(parsed.origin, session, token, settings);
+    return { origin: parsed.origin, settings };
   }
 
   /** The options of a unary call: its deadline. */
@@ -150,7 +147,7 @@ export class Connection {
 }
 
 /** An error and its causes, spelled out ("transport error" alone says nothing a person can act on). */
-function describe(error: unknown): string {
+export function describe(error: unknown): string {
   const parts: string[] = [];
   let current: unknown = error;
   for (let depth = 0; current !== undefined && current !== null && depth < 5; depth++) {
@@ -162,7 +159,7 @@ function describe(error: unknown): string {
 }
 
 /** Runs `call`, retrying with doubling pauses while it fails with UNAVAILABLE. */
-async function retry<T>(settings: Settings, call: () => Promise<T>): Promise<T> {
+export async function retry<T>(settings: Settings, call: () => Promise<T>): Promise<T> {
   let pause = settings.backoffMs;
   for (let attempt = 0; ; attempt++) {
     try {

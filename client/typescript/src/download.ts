@@ -1,5 +1,5 @@
 /**
- * Downloads into memory or into a file. A file download writes to a hidden partial
+ * Downloads into a file (Node; into memory: `memory`). A file download writes to a hidden partial
  * file beside the target, verifies size and SHA-256, then renames it into place, so
  * the target is never a half file; a download interrupted by a lost connection (or a
  * crash) resumes from the partial file.
@@ -18,15 +18,14 @@ import { ConnectError } from "@connectrpc/connect";
 import {
   CourierError,
   IntegrityError,
-  InvalidArgumentError,
   OutOfRangeError,
   UnavailableError,
   DeadlineExceededError,
   fromFileError,
   toCourierError,
 } from "./errors.js";
-import type { DownloadMediaResponse } from "./gen/courier/v1/media_service_pb.js";
-import { type Downloaded, type Media, isMediaId, mediaFromProto } from "./media.js";
+import type { Media } from "./media.js";
+import { checkMediaId, openDownload } from "./memory.js";
 import type { Transfer, TransferContext, TransferOptions } from "./transfer.js";
 
 /**
@@ -35,33 +34,6 @@ import type { Transfer, TransferContext, TransferOptions } from "./transfer.js";
  */
 export function partialPath(path: string, mediaId: string): string {
   return join(dirname(path), `.${basename(path)}.${mediaId}.part`);
-}
-
-/** Refuses, at once, anything but a media ID: it goes into a request and a file name. */
-function checkMediaId(mediaId: string): void {
-  if (!isMediaId(mediaId)) {
-    throw new InvalidArgumentError(`${JSON.stringify(mediaId)} is not a media ID (32 lowercase hex characters)`);
-  }
-}
-
-/** Starts downloading `mediaId` into memory. */
-export function downloadToMemory(connection: Connection, mediaId: string, options: TransferOptions): Transfer<Downloaded> {
-  checkMediaId(mediaId);
-  return connection.transfers.start(options, async (context) => {
-    const { media, frames } = await openDownload(connection, mediaId, 0, context.signal);
-    const chunks: Uint8Array[] = [];
-    const hash = createHash("sha256");
-    let done = 0;
-    context.report(0, media.size);
-    for await (const data of frames) {
-      chunks.push(data);
-      hash.update(data);
-      done += data.length;
-      context.report(done, media.size);
-    }
-    verify(media, done, hash);
-    return { media, bytes: Buffer.concat(chunks, done) };
-  });
 }
 
 /**
@@ -136,32 +108,6 @@ async function toFile(
   verify(media, done, hash);
   await rename(partial, path);
   return media;
-}
-
-/** Opens a download from `offset`: the record, then the data frames. */
-async function openDownload(
-  connection: Connection,
-  mediaId: string,
-  offset: number,
-  signal: AbortSignal,
-): Promise<{ media: Media; frames: AsyncIterable<Uint8Array> }> {
-  const stream = connection.media.downloadMedia({ mediaId, offset: BigInt(offset) }, { signal });
-  const iterator = stream[Symbol.asyncIterator]();
-  const first = await iterator.next();
-  if (first.done || first.value.frame.case !== "media") {
-    throw new IntegrityError("the download did not start with the media record");
-  }
-  const media = mediaFromProto(first.value.frame.value);
-  return { media, frames: data(iterator) };
-}
-
-/** The data frames of a download after its record. */
-async function* data(iterator: AsyncIterator<DownloadMediaResponse>): AsyncIterable<Uint8Array> {
-  for (;;) {
-    const next = await iterator.next();
-    if (next.done) return;
-    if (next.value.frame.case === "data") yield next.value.frame.value;
-  }
 }
 
 /** Hashes what a partial file already holds; no file is an empty start. */

@@ -149,6 +149,24 @@ export class ImageRefusedError extends reasoned(ErrorReason.IMAGE_REFUSED, "FAIL
  */
 export class QuotaExceededError extends reasoned(ErrorReason.QUOTA_EXCEEDED, "RESOURCE_EXHAUSTED") {}
 
+/**
+ * A part of a resumable upload did not match its CRC32C, or a commit's SHA-256 did not
+ * match the stored bytes (CHECKSUM_MISMATCH); the upload library sends a part again
+ * (at most 3 times) before it gives up with this.
+ */
+export class ChecksumMismatchError extends reasoned(ErrorReason.CHECKSUM_MISMATCH, "INVALID_ARGUMENT") {}
+
+/**
+ * A resumable upload call did not fit what the server stores: a part leaving a gap,
+ * overlapping stored bytes with different ones, or a commit before every byte is
+ * stored (UPLOAD_OFFSET_MISMATCH). {@link UploadOffsetMismatchError.committedSize}
+ * says how many bytes are stored, when the server said.
+ */
+export class UploadOffsetMismatchError extends reasoned(ErrorReason.UPLOAD_OFFSET_MISMATCH, "FAILED_PRECONDITION") {
+  /** The bytes the server holds (ErrorInfo metadata `committed_size`), or `undefined`. */
+  committedSize: number | undefined;
+}
+
 /** This user already has the most Subscribe streams open: 16 by default (TOO_MANY_STREAMS). */
 export class TooManyStreamsError extends reasoned(ErrorReason.TOO_MANY_STREAMS, "RESOURCE_EXHAUSTED") {}
 /** A Subscribe stream fell too far behind and the server ended it (TOO_SLOW). */
@@ -197,7 +215,12 @@ export class NoSuchTransferError extends CourierError {
  * The error for one of the server's reasons. Exhaustive on purpose: a reason added to
  * the proto fails to compile here until it is sorted.
  */
-function fromReason(reason: ErrorReason, message: string, cause: unknown): CourierError | undefined {
+function fromReason(
+  reason: ErrorReason,
+  message: string,
+  cause: unknown,
+  metadata: Readonly<Record<string, string>> = {},
+): CourierError | undefined {
   const init = { cause };
   switch (reason) {
     case ErrorReason.MEDIA_TOO_LARGE:
@@ -226,6 +249,16 @@ function fromReason(reason: ErrorReason, message: string, cause: unknown): Couri
       return new ImageRefusedError(message, init);
     case ErrorReason.QUOTA_EXCEEDED:
       return new QuotaExceededError(message, init);
+    case ErrorReason.CHECKSUM_MISMATCH:
+      return new ChecksumMismatchError(message, init);
+    case ErrorReason.UPLOAD_OFFSET_MISMATCH: {
+      const error = new UploadOffsetMismatchError(message, init);
+      const committed = Number(metadata.committed_size);
+      if (metadata.committed_size !== undefined && Number.isSafeInteger(committed) && committed >= 0) {
+        error.committedSize = committed;
+      }
+      return error;
+    }
     case ErrorReason.ERROR_REASON_UNSPECIFIED:
       return undefined;
     default:
@@ -234,11 +267,12 @@ function fromReason(reason: ErrorReason, message: string, cause: unknown): Couri
   }
 }
 
-/** The courier reason in a refusal's `google.rpc.ErrorInfo`, if it has one this client knows. */
-function reasonOf(error: ConnectError): ErrorReason | undefined {
+/** The courier reason in a refusal's `google.rpc.ErrorInfo` (if it has one this client knows) and its metadata. */
+function reasonOf(error: ConnectError): { reason: ErrorReason; metadata: Record<string, string> } | undefined {
   const info = error.findDetails(ErrorInfoSchema).find((i) => i.domain === DOMAIN);
   if (info === undefined) return undefined;
-  return ErrorReasonSchema.values.find((v) => v.name === info.reason)?.number;
+  const reason = ErrorReasonSchema.values.find((v) => v.name === info.reason)?.number;
+  return reason === undefined ? undefined : { reason, metadata: info.metadata };
 }
 
 /**
@@ -249,8 +283,8 @@ export function toCourierError(error: unknown): CourierError {
   if (error instanceof CourierError) return error;
   const status = ConnectError.from(error);
   const message = status.rawMessage;
-  const reason = reasonOf(status);
-  const byReason = reason === undefined ? undefined : fromReason(reason, message, error);
+  const found = reasonOf(status);
+  const byReason = found === undefined ? undefined : fromReason(found.reason, message, error, found.metadata);
   if (byReason !== undefined) return byReason;
   const init = { cause: error };
   switch (status.code) {
@@ -264,6 +298,20 @@ export function toCourierError(error: unknown): CourierError {
       return new OutOfRangeError(message, init);
     case Code.Unavailable:
       return new UnavailableError(message, init);
+    case Code.Aborted:
+      // connect-node reports a connection reset under a call (ECONNRESET: the server
+      // died, a proxy cut it) as ABORTED; the server itself never sends it.
+      return status.isWireError
+        ? new CourierError(message, "ABORTED", "", error)
+        : new UnavailableError(`the connection broke: ${message}`, init);
+    case Code.Unknown:
+      // A fetch (gRPC-Web) that could not reach the server, or whose connection broke,
+      // fails with a TypeError ("Failed to fetch", "fetch failed", "network error")
+      // that connect-web passes on as UNKNOWN: it is the connection, not the server.
+      if (!status.isWireError && status.cause instanceof TypeError) {
+        return new UnavailableError(`cannot reach the server: ${message}`, init);
+      }
+      return new CourierError(message, "UNKNOWN", "", error);
     case Code.DeadlineExceeded:
       return new DeadlineExceededError(message, init);
     case Code.Canceled:
@@ -279,7 +327,7 @@ export function toCourierError(error: unknown): CourierError {
 
 /** A local file failure: a missing file is bad input, anything else an i/o error. */
 export function fromFileError(error: unknown, path: string): CourierError {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const code = (error as { code?: unknown } | undefined)?.code;
   if (code === "ENOENT") return new InvalidArgumentError(`${path}: no such file`, { cause: error });
   if (code === "EISDIR") return new InvalidArgumentError(`${path} is a folder`, { cause: error });
   const text = error instanceof Error ? error.message : String(error);

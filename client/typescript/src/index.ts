@@ -1,5 +1,6 @@
 /**
- * courier-client: the TypeScript (Node.js) client of courier — a self-hostable
+ * courier-client: the TypeScript (Node.js) client of courier (for web pages:
+ * `courier-client/browser`, over gRPC-Web) — a self-hostable
  * messaging service where users send each other, and channels, text, raw, image and
  * file messages, with images and files uploaded once and sent by media ID.
  *
@@ -18,10 +19,13 @@
  * @module
  */
 
+export { BaseClient } from "./base-client.js";
+export { crc32c } from "./bytes.js";
 export { Client } from "./client.js";
 export type { ClientOptions } from "./connection.js";
 export {
   CancelledError,
+  ChecksumMismatchError,
   CourierError,
   DeadlineExceededError,
   IntegrityError,
@@ -46,6 +50,8 @@ export {
   TooSlowError,
   UnauthenticatedError,
   UnavailableError,
+  UploadOffsetMismatchError,
+  toCourierError,
   type ErrorReasonName,
   type GrpcCode,
 } from "./errors.js";
@@ -56,6 +62,7 @@ export {
   mediaMessage,
   rawMessage,
   textMessage,
+  type ChannelSendOptions,
   type FileMessage,
   type ImageMessage,
   type Message,
@@ -68,6 +75,7 @@ export {
   type TextMessage,
 } from "./messages.js";
 export { safeFileName, uniquePath } from "./names.js";
+export type { ResumableOptions, ResumableResult, StateStore, UploadState } from "./resumable.js";
 export {
   Subscription,
   type DisconnectedEvent,

@@ -6,6 +6,7 @@
 
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 
+import { toHex } from "./bytes.js";
 import { type Media as PbMedia, MediaKind as PbMediaKind } from "./gen/courier/v1/media_service_pb.js";
 
 /** Whether an object was uploaded as an image (the server reads its width and height) or a file. */
@@ -66,7 +67,7 @@ export function mediaFromProto(media: PbMedia): Media {
     kind: media.kind === PbMediaKind.IMAGE ? "image" : "file",
     fileName: media.fileName,
     size: Number(media.size),
-    sha256: Buffer.from(media.sha256).toString("hex"),
+    sha256: toHex(media.sha256),
     contentType: media.contentType,
     width: media.width,
     height: media.height,

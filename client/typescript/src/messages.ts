@@ -199,10 +199,15 @@ export interface ReceivedMessage {
   readonly offline: boolean;
   /** The content. */
   readonly message: Message;
+  /**
+   * The event's position in this user's event sequence (increasing; 0 from a server
+   * without cursors): subscribe with `after` set to it to receive what came after.
+   */
+  readonly cursor: number;
 }
 
 /** A received peer message from the generated event. */
-export function fromPeer(m: PeerMessageReceived): ReceivedMessage | undefined {
+export function fromPeer(m: PeerMessageReceived, cursor = 0): ReceivedMessage | undefined {
   const message = messageFromProto(m.message);
   if (message === undefined) return undefined;
   return {
@@ -213,11 +218,12 @@ export function fromPeer(m: PeerMessageReceived): ReceivedMessage | undefined {
     serverTime: toDate(m.serverTime),
     offline: m.offline,
     message,
+    cursor,
   };
 }
 
 /** A received channel message from the generated event. */
-export function fromChannel(m: ChannelMessageReceived): ReceivedMessage | undefined {
+export function fromChannel(m: ChannelMessageReceived, cursor = 0): ReceivedMessage | undefined {
   const message = messageFromProto(m.message);
   if (message === undefined) return undefined;
   return {
@@ -228,6 +234,7 @@ export function fromChannel(m: ChannelMessageReceived): ReceivedMessage | undefi
     serverTime: toDate(m.serverTime),
     offline: false,
     message,
+    cursor,
   };
 }
 
@@ -241,8 +248,19 @@ export interface SendReceipt {
   readonly delivery: "delivered" | "cached";
 }
 
+/** How to send a channel message. */
+export interface ChannelSendOptions {
+  /**
+   * The client message ID (not empty) that makes retries safe: a send
+   * repeating the ID of an earlier send of this user is answered as the first was and
+   * delivers nothing again. Default: 32 random hex characters, reused on the library's
+   * own retries of this send.
+   */
+  clientMessageId?: string;
+}
+
 /** How to send a peer message. */
-export interface SendOptions {
+export interface SendOptions extends ChannelSendOptions {
   /** Keep the message for an offline peer (up to 7 days) and deliver it when they next subscribe. */
   offline?: boolean;
 }

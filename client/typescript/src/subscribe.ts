@@ -14,11 +14,18 @@ import { type ReceivedMessage, fromChannel, fromPeer } from "./messages.js";
 /** How many events may wait for the application before the feed stops reading. */
 const QUEUE = 256;
 
-/** The feed is live (after each connect, after the cached offline messages). */
+/** The feed is live (after each connect, after the cached offline messages and the replayed events). */
 export interface ReadyEvent {
   readonly type: "ready";
   /** How many cached offline messages came before this event. */
   readonly offlineCount: number;
+  /**
+   * True when the cursor this stream resumed after was older than the events the
+   * server still holds: some events in between are lost (tell the user).
+   */
+  readonly eventsLost: boolean;
+  /** The cursor of this user's latest event when the stream became live. */
+  readonly cursor: number;
 }
 
 /**
@@ -43,6 +50,12 @@ export type FeedEvent = ReceivedMessage | ReadyEvent | DisconnectedEvent | Recon
 export interface SubscribeOptions {
   /** Closes the feed when aborted, as {@link Subscription.close} does. */
   signal?: AbortSignal;
+  /**
+   * Replay first every event after this cursor that the server still holds (a
+   * {@link ReceivedMessage.cursor} or {@link Subscription.cursor} kept from before).
+   * Default 0: none, only what is owed (cached offline messages) and then live.
+   */
+  after?: number;
 }
 
 /**
@@ -63,13 +76,29 @@ export class Subscription implements AsyncIterableIterator<FeedEvent> {
   #ended = false;
   /** Stops the Subscribe call and the backoff. */
   readonly #controller = new AbortController();
+  /** The cursor to resume after: the last event handed on, or the last ready's. */
+  #cursor: number;
 
   /** @internal */
   constructor(connection: Connection, options: SubscribeOptions = {}) {
+    const after = options.after ?? 0;
+    if (!(Number.isSafeInteger(after) && after >= 0)) {
+      throw new InvalidArgumentError(`after takes a cursor of 0 or more, not ${after}`);
+    }
+    this.#cursor = after;
     const outer = options.signal;
     if (outer?.aborted) this.close();
     else outer?.addEventListener("abort", () => this.close(), { once: true });
     void this.#feed(connection).finally(() => this.#end());
+  }
+
+  /**
+   * The cursor a reconnect resumes after: that of the last message queued for the
+   * application, or of the latest `ready` when no message came after it. Keep it to
+   * subscribe again later with `after`.
+   */
+  get cursor(): number {
+    return this.#cursor;
   }
 
   /** Closes the feed: the call ends (the user goes offline unless another feed is open) and iteration stops. */
@@ -140,13 +169,19 @@ export class Subscription implements AsyncIterableIterator<FeedEvent> {
     while (!signal.aborted) {
       let reason: string;
       try {
-        for await (const response of connection.messaging.subscribe({}, { signal })) {
+        const request = { after: BigInt(this.#cursor) };
+        for await (const response of connection.messaging.subscribe(request, { signal })) {
           backoff = base;
           if (disconnected) {
             disconnected = false;
             await this.#push({ type: "reconnected" });
           }
           const event = convert(response);
+          // Resume after this event from now on: it is in the queue, which outlives
+          // the call, so a reconnect neither misses nor repeats it. A cursor of 0 (a
+          // server without cursors) moves nothing.
+          const cursor = event?.type === "ready" ? event.cursor : Number(response.cursor);
+          if (cursor > this.#cursor) this.#cursor = cursor;
           if (event !== undefined) await this.#push(event);
         }
         reason = "the server ended the feed";
@@ -182,11 +217,16 @@ function convert(response: SubscribeResponse): FeedEvent | undefined {
   const event = response.event;
   switch (event.case) {
     case "peerMessage":
-      return fromPeer(event.value);
+      return fromPeer(event.value, Number(response.cursor));
     case "channelMessage":
-      return fromChannel(event.value);
+      return fromChannel(event.value, Number(response.cursor));
     case "ready":
-      return { type: "ready", offlineCount: event.value.offlineMessageCount };
+      return {
+        type: "ready",
+        offlineCount: event.value.offlineMessageCount,
+        eventsLost: event.value.eventsLost,
+        cursor: Number(event.value.cursor),
+      };
     default:
       return undefined;
   }

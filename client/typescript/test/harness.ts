@@ -115,6 +115,16 @@ export class Server {
     await this.#spawn(this.addr);
   }
 
+  /** Kills the process (as a crash does), keeping its data; {@link Server.revive} starts it again. */
+  async crash(): Promise<void> {
+    await this.#kill();
+  }
+
+  /** Starts the server again on the same address and data after {@link Server.crash}. */
+  async revive(): Promise<void> {
+    await this.#spawn(this.addr);
+  }
+
   async #kill(): Promise<void> {
     const child = this.#child;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
@@ -212,8 +222,8 @@ function crc32(bytes: Uint8Array): number {
   return (crc ^ 0xffffffff) >>> 0;
 }
 
-/** A `width`×`height` RGB PNG with a gradient. */
-export function png(width: number, height: number): Buffer {
+/** A `width`×`height` RGB PNG with a gradient, or with noise (which does not compress: about 3 bytes a pixel). */
+export function png(width: number, height: number, noise = false): Buffer {
   const chunk = (type: string, data: Buffer) => {
     const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
     const out = Buffer.alloc(12 + data.length);
@@ -235,6 +245,7 @@ export function png(width: number, height: number): Buffer {
       rows[row + 2 + x * 3] = (y * 255) / height;
       rows[row + 3 + x * 3] = 128;
     }
+    if (noise) pattern(width * 3, y + 1).copy(rows, row + 1);
   }
   const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   return Buffer.concat([

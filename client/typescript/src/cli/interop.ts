@@ -39,12 +39,13 @@ import {
 class UsageError extends Error {}
 
 const USAGE = `usage: interop [--server URL] [--token TOKEN] COMMAND
-  upload PATH [--image]
+  upload PATH [--image] [--resume [--stop-after-parts N]]
   send (--to PEER | --channel CH) (--text T | --image PATH | --file PATH | --media-id ID) [--offline]
+       [--client-message-id ID]
   join CH | leave CH | members CH | online USER...
   download MEDIA_ID -o PATH
   thumbnail MEDIA_ID [--max-edge N] -o PATH
-  listen [--save DIR] [--count N]`;
+  listen [--after CURSOR] [--save DIR] [--count N]`;
 
 /** Cancels the running transfer on Ctrl-C. */
 const interrupt = new AbortController();
@@ -109,9 +110,10 @@ function eventJson(event: FeedEvent): Record<string, unknown> {
         server_time_ms: event.serverTime.getTime(),
         offline: event.offline,
         message: messageJson(event.message),
+        cursor: event.cursor,
       };
     case "ready":
-      return { event: "ready", offline_count: event.offlineCount };
+      return { event: "ready", offline_count: event.offlineCount, cursor: event.cursor, events_lost: event.eventsLost };
     case "disconnected":
       return { event: "disconnected", reason: event.reason };
     case "reconnected":
@@ -167,6 +169,13 @@ function parse<O extends Record<string, { type: "string" | "boolean"; short?: st
   }
 }
 
+/** A whole number of 0 or more given to `flag`. */
+function count_(text: string, flag: string): number {
+  const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n)) throw new UsageError(`${flag} takes a whole number of 0 or more, not ${text}`);
+  return n;
+}
+
 /** Exactly one positional argument. */
 function one(positionals: string[], what: string): string {
   if (positionals.length !== 1) throw new UsageError(`expected one ${what}`);
@@ -182,6 +191,7 @@ async function send(client: Client, args: string[]): Promise<void> {
     file: { type: "string" },
     "media-id": { type: "string" },
     offline: { type: "boolean" },
+    "client-message-id": { type: "string" },
   });
   if (positionals.length > 0) throw new UsageError(`unexpected ${positionals.join(" ")}`);
   const contents = [values.text, values.image, values.file, values["media-id"]].filter((v) => v !== undefined);
@@ -194,10 +204,13 @@ async function send(client: Client, args: string[]): Promise<void> {
   else if (values.image !== undefined) message = imageMessage(await finish(client.uploadImage(values.image)));
   else if (values.file !== undefined) message = fileMessage(await finish(client.uploadFile(values.file)));
   else message = mediaMessage(await client.getMedia(values["media-id"]!));
+  const clientMessageId = values["client-message-id"];
+  if (clientMessageId === "") throw new UsageError("--client-message-id cannot be empty");
+  const id = clientMessageId === undefined ? {} : { clientMessageId };
   let receipt: SendReceipt;
   if (values.to !== undefined) {
     try {
-      receipt = await client.sendPeerMessage(values.to, message, { offline: values.offline ?? false });
+      receipt = await client.sendPeerMessage(values.to, message, { offline: values.offline ?? false, ...id });
     } catch (error) {
       if (!(error instanceof PeerUnreachableError)) throw error;
       print({ message_id: error.messageId, state: "unreachable" });
@@ -208,21 +221,23 @@ async function send(client: Client, args: string[]): Promise<void> {
       return;
     }
   } else {
-    receipt = await client.sendChannelMessage(values.channel!, message);
+    receipt = await client.sendChannelMessage(values.channel!, message, id);
   }
   print({ message_id: receipt.messageId, state: receipt.delivery, server_time_ms: receipt.serverTime.getTime() });
 }
 
 async function listen(client: Client, args: string[]): Promise<void> {
-  const { values, positionals } = parse(args, { save: { type: "string" }, count: { type: "string" } });
+  const { values, positionals } = parse(args, {
+    save: { type: "string" },
+    count: { type: "string" },
+    after: { type: "string" },
+  });
   if (positionals.length > 0) throw new UsageError(`unexpected ${positionals.join(" ")}`);
-  const count = values.count === undefined ? undefined : Number(values.count);
-  if (count !== undefined && !(Number.isSafeInteger(count) && count >= 0)) {
-    throw new UsageError(`--count takes a number, not ${values.count}`);
-  }
+  const after = values.after === undefined ? 0 : count_(values.after, "--after");
+  const count = values.count === undefined ? undefined : count_(values.count, "--count");
   const save = values.save;
   if (save !== undefined) mkdirSync(save, { recursive: true });
-  const feed = client.subscribe({ signal: interrupt.signal });
+  const feed = client.subscribe({ signal: interrupt.signal, after });
   let messages = 0;
   if (count === 0) return;
   for await (const event of feed) {
@@ -277,8 +292,28 @@ async function run(argv: string[]): Promise<void> {
 function check(command: string, args: string[]): (client: Client) => Promise<void> {
   switch (command) {
     case "upload": {
-      const { values, positionals } = parse(args, { image: { type: "boolean" } });
+      const { values, positionals } = parse(args, {
+        image: { type: "boolean" },
+        resume: { type: "boolean" },
+        "stop-after-parts": { type: "string" },
+      });
       const path = one(positionals, "PATH");
+      const stop = values["stop-after-parts"];
+      if (stop !== undefined && !values.resume) throw new UsageError("--stop-after-parts needs --resume");
+      const stopAfterParts = stop === undefined ? undefined : count_(stop, "--stop-after-parts");
+      if (values.resume) {
+        return async (client) => {
+          const kind = values.image ? "image" : "file";
+          const done = await finish(
+            client.uploadResumable(path, stopAfterParts === undefined ? { kind } : { kind, stopAfterParts }),
+          );
+          if (done.status === "paused") {
+            print({ event: "paused", upload_id: done.uploadId, committed_size: done.committedSize });
+          } else {
+            print({ ...mediaJson(done.media), resumed_from: done.resumedFrom });
+          }
+        };
+      }
       return async (client) => {
         const upload = values.image ? client.uploadImage(path) : client.uploadFile(path);
         print(mediaJson(await finish(upload)));
@@ -293,6 +328,7 @@ function check(command: string, args: string[]): (client: Client) => Promise<voi
         file: { type: "string" },
         "media-id": { type: "string" },
         offline: { type: "boolean" },
+        "client-message-id": { type: "string" },
       });
       return (client) => send(client, args);
     case "join":
@@ -352,7 +388,7 @@ function check(command: string, args: string[]): (client: Client) => Promise<voi
       };
     }
     case "listen":
-      parse(args, { save: { type: "string" }, count: { type: "string" } });
+      parse(args, { save: { type: "string" }, count: { type: "string" }, after: { type: "string" } });
       return (client) => listen(client, args);
     default:
       throw new UsageError(`unknown command ${command}`);

@@ -1,0 +1,36 @@
+/**
+ * The Node transport: one HTTP/2 session speaking gRPC (connect-node's gRPC transport,
+ * no proxy), opened at connect time with retries while the server cannot be reached.
+ *
+ * @module
+ */
+
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+
+import { type ClientOptions, Connection, describe, retry } from "./connection.js";
+import { UnavailableError } from "./errors.js";
+
+/** Opens the HTTP/2 connection to `url`, retrying with backoff while it cannot be reached. */
+export async function openNode(url: string, token: string, options: ClientOptions): Promise<Connection> {
+  const { origin, settings } = Connection.check(url, token, options);
+  // https:// is TLS with Node's roots; the windows let a download run at full speed.
+  const session = new Http2SessionManager(
+    origin,
+    { connectTimeoutMs: settings.deadlineMs },
+    { settings: { initialWindowSize: 4 * 1024 * 1024 } },
+  );
+  await retry(settings, async () => {
+    if ((await session.connect()) === "error") {
+      throw new UnavailableError(`cannot reach ${origin}: ${describe(session.error())}`, {
+        cause: session.error(),
+      });
+    }
+  });
+  return new Connection(
+    origin,
+    token,
+    settings,
+    (interceptors) => createGrpcTransport({ baseUrl: origin, sessionManager: session, interceptors }),
+    () => session.abort(),
+  );
+}
