@@ -113,7 +113,11 @@ async fn reap(held: Weak<AsyncMutex<HashMap<String, Held>>>, media: MediaStore, 
         let Some(map) = held.upgrade() else { return };
         let ids: Vec<(String, Instant)> = {
             let map = map.lock().await;
-            map.iter().map(|(id, h)| (id.clone(), h.touched)).collect()
+            map.iter()
+                // An upload whose turn is taken is in use (being created, say).
+                .filter(|(_, h)| h.turn.try_lock().is_ok())
+                .map(|(id, h)| (id.clone(), h.touched))
+                .collect()
         };
         drop(map);
         for (id, touched) in ids {
@@ -131,7 +135,10 @@ async fn reap(held: Weak<AsyncMutex<HashMap<String, Held>>>, media: MediaStore, 
             if !keep && let Some(map) = held.upgrade() {
                 let mut map = map.lock().await;
                 // A call that touched it since the check keeps it.
-                if map.get(&id).is_some_and(|h| h.touched == touched) {
+                if map
+                    .get(&id)
+                    .is_some_and(|h| h.touched == touched && h.turn.try_lock().is_ok())
+                {
                     map.remove(&id);
                     tracing::info!(upload_id = %id, "a resumable upload gave its transfer slot back");
                 }

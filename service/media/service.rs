@@ -181,8 +181,13 @@ impl media_service_server::MediaService for MediaServer {
             .header
             .ok_or_else(|| Error::invalid("header is required"))?;
         let id = MediaId::generate();
-        self.held.hold(&id, &user.0).await?;
-        match resumable::create(&self.media, &id, &user.0, header).await {
+        let turn = self.held.hold(&id, &user.0).await?;
+        // Holding the upload's turn until its state is stored keeps the reaper, which
+        // passes over uploads in use, from taking the slot back in between.
+        let in_use = turn.lock().await;
+        let created = resumable::create(&self.media, &id, &user.0, header).await;
+        drop(in_use);
+        match created {
             Ok(created) => {
                 tracing::info!(upload_id = %id, owner = %user.0, "created a resumable upload");
                 Ok(Response::new(created))
