@@ -395,7 +395,10 @@ impl BusRouter {
     /// the stream sequence of that record (0 when there is none).
     async fn handed(&self, user: &str) -> Result<(u64, u64), Error> {
         let stream = self.bus.stream(HANDED).await?;
-        match stream.direct_get_last_for_subject(handed_subject(user)).await {
+        match stream
+            .direct_get_last_for_subject(handed_subject(user))
+            .await
+        {
             Ok(record) => Ok((
                 std::str::from_utf8(&record.payload)
                     .ok()
@@ -416,7 +419,12 @@ impl BusRouter {
         if let Some(expected) = expected {
             publish = publish.expected_last_subject_sequence(expected);
         }
-        let result = match self.bus.js.send_publish(handed_subject(user), publish).await {
+        let result = match self
+            .bus
+            .js
+            .send_publish(handed_subject(user), publish)
+            .await
+        {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };
@@ -453,9 +461,7 @@ impl BusRouter {
                 Ok(anchor) if anchor.subject.as_str() == subject => {
                     let kind = kind_of(Some(&anchor.headers));
                     let age = time::OffsetDateTime::now_utc() - anchor.time;
-                    if kind != LOGGED
-                        && age.unsigned_abs() > self.bus.settings().log_ttl
-                    {
+                    if kind != LOGGED && age.unsigned_abs() > self.bus.settings().log_ttl {
                         replay.events_lost = true;
                     }
                 }
@@ -464,10 +470,19 @@ impl BusRouter {
                 Err(e) => return Err(unavailable("reading the event log", e)),
             }
         }
-        let mut next = if resume > 0 { resume.min(handed) } else { handed } + 1;
+        let mut next = if resume > 0 {
+            resume.min(handed)
+        } else {
+            handed
+        } + 1;
         let mut taken = Vec::new();
         // Bounded: the stream keeps at most this many per user.
-        let most = self.bus.settings().offline_per_user.max(self.bus.settings().log_size) + 2;
+        let most = self
+            .bus
+            .settings()
+            .offline_per_user
+            .max(self.bus.settings().log_size)
+            + 2;
         for _ in 0..most {
             if next > latest {
                 break;
@@ -582,7 +597,8 @@ impl BusRouter {
                 if kind == RESERVED {
                     continue;
                 }
-                let Some(mut event) = decode_entry(message.headers.as_ref(), message.payload.clone())
+                let Some(mut event) =
+                    decode_entry(message.headers.as_ref(), message.payload.clone())
                 else {
                     tracing::warn!("bus: skipping a log entry that does not decode");
                     continue;
@@ -824,7 +840,11 @@ impl Router for BusRouter {
                 );
             }
             self.acked(acks)
-                .instrument(otel_span!("bus.log", op = "channel", messaging.system = "nats"))
+                .instrument(otel_span!(
+                    "bus.log",
+                    op = "channel",
+                    messaging.system = "nats"
+                ))
                 .await?;
             Ok(sent)
         };
