@@ -200,8 +200,9 @@ impl Bus {
                 name: OFFLINE.into(),
                 description: Some("courier: each user's event log and offline cache".into()),
                 subjects: vec!["courier.offline.*".into()],
-                // Both kinds share one per-user cap; one more for the reserved cursor.
-                max_messages_per_subject: (s.offline_per_user.max(s.log_size) + 1) as i64,
+                // Both kinds share one per-user cap (the cache's own cap is applied
+                // when it is handed over).
+                max_messages_per_subject: s.offline_per_user.max(s.log_size) as i64,
                 max_bytes: s.offline_max_bytes as i64,
                 // Cached messages live this long; delivered ones carry a shorter
                 // `Nats-TTL`.

@@ -451,24 +451,7 @@ impl BusRouter {
             ..Replay::default()
         };
         if resume > 0 {
-            // Cursors are the stream's sequence, shared by every user: a gap between
-            // a user's cursors is normal. What tells of a loss is the event at
-            // `after` itself: the log drops a user's oldest first, so while it is
-            // held nothing after it was dropped for the cap. Delivered events expire
-            // in order too; only a cached or reserved anchor can outlive delivered
-            // events after it, so an anchor older than the log's TTL counts as lost.
-            match log.direct_get(resume).await {
-                Ok(anchor) if anchor.subject.as_str() == subject => {
-                    let kind = kind_of(Some(&anchor.headers));
-                    let age = time::OffsetDateTime::now_utc() - anchor.time;
-                    if kind != LOGGED && age.unsigned_abs() > self.bus.settings().log_ttl {
-                        replay.events_lost = true;
-                    }
-                }
-                Ok(_) => replay.events_lost = true,
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => replay.events_lost = true,
-                Err(e) => return Err(unavailable("reading the event log", e)),
-            }
+            replay.events_lost = self.lost_after(&log, &subject, resume).await?;
         }
         let mut next = if resume > 0 {
             resume.min(handed)
@@ -536,6 +519,41 @@ impl BusRouter {
             replay.offline -= taken.iter().filter(|c| **c <= now_handed).count();
         }
         Ok(replay)
+    }
+
+    /// Whether events of `subject` after `after` may have been dropped. Cursors are the
+    /// stream's sequence, shared by every user: a gap between a user's cursors is
+    /// normal. The log drops a user's oldest first (by count, and by age for
+    /// delivered events, which expire in order), so while the event at `after` is
+    /// held nothing after it was dropped; only a cached or reserved one can outlive
+    /// delivered events after it, so such an anchor older than the log's TTL counts as
+    /// lost. With the anchor gone, nothing was lost when the user's first held event
+    /// comes right after it; otherwise some may have been (reported lost: the gap may
+    /// hold only other users' events, but the log cannot tell).
+    async fn lost_after(
+        &self,
+        log: &async_nats::jetstream::stream::Stream<()>,
+        subject: &str,
+        after: u64,
+    ) -> Result<bool, Error> {
+        match log.direct_get(after).await {
+            Ok(anchor) if anchor.subject.as_str() == subject => {
+                let age = time::OffsetDateTime::now_utc() - anchor.time;
+                return Ok(kind_of(Some(&anchor.headers)) != LOGGED
+                    && age.unsigned_abs() > self.bus.settings().log_ttl);
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
+            Err(e) => return Err(unavailable("reading the event log", e)),
+        }
+        match log
+            .direct_get_next_for_subject(subject.to_owned(), Some(after))
+            .await
+        {
+            Ok(first) => Ok(first.sequence != after + 1),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(true),
+            Err(e) => Err(unavailable("reading the event log", e)),
+        }
     }
 
     /// `user`'s latest cursor; a user without one gets a reserved entry first, so
