@@ -242,7 +242,11 @@ impl BusRouter {
         payload: Bytes,
         msg_id: Option<&str>,
     ) -> Result<PublishAckFuture, PublishError> {
-        let mut publish = Publish::build().payload(payload).header(KIND, kind);
+        let mut headers = HeaderMap::new();
+        headers.insert(KIND, kind);
+        // The trace of the send, when there is one: the stream that reads it continues it.
+        telemetry::inject(&mut headers);
+        let mut publish = Publish::build().headers(headers).payload(payload);
         if kind == LOGGED {
             publish = publish.ttl(self.bus.settings().log_ttl.max(Duration::from_secs(1)));
         }
@@ -628,6 +632,14 @@ impl BusRouter {
                         tracing::warn!(error = %e, "bus: recording a handed-over message");
                     }
                 }
+                let op = if matches!(event.event, Some(Kind::ChannelMessage(_))) {
+                    "channel"
+                } else {
+                    "deliver"
+                };
+                let span = otel_span!("bus.receive", op = op, messaging.system = "nats");
+                telemetry::continue_remote(&span, message.headers.as_ref());
+                let _entered = span.enter();
                 match tx.try_send((Arc::new(event), cursor)) {
                     Ok(()) => {
                         METRICS.deliveries.fetch_add(1, Ordering::Relaxed);
@@ -772,11 +784,12 @@ impl Router for BusRouter {
             };
             let answer = sent(state);
             let payload = Bytes::from(peer_event(message.clone()).encode_to_vec());
+            let span = otel_span!("bus.request", op = "deliver", messaging.system = "nats");
             let ack = self
                 .append(peer, kind, payload, id.as_deref())
-                .instrument(otel_span!("bus.log", messaging.system = "nats"))
+                .instrument(span.clone())
                 .await;
-            self.acked(vec![ack]).await?;
+            self.acked(vec![ack]).instrument(span).await?;
             Ok(answer)
         };
         self.once(&sender, dedup.clone(), send).await
@@ -849,21 +862,23 @@ impl Router for BusRouter {
         );
         let send = async {
             // Written to every member's log: all published, then the acks awaited.
-            let mut acks = Vec::with_capacity(members.len());
-            for member in &members {
-                let id = msg_id(&sender, dedup.as_ref(), member);
-                acks.push(
-                    self.append(member, LOGGED, payload.clone(), id.as_deref())
-                        .await,
-                );
+            async {
+                let mut acks = Vec::with_capacity(members.len());
+                for member in &members {
+                    let id = msg_id(&sender, dedup.as_ref(), member);
+                    acks.push(
+                        self.append(member, LOGGED, payload.clone(), id.as_deref())
+                            .await,
+                    );
+                }
+                self.acked(acks).await
             }
-            self.acked(acks)
-                .instrument(otel_span!(
-                    "bus.log",
-                    op = "channel",
-                    messaging.system = "nats"
-                ))
-                .await?;
+            .instrument(otel_span!(
+                "bus.publish",
+                op = "channel",
+                messaging.system = "nats"
+            ))
+            .await?;
             Ok(sent)
         };
         self.once(&sender, dedup.clone(), send).await
