@@ -439,6 +439,9 @@ fn bus_settings(config: &ServeConfig) -> BusSettings {
         rate_window: config.rate_window,
         lease_ttl: config.bus_lease_ttl,
         replicas: usize::from(config.bus_replicas),
+        log_size: config.event_log_size,
+        log_ttl: config.event_log_ttl,
+        dedup_window: config.dedup_window,
     }
 }
 

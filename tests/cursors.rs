@@ -18,6 +18,8 @@ struct Sub {
     ready: pb::SubscribeReady,
     /// The cursor `ready` carried on the response itself.
     ready_response_cursor: u64,
+    /// The cursor of the last event read after `ready`.
+    last_seen: u64,
 }
 
 async fn subscribe(server: &Server, user: &str, after: u64) -> Sub {
@@ -41,6 +43,7 @@ async fn subscribe(server: &Server, user: &str, after: u64) -> Sub {
                     replay,
                     ready,
                     ready_response_cursor: event.cursor,
+                    last_seen: 0,
                 };
             }
             Some(_) => replay.push(event),
@@ -51,11 +54,19 @@ async fn subscribe(server: &Server, user: &str, after: u64) -> Sub {
 
 impl Sub {
     async fn next(&mut self) -> pb::SubscribeResponse {
-        tokio::time::timeout(Duration::from_secs(10), self.stream.message())
+        let event = tokio::time::timeout(Duration::from_secs(10), self.stream.message())
             .await
             .expect("an event within 10 s")
             .expect("healthy")
-            .expect("open")
+            .expect("open");
+        self.last_seen = event.cursor;
+        event
+    }
+
+    /// The cursor of the last event read after `ready`.
+    #[allow(dead_code)]
+    fn next_cursor_seen(&self) -> u64 {
+        self.last_seen
     }
 }
 
@@ -524,4 +535,286 @@ async fn a_resuming_stream_misses_nothing_and_repeats_nothing_under_load() {
         (2..=total + 1).collect::<Vec<_>>(),
         "every cursor once, in order"
     );
+}
+
+/// The same rules across three replicas sharing NATS JetStream (`--bus`), where the
+/// log is a JetStream stream and a cursor is its sequence: shared by every user, so
+/// a user's cursors increase but need not be consecutive.
+mod replicated {
+    use super::*;
+    use common::Nats;
+
+    /// Three replicas, or `None` without a nats-server.
+    struct Cluster {
+        servers: Vec<Server>,
+        _nats: Nats,
+        _media: tempfile::TempDir,
+    }
+
+    impl Cluster {
+        fn start(extra: &[&str]) -> Option<Self> {
+            let nats = Nats::start()?;
+            let media = tempfile::tempdir().expect("a shared media folder");
+            let backend = Backend::shared(media.path());
+            let url = nats.url();
+            let mut args = vec!["--bus", url.as_str()];
+            args.extend(extra);
+            let servers = (0..3).map(|_| Server::start(&backend, &args)).collect();
+            Some(Self {
+                servers,
+                _nats: nats,
+                _media: media,
+            })
+        }
+
+        fn r(&self, n: usize) -> &Server {
+            &self.servers[n - 1]
+        }
+    }
+
+    fn increasing(cursors: &[u64]) -> bool {
+        cursors.windows(2).all(|w| w[0] < w[1])
+    }
+
+    /// Sends with `cache` until the answer is not DELIVERED: the peer's stream that was
+    /// just dropped is gone everywhere.
+    async fn until_offline(server: &Server, to: &str) {
+        for _ in 0..50 {
+            let answer = send(server, "probe", to, "probe", false, "")
+                .await
+                .expect("sends");
+            if answer.state() == pb::PeerMessageState::PeerUnreachable {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{to} still online 5 s after their stream was dropped");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cursors_increase_and_a_stream_resumes_after_one_on_another_replica() {
+        let Some(cluster) = Cluster::start(&[]) else {
+            return;
+        };
+        let mut bob = subscribe(cluster.r(1), "bob", 0).await;
+        let reserved = bob.ready.cursor;
+        assert!(reserved > 0, "a cursor to resume after, never 0");
+        assert!(!bob.ready.events_lost);
+        let mut sent = Vec::new();
+        let mut live = Vec::new();
+        for i in 0..5 {
+            let answer = send(
+                cluster.r(2 + i % 2),
+                "alice",
+                "bob",
+                &format!("m{i}"),
+                false,
+                "",
+            )
+            .await
+            .expect("sends");
+            assert_eq!(answer.state(), pb::PeerMessageState::Delivered);
+            sent.push(answer.message_id);
+            live.push(bob.next().await);
+        }
+        let live = cursors(&live);
+        assert!(
+            reserved < live[0] && increasing(&live),
+            "{reserved} {live:?}"
+        );
+        drop(bob);
+        until_offline(cluster.r(1), "bob").await;
+
+        let mut again = subscribe(cluster.r(3), "bob", live[1]).await;
+        assert_eq!(cursors(&again.replay), live[2..]);
+        let ids: Vec<String> = again.replay.iter().map(peer_id).collect();
+        assert_eq!(ids, sent[2..]);
+        assert!(again.replay.iter().all(|e| match &e.event {
+            Some(Kind::PeerMessage(m)) => !m.offline,
+            _ => false,
+        }));
+        assert_eq!(again.ready.cursor, live[4]);
+        assert_eq!(again.ready_response_cursor, live[4]);
+        assert!(!again.ready.events_lost);
+        assert_eq!(again.ready.offline_message_count, 0);
+        send(cluster.r(1), "alice", "bob", "m5", false, "")
+            .await
+            .expect("sends");
+        let next = again.next().await.cursor;
+        assert!(next > live[4]);
+        next_is_marker(cluster.r(2), &mut again, "bob").await;
+
+        // after = the latest: nothing replayed. after = 0: the cache only.
+        let marker = again.next_cursor_seen();
+        let latest = subscribe(cluster.r(2), "bob", marker).await;
+        assert!(latest.replay.is_empty());
+        assert!(!latest.ready.events_lost);
+        assert_eq!(latest.ready.cursor, marker);
+        let fresh = subscribe(cluster.r(1), "bob", 0).await;
+        assert!(fresh.replay.is_empty());
+        assert_eq!(fresh.ready.cursor, marker);
+        // A cursor never handed out: lost, nothing replayed.
+        let future = subscribe(cluster.r(3), "bob", marker + 1_000).await;
+        assert!(future.ready.events_lost);
+        assert!(future.replay.is_empty());
+        assert_eq!(future.ready.cursor, marker);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cached_messages_take_cursors_from_the_same_sequence_and_are_handed_over_once() {
+        let Some(cluster) = Cluster::start(&[]) else {
+            return;
+        };
+        let mut bob = subscribe(cluster.r(1), "bob", 0).await;
+        send(cluster.r(2), "alice", "bob", "live", false, "")
+            .await
+            .expect("sends");
+        let seen = bob.next().await.cursor;
+        drop(bob);
+        until_offline(cluster.r(3), "bob").await;
+        for i in 0..2 {
+            let answer = send(cluster.r(2), "carol", "bob", &format!("c{i}"), true, "")
+                .await
+                .expect("sends");
+            assert_eq!(answer.state(), pb::PeerMessageState::Cached);
+        }
+        let back = subscribe(cluster.r(3), "bob", seen).await;
+        let cached = cursors(&back.replay);
+        assert_eq!(cached.len(), 2);
+        assert!(seen < cached[0] && increasing(&cached));
+        assert!(back.replay.iter().all(|e| matches!(&e.event,
+            Some(Kind::PeerMessage(m)) if m.offline && m.sender_id == "carol")));
+        assert_eq!(back.ready.offline_message_count, 2);
+        assert_eq!(back.ready.cursor, cached[1]);
+        drop(back);
+        // Handed over once, on any replica; replayed after a cursor, not as cached.
+        let after_0 = subscribe(cluster.r(1), "bob", 0).await;
+        assert!(
+            after_0.replay.is_empty(),
+            "cached messages are handed over once"
+        );
+        let again = subscribe(cluster.r(2), "bob", seen).await;
+        assert_eq!(cursors(&again.replay), cached);
+        assert_eq!(again.ready.offline_message_count, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cursor_older_than_the_log_reports_lost_events() {
+        let Some(cluster) = Cluster::start(&["--event-log-size", "3", "--offline-cache-size", "3"])
+        else {
+            return;
+        };
+        let mut bob = subscribe(cluster.r(1), "bob", 0).await;
+        let reserved = bob.ready.cursor;
+        let mut live = Vec::new();
+        for i in 0..6 {
+            send(cluster.r(2), "alice", "bob", &format!("m{i}"), false, "")
+                .await
+                .expect("sends");
+            live.push(bob.next().await.cursor);
+        }
+        drop(bob);
+        let late = subscribe(cluster.r(3), "bob", reserved).await;
+        assert!(late.ready.events_lost, "the first three were dropped");
+        assert_eq!(cursors(&late.replay), live[3..], "what the log holds");
+        let in_time = subscribe(cluster.r(2), "bob", live[2]).await;
+        assert!(!in_time.ready.events_lost);
+        assert_eq!(cursors(&in_time.replay), live[3..]);
+        let lost_one = subscribe(cluster.r(1), "bob", live[1]).await;
+        assert!(
+            lost_one.ready.events_lost,
+            "the event after {} was dropped",
+            live[1]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_who_was_offline_gets_the_channel_messages_they_missed() {
+        let Some(cluster) = Cluster::start(&[]) else {
+            return;
+        };
+        join(cluster.r(1), "alice", "room").await;
+        join(cluster.r(2), "carol", "room").await;
+        let carol = subscribe(cluster.r(3), "carol", 0).await;
+        let resume_at = carol.ready.cursor;
+        drop(carol);
+        let mut sent = Vec::new();
+        for i in 0..3 {
+            sent.push(
+                send_channel(cluster.r(1 + i % 3), "alice", "room", &format!("c{i}"), "")
+                    .await
+                    .expect("sends")
+                    .message_id,
+            );
+        }
+        let back = subscribe(cluster.r(2), "carol", resume_at).await;
+        let ids: Vec<String> = back.replay.iter().map(peer_id).collect();
+        assert_eq!(ids, sent);
+        let got = cursors(&back.replay);
+        assert!(resume_at < got[0] && increasing(&got));
+        assert!(!back.ready.events_lost);
+        assert_eq!(back.ready.cursor, got[2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retried_send_gets_the_first_answer_through_any_replica() {
+        let Some(cluster) = Cluster::start(&[]) else {
+            return;
+        };
+        let mut bob = subscribe(cluster.r(3), "bob", 0).await;
+        let first = send(cluster.r(1), "alice", "bob", "once", false, "retry-1")
+            .await
+            .expect("sends");
+        assert_eq!(first.state(), pb::PeerMessageState::Delivered);
+        let again = send(cluster.r(2), "alice", "bob", "once", false, "retry-1")
+            .await
+            .expect("a retry succeeds");
+        assert_eq!(again, first, "same message_id, state and server_time");
+        assert_eq!(peer_id(&bob.next().await), first.message_id);
+        next_is_marker(cluster.r(1), &mut bob, "bob").await;
+        let other = send(cluster.r(2), "carol", "bob", "once", false, "retry-1")
+            .await
+            .expect("sends");
+        assert_ne!(other.message_id, first.message_id);
+        assert_eq!(peer_id(&bob.next().await), other.message_id);
+        let reused = send(
+            cluster.r(3),
+            "alice",
+            "bob",
+            "something else",
+            false,
+            "retry-1",
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(reused.code(), Code::InvalidArgument);
+        assert!(reused.message().contains("client_message_id"));
+        next_is_marker(cluster.r(2), &mut bob, "bob").await;
+
+        // Cached once.
+        let cached = send(cluster.r(1), "alice", "dave", "c", true, "cache-1")
+            .await
+            .expect("sends");
+        assert_eq!(cached.state(), pb::PeerMessageState::Cached);
+        let retried = send(cluster.r(2), "alice", "dave", "c", true, "cache-1")
+            .await
+            .expect("sends");
+        assert_eq!(retried, cached);
+        let dave = subscribe(cluster.r(3), "dave", 0).await;
+        assert_eq!(dave.replay.len(), 1);
+        assert_eq!(dave.ready.offline_message_count, 1);
+
+        // A channel message once.
+        join(cluster.r(1), "alice", "room").await;
+        join(cluster.r(2), "bob", "room").await;
+        let first = send_channel(cluster.r(1), "alice", "room", "hi", "ch-1")
+            .await
+            .expect("sends");
+        let again = send_channel(cluster.r(3), "alice", "room", "hi", "ch-1")
+            .await
+            .expect("sends");
+        assert_eq!(again, first);
+        assert_eq!(peer_id(&bob.next().await), first.message_id);
+        next_is_marker(cluster.r(1), &mut bob, "bob").await;
+    }
 }

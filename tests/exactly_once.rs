@@ -1,8 +1,10 @@
-//! Exactly-once drills (issue 18) on one server, with the Rust client: a subscriber
-//! whose connection is cut while 1,000 messages are sent at full rate reconnects by
-//! itself and has every message once, in order per sender; a sender whose answers
+//! Exactly-once drills (issue 18), with the Rust client, on one server and on three
+//! replicas sharing NATS JetStream: a subscriber whose connection is cut while 1,000
+//! messages are sent at full rate reconnects by itself (across replicas: to another
+//! replica) and has every message once, in order per sender; a sender whose answers
 //! are cut retries, and no message arrives twice. Toxiproxy puts faults on the wire;
-//! the drills are skipped without it unless COURIER_TEST_REQUIRE_TOXIPROXY is set.
+//! the drills are skipped without it unless COURIER_TEST_REQUIRE_TOXIPROXY is set (and
+//! the replicated ones without a nats-server unless COURIER_TEST_REQUIRE_NATS is).
 
 #[macro_use]
 mod common;
@@ -12,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Backend, Server, Toxiproxy, token};
+use common::{Backend, Nats, Server, Toxiproxy, token};
 use courier_client::{Client, Event, Message, SendOptions};
 use futures::StreamExt;
 use serde_json::json;
@@ -33,13 +35,74 @@ fn text_of(message: &Message) -> String {
     }
 }
 
+/// Room for the whole run: no rate limit in the way, and an offline cache and log
+/// that hold every message (past the cache's cap the oldest would be dropped, and
+/// rightly reported lost).
+const LIMITS: [&str; 6] = [
+    "--rate-limit",
+    "100000",
+    "--offline-cache-size",
+    "2000",
+    "--event-log-size",
+    "2000",
+];
+
+/// The servers of a drill: one, or three replicas sharing a nats-server.
+struct Servers {
+    servers: Vec<Server>,
+    _nats: Option<Nats>,
+    _media: Option<tempfile::TempDir>,
+}
+
+impl Servers {
+    fn one() -> Self {
+        Self {
+            servers: vec![Server::start(&Backend::Local, &LIMITS)],
+            _nats: None,
+            _media: None,
+        }
+    }
+
+    /// Three replicas, or `None` without a nats-server.
+    fn replicas() -> Option<Self> {
+        let nats = Nats::start()?;
+        let media = tempfile::tempdir().expect("a shared media folder");
+        let backend = Backend::shared(media.path());
+        let url = nats.url();
+        let mut args = vec!["--bus", url.as_str()];
+        args.extend(LIMITS);
+        let servers = (0..3).map(|_| Server::start(&backend, &args)).collect();
+        Some(Self {
+            servers,
+            _nats: Some(nats),
+            _media: Some(media),
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_subscriber_gets_every_message_once_in_order() {
     let Some(toxiproxy) = Toxiproxy::from_env() else {
         return;
     };
-    let server = Server::start(&Backend::Local, &["--rate-limit", "100000"]);
-    let proxy = toxiproxy.proxy("exactly-once-sub", &server.addr.to_string());
+    cut_subscriber(&toxiproxy, &Servers::one().servers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_replicas_a_cut_subscriber_gets_every_message_once_in_order() {
+    let Some(toxiproxy) = Toxiproxy::from_env() else {
+        return;
+    };
+    let Some(cluster) = Servers::replicas() else {
+        return;
+    };
+    cut_subscriber(&toxiproxy, &cluster.servers).await;
+}
+
+/// The subscriber drill: the subscriber goes through a proxy to the first server,
+/// the senders each to one of `servers`; each cut moves the proxy to the next server.
+async fn cut_subscriber(toxiproxy: &Toxiproxy, servers: &[Server]) {
+    let proxy = toxiproxy.proxy("exactly-once-sub", &servers[0].addr.to_string());
     let bob = Client::connect(&proxy.url(), &token("bob"))
         .await
         .expect("connects through the proxy");
@@ -50,9 +113,12 @@ async fn a_cut_subscriber_gets_every_message_once_in_order() {
     const EACH: usize = 250;
     let mut senders = Vec::new();
     for s in 0..SENDERS {
-        let client = Client::connect(&server.url(), &token(&format!("sender{s}")))
-            .await
-            .expect("connects");
+        let client = Client::connect(
+            &servers[s % servers.len()].url(),
+            &token(&format!("sender{s}")),
+        )
+        .await
+        .expect("connects");
         senders.push(tokio::spawn(async move {
             for i in 0..EACH {
                 client
@@ -80,11 +146,14 @@ async fn a_cut_subscriber_gets_every_message_once_in_order() {
         // (every connection closed), once by a TCP reset.
         if (received == 200 && cuts == 0) || (received == 600 && cuts == 1) {
             cuts += 1;
+            let next_server = servers[cuts % servers.len()].addr.to_string();
             if cuts == 1 {
                 proxy.set_enabled(false);
+                proxy.set_upstream(&next_server);
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 proxy.set_enabled(true);
             } else {
+                proxy.set_upstream(&next_server);
                 proxy.add_toxic("reset", "reset_peer", "downstream", json!({ "timeout": 0 }));
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 proxy.remove_toxic("reset");
@@ -102,7 +171,7 @@ async fn a_cut_subscriber_gets_every_message_once_in_order() {
                 received += 1;
             }
             Event::Disconnected { .. } => disconnects += 1,
-            Event::Ready { events_lost, .. } => assert!(!events_lost),
+            Event::Ready { events_lost, .. } => assert!(!events_lost, "at {received}"),
         }
     }
     for sender in senders {
@@ -123,8 +192,9 @@ async fn a_cut_subscriber_gets_every_message_once_in_order() {
     assert!(cursors.windows(2).all(|w| w[0] < w[1]), "cursors increase");
     assert_eq!(feed.cursor(), *cursors.last().expect("some"));
     eprintln!(
-        "drill subscriber cut: {received} messages from {SENDERS} senders, {disconnects} disconnects, \
-         every one once and in order; last cursor {}",
+        "drill subscriber cut ({} server(s)): {received} messages from {SENDERS} senders, \
+         {disconnects} disconnects, every one once and in order; last cursor {}",
+        servers.len(),
         feed.cursor()
     );
 }
@@ -134,9 +204,26 @@ async fn a_sender_whose_answers_are_cut_retries_and_nothing_arrives_twice() {
     let Some(toxiproxy) = Toxiproxy::from_env() else {
         return;
     };
-    let server = Server::start(&Backend::Local, &["--rate-limit", "100000"]);
+    cut_sender(&toxiproxy, &Servers::one().servers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_replicas_a_sender_whose_answers_are_cut_retries_and_nothing_arrives_twice() {
+    let Some(toxiproxy) = Toxiproxy::from_env() else {
+        return;
+    };
+    let Some(cluster) = Servers::replicas() else {
+        return;
+    };
+    cut_sender(&toxiproxy, &cluster.servers).await;
+}
+
+/// The sender drill: the sender goes through a proxy to the first server, the
+/// receiver is on the last.
+async fn cut_sender(toxiproxy: &Toxiproxy, servers: &[Server]) {
+    let server = &servers[0];
     let proxy = toxiproxy.proxy("exactly-once-send", &server.addr.to_string());
-    let bob = Client::connect(&server.url(), &token("bob"))
+    let bob = Client::connect(&servers[servers.len() - 1].url(), &token("bob"))
         .await
         .expect("connects");
     let mut feed = bob.subscribe();
@@ -203,7 +290,8 @@ async fn a_sender_whose_answers_are_cut_retries_and_nothing_arrives_twice() {
         "some sends were retried after their answer was lost: {accepted} accepted"
     );
     eprintln!(
-        "drill sender cut: {TOTAL} messages, {accepted} sends reached the server ({} retries), each delivered once",
+        "drill sender cut ({} server(s)): {TOTAL} messages, {accepted} sends reached the server ({} retries), each delivered once",
+        servers.len(),
         accepted - TOTAL as i64
     );
 }

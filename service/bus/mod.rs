@@ -9,9 +9,16 @@
 //!   Channel messages are published once on `courier.channel.<channel>`; every replica
 //!   hears them and queues each on its own streams of the channel's members.
 //! - **State that must outlive a process** is in JetStream: channel membership
-//!   ([`MEMBERS`], file storage) and the offline cache ([`OFFLINE`], file storage, a
-//!   subject per receiver with a per-subject cap and a maximum age, published with the
-//!   message ID as `Nats-Msg-Id` so a retried publish is stored once).
+//!   ([`MEMBERS`], file storage) and each user's event log ([`OFFLINE`], file storage,
+//!   a subject per user `courier.offline.<user>` with a per-subject cap; an event's
+//!   cursor is its stream sequence). The log holds the peer messages delivered to the
+//!   user and the channel messages for them (each with a `Nats-TTL` of
+//!   `--event-log-ttl`) and the messages cached while they were offline (flagged in
+//!   the `Courier-Kind` header, kept for the stream's maximum age, `--offline-ttl`).
+//!   Each user's Subscribe streams read their subject with an ordered consumer:
+//!   replay, then live, in cursor order. [`HANDED`] keeps, per user, the sequence up
+//!   to which cached messages were handed to a stream; [`DEDUP`] the first answer of
+//!   each send with a `client_message_id`, for the dedup window.
 //! - **Cluster-wide limits** are in memory-backed JetStream streams ([`limits`]): leases
 //!   for transfers and Subscribe streams, and the sliding-window rate limit.
 //!
@@ -38,8 +45,15 @@ use crate::error::Error;
 /// The stream of channel membership: `courier.member.<channel>.<user>`, the last
 /// message of each subject saying joined (`1`) or left (empty).
 pub const MEMBERS: &str = "COURIER_MEMBERS";
-/// The stream of the offline cache: `courier.offline.<user>`.
+/// The stream of the per-user event logs (offline cache included):
+/// `courier.offline.<user>`.
 pub const OFFLINE: &str = "COURIER_OFFLINE";
+/// The stream of the sequence up to which each user's cached messages were handed
+/// to a Subscribe stream: `courier.handed.<user>`, the last message of each subject.
+pub const HANDED: &str = "COURIER_HANDED";
+/// The stream of the first answers of sends with a client message ID:
+/// `courier.dedup.<sender>.<client message ID>`, kept for the dedup window.
+pub const DEDUP: &str = "COURIER_DEDUP";
 /// The stream of leases: `courier.lease.<kind>.<user>.<lease>`.
 pub const LEASES: &str = "COURIER_LEASES";
 /// The stream of the rate limit: `courier.rate.<user>`.
@@ -65,6 +79,12 @@ pub struct BusSettings {
     pub lease_ttl: Duration,
     /// How many NATS servers keep a copy of each stream.
     pub replicas: usize,
+    /// The most delivered events kept per user in the event log.
+    pub log_size: usize,
+    /// How long a delivered event is kept in the event log.
+    pub log_ttl: Duration,
+    /// How long a send's client message ID is remembered.
+    pub dedup_window: Duration,
 }
 
 /// A connection to NATS. Cheap to clone.
@@ -178,15 +198,40 @@ impl Bus {
             },
             stream::Config {
                 name: OFFLINE.into(),
-                description: Some("courier: messages for offline users".into()),
+                description: Some("courier: each user's event log and offline cache".into()),
                 subjects: vec!["courier.offline.*".into()],
-                max_messages_per_subject: s.offline_per_user as i64,
+                // Both kinds share one per-user cap (the cache's own cap is applied
+                // when it is handed over).
+                max_messages_per_subject: s.offline_per_user.max(s.log_size) as i64,
                 max_bytes: s.offline_max_bytes as i64,
-                max_age: s.offline_ttl,
+                // Cached messages live this long; delivered ones carry a shorter
+                // `Nats-TTL`.
+                max_age: s.offline_ttl.max(s.log_ttl),
+                allow_message_ttl: true,
                 // Past max_bytes a new message is refused (OFFLINE_CACHE_FULL); past
-                // the per-receiver cap the receiver's oldest is dropped.
+                // the per-user cap the user's oldest is dropped.
                 discard: DiscardPolicy::New,
-                duplicate_window: Duration::from_secs(120),
+                duplicate_window: s.dedup_window.min(s.offline_ttl.max(s.log_ttl)),
+                storage: StorageType::File,
+                allow_direct: true,
+                ..Default::default()
+            },
+            stream::Config {
+                name: HANDED.into(),
+                description: Some("courier: cached messages handed to a stream, per user".into()),
+                subjects: vec!["courier.handed.*".into()],
+                max_messages_per_subject: 1,
+                max_age: s.offline_ttl.max(s.log_ttl),
+                storage: StorageType::File,
+                allow_direct: true,
+                ..Default::default()
+            },
+            stream::Config {
+                name: DEDUP.into(),
+                description: Some("courier: the first answers of sends with an ID".into()),
+                subjects: vec!["courier.dedup.*.*".into()],
+                max_messages_per_subject: 1,
+                max_age: s.dedup_window,
                 storage: StorageType::File,
                 allow_direct: true,
                 ..Default::default()

@@ -2,24 +2,49 @@
 //! for what lives where.
 //!
 //! Each replica keeps its own Subscribe streams in [`LocalStreams`]. While a user has
-//! a stream here, this replica listens on `courier.peer.<user>` and answers three
-//! requests there: *deliver* (a peer message, queued on the user's streams here;
-//! the answer says how many took it), *probe* (is the user online here) and *flush*
-//! (something was just cached for the user: hand it over). A send to a user with no
-//! listener anywhere gets "no responders" from NATS at once: the user is offline, and
-//! the message is cached in JetStream or the sender told PEER_UNREACHABLE.
+//! a stream here, this replica listens on `courier.peer.<user>` and answers *probe*
+//! (is the user online here). A send to a user with no listener anywhere gets "no
+//! responders" from NATS at once: the user is offline.
+//!
+//! Every message for a user is an entry in their event log in JetStream (a subject
+//! of [`OFFLINE`]), its cursor the stream sequence: a peer message to an online user
+//! is logged (DELIVERED), to an offline one cached (CACHED) or not kept
+//! (PEER_UNREACHABLE); a channel message is logged for every member. A Subscribe
+//! stream replays the log (direct gets up to the user's latest entry), then follows it
+//! with an ordered consumer from the next sequence: no gap, no duplicate, in cursor
+//! order, on whichever replica the user connects to. A send with a client message
+//! ID claims it in [`DEDUP`] first, and the log entries carry it as `Nats-Msg-Id`.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
+    future::Future,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
-use async_nats::{HeaderMap, client::RequestErrorKind};
+use async_nats::{
+    HeaderMap,
+    client::RequestErrorKind,
+    jetstream::{
+        consumer::{DeliverPolicy, push},
+        context::{PublishAckFuture, PublishError, PublishErrorKind},
+        message::PublishMessage as Publish,
+        stream::DirectGetErrorKind,
+    },
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use prost::Message as _;
-use tokio::{sync::watch, task::AbortHandle};
+use tokio::{
+    sync::{
+        mpsc::{self, error::TrySendError},
+        watch,
+    },
+    task::AbortHandle,
+};
 use tracing::Instrument;
 
 use super::{
@@ -27,21 +52,35 @@ use super::{
         Event, HubLimits, Router, Subscription, not_a_member, peer_event, too_many_channels,
         too_many_streams,
     },
-    log::{Dedup, Replay, Sent},
+    log::{Dedup, Replay, Sent, reused},
     membership::Membership,
-    streams::LocalStreams,
+    streams::{LocalStreams, Queued},
 };
 use crate::{
     bus::{
-        Bus, OFFLINE,
+        Bus, DEDUP, HANDED, OFFLINE,
         limits::{LeaseKind, Leases, is_subject_full},
         token, unavailable,
     },
     error::{Error, Reason},
+    metrics::METRICS,
     pb::{self, subscribe_response::Event as Kind},
     telemetry::{self, otel_span},
 };
 
+/// The header saying what a log entry is: [`LOGGED`], [`CACHED`] or [`RESERVED`].
+const KIND: &str = "Courier-Kind";
+/// A delivered peer message or a channel message; expires after the log's TTL.
+const LOGGED: &str = "logged";
+/// A message cached while its receiver was offline; lives as long as the stream keeps
+/// it, and is handed to the receiver's next stream.
+const CACHED: &str = "cached";
+/// The first entry of a user's log, holding no event: a cursor to resume after.
+const RESERVED: &str = "reserved";
+/// The header of a dedup record holding the request's fingerprint (hex).
+const FINGERPRINT: &str = "Courier-Fingerprint";
+/// How long a retry waits for the answer of a first send still in progress.
+const ANSWER_WAIT: Duration = Duration::from_secs(10);
 /// The header naming a request's operation on `courier.peer.<user>`.
 const OP: &str = "Courier-Op";
 /// How long a new stream waits for its listener to be registered with NATS.
@@ -62,9 +101,6 @@ pub struct BusRouter {
     limits: HubLimits,
     /// The listeners on `courier.peer.<user>`, one per user with a stream here.
     listeners: Arc<Mutex<HashMap<String, Listener>>>,
-    /// Serialises taking a user's offline cache on this replica (a new stream and a
-    /// flush at once would otherwise both hand over the same messages).
-    taking: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A task listening on `courier.peer.<user>`.
@@ -100,49 +136,8 @@ impl BusRouter {
             leases,
             limits,
             listeners,
-            taking: Arc::default(),
         };
-        router.listen_to_channels().await?;
         Ok(router)
-    }
-
-    /// Every replica hears every channel message and queues it on its own streams of
-    /// the channel's members, but the sender's.
-    async fn listen_to_channels(&self) -> Result<(), Error> {
-        let mut subscriber = self
-            .bus
-            .client
-            .subscribe("courier.channel.*")
-            .await
-            .map_err(|e| unavailable("listening for channel messages", e))?;
-        let router = self.clone();
-        tokio::spawn(async move {
-            while let Some(message) = subscriber.next().await {
-                let span = otel_span!("bus.receive", op = "channel", messaging.system = "nats");
-                telemetry::continue_remote(&span, message.headers.as_ref());
-                let _entered = span.enter();
-                let Ok(message) = pb::ChannelMessageReceived::decode(message.payload) else {
-                    tracing::warn!("bus: a channel message that does not decode");
-                    continue;
-                };
-                let members = router.membership.members(&message.channel_id);
-                let streams = router.streams.streams_of(
-                    members
-                        .iter()
-                        .map(String::as_str)
-                        .filter(|m| *m != message.sender_id),
-                );
-                if streams.is_empty() {
-                    continue;
-                }
-                let event = Arc::new(Event {
-                    event: Some(Kind::ChannelMessage(message)),
-                    cursor: 0,
-                });
-                router.streams.deliver(streams, &event, 0);
-            }
-        });
-        Ok(())
     }
 
     /// Listens on `courier.peer.<user>` unless already listening; returns once NATS
@@ -193,26 +188,9 @@ impl BusRouter {
                 .unwrap_or_default();
             let span = otel_span!("bus.receive", op = %op, messaging.system = "nats");
             telemetry::continue_remote(&span, request.headers.as_ref());
-            let payload = request.payload.clone();
             let answer: u64 = async {
                 match op.as_str() {
-                    "deliver" => match pb::PeerMessageReceived::decode(payload) {
-                        Ok(message) => {
-                            let streams = self.streams.streams_of([user.as_str()]);
-                            self.streams
-                                .deliver(streams, &Arc::new(peer_event(message)), 0)
-                                as u64
-                        }
-                        Err(_) => 0,
-                    },
                     "probe" => u64::from(self.streams.has(&user)),
-                    "flush" => match self.flush_cache(&user).await {
-                        Ok(n) => n,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "bus: handing over cached messages");
-                            0
-                        }
-                    },
                     _ => 0,
                 }
             }
@@ -254,125 +232,500 @@ impl BusRouter {
         }
     }
 
-    /// `courier.offline.<user>`.
-    fn cache_subject(user: &str) -> String {
-        format!("courier.offline.{}", token(user))
+    /// Appends `event` of `kind` to `user`'s log (a delivered event expires after the
+    /// log's TTL, a cached one lives as long as the stream keeps it); `msg_id` makes a
+    /// retried append stored once. Returns the ack to await.
+    async fn append(
+        &self,
+        user: &str,
+        kind: &'static str,
+        payload: Bytes,
+        msg_id: Option<&str>,
+    ) -> Result<PublishAckFuture, PublishError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(KIND, kind);
+        // The trace of the send, when there is one: the stream that reads it continues it.
+        telemetry::inject(&mut headers);
+        let mut publish = Publish::build().headers(headers).payload(payload);
+        if kind == LOGGED {
+            publish = publish.ttl(self.bus.settings().log_ttl.max(Duration::from_secs(1)));
+        }
+        if let Some(id) = msg_id {
+            publish = publish.message_id(id);
+        }
+        self.bus.js.send_publish(log_subject(user), publish).await
     }
 
-    /// The messages cached for `user`, oldest first, with the sequence of the last.
-    async fn read_cache(&self, user: &str) -> Result<(Vec<pb::PeerMessageReceived>, u64), Error> {
-        let stream = self.bus.stream(OFFLINE).await?;
-        let subject = Self::cache_subject(user);
-        let mut messages = Vec::new();
-        let mut next = 1;
-        let mut last = 0;
-        // Bounded: the stream keeps at most this many per receiver.
-        for _ in 0..=self.bus.settings().offline_per_user {
-            match stream
+    /// Waits for the acks of appends, mapping a full log to OFFLINE_CACHE_FULL.
+    async fn acked(
+        &self,
+        acks: Vec<Result<PublishAckFuture, PublishError>>,
+    ) -> Result<Vec<u64>, Error> {
+        let mut sequences = Vec::with_capacity(acks.len());
+        let mut failed = None;
+        for ack in acks {
+            let result = match ack {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(ack) => sequences.push(ack.sequence),
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            None => Ok(sequences),
+            Some(e) if is_subject_full(&e) => Err(Error::Refused(
+                Reason::OfflineCacheFull,
+                "the server's message log is full; nothing was kept".into(),
+            )),
+            Some(e) => Err(unavailable("writing to the event log", e)),
+        }
+    }
+
+    /// Claims `sender`'s `dedup` ID, or returns the first answer given for it (after
+    /// waiting, bounded, while the first send is still in progress elsewhere).
+    async fn claim(&self, sender: &str, dedup: &Dedup) -> Result<Claim, Error> {
+        let subject = dedup_subject(sender, &dedup.client_message_id);
+        let fingerprint = hex::encode(dedup.fingerprint);
+        let stream = self.bus.stream(DEDUP).await?;
+        let deadline = Instant::now() + ANSWER_WAIT;
+        loop {
+            let publish = Publish::build()
+                .header(FINGERPRINT, fingerprint.as_str())
+                .expected_last_subject_sequence(0);
+            let claimed = match self.bus.js.send_publish(subject.clone(), publish).await {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match claimed {
+                Ok(ack) => return Ok(Claim::Mine(ack.sequence)),
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {}
+                Err(e) => return Err(unavailable("recording a client message ID", e)),
+            }
+            match stream.direct_get_last_for_subject(subject.clone()).await {
+                Ok(record) => {
+                    let theirs = record
+                        .headers
+                        .get(FINGERPRINT)
+                        .map(|v| v.as_str().to_owned())
+                        .unwrap_or_default();
+                    if theirs != fingerprint {
+                        return Err(reused(&dedup.client_message_id));
+                    }
+                    if !record.payload.is_empty() {
+                        let answer = pb::SendPeerMessageResponse::decode(record.payload)
+                            .map_err(|e| Error::Internal(format!("a dedup record: {e}")))?;
+                        return Ok(Claim::Answered(Sent {
+                            state: answer.state(),
+                            message_id: answer.message_id,
+                            server_time: answer.server_time,
+                        }));
+                    }
+                }
+                // Gone in between (expired, or released by a failed first send).
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => continue,
+                Err(e) => return Err(unavailable("reading a client message ID", e)),
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Unavailable(
+                    "the first send with this client_message_id is still in progress; retry shortly"
+                        .into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Records the answer of a claimed send, or releases the claim when it failed (a
+    /// retry then sends afresh).
+    async fn settle(&self, sender: &str, dedup: &Dedup, claim: u64, result: &Result<Sent, Error>) {
+        let subject = dedup_subject(sender, &dedup.client_message_id);
+        match result {
+            Ok(sent) => {
+                let answer = pb::SendPeerMessageResponse {
+                    message_id: sent.message_id.clone(),
+                    server_time: sent.server_time,
+                    state: sent.state.into(),
+                };
+                let publish = Publish::build()
+                    .payload(Bytes::from(answer.encode_to_vec()))
+                    .header(FINGERPRINT, hex::encode(dedup.fingerprint).as_str())
+                    .expected_last_subject_sequence(claim);
+                let recorded = match self.bus.js.send_publish(subject, publish).await {
+                    Ok(ack) => ack.await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = recorded {
+                    tracing::warn!(error = %e, "bus: recording the answer of a send");
+                }
+            }
+            Err(_) => {
+                let released = match self.bus.stream(DEDUP).await {
+                    Ok(stream) => stream
+                        .purge()
+                        .filter(subject)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = released {
+                    tracing::warn!(error = %e, "bus: releasing a client message ID");
+                }
+            }
+        }
+    }
+
+    /// Runs `send` once per `dedup` ID: a retry gets the first answer.
+    async fn once<F>(&self, sender: &str, dedup: Option<Dedup>, send: F) -> Result<Sent, Error>
+    where
+        F: Future<Output = Result<Sent, Error>> + Send,
+    {
+        self.bus.ensure_connected()?;
+        let Some(dedup) = dedup else {
+            return send.await;
+        };
+        let claim = match self.claim(sender, &dedup).await? {
+            Claim::Answered(first) => return Ok(first),
+            Claim::Mine(claim) => claim,
+        };
+        let result = send.await;
+        self.settle(sender, &dedup, claim, &result).await;
+        result
+    }
+
+    /// The sequence up to which `user`'s cached messages were handed to a stream, and
+    /// the stream sequence of that record (0 when there is none).
+    async fn handed(&self, user: &str) -> Result<(u64, u64), Error> {
+        let stream = self.bus.stream(HANDED).await?;
+        match stream
+            .direct_get_last_for_subject(handed_subject(user))
+            .await
+        {
+            Ok(record) => Ok((
+                std::str::from_utf8(&record.payload)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
+                record.sequence,
+            )),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok((0, 0)),
+            Err(e) => Err(unavailable("reading the handed-over offline messages", e)),
+        }
+    }
+
+    /// Records that `user`'s cached messages up to `upto` were handed over, if the
+    /// record is still at `expected` (its stream sequence): false when another stream
+    /// took them first.
+    async fn hand(&self, user: &str, upto: u64, expected: Option<u64>) -> Result<bool, Error> {
+        let mut publish = Publish::build().payload(Bytes::from(upto.to_string()));
+        if let Some(expected) = expected {
+            publish = publish.expected_last_subject_sequence(expected);
+        }
+        let result = match self
+            .bus
+            .js
+            .send_publish(handed_subject(user), publish)
+            .await
+        {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Ok(false),
+            Err(e) => Err(unavailable("recording handed-over offline messages", e)),
+        }
+    }
+
+    /// What a new stream of `user` is owed up to `latest`: the cached messages not yet
+    /// handed over and, when `after` > 0, the events after it. Reads the log by
+    /// direct gets, in sequence order.
+    async fn replay(&self, user: &str, after: u64, latest: u64) -> Result<Replay, Error> {
+        let log = self.bus.stream(OFFLINE).await?;
+        let subject = log_subject(user);
+        let (handed, handed_at) = self.handed(user).await?;
+        // A cursor from the future (a log lost with NATS's store) resumes nothing.
+        let future = after > latest;
+        let resume = if future { 0 } else { after };
+        let mut replay = Replay {
+            latest,
+            events_lost: after > 0 && future,
+            ..Replay::default()
+        };
+        if resume > 0 {
+            replay.events_lost = self.lost_after(&log, &subject, resume).await?;
+        }
+        let mut next = if resume > 0 {
+            resume.min(handed)
+        } else {
+            handed
+        } + 1;
+        let mut taken = Vec::new();
+        // Bounded: the stream keeps at most this many per user.
+        let most = self
+            .bus
+            .settings()
+            .offline_per_user
+            .max(self.bus.settings().log_size)
+            + 2;
+        for _ in 0..most {
+            if next > latest {
+                break;
+            }
+            let stored = match log
                 .direct_get_next_for_subject(subject.clone(), Some(next))
                 .await
             {
-                Ok(stored) => {
-                    last = stored.sequence;
-                    next = stored.sequence + 1;
-                    match pb::PeerMessageReceived::decode(stored.payload) {
-                        Ok(message) => messages.push(message),
-                        Err(_) => tracing::warn!("bus: a cached message that does not decode"),
+                Ok(stored) => stored,
+                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
+                Err(e) => return Err(unavailable("reading the event log", e)),
+            };
+            let cursor = stored.sequence;
+            if cursor > latest {
+                break;
+            }
+            next = cursor + 1;
+            let kind = kind_of(Some(&stored.headers));
+            let owed_cached = kind == CACHED && cursor > handed;
+            if !(owed_cached || (resume > 0 && cursor > resume)) || kind == RESERVED {
+                continue;
+            }
+            let Some(mut event) = decode_entry(Some(&stored.headers), stored.payload) else {
+                tracing::warn!("bus: skipping a log entry that does not decode");
+                continue;
+            };
+            event.cursor = cursor;
+            if owed_cached {
+                taken.push(cursor);
+                replay.offline += 1;
+            }
+            replay.events.push((cursor, event));
+        }
+        // The per-receiver cap of the offline cache keeps the newest cached ones (the
+        // stream's per-user cap is shared with delivered events).
+        let cap = self.bus.settings().offline_per_user;
+        if taken.len() > cap {
+            let dropped: Vec<u64> = taken.drain(..taken.len() - cap).collect();
+            replay
+                .events
+                .retain(|(cursor, _)| !dropped.contains(cursor));
+            replay.offline -= dropped.len();
+        }
+        if !taken.is_empty() && !self.hand(user, latest, Some(handed_at)).await? {
+            // Another stream took them first: they are its, unless after `after`.
+            let (now_handed, _) = self.handed(user).await?;
+            replay.events.retain(|(cursor, _)| {
+                !(taken.contains(cursor) && *cursor <= now_handed)
+                    || (resume > 0 && *cursor > resume)
+            });
+            replay.offline -= taken.iter().filter(|c| **c <= now_handed).count();
+        }
+        Ok(replay)
+    }
+
+    /// Whether events of `subject` after `after` may have been dropped. Cursors are the
+    /// stream's sequence, shared by every user: a gap between a user's cursors is
+    /// normal. The log drops a user's oldest first (by count, and by age for
+    /// delivered events, which expire in order), so while the event at `after` is
+    /// held nothing after it was dropped; only a cached or reserved one can outlive
+    /// delivered events after it, so such an anchor older than the log's TTL counts as
+    /// lost. With the anchor gone, nothing was lost when the user's first held event
+    /// comes right after it; otherwise some may have been (reported lost: the gap may
+    /// hold only other users' events, but the log cannot tell).
+    async fn lost_after(
+        &self,
+        log: &async_nats::jetstream::stream::Stream<()>,
+        subject: &str,
+        after: u64,
+    ) -> Result<bool, Error> {
+        match log.direct_get(after).await {
+            Ok(anchor) if anchor.subject.as_str() == subject => {
+                let age = time::OffsetDateTime::now_utc() - anchor.time;
+                return Ok(kind_of(Some(&anchor.headers)) != LOGGED
+                    && age.unsigned_abs() > self.bus.settings().log_ttl);
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
+            Err(e) => return Err(unavailable("reading the event log", e)),
+        }
+        match log
+            .direct_get_next_for_subject(subject.to_owned(), Some(after))
+            .await
+        {
+            Ok(first) => Ok(first.sequence != after + 1),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(true),
+            Err(e) => Err(unavailable("reading the event log", e)),
+        }
+    }
+
+    /// `user`'s latest cursor; a user without one gets a reserved entry first, so
+    /// that the cursor a stream resumes after is never 0 (which means none).
+    async fn latest(&self, user: &str) -> Result<u64, Error> {
+        let log = self.bus.stream(OFFLINE).await?;
+        match log.direct_get_last_for_subject(log_subject(user)).await {
+            Ok(last) => return Ok(last.sequence),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
+            Err(e) => return Err(unavailable("reading the event log", e)),
+        }
+        let ack = self.append(user, RESERVED, Bytes::new(), None).await;
+        Ok(self.acked(vec![ack]).await?[0])
+    }
+
+    /// Follows `user`'s log after `latest` with an ordered consumer, queueing each
+    /// event with its cursor on `tx`; a full queue cuts the stream off as too slow.
+    async fn follow(
+        &self,
+        user: &str,
+        latest: u64,
+        tx: mpsc::Sender<Queued>,
+        too_slow: Arc<AtomicBool>,
+    ) -> Result<AbortHandle, Error> {
+        let log = self.bus.stream(OFFLINE).await?;
+        let consumer = log
+            .create_consumer(push::OrderedConfig {
+                deliver_subject: self.bus.client.new_inbox(),
+                filter_subject: log_subject(user),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: latest + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable("following the event log", e))?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| unavailable("following the event log", e))?;
+        let router = self.clone();
+        let user = user.to_owned();
+        let task = tokio::spawn(async move {
+            while let Some(message) = messages.next().await {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bus: following the event log");
+                        continue;
+                    }
+                };
+                let Ok(cursor) = message.info().map(|info| info.stream_sequence) else {
+                    continue;
+                };
+                if cursor <= latest {
+                    continue;
+                }
+                let kind = kind_of(message.headers.as_ref());
+                if kind == RESERVED {
+                    continue;
+                }
+                let Some(mut event) =
+                    decode_entry(message.headers.as_ref(), message.payload.clone())
+                else {
+                    tracing::warn!("bus: skipping a log entry that does not decode");
+                    continue;
+                };
+                event.cursor = cursor;
+                if kind == CACHED {
+                    // Cached as the user came online: handed over now, not again.
+                    if let Err(e) = router.hand(&user, cursor, None).await {
+                        tracing::warn!(error = %e, "bus: recording a handed-over message");
                     }
                 }
-                Err(e)
-                    if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound =>
-                {
-                    break;
+                let op = if matches!(event.event, Some(Kind::ChannelMessage(_))) {
+                    "channel"
+                } else {
+                    "deliver"
+                };
+                let span = otel_span!("bus.receive", op = op, messaging.system = "nats");
+                telemetry::continue_remote(&span, message.headers.as_ref());
+                let _entered = span.enter();
+                match tx.try_send((Arc::new(event), cursor)) {
+                    Ok(()) => {
+                        METRICS.deliveries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(TrySendError::Full(_)) => {
+                        too_slow.store(true, Ordering::Relaxed);
+                        METRICS.subscribers_cut_off.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(%user, "cutting off a Subscribe stream that is too slow");
+                        break;
+                    }
+                    Err(TrySendError::Closed(_)) => break,
                 }
-                Err(e) => return Err(unavailable("reading the offline cache", e)),
             }
-        }
-        Ok((messages, last))
+        });
+        Ok(task.abort_handle())
     }
+}
 
-    /// Removes `user`'s cached messages up to sequence `last`.
-    async fn drop_cache(&self, user: &str, last: u64) -> Result<(), Error> {
-        let stream = self.bus.stream(OFFLINE).await?;
-        stream
-            .purge()
-            .filter(Self::cache_subject(user))
-            .sequence(last + 1)
-            .await
-            .map_err(|e| unavailable("removing delivered offline messages", e))?;
-        Ok(())
-    }
+/// What claiming a client message ID found.
+enum Claim {
+    /// The ID is this send's; the claim's stream sequence.
+    Mine(u64),
+    /// An earlier send with the ID got this answer.
+    Answered(Sent),
+}
 
-    /// Takes `user`'s cached messages (for a new stream here).
-    async fn take_cache(&self, user: &str) -> Result<Vec<pb::PeerMessageReceived>, Error> {
-        let _taking = self.taking.lock().await;
-        let (messages, last) = self.read_cache(user).await?;
-        if last > 0 {
-            self.drop_cache(user, last).await?;
-        }
-        Ok(messages)
-    }
+/// Aborts a task when dropped.
+struct AbortOnDrop(AbortHandle);
 
-    /// Hands what is cached for `user` to their streams here; what no stream took
-    /// stays cached. Returns how many messages were handed over.
-    async fn flush_cache(&self, user: &str) -> Result<u64, Error> {
-        let _taking = self.taking.lock().await;
-        let (messages, last) = self.read_cache(user).await?;
-        let mut handed = 0;
-        for mut message in messages {
-            message.offline = true;
-            let streams = self.streams.streams_of([user]);
-            if self
-                .streams
-                .deliver(streams, &Arc::new(peer_event(message)), 0)
-                == 0
-            {
-                // No stream here any more: leave the rest cached.
-                return Ok(handed);
-            }
-            handed += 1;
-        }
-        if last > 0 {
-            self.drop_cache(user, last).await?;
-        }
-        Ok(handed)
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
+}
 
-    /// Caches `message` for `peer`; a retry with the same message ID is stored once.
-    async fn cache(&self, peer: &str, message: &pb::PeerMessageReceived) -> Result<(), Error> {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", message.message_id.as_str());
-        let result = async {
-            match self
-                .bus
-                .js
-                .publish_with_headers(
-                    Self::cache_subject(peer),
-                    headers,
-                    Bytes::from(message.encode_to_vec()),
-                )
-                .await
-            {
-                Ok(ack) => ack.await,
-                Err(e) => Err(e),
-            }
-        }
-        .instrument(otel_span!("bus.cache", messaging.system = "nats"))
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_subject_full(&e) => Err(Error::Refused(
-                Reason::OfflineCacheFull,
-                "the server's offline cache is full; nothing was kept".into(),
-            )),
-            Err(e) => Err(unavailable("caching an offline message", e)),
-        }
+/// `courier.offline.<user>`: the user's event log.
+fn log_subject(user: &str) -> String {
+    format!("courier.offline.{}", token(user))
+}
+
+/// `courier.handed.<user>`.
+fn handed_subject(user: &str) -> String {
+    format!("courier.handed.{}", token(user))
+}
+
+/// `courier.dedup.<sender>.<client message ID>`.
+fn dedup_subject(sender: &str, id: &str) -> String {
+    format!("courier.dedup.{}.{}", token(sender), token(id))
+}
+
+/// The `Nats-Msg-Id` of a send's entry in `user`'s log.
+fn msg_id(sender: &str, dedup: Option<&Dedup>, user: &str) -> Option<String> {
+    dedup.map(|d| {
+        format!(
+            "{}.{}.{}",
+            token(sender),
+            token(&d.client_message_id),
+            token(user)
+        )
+    })
+}
+
+/// The kind of a log entry; entries from before the log (plain cached messages)
+/// have no header and count as cached.
+fn kind_of(headers: Option<&HeaderMap>) -> &'static str {
+    match headers.and_then(|h| h.get(KIND)).map(|v| v.as_str()) {
+        Some(LOGGED) => LOGGED,
+        Some(RESERVED) => RESERVED,
+        _ => CACHED,
     }
+}
+
+/// The event a log entry holds.
+fn decode_entry(headers: Option<&HeaderMap>, payload: Bytes) -> Option<Event> {
+    if headers.and_then(|h| h.get(KIND)).is_none() {
+        let mut message = pb::PeerMessageReceived::decode(payload).ok()?;
+        message.offline = true;
+        return Some(peer_event(message));
+    }
+    Event::decode(payload).ok()
 }
 
 #[tonic::async_trait]
 impl Router for BusRouter {
-    async fn subscribe(&self, user: &str, _after: u64) -> Result<Subscription, Error> {
+    async fn subscribe(&self, user: &str, after: u64) -> Result<Subscription, Error> {
+        self.bus.ensure_connected()?;
         let lease = self
             .leases
             .acquire(LeaseKind::Stream, user, self.limits.max_streams_per_user)
@@ -382,59 +735,64 @@ impl Router for BusRouter {
             .streams
             .register(user, self.limits.max_streams_per_user)
             .ok_or_else(|| too_many_streams(self.limits.max_streams_per_user))?;
-        // Listening first, then the cache is taken: a message sent in between is either
-        // delivered live or already cached (and then flushed to this stream).
+        // Online first (a send from now on is logged as delivered, or cached and then
+        // read live), then the latest cursor, the replay up to it, and the live events
+        // after it: every event once, in cursor order.
         self.listen_to(user).await?;
-        let offline = self.take_cache(user).await?;
+        let latest = self.latest(user).await?;
+        let replay = self.replay(user, after, latest).await?;
+        let (tx, events) = mpsc::channel(self.limits.subscriber_buffer.max(1));
+        let too_slow = Arc::new(AtomicBool::new(false));
+        let follower = self.follow(user, latest, tx, too_slow.clone()).await?;
         Ok(Subscription {
-            replay: Replay {
-                offline: offline.len(),
-                events: offline
-                    .into_iter()
-                    .map(|mut message| {
-                        message.offline = true;
-                        (0, peer_event(message))
-                    })
-                    .collect(),
-                ..Replay::default()
-            },
-            events: registered.events,
-            too_slow: registered.too_slow,
-            registration: Box::new((registered.registration, lease)),
+            replay,
+            events,
+            too_slow,
+            registration: Box::new((
+                registered.registration,
+                lease,
+                AbortOnDrop(follower),
+                registered.events,
+            )),
         })
     }
 
     async fn send_peer(
         &self,
         peer: &str,
-        message: pb::PeerMessageReceived,
+        mut message: pb::PeerMessageReceived,
         cache: bool,
-        _dedup: Option<Dedup>,
+        dedup: Option<Dedup>,
     ) -> Result<Sent, Error> {
-        let sent = |state| Sent {
-            message_id: message.message_id.clone(),
-            server_time: message.server_time,
-            state,
+        let sender = message.sender_id.clone();
+        let id = msg_id(&sender, dedup.as_ref(), peer);
+        let send = async {
+            let sent = |state| Sent {
+                message_id: message.message_id.clone(),
+                server_time: message.server_time,
+                state,
+            };
+            // DELIVERED when the peer has a stream: logged, their streams read it.
+            let online = matches!(self.ask(peer, "probe", Bytes::new()).await?, Some(n) if n > 0);
+            let (kind, state) = if online {
+                (LOGGED, pb::PeerMessageState::Delivered)
+            } else if cache {
+                message.offline = true;
+                (CACHED, pb::PeerMessageState::Cached)
+            } else {
+                return Ok(sent(pb::PeerMessageState::PeerUnreachable));
+            };
+            let answer = sent(state);
+            let payload = Bytes::from(peer_event(message.clone()).encode_to_vec());
+            let span = otel_span!("bus.request", op = "deliver", messaging.system = "nats");
+            let ack = self
+                .append(peer, kind, payload, id.as_deref())
+                .instrument(span.clone())
+                .await;
+            self.acked(vec![ack]).instrument(span).await?;
+            Ok(answer)
         };
-        let payload = Bytes::from(message.encode_to_vec());
-        // DELIVERED only when a live stream queued it; a replica that answers 0 had
-        // no stream that could take it (cut off as too slow): as for an offline peer.
-        if let Some(taken) = self.ask(peer, "deliver", payload).await?
-            && taken > 0
-        {
-            return Ok(sent(pb::PeerMessageState::Delivered));
-        }
-        if !cache {
-            return Ok(sent(pb::PeerMessageState::PeerUnreachable));
-        }
-        self.cache(peer, &message).await?;
-        // The peer may have subscribed while the message was being written, after its
-        // stream took the cache: have their replica hand it over now.
-        // It is cached either way: a failure here only delays it to their next stream.
-        if let Err(e) = self.ask(peer, "flush", Bytes::new()).await {
-            tracing::warn!(error = %e, "bus: asking for a cached message to be handed over");
-        }
-        Ok(sent(pb::PeerMessageState::Cached))
+        self.once(&sender, dedup.clone(), send).await
     }
 
     async fn join(&self, user: &str, channel: &str) -> Result<(), Error> {
@@ -472,52 +830,58 @@ impl Router for BusRouter {
     async fn send_channel(
         &self,
         message: pb::ChannelMessageReceived,
-        _dedup: Option<Dedup>,
+        dedup: Option<Dedup>,
     ) -> Result<Sent, Error> {
         self.bus.ensure_connected()?;
+        // Every member a replica admitted before now gets it.
+        self.membership.catch_up().await?;
         if !self
             .membership
             .is_member(&message.channel_id, &message.sender_id)
         {
-            // Perhaps joined through another replica a moment ago.
-            self.membership.catch_up().await?;
-            if !self
-                .membership
-                .is_member(&message.channel_id, &message.sender_id)
-            {
-                return Err(not_a_member(&message.channel_id));
-            }
+            return Err(not_a_member(&message.channel_id));
         }
-        let span = otel_span!("bus.publish", op = "channel", messaging.system = "nats");
-        let mut headers = HeaderMap::new();
-        span.in_scope(|| telemetry::inject(&mut headers));
-        let subject = format!("courier.channel.{}", token(&message.channel_id));
+        let sender = message.sender_id.clone();
+        let members: Vec<String> = self
+            .membership
+            .members(&message.channel_id)
+            .into_iter()
+            .filter(|member| *member != sender)
+            .collect();
         let sent = Sent {
             message_id: message.message_id.clone(),
             server_time: message.server_time,
             state: pb::PeerMessageState::Unspecified,
         };
-        let payload = Bytes::from(message.encode_to_vec());
-        let client = &self.bus.client;
-        // Without traces, no headers at all (the message stays as small as before).
-        async {
-            if headers.is_empty() {
-                client.publish(subject, payload).await
-            } else {
-                client.publish_with_headers(subject, headers, payload).await
+        let payload = Bytes::from(
+            Event {
+                event: Some(Kind::ChannelMessage(message)),
+                cursor: 0,
             }
-        }
-        .instrument(span)
-        .await
-        .map_err(|e| unavailable("publishing a channel message", e))?;
-        // Answered only once NATS has it: a sender's next message, even through
-        // another replica, then reaches every member after this one.
-        self.bus
-            .client
-            .flush()
-            .await
-            .map_err(|e| unavailable("publishing a channel message", e))?;
-        Ok(sent)
+            .encode_to_vec(),
+        );
+        let send = async {
+            // Written to every member's log: all published, then the acks awaited.
+            async {
+                let mut acks = Vec::with_capacity(members.len());
+                for member in &members {
+                    let id = msg_id(&sender, dedup.as_ref(), member);
+                    acks.push(
+                        self.append(member, LOGGED, payload.clone(), id.as_deref())
+                            .await,
+                    );
+                }
+                self.acked(acks).await
+            }
+            .instrument(otel_span!(
+                "bus.publish",
+                op = "channel",
+                messaging.system = "nats"
+            ))
+            .await?;
+            Ok(sent)
+        };
+        self.once(&sender, dedup.clone(), send).await
     }
 
     async fn online(&self, users: &[String]) -> Result<Vec<bool>, Error> {

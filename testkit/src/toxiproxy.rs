@@ -94,6 +94,18 @@ impl Proxy {
         );
     }
 
+    /// Points the proxy at another upstream (`host:port`), for connections made from
+    /// now on.
+    pub fn set_upstream(&self, upstream: &str) {
+        let path = format!("/proxies/{}", self.name);
+        request(
+            &self.api,
+            "POST",
+            &path,
+            Some(&json!({ "upstream": upstream })),
+        );
+    }
+
     /// Adds a toxic of `kind` (latency, bandwidth, reset_peer, timeout, ...) to the
     /// `stream` (upstream: toward the server; downstream: toward the client) of every
     /// connection, current and future.
