@@ -355,7 +355,9 @@ async fn the_log_survives_a_restart_and_a_crash() {
     drop(back);
     // A crash (SIGKILL) keeps what was flushed (each second), and cursors jump past
     // any the lost last moment could have handed out: old ones report lost events.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The flush runs each second; three give a loaded machine room (one and a half
+    // lost the last write once).
+    tokio::time::sleep(Duration::from_secs(3)).await;
     server.restart(&[]);
     let mut crashed = subscribe(&server, "bob", 2).await;
     assert_eq!(cursors(&crashed.replay), [3, 4, 5]);
