@@ -14,7 +14,9 @@
 //! `./bench/messaging --replay`: the per-user event log (issue 18): its disk and
 //! memory cost per entry (100 users × 1,000 channel messages of 100 bytes of text,
 //! each logged once per member), and the replay rate of Subscribe `after` (events
-//! per second from the log, one stream and ten at once).
+//! per second from the log, one stream and ten at once). With `--bus` as well, the same
+//! on the JetStream log: sent through replica 1, replayed from replica 2, disk and
+//! memory read from the nats-server (its store folder, its RSS, the stream's bytes).
 //!
 //! `./bench/messaging --bus`: the default figures, and the same with three replicas
 //! sharing a nats-server with JetStream (started by the benchmark, from the PATH):
@@ -74,7 +76,7 @@ async fn main() {
         return;
     }
     if args.iter().any(|a| a == "--replay") {
-        return replay().await;
+        return replay(args.iter().any(|a| a == "--bus")).await;
     }
     if args.iter().any(|a| a == "--scale") {
         let streams = args
@@ -666,13 +668,53 @@ async fn serve_echo() {
         .expect("serve");
 }
 
-/// The event log's cost per entry and the replay rate (`--replay`).
-async fn replay() {
+/// The size of every file under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&entry.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The event log's cost per entry and the replay rate (`--replay`); with `bus`, the
+/// JetStream log of two replicas (sent through the first, replayed from the second).
+async fn replay(bus: bool) {
     const USERS: usize = 100;
     const EVENTS: usize = 1_000;
-    let server = Server::start(&Backend::Local, &["--rate-limit", "100000000"]);
-    let file = server.data_dir.path().join("offline.redb");
-    let mut client = connect(&server).await;
+    let nats = bus.then(|| Nats::start().expect("a nats-server on the PATH"));
+    let media = tempfile::tempdir().expect("shared media folder");
+    let servers: Vec<Server> = match &nats {
+        None => vec![Server::start(&Backend::Local, &["--rate-limit", "100000000"])],
+        Some(nats) => {
+            let backend = Backend::shared(media.path());
+            let url = nats.url();
+            (0..2)
+                .map(|_| Server::start(&backend, &["--rate-limit", "100000000", "--bus", &url]))
+                .collect()
+        }
+    };
+    let server = &servers[0];
+    let replayer = servers.last().expect("a server");
+    // What holds the log: the redb file and the server, or JetStream's store and the
+    // nats-server.
+    let disk_now = || match &nats {
+        None => std::fs::metadata(server.data_dir.path().join("offline.redb"))
+            .map(|m| m.len())
+            .unwrap_or(0),
+        Some(nats) => dir_bytes(&nats.store_dir()),
+    };
+    let holder_pid = match &nats {
+        None => server.pid(),
+        Some(nats) => nats.pid().expect("nats-server runs"),
+    };
+    let mut client = connect(server).await;
     let sender = mint("log-sender");
     for user in
         std::iter::once("log-sender".to_owned()).chain((0..USERS).map(|u| format!("log{u}")))
@@ -687,11 +729,11 @@ async fn replay() {
             .await
             .expect("join");
     }
-    let rss_before = memory_kib(server.pid(), "VmRSS:");
-    let disk_before = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let rss_before = memory_kib(holder_pid, "VmRSS:");
+    let disk_before = disk_now();
     let text = "x".repeat(100);
     let started = Instant::now();
-    let cpu_before = cpu_secs(server.pid());
+    let cpu_before = cpu_secs(holder_pid);
     for _ in 0..EVENTS {
         let request = pb::SendChannelMessageRequest {
             channel_id: "log".into(),
@@ -706,26 +748,52 @@ async fn replay() {
             .expect("send");
     }
     let send_secs = started.elapsed().as_secs_f64();
-    let cpu = cpu_secs(server.pid()) - cpu_before;
+    let cpu = cpu_secs(holder_pid) - cpu_before;
     // Past the flush interval: the entries are on disk.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let entries = (USERS * EVENTS) as f64;
-    let disk = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0) - disk_before;
-    let rss = memory_kib(server.pid(), "VmRSS:") - rss_before;
+    let disk = disk_now().saturating_sub(disk_before);
+    let rss = memory_kib(holder_pid, "VmRSS:") - rss_before;
+    let holder = if bus { "nats-server" } else { "server" };
     println!(
-        "event log: {USERS} users x {EVENTS} channel messages (100-byte text), {:.0} messages/s sent ({:.0} log entries/s), server CPU {:.2} s",
+        "event log{}: {USERS} users x {EVENTS} channel messages (100-byte text), {:.0} messages/s sent ({:.0} log entries/s), {holder} CPU {:.2} s",
+        if bus { " (JetStream, two replicas)" } else { "" },
         EVENTS as f64 / send_secs,
         entries / send_secs,
         cpu
     );
     println!(
-        "event log: disk {:.1} MB = {:.0} bytes per entry = {:.0} KB per user of {EVENTS} events; server RSS +{:.1} MB = {:.0} bytes per entry",
+        "event log: disk {:.1} MB = {:.0} bytes per entry = {:.0} KB per user of {EVENTS} events; {holder} RSS +{:.1} MB = {:.0} bytes per entry",
         disk as f64 / 1e6,
         disk as f64 / entries,
         disk as f64 / entries * EVENTS as f64 / 1e3,
         rss as f64 / 1024.0,
         rss as f64 * 1024.0 / entries
     );
+    if let Some(nats) = &nats {
+        let js = async_nats::jetstream::new(
+            async_nats::connect(nats.url()).await.expect("nats connect"),
+        );
+        let mut log = js
+            .get_stream(courier_server::bus::OFFLINE)
+            .await
+            .expect("the log stream");
+        let state = log.info().await.expect("stream info").state.clone();
+        println!(
+            "event log: JetStream's own count for {}: {} messages, {:.1} MB = {:.0} bytes per message",
+            courier_server::bus::OFFLINE,
+            state.messages,
+            state.bytes as f64 / 1e6,
+            state.bytes as f64 / state.messages.max(1) as f64
+        );
+        for replica in &servers {
+            println!(
+                "event log: replica RSS {:.1} MB (holds no log entries)",
+                memory_kib(replica.pid(), "VmRSS:") as f64 / 1024.0
+            );
+        }
+    }
+    let server = replayer;
     // Replay: Subscribe after cursor 1 sends events 2..=1000 before ready.
     async fn replay_one(server: &Server, user: &str) -> usize {
         let mut client = connect(server).await;
@@ -746,7 +814,7 @@ async fn replay() {
     let started = Instant::now();
     let mut one = 0;
     for u in 0..10 {
-        one += replay_one(&server, &format!("log{u}")).await;
+        one += replay_one(server, &format!("log{u}")).await;
     }
     let secs = started.elapsed().as_secs_f64();
     println!(

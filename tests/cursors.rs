@@ -819,4 +819,70 @@ mod replicated {
         assert_eq!(peer_id(&bob.next().await), first.message_id);
         next_is_marker(cluster.r(1), &mut bob, "bob").await;
     }
+
+    /// The replica holding a stream loses NATS for a while: what is logged for the
+    /// user meanwhile (channel messages, logged for every member whether online or
+    /// not) is not republished to it, so once it is back it reads the gap from the
+    /// log: the stream, still open, gets each message once, in cursor order, without
+    /// waiting for a later one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_that_lost_nats_fills_the_gap_from_the_log() {
+        let Some(toxiproxy) = common::Toxiproxy::from_env() else {
+            return;
+        };
+        let Some(nats) = Nats::start() else {
+            return;
+        };
+        let media = tempfile::tempdir().expect("a shared media folder");
+        let backend = Backend::shared(media.path());
+        let url = nats.url();
+        let proxy = toxiproxy.proxy("cursors-nats", &format!("127.0.0.1:{}", nats.port));
+        let cut_url = format!("nats://{}", proxy.listen);
+        let steady = Server::start(&backend, &["--bus", url.as_str()]);
+        let cut = Server::start(&backend, &["--bus", cut_url.as_str()]);
+        join(&steady, "alice", "room").await;
+        join(&steady, "carol", "room").await;
+        let mut carol = subscribe(&cut, "carol", 0).await;
+        let first = send_channel(&steady, "alice", "room", "before", "")
+            .await
+            .expect("sends");
+        assert_eq!(peer_id(&carol.next().await), first.message_id);
+        let before = carol.last_seen;
+
+        proxy.set_enabled(false);
+        let mut sent = Vec::new();
+        for i in 0..5 {
+            sent.push(
+                send_channel(&steady, "alice", "room", &format!("during {i}"), "")
+                    .await
+                    .expect("the steady replica still sends")
+                    .message_id,
+            );
+        }
+        proxy.set_enabled(true);
+
+        // Nothing else is sent: the five come from the log once the replica is back.
+        let mut got = Vec::new();
+        let mut cursors = vec![before];
+        for _ in 0..5 {
+            let event = tokio::time::timeout(Duration::from_secs(20), carol.stream.message())
+                .await
+                .expect("the missed messages within 20 s of the reconnection")
+                .expect("the stream stays healthy")
+                .expect("open");
+            cursors.push(event.cursor);
+            got.push(peer_id(&event));
+        }
+        assert_eq!(got, sent, "each missed message once, in order");
+        assert!(increasing(&cursors), "{cursors:?}");
+        carol.last_seen = *cursors.last().expect("cursors");
+
+        // And live again, with nothing repeated in between.
+        let after = send_channel(&steady, "alice", "room", "after", "")
+            .await
+            .expect("sends");
+        let event = carol.next().await;
+        assert_eq!(peer_id(&event), after.message_id, "nothing repeated");
+        assert!(event.cursor > cursors[5]);
+    }
 }

@@ -15,8 +15,13 @@
 //!   user and the channel messages for them (each with a `Nats-TTL` of
 //!   `--event-log-ttl`) and the messages cached while they were offline (flagged in
 //!   the `Courier-Kind` header, kept for the stream's maximum age, `--offline-ttl`).
-//!   Each user's Subscribe streams read their subject with an ordered consumer:
-//!   replay, then live, in cursor order. [`HANDED`] keeps, per user, the sequence up
+//!   The stream republishes every entry on `courier.live.<user>` (core NATS, with its
+//!   sequence and the previous sequence of the same user): a replica holding a user's
+//!   Subscribe streams listens there, so live delivery costs one core message per
+//!   replica of the user, and no JetStream consumer. A stream replays the log by
+//!   batched direct gets, then follows the republished entries; a gap in the chain of
+//!   previous sequences (a core message lost, or a NATS reconnection) is filled from
+//!   the log, so every event arrives once, in cursor order. [`HANDED`] keeps, per user, the sequence up
 //!   to which cached messages were handed to a stream; [`DEDUP`] the first answer of
 //!   each send with a `client_message_id`, for the dedup window.
 //! - **Cluster-wide limits** are in memory-backed JetStream streams ([`limits`]): leases
@@ -38,7 +43,9 @@ use async_nats::jetstream::{
     self,
     stream::{self, DiscardPolicy, StorageType},
 };
-use tokio::sync::Notify;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::{Notify, watch};
 
 use crate::error::Error;
 
@@ -58,6 +65,9 @@ pub const DEDUP: &str = "COURIER_DEDUP";
 pub const LEASES: &str = "COURIER_LEASES";
 /// The stream of the rate limit: `courier.rate.<user>`.
 pub const RATE: &str = "COURIER_RATE";
+
+/// The prefix of republished log entries: `courier.live.<user>`.
+pub const LIVE_PREFIX: &str = "courier.live";
 
 /// How long a request to another replica may take before it counts as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -99,6 +109,9 @@ pub struct Bus {
     settings: Arc<BusSettings>,
     /// Woken after every (re)connection.
     reconnected: Arc<Notify>,
+    /// Counts (re)connections: a listener that may have missed core messages while
+    /// the connection was down looks at the log again when it changes.
+    connections: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Bus {
@@ -124,6 +137,8 @@ impl Bus {
     pub async fn connect(url: &str, settings: BusSettings) -> Result<Self, Error> {
         let reconnected = Arc::new(Notify::new());
         let notify = reconnected.clone();
+        let (count_connections, connections) = watch::channel(0u64);
+        let count_connections = Arc::new(count_connections);
         let client = async_nats::ConnectOptions::new()
             .name("courier-server")
             .max_reconnects(None)
@@ -135,10 +150,12 @@ impl Bus {
             })
             .event_callback(move |event| {
                 let notify = notify.clone();
+                let count_connections = count_connections.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!("bus: connected");
+                            count_connections.send_modify(|n| *n += 1);
                             notify.notify_waiters();
                         }
                         async_nats::Event::Disconnected => tracing::warn!("bus: disconnected"),
@@ -155,6 +172,7 @@ impl Bus {
             js,
             settings: Arc::new(settings),
             reconnected,
+            connections,
         };
         bus.ensure_streams().await?;
         bus.spawn_stream_keeper();
@@ -214,6 +232,13 @@ impl Bus {
                 duplicate_window: s.dedup_window.min(s.offline_ttl.max(s.log_ttl)),
                 storage: StorageType::File,
                 allow_direct: true,
+                // Each stored entry again on core NATS, for the replicas holding the
+                // user's streams (see the module comment).
+                republish: Some(stream::Republish {
+                    source: "courier.offline.*".into(),
+                    destination: format!("{LIVE_PREFIX}.{{{{wildcard(1)}}}}"),
+                    headers_only: false,
+                }),
                 ..Default::default()
             },
             stream::Config {
@@ -289,6 +314,83 @@ impl Bus {
         });
     }
 
+    /// Changes after every (re)connection to NATS.
+    pub fn connections(&self) -> watch::Receiver<u64> {
+        self.connections.clone()
+    }
+
+    /// The entries of `subject` in stream `stream` from sequence `from` on, up to
+    /// `most` of them, in sequence order, read by one batched direct get (NATS 2.11+)
+    /// instead of a request per entry. Fewer than `most` means none are left.
+    pub async fn direct_get_batch(
+        &self,
+        stream: &str,
+        subject: &str,
+        from: u64,
+        most: usize,
+    ) -> Result<Vec<Stored>, Error> {
+        let inbox = self.client.new_inbox();
+        let mut replies = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| unavailable("reading a log", e))?;
+        let request = serde_json::json!({
+            "seq": from.max(1),
+            "next_by_subj": subject,
+            "batch": most,
+        });
+        self.client
+            .publish_with_reply(
+                format!("$JS.API.DIRECT.GET.{stream}"),
+                inbox,
+                Bytes::from(request.to_string()),
+            )
+            .await
+            .map_err(|e| unavailable("reading a log", e))?;
+        let mut entries = Vec::new();
+        loop {
+            let reply = match tokio::time::timeout(REQUEST_TIMEOUT, replies.next()).await {
+                Ok(Some(reply)) => reply,
+                Ok(None) => return Err(unavailable("reading a log", "the reply ended")),
+                Err(_) => return Err(unavailable("reading a log", "timed out")),
+            };
+            // A status ends the batch: 204 after the last entry, 404 when none.
+            if let Some(status) = reply.status {
+                return match status.as_u16() {
+                    204 | 404 => Ok(entries),
+                    code => Err(unavailable(
+                        "reading a log",
+                        format!("status {code} {:?}", reply.description),
+                    )),
+                };
+            }
+            let headers = reply.headers.unwrap_or_default();
+            let sequence = headers
+                .get_last("Nats-Sequence")
+                .and_then(|v| v.as_str().parse().ok())
+                .ok_or_else(|| unavailable("reading a log", "an entry without a sequence"))?;
+            let time = headers
+                .get_last("Nats-Time-Stamp")
+                .and_then(|v| {
+                    time::OffsetDateTime::parse(
+                        v.as_str(),
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .ok()
+                });
+            entries.push(Stored {
+                sequence,
+                time,
+                headers,
+                payload: reply.payload,
+            });
+            if entries.len() >= most {
+                return Ok(entries);
+            }
+        }
+    }
+
     /// A stream's handle, without asking the server.
     pub async fn stream(&self, name: &str) -> Result<jetstream::stream::Stream<()>, Error> {
         self.js
@@ -296,6 +398,19 @@ impl Bus {
             .await
             .map_err(|e| unavailable(&format!("opening stream {name}"), e))
     }
+}
+
+/// An entry read from a stream by [`Bus::direct_get_batch`].
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Its stream sequence.
+    pub sequence: u64,
+    /// When it was stored (absent if the server's timestamp does not parse).
+    pub time: Option<time::OffsetDateTime>,
+    /// Its headers (the publisher's and the server's `Nats-*`).
+    pub headers: async_nats::HeaderMap,
+    /// Its payload.
+    pub payload: Bytes,
 }
 
 /// `id` as one subject token: hex, since IDs may hold `.`, `*` and `>`.

@@ -10,8 +10,12 @@
 //! of [`OFFLINE`]), its cursor the stream sequence: a peer message to an online user
 //! is logged (DELIVERED), to an offline one cached (CACHED) or not kept
 //! (PEER_UNREACHABLE); a channel message is logged for every member. A Subscribe
-//! stream replays the log (direct gets up to the user's latest entry), then follows it
-//! with an ordered consumer from the next sequence: no gap, no duplicate, in cursor
+//! stream replays the log (batched direct gets up to the user's latest entry), then
+//! follows it through the entries JetStream republishes on `courier.live.<user>`,
+//! which this replica's listener of the user hands to each of the user's streams here:
+//! no JetStream consumer per stream. Each republished entry names the previous entry
+//! of the same user, so a gap (a core message lost, or missed while the connection
+//! to NATS was down) is seen and filled from the log: no gap, no duplicate, in cursor
 //! order, on whichever replica the user connects to. A send with a client message
 //! ID claims it in [`DEDUP`] first, and the log entries carry it as `Nats-Msg-Id`.
 
@@ -29,7 +33,6 @@ use async_nats::{
     HeaderMap,
     client::RequestErrorKind,
     jetstream::{
-        consumer::{DeliverPolicy, push},
         context::{PublishAckFuture, PublishError, PublishErrorKind},
         message::PublishMessage as Publish,
         stream::DirectGetErrorKind,
@@ -41,7 +44,7 @@ use prost::Message as _;
 use tokio::{
     sync::{
         mpsc::{self, error::TrySendError},
-        watch,
+        oneshot, watch,
     },
     task::AbortHandle,
 };
@@ -58,7 +61,7 @@ use super::{
 };
 use crate::{
     bus::{
-        Bus, DEDUP, HANDED, OFFLINE,
+        Bus, DEDUP, HANDED, LIVE_PREFIX, OFFLINE, Stored,
         limits::{LeaseKind, Leases, is_subject_full},
         token, unavailable,
     },
@@ -85,6 +88,11 @@ const ANSWER_WAIT: Duration = Duration::from_secs(10);
 const OP: &str = "Courier-Op";
 /// How long a new stream waits for its listener to be registered with NATS.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
+/// Log entries read per batched direct get.
+const BATCH: usize = 256;
+/// How long a listener keeps trying to fill a gap from the log before it ends the
+/// streams concerned (they reconnect and resume after their cursor).
+const FILL_WAIT: Duration = Duration::from_secs(30);
 
 /// The router of one replica among several. Cheap to clone.
 #[derive(Clone)]
@@ -103,12 +111,107 @@ pub struct BusRouter {
     listeners: Arc<Mutex<HashMap<String, Listener>>>,
 }
 
-/// A task listening on `courier.peer.<user>`.
+/// A task listening on `courier.peer.<user>` (probes) and `courier.live.<user>` (the
+/// user's log entries, republished), handing entries to the user's streams here.
 struct Listener {
-    /// Turns true once NATS has registered the subscription.
+    /// Turns true once NATS has registered both subscriptions.
     ready: watch::Receiver<bool>,
     /// Stops the task (which unsubscribes).
     task: AbortHandle,
+    /// Adds, starts and removes the user's streams.
+    control: mpsc::UnboundedSender<Control>,
+}
+
+/// What a listener is told about the user's streams on this replica.
+enum Control {
+    /// A new stream: from now on, entries are kept for it until it starts.
+    Add {
+        id: u64,
+        tx: mpsc::Sender<Queued>,
+        too_slow: Arc<AtomicBool>,
+        added: oneshot::Sender<()>,
+    },
+    /// The stream's replay went up to `latest`: hand it every entry after that.
+    Start { id: u64, latest: u64 },
+    /// The stream ended.
+    Remove { id: u64 },
+}
+
+/// One of the user's streams, as its listener sees it.
+struct Follower {
+    /// Where its live events go.
+    tx: mpsc::Sender<Queued>,
+    /// Set when it is cut off as too slow.
+    too_slow: Arc<AtomicBool>,
+    /// The last cursor it has; `None` until it starts.
+    last: Option<u64>,
+    /// Entries that came before it started, in order.
+    waiting: Vec<Arc<Entry>>,
+}
+
+/// A log entry as a listener hands it on.
+struct Entry {
+    /// Its cursor (stream sequence).
+    cursor: u64,
+    /// The sequence of the user's previous entry when it was stored (0: unknown), from
+    /// a republished entry; `None` for one read from the log.
+    previous: Option<u64>,
+    /// [`LOGGED`], [`CACHED`] or [`RESERVED`].
+    kind: &'static str,
+    /// The event, with its cursor; `None` for a reserved entry or one that does not
+    /// decode.
+    event: Option<Arc<Event>>,
+    /// Its headers (the trace context of the send).
+    headers: Option<HeaderMap>,
+}
+
+impl Entry {
+    /// An entry read from the log.
+    fn stored(stored: Stored) -> Self {
+        Self::new(stored.sequence, None, Some(stored.headers), stored.payload)
+    }
+
+    /// An entry republished on `courier.live.<user>`; `None` if it lacks a sequence.
+    fn republished(message: async_nats::Message) -> Option<Self> {
+        let headers = message.headers?;
+        let sequence = |name: &str| -> Option<u64> { headers.get_last(name)?.as_str().parse().ok() };
+        let cursor = sequence("Nats-Sequence")?;
+        let previous = sequence("Nats-Last-Sequence").unwrap_or(0);
+        Some(Self::new(cursor, Some(previous), Some(headers), message.payload))
+    }
+
+    fn new(cursor: u64, previous: Option<u64>, headers: Option<HeaderMap>, payload: Bytes) -> Self {
+        let kind = kind_of(headers.as_ref());
+        let event = (kind != RESERVED)
+            .then(|| decode_entry(headers.as_ref(), payload))
+            .flatten()
+            .map(|mut event| {
+                event.cursor = cursor;
+                Arc::new(event)
+            });
+        if kind != RESERVED && event.is_none() {
+            tracing::warn!("bus: skipping a log entry that does not decode");
+        }
+        Self {
+            cursor,
+            previous,
+            kind,
+            event,
+            headers,
+        }
+    }
+}
+
+/// Removes a stream from its listener when dropped.
+struct Unfollow {
+    control: mpsc::UnboundedSender<Control>,
+    id: u64,
+}
+
+impl Drop for Unfollow {
+    fn drop(&mut self) {
+        let _ = self.control.send(Control::Remove { id: self.id });
+    }
 }
 
 impl BusRouter {
@@ -140,70 +243,284 @@ impl BusRouter {
         Ok(router)
     }
 
-    /// Listens on `courier.peer.<user>` unless already listening; returns once NATS
-    /// has the subscription, so a message sent after this reaches the user's streams.
-    async fn listen_to(&self, user: &str) -> Result<(), Error> {
-        let mut ready = {
+    /// Listens on `courier.peer.<user>` and `courier.live.<user>` unless already
+    /// listening; returns once NATS has the subscriptions, so an entry stored after
+    /// this reaches the listener, with the listener's control channel.
+    async fn listen_to(&self, user: &str) -> Result<mpsc::UnboundedSender<Control>, Error> {
+        let (mut ready, control) = {
             let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
             match listeners.get(user) {
-                Some(listener) => listener.ready.clone(),
+                Some(listener) => (listener.ready.clone(), listener.control.clone()),
                 None => {
                     let (ready_tx, ready) = watch::channel(false);
-                    let task = tokio::spawn(self.clone().listen(user.to_owned(), ready_tx));
+                    let (control, orders) = mpsc::unbounded_channel();
+                    let task =
+                        tokio::spawn(self.clone().listen(user.to_owned(), ready_tx, orders));
                     listeners.insert(
                         user.to_owned(),
                         Listener {
                             ready: ready.clone(),
                             task: task.abort_handle(),
+                            control: control.clone(),
                         },
                     );
-                    ready
+                    (ready, control)
                 }
             }
         };
         match tokio::time::timeout(LISTEN_WAIT, ready.wait_for(|r| *r)).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => Ok(control),
             _ => Err(unavailable("listening for a user's messages", "timed out")),
         }
     }
 
-    /// The listener task of one user.
-    async fn listen(self, user: String, ready: watch::Sender<bool>) {
+    /// The listener task of one user: answers probes, and hands the user's log
+    /// entries to their streams here.
+    async fn listen(
+        self,
+        user: String,
+        ready: watch::Sender<bool>,
+        mut orders: mpsc::UnboundedReceiver<Control>,
+    ) {
         let subject = format!("courier.peer.{}", token(&user));
-        let mut subscriber = loop {
-            match self.bus.client.subscribe(subject.clone()).await {
-                Ok(subscriber) if self.bus.client.flush().await.is_ok() => break subscriber,
-                Ok(_) => {}
+        let live_subject = format!("{LIVE_PREFIX}.{}", token(&user));
+        let (mut probes, mut live) = loop {
+            let subscribed = async {
+                let probes = self.bus.client.subscribe(subject.clone()).await?;
+                let live = self.bus.client.subscribe(live_subject.clone()).await?;
+                self.bus.client.flush().await?;
+                Ok::<_, async_nats::Error>((probes, live))
+            };
+            match subscribed.await {
+                Ok(subscribed) => break subscribed,
                 Err(e) => tracing::warn!(error = %e, "bus: listening for a user's messages"),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         let _ = ready.send(true);
-        while let Some(request) = subscriber.next().await {
-            let op = request
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(OP))
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default();
-            let span = otel_span!("bus.receive", op = %op, messaging.system = "nats");
-            telemetry::continue_remote(&span, request.headers.as_ref());
-            let answer: u64 = async {
-                match op.as_str() {
-                    "probe" => u64::from(self.streams.has(&user)),
-                    _ => 0,
+        let mut connections = self.bus.connections();
+        connections.mark_unchanged();
+        let mut followers: HashMap<u64, Follower> = HashMap::new();
+        loop {
+            tokio::select! {
+                request = probes.next() => {
+                    let Some(request) = request else { break };
+                    self.answer(&user, request).await;
+                }
+                message = live.next() => {
+                    let Some(message) = message else { break };
+                    let Some(entry) = Entry::republished(message) else { continue };
+                    let entry = Arc::new(entry);
+                    for follower in followers.values_mut() {
+                        if follower.last.is_none() {
+                            follower.waiting.push(entry.clone());
+                        }
+                    }
+                    self.hand_on(&user, &mut followers, None, &entry).await;
+                }
+                order = orders.recv() => {
+                    let Some(order) = order else { break };
+                    match order {
+                        Control::Add { id, tx, too_slow, added } => {
+                            followers.insert(id, Follower { tx, too_slow, last: None, waiting: Vec::new() });
+                            let _ = added.send(());
+                        }
+                        Control::Start { id, latest } => {
+                            let Some(follower) = followers.get_mut(&id) else { continue };
+                            follower.last = Some(latest);
+                            for entry in std::mem::take(&mut follower.waiting) {
+                                self.hand_on(&user, &mut followers, Some(id), &entry).await;
+                            }
+                        }
+                        Control::Remove { id } => {
+                            followers.remove(&id);
+                        }
+                    }
+                }
+                changed = connections.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    // Entries stored while the connection was down were not
+                    // republished to us: read them from the log.
+                    self.catch_up(&user, &mut followers).await;
                 }
             }
-            .instrument(span)
-            .await;
-            if let Some(reply) = request.reply {
-                let _ = self
-                    .bus
-                    .client
-                    .publish(reply, Bytes::from(answer.to_string()))
-                    .await;
+        }
+    }
+
+    /// Answers a probe: is `user` online here.
+    async fn answer(&self, user: &str, request: async_nats::Message) {
+        let op = request
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(OP))
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        let span = otel_span!("bus.receive", op = %op, messaging.system = "nats");
+        telemetry::continue_remote(&span, request.headers.as_ref());
+        let answer: u64 = async {
+            match op.as_str() {
+                "probe" => u64::from(self.streams.has(user)),
+                _ => 0,
             }
         }
+        .instrument(span)
+        .await;
+        if let Some(reply) = request.reply {
+            let _ = self
+                .bus
+                .client
+                .publish(reply, Bytes::from(answer.to_string()))
+                .await;
+        }
+    }
+
+    /// Hands `entry` to the started streams (only to `only` when given) that do not
+    /// have it yet, first filling from the log any entries between a stream's last
+    /// cursor and this one that it missed.
+    async fn hand_on(
+        &self,
+        user: &str,
+        followers: &mut HashMap<u64, Follower>,
+        only: Option<u64>,
+        entry: &Arc<Entry>,
+    ) {
+        let owed = |id: &u64, follower: &Follower| {
+            only.is_none_or(|only| only == *id)
+                && follower.last.is_some_and(|last| last < entry.cursor)
+        };
+        // A stream missed entries when this one's previous is after its last cursor
+        // (or unknown, and the cursors are not adjacent).
+        let gap_from = followers
+            .iter()
+            .filter(|(id, f)| owed(id, f))
+            .filter_map(|(_, f)| f.last)
+            .filter(|last| match entry.previous {
+                Some(0) => *last + 1 < entry.cursor,
+                Some(previous) => previous > *last,
+                None => false,
+            })
+            .min();
+        if let Some(from) = gap_from {
+            let ids: Vec<u64> = followers
+                .iter()
+                .filter(|(id, f)| owed(id, f))
+                .map(|(id, _)| *id)
+                .collect();
+            self.fill(user, followers, &ids, from, entry.cursor).await;
+        }
+        let ids: Vec<u64> = followers
+            .iter()
+            .filter(|(id, f)| owed(id, f))
+            .map(|(id, _)| *id)
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        self.give(user, followers, &ids, entry).await;
+    }
+
+    /// Queues `entry` on the streams `ids` that do not have it (in the trace of the
+    /// send); a cached message queued on one is recorded as handed over.
+    async fn give(
+        &self,
+        user: &str,
+        followers: &mut HashMap<u64, Follower>,
+        ids: &[u64],
+        entry: &Arc<Entry>,
+    ) {
+        let op = match entry.event.as_deref().and_then(|e| e.event.as_ref()) {
+            Some(Kind::ChannelMessage(_)) => "channel",
+            _ => "deliver",
+        };
+        let span = otel_span!("bus.receive", op = op, messaging.system = "nats");
+        telemetry::continue_remote(&span, entry.headers.as_ref());
+        let delivered = span.in_scope(|| deliver(user, followers, ids, entry));
+        if delivered && entry.kind == CACHED {
+            // Cached as the user came online: handed over now, not again.
+            if let Err(e) = self.hand(user, entry.cursor, None).await {
+                tracing::warn!(error = %e, "bus: recording a handed-over message");
+            }
+        }
+    }
+
+    /// Reads `user`'s entries after `from` and before `before` from the log and hands
+    /// each to the streams `ids` that do not have it. Retries while the bus is down;
+    /// streams it cannot serve in order are ended (they resume after their cursor).
+    async fn fill(
+        &self,
+        user: &str,
+        followers: &mut HashMap<u64, Follower>,
+        ids: &[u64],
+        from: u64,
+        before: u64,
+    ) {
+        let subject = log_subject(user);
+        let deadline = Instant::now() + FILL_WAIT;
+        let mut next = from + 1;
+        // Bounded: the log keeps at most this many entries per user.
+        let most = self
+            .bus
+            .settings()
+            .offline_per_user
+            .max(self.bus.settings().log_size)
+            + 2;
+        let mut read = 0;
+        while next < before && read <= most {
+            let batch = match self
+                .bus
+                .direct_get_batch(OFFLINE, &subject, next, BATCH)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                Err(_) => {
+                    // Ends them: the client resumes after its last cursor.
+                    for id in ids {
+                        followers.remove(id);
+                    }
+                    return;
+                }
+            };
+            let full = batch.len() == BATCH;
+            read += batch.len();
+            for stored in batch {
+                if stored.sequence >= before {
+                    return;
+                }
+                next = stored.sequence + 1;
+                self.give(user, followers, ids, &Arc::new(Entry::stored(stored)))
+                    .await;
+            }
+            if !full {
+                return;
+            }
+        }
+    }
+
+    /// After a reconnection to NATS: hands the started streams every entry stored
+    /// since their last cursor (the republished ones went nowhere meanwhile).
+    async fn catch_up(&self, user: &str, followers: &mut HashMap<u64, Follower>) {
+        let Some(from) = followers.values().filter_map(|f| f.last).min() else {
+            return;
+        };
+        let latest = match self.latest(user).await {
+            Ok(latest) => latest,
+            Err(e) => {
+                tracing::warn!(error = %e, "bus: catching up after a reconnection");
+                return;
+            }
+        };
+        let ids: Vec<u64> = followers
+            .iter()
+            .filter(|(_, f)| f.last.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        self.fill(user, followers, &ids, from, latest + 1).await;
     }
 
     /// Sends `op` to the replicas holding `user`'s streams: `None` when there are none
@@ -470,38 +787,39 @@ impl BusRouter {
             .offline_per_user
             .max(self.bus.settings().log_size)
             + 2;
-        for _ in 0..most {
-            if next > latest {
+        let mut read = 0;
+        'batches: while next <= latest && read <= most {
+            let batch = self
+                .bus
+                .direct_get_batch(OFFLINE, &subject, next, BATCH)
+                .await?;
+            let full = batch.len() == BATCH;
+            read += batch.len();
+            for stored in batch {
+                let cursor = stored.sequence;
+                if cursor > latest {
+                    break 'batches;
+                }
+                next = cursor + 1;
+                let kind = kind_of(Some(&stored.headers));
+                let owed_cached = kind == CACHED && cursor > handed;
+                if !(owed_cached || (resume > 0 && cursor > resume)) || kind == RESERVED {
+                    continue;
+                }
+                let Some(mut event) = decode_entry(Some(&stored.headers), stored.payload) else {
+                    tracing::warn!("bus: skipping a log entry that does not decode");
+                    continue;
+                };
+                event.cursor = cursor;
+                if owed_cached {
+                    taken.push(cursor);
+                    replay.offline += 1;
+                }
+                replay.events.push((cursor, event));
+            }
+            if !full {
                 break;
             }
-            let stored = match log
-                .direct_get_next_for_subject(subject.clone(), Some(next))
-                .await
-            {
-                Ok(stored) => stored,
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,
-                Err(e) => return Err(unavailable("reading the event log", e)),
-            };
-            let cursor = stored.sequence;
-            if cursor > latest {
-                break;
-            }
-            next = cursor + 1;
-            let kind = kind_of(Some(&stored.headers));
-            let owed_cached = kind == CACHED && cursor > handed;
-            if !(owed_cached || (resume > 0 && cursor > resume)) || kind == RESERVED {
-                continue;
-            }
-            let Some(mut event) = decode_entry(Some(&stored.headers), stored.payload) else {
-                tracing::warn!("bus: skipping a log entry that does not decode");
-                continue;
-            };
-            event.cursor = cursor;
-            if owed_cached {
-                taken.push(cursor);
-                replay.offline += 1;
-            }
-            replay.events.push((cursor, event));
         }
         // The per-receiver cap of the offline cache keeps the newest cached ones (the
         // stream's per-user cap is shared with delivered events).
@@ -573,89 +891,42 @@ impl BusRouter {
         Ok(self.acked(vec![ack]).await?[0])
     }
 
-    /// Follows `user`'s log after `latest` with an ordered consumer, queueing each
-    /// event with its cursor on `tx`; a full queue cuts the stream off as too slow.
-    async fn follow(
-        &self,
-        user: &str,
-        latest: u64,
-        tx: mpsc::Sender<Queued>,
-        too_slow: Arc<AtomicBool>,
-    ) -> Result<AbortHandle, Error> {
-        let log = self.bus.stream(OFFLINE).await?;
-        let consumer = log
-            .create_consumer(push::OrderedConfig {
-                deliver_subject: self.bus.client.new_inbox(),
-                filter_subject: log_subject(user),
-                deliver_policy: DeliverPolicy::ByStartSequence {
-                    start_sequence: latest + 1,
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable("following the event log", e))?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| unavailable("following the event log", e))?;
-        let router = self.clone();
-        let user = user.to_owned();
-        let task = tokio::spawn(async move {
-            while let Some(message) = messages.next().await {
-                let message = match message {
-                    Ok(message) => message,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "bus: following the event log");
-                        continue;
-                    }
-                };
-                let Ok(cursor) = message.info().map(|info| info.stream_sequence) else {
-                    continue;
-                };
-                if cursor <= latest {
-                    continue;
-                }
-                let kind = kind_of(message.headers.as_ref());
-                if kind == RESERVED {
-                    continue;
-                }
-                let Some(mut event) =
-                    decode_entry(message.headers.as_ref(), message.payload.clone())
-                else {
-                    tracing::warn!("bus: skipping a log entry that does not decode");
-                    continue;
-                };
-                event.cursor = cursor;
-                if kind == CACHED {
-                    // Cached as the user came online: handed over now, not again.
-                    if let Err(e) = router.hand(&user, cursor, None).await {
-                        tracing::warn!(error = %e, "bus: recording a handed-over message");
-                    }
-                }
-                let op = if matches!(event.event, Some(Kind::ChannelMessage(_))) {
-                    "channel"
-                } else {
-                    "deliver"
-                };
-                let span = otel_span!("bus.receive", op = op, messaging.system = "nats");
-                telemetry::continue_remote(&span, message.headers.as_ref());
-                let _entered = span.enter();
-                match tx.try_send((Arc::new(event), cursor)) {
-                    Ok(()) => {
-                        METRICS.deliveries.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(TrySendError::Full(_)) => {
-                        too_slow.store(true, Ordering::Relaxed);
-                        METRICS.subscribers_cut_off.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(%user, "cutting off a Subscribe stream that is too slow");
-                        break;
-                    }
-                    Err(TrySendError::Closed(_)) => break,
-                }
+}
+
+/// Queues `entry` on the streams `ids`, each then having it as its last cursor; cuts
+/// off a stream whose queue is full as too slow. Whether any stream took it.
+fn deliver(user: &str, followers: &mut HashMap<u64, Follower>, ids: &[u64], entry: &Arc<Entry>) -> bool {
+    let mut delivered = false;
+    for id in ids {
+        let Some(follower) = followers.get_mut(id) else {
+            continue;
+        };
+        if follower.last.is_none_or(|last| last >= entry.cursor) {
+            continue;
+        }
+        let Some(event) = &entry.event else {
+            // Reserved, or not decodable: nothing to send, but passed.
+            follower.last = Some(entry.cursor);
+            continue;
+        };
+        match follower.tx.try_send((event.clone(), entry.cursor)) {
+            Ok(()) => {
+                follower.last = Some(entry.cursor);
+                delivered = true;
+                METRICS.deliveries.fetch_add(1, Ordering::Relaxed);
             }
-        });
-        Ok(task.abort_handle())
+            Err(TrySendError::Full(_)) => {
+                follower.too_slow.store(true, Ordering::Relaxed);
+                METRICS.subscribers_cut_off.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%user, "cutting off a Subscribe stream that is too slow");
+                followers.remove(id);
+            }
+            Err(TrySendError::Closed(_)) => {
+                followers.remove(id);
+            }
+        }
     }
+    delivered
 }
 
 /// What claiming a client message ID found.
@@ -666,14 +937,8 @@ enum Claim {
     Answered(Sent),
 }
 
-/// Aborts a task when dropped.
-struct AbortOnDrop(AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+/// The ID of the next stream a listener follows for.
+static NEXT_FOLLOWER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// `courier.offline.<user>`: the user's event log.
 fn log_subject(user: &str) -> String {
@@ -736,14 +1001,34 @@ impl Router for BusRouter {
             .register(user, self.limits.max_streams_per_user)
             .ok_or_else(|| too_many_streams(self.limits.max_streams_per_user))?;
         // Online first (a send from now on is logged as delivered, or cached and then
-        // read live), then the latest cursor, the replay up to it, and the live events
-        // after it: every event once, in cursor order.
-        self.listen_to(user).await?;
-        let latest = self.latest(user).await?;
-        let replay = self.replay(user, after, latest).await?;
+        // read live), with this stream known to the listener, which keeps the entries
+        // arriving from now on; then the latest cursor, the replay up to it, and the
+        // live entries after it: every event once, in cursor order.
+        let control = self.listen_to(user).await?;
         let (tx, events) = mpsc::channel(self.limits.subscriber_buffer.max(1));
         let too_slow = Arc::new(AtomicBool::new(false));
-        let follower = self.follow(user, latest, tx, too_slow.clone()).await?;
+        let id = NEXT_FOLLOWER.fetch_add(1, Ordering::Relaxed);
+        let (added, was_added) = oneshot::channel();
+        let unfollow = Unfollow {
+            control: control.clone(),
+            id,
+        };
+        control
+            .send(Control::Add {
+                id,
+                tx,
+                too_slow: too_slow.clone(),
+                added,
+            })
+            .map_err(|_| unavailable("listening for a user's messages", "the listener ended"))?;
+        was_added
+            .await
+            .map_err(|_| unavailable("listening for a user's messages", "the listener ended"))?;
+        let latest = self.latest(user).await?;
+        let replay = self.replay(user, after, latest).await?;
+        control
+            .send(Control::Start { id, latest })
+            .map_err(|_| unavailable("listening for a user's messages", "the listener ended"))?;
         Ok(Subscription {
             replay,
             events,
@@ -751,7 +1036,7 @@ impl Router for BusRouter {
             registration: Box::new((
                 registered.registration,
                 lease,
-                AbortOnDrop(follower),
+                unfollow,
                 registered.events,
             )),
         })

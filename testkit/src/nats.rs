@@ -81,12 +81,22 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The process ID, while it runs (for the benchmarks' memory readings).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The JetStream store folder (for the benchmarks' disk readings).
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.path().join("jetstream")
+    }
+
     fn config_path(&self) -> PathBuf {
         self.dir.path().join("nats.conf")
     }
 
     fn write_config(&self) {
-        let store = self.dir.path().join("jetstream");
+        let store = self.store_dir();
         let config = format!(
             r#"listen: "127.0.0.1:{port}"
 http: "127.0.0.1:{monitor}"
