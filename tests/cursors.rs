@@ -820,6 +820,51 @@ mod replicated {
         next_is_marker(cluster.r(1), &mut bob, "bob").await;
     }
 
+    /// A channel message's entries are written to its members' logs as one atomic
+    /// batch, each with its `Nats-Msg-Id`: a send with a client message ID is stored
+    /// for every member, in consecutive cursors, and its retry through another
+    /// replica gets the first answer and stores nothing again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_channel_send_with_an_id_is_logged_for_every_member_once() {
+        let Some(cluster) = Cluster::start(&[]) else {
+            return;
+        };
+        let members = ["bob", "carol", "dave"];
+        join(cluster.r(1), "alice", "room").await;
+        for member in members {
+            join(cluster.r(2), member, "room").await;
+        }
+        let mut subs = Vec::new();
+        for (i, member) in members.iter().enumerate() {
+            subs.push(subscribe(cluster.r(1 + i % 3), member, 0).await);
+        }
+        let first = send_channel(cluster.r(1), "alice", "room", "hi", "ch-1")
+            .await
+            .expect("sends");
+        let again = send_channel(cluster.r(3), "alice", "room", "hi", "ch-1")
+            .await
+            .expect("a retry succeeds");
+        assert_eq!(again, first);
+        let mut cursors = Vec::new();
+        for sub in &mut subs {
+            let got = sub.next().await;
+            assert_eq!(peer_id(&got), first.message_id);
+            cursors.push(got.cursor);
+        }
+        cursors.sort();
+        assert!(
+            cursors.windows(2).all(|w| w[1] == w[0] + 1),
+            "stored together: {cursors:?}"
+        );
+        for (i, sub) in subs.iter_mut().enumerate() {
+            next_is_marker(cluster.r(1 + i % 3), sub, members[i]).await;
+        }
+        let reused = send_channel(cluster.r(2), "alice", "room", "other", "ch-1")
+            .await
+            .expect_err("refused");
+        assert_eq!(reused.code(), Code::InvalidArgument);
+    }
+
     /// The replica holding a stream loses NATS for a while: what is logged for the
     /// user meanwhile (channel messages, logged for every member whether online or
     /// not) is not republished to it, so once it is back it reads the gap from the

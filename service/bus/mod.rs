@@ -232,6 +232,8 @@ impl Bus {
                 duplicate_window: s.dedup_window.min(s.offline_ttl.max(s.log_ttl)),
                 storage: StorageType::File,
                 allow_direct: true,
+                // A channel message's entries for its members are stored as batches.
+                allow_atomic_publish: true,
                 // Each stored entry again on core NATS, for the replicas holding the
                 // user's streams (see the module comment).
                 republish: Some(stream::Republish {

@@ -41,6 +41,7 @@ use async_nats::{
 use bytes::Bytes;
 use futures::StreamExt;
 use prost::Message as _;
+use rand::RngCore;
 use tokio::{
     sync::{
         mpsc::{self, error::TrySendError},
@@ -88,6 +89,8 @@ const ANSWER_WAIT: Duration = Duration::from_secs(10);
 const OP: &str = "Courier-Op";
 /// How long a new stream waits for its listener to be registered with NATS.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
+/// Log entries written per atomic batch (NATS's default ceiling, `max_msgs`).
+const ATOMIC_MOST: usize = 1000;
 /// Log entries read per batched direct get.
 const BATCH: usize = 256;
 /// How long a listener keeps trying to fill a gap from the log before it ends the
@@ -571,6 +574,55 @@ impl BusRouter {
             publish = publish.message_id(id);
         }
         self.bus.js.send_publish(log_subject(user), publish).await
+    }
+
+    /// Appends `payload` of `kind` to the logs of `users` (with a send's `dedup`) as
+    /// JetStream atomic batches of at most [`ATOMIC_MOST`] entries: stored together,
+    /// one ack per batch, in consecutive cursors.
+    async fn append_all(
+        &self,
+        users: &[String],
+        kind: &'static str,
+        payload: Bytes,
+        sender: &str,
+        dedup: Option<&Dedup>,
+    ) -> Result<(), Error> {
+        let ttl = self.bus.settings().log_ttl.max(Duration::from_secs(1));
+        for chunk in users.chunks(ATOMIC_MOST) {
+            // 64 random bits: unique among the batches in flight (for 10 s at most).
+            let mut id = [0u8; 8];
+            rand::rng().fill_bytes(&mut id);
+            let batch = hex::encode(id);
+            let mut commit = None;
+            for (i, user) in chunk.iter().enumerate() {
+                let mut headers = HeaderMap::new();
+                headers.insert(KIND, kind);
+                telemetry::inject(&mut headers);
+                if kind == LOGGED {
+                    headers.insert("Nats-TTL", ttl.as_secs().to_string());
+                }
+                if let Some(id) = msg_id(sender, dedup, user) {
+                    headers.insert("Nats-Msg-Id", id);
+                }
+                headers.insert("Nats-Batch-Id", batch.as_str());
+                headers.insert("Nats-Batch-Sequence", (i + 1).to_string());
+                if i + 1 == chunk.len() {
+                    headers.insert("Nats-Batch-Commit", "1");
+                    let publish = Publish::build().headers(headers).payload(payload.clone());
+                    commit = Some(self.bus.js.send_publish(log_subject(user), publish).await);
+                } else {
+                    self.bus
+                        .client
+                        .publish_with_headers(log_subject(user), headers, payload.clone())
+                        .await
+                        .map_err(|e| unavailable("writing to the event log", e))?;
+                }
+            }
+            if let Some(commit) = commit {
+                self.acked(vec![commit]).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Waits for the acks of appends, mapping a full log to OFFLINE_CACHE_FULL.
@@ -1147,17 +1199,7 @@ impl Router for BusRouter {
         );
         let send = async {
             // Written to every member's log: all published, then the acks awaited.
-            async {
-                let mut acks = Vec::with_capacity(members.len());
-                for member in &members {
-                    let id = msg_id(&sender, dedup.as_ref(), member);
-                    acks.push(
-                        self.append(member, LOGGED, payload.clone(), id.as_deref())
-                            .await,
-                    );
-                }
-                self.acked(acks).await
-            }
+            self.append_all(&members, LOGGED, payload.clone(), &sender, dedup.as_ref())
             .instrument(otel_span!(
                 "bus.publish",
                 op = "channel",
