@@ -691,7 +691,10 @@ async fn replay(bus: bool) {
     let nats = bus.then(|| Nats::start().expect("a nats-server on the PATH"));
     let media = tempfile::tempdir().expect("shared media folder");
     let servers: Vec<Server> = match &nats {
-        None => vec![Server::start(&Backend::Local, &["--rate-limit", "100000000"])],
+        None => vec![Server::start(
+            &Backend::Local,
+            &["--rate-limit", "100000000"],
+        )],
         Some(nats) => {
             let backend = Backend::shared(media.path());
             let url = nats.url();
@@ -757,7 +760,11 @@ async fn replay(bus: bool) {
     let holder = if bus { "nats-server" } else { "server" };
     println!(
         "event log{}: {USERS} users x {EVENTS} channel messages (100-byte text), {:.0} messages/s sent ({:.0} log entries/s), {holder} CPU {:.2} s",
-        if bus { " (JetStream, two replicas)" } else { "" },
+        if bus {
+            " (JetStream, two replicas)"
+        } else {
+            ""
+        },
         EVENTS as f64 / send_secs,
         entries / send_secs,
         cpu

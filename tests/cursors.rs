@@ -578,14 +578,22 @@ mod replicated {
         cursors.windows(2).all(|w| w[0] < w[1])
     }
 
-    /// Sends with `cache` until the answer is not DELIVERED: the peer's stream that was
-    /// just dropped is gone everywhere.
+    /// Waits until `to` is offline everywhere: their stream that was just dropped is
+    /// gone on every replica. Asks presence rather than sending (a message sent while
+    /// the stream is still being torn down would be logged for them).
     async fn until_offline(server: &Server, to: &str) {
+        let mut client = messaging(server).await;
         for _ in 0..50 {
-            let answer = send(server, "probe", to, "probe", false, "")
+            let request = pb::QueryPeersOnlineStatusRequest {
+                user_ids: vec![to.into()],
+            };
+            let statuses = client
+                .query_peers_online_status(authed(&token("probe"), request))
                 .await
-                .expect("sends");
-            if answer.state() == pb::PeerMessageState::PeerUnreachable {
+                .expect("presence")
+                .into_inner()
+                .statuses;
+            if statuses.iter().all(|s| !s.online) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -863,6 +871,60 @@ mod replicated {
             .await
             .expect_err("refused");
         assert_eq!(reused.code(), Code::InvalidArgument);
+    }
+
+    /// Many channel sends at once through every replica: NATS keeps at most 50 atomic
+    /// batches open per stream and refuses the rest whole, so each replica keeps few
+    /// open and sends a refused one again; every send succeeds and every member gets
+    /// every message once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_channel_sends_are_all_logged_once() {
+        const SENDS: usize = 1500;
+        const CONNECTIONS: usize = 30;
+        let Some(cluster) = Cluster::start(&["--rate-limit", "100000"]) else {
+            return;
+        };
+        let members: Vec<String> = (0..60).map(|i| format!("member{i}")).collect();
+        join(cluster.r(1), "alice", "room").await;
+        for member in &members {
+            join(cluster.r(2), member, "room").await;
+        }
+        let mut subs = Vec::new();
+        for (i, member) in members.iter().enumerate().take(3) {
+            subs.push(subscribe(cluster.r(1 + i % 3), member, 0).await);
+        }
+        let mut clients = Vec::new();
+        for n in 0..CONNECTIONS {
+            clients.push(messaging(cluster.r(1 + n % 3)).await);
+        }
+        let sends = (0..SENDS).map(|i| {
+            let mut client = clients[i % CONNECTIONS].clone();
+            async move {
+                let request = pb::SendChannelMessageRequest {
+                    channel_id: "room".into(),
+                    message: Some(text(&format!("m{i}"))),
+                    client_message_id: format!("many-{i}"),
+                };
+                client
+                    .send_channel_message(authed(&token("alice"), request))
+                    .await
+                    .map(|r| r.into_inner().message_id)
+            }
+        });
+        let mut sent: Vec<String> = futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .map(|r| r.expect("every send is logged"))
+            .collect();
+        sent.sort();
+        for sub in &mut subs {
+            let mut got = Vec::new();
+            for _ in 0..SENDS {
+                got.push(peer_id(&sub.next().await));
+            }
+            got.sort();
+            assert_eq!(got, sent, "every message once");
+        }
     }
 
     /// The replica holding a stream loses NATS for a while: what is logged for the

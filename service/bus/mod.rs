@@ -372,15 +372,13 @@ impl Bus {
                 .get_last("Nats-Sequence")
                 .and_then(|v| v.as_str().parse().ok())
                 .ok_or_else(|| unavailable("reading a log", "an entry without a sequence"))?;
-            let time = headers
-                .get_last("Nats-Time-Stamp")
-                .and_then(|v| {
-                    time::OffsetDateTime::parse(
-                        v.as_str(),
-                        &time::format_description::well_known::Rfc3339,
-                    )
-                    .ok()
-                });
+            let time = headers.get_last("Nats-Time-Stamp").and_then(|v| {
+                time::OffsetDateTime::parse(
+                    v.as_str(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()
+            });
             entries.push(Stored {
                 sequence,
                 time,

@@ -91,6 +91,11 @@ const OP: &str = "Courier-Op";
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
 /// Log entries written per atomic batch (NATS's default ceiling, `max_msgs`).
 const ATOMIC_MOST: usize = 1000;
+/// Atomic batches this replica keeps open at once (NATS's default ceiling is 50 per
+/// stream, for every replica together).
+const OPEN_BATCHES: usize = 8;
+/// How many times a batch NATS refused whole is sent again.
+const BATCH_TRIES: u32 = 40;
 /// Log entries read per batched direct get.
 const BATCH: usize = 256;
 /// How long a listener keeps trying to fill a gap from the log before it ends the
@@ -112,6 +117,8 @@ pub struct BusRouter {
     limits: HubLimits,
     /// The listeners on `courier.peer.<user>`, one per user with a stream here.
     listeners: Arc<Mutex<HashMap<String, Listener>>>,
+    /// Permits for the atomic batches this replica has open.
+    open_batches: Arc<tokio::sync::Semaphore>,
 }
 
 /// A task listening on `courier.peer.<user>` (probes) and `courier.live.<user>` (the
@@ -177,10 +184,16 @@ impl Entry {
     /// An entry republished on `courier.live.<user>`; `None` if it lacks a sequence.
     fn republished(message: async_nats::Message) -> Option<Self> {
         let headers = message.headers?;
-        let sequence = |name: &str| -> Option<u64> { headers.get_last(name)?.as_str().parse().ok() };
+        let sequence =
+            |name: &str| -> Option<u64> { headers.get_last(name)?.as_str().parse().ok() };
         let cursor = sequence("Nats-Sequence")?;
         let previous = sequence("Nats-Last-Sequence").unwrap_or(0);
-        Some(Self::new(cursor, Some(previous), Some(headers), message.payload))
+        Some(Self::new(
+            cursor,
+            Some(previous),
+            Some(headers),
+            message.payload,
+        ))
     }
 
     fn new(cursor: u64, previous: Option<u64>, headers: Option<HeaderMap>, payload: Bytes) -> Self {
@@ -242,6 +255,7 @@ impl BusRouter {
             leases,
             limits,
             listeners,
+            open_batches: Arc::new(tokio::sync::Semaphore::new(OPEN_BATCHES)),
         };
         Ok(router)
     }
@@ -257,8 +271,7 @@ impl BusRouter {
                 None => {
                     let (ready_tx, ready) = watch::channel(false);
                     let (control, orders) = mpsc::unbounded_channel();
-                    let task =
-                        tokio::spawn(self.clone().listen(user.to_owned(), ready_tx, orders));
+                    let task = tokio::spawn(self.clone().listen(user.to_owned(), ready_tx, orders));
                     listeners.insert(
                         user.to_owned(),
                         Listener {
@@ -578,7 +591,10 @@ impl BusRouter {
 
     /// Appends `payload` of `kind` to the logs of `users` (with a send's `dedup`) as
     /// JetStream atomic batches of at most [`ATOMIC_MOST`] entries: stored together,
-    /// one ack per batch, in consecutive cursors.
+    /// one fsync and one ack per batch, in consecutive cursors. NATS keeps few batches
+    /// open per stream (50 by default) and refuses the rest whole, so this replica
+    /// keeps at most [`OPEN_BATCHES`] open, and a refused batch (nothing of it stored)
+    /// is sent again after a short pause, a bounded number of times.
     async fn append_all(
         &self,
         users: &[String],
@@ -587,39 +603,74 @@ impl BusRouter {
         sender: &str,
         dedup: Option<&Dedup>,
     ) -> Result<(), Error> {
-        let ttl = self.bus.settings().log_ttl.max(Duration::from_secs(1));
         for chunk in users.chunks(ATOMIC_MOST) {
-            // 64 random bits: unique among the batches in flight (for 10 s at most).
-            let mut id = [0u8; 8];
-            rand::rng().fill_bytes(&mut id);
-            let batch = hex::encode(id);
-            let mut commit = None;
-            for (i, user) in chunk.iter().enumerate() {
-                let mut headers = HeaderMap::new();
-                headers.insert(KIND, kind);
-                telemetry::inject(&mut headers);
-                if kind == LOGGED {
-                    headers.insert("Nats-TTL", ttl.as_secs().to_string());
-                }
-                if let Some(id) = msg_id(sender, dedup, user) {
-                    headers.insert("Nats-Msg-Id", id);
-                }
-                headers.insert("Nats-Batch-Id", batch.as_str());
-                headers.insert("Nats-Batch-Sequence", (i + 1).to_string());
-                if i + 1 == chunk.len() {
-                    headers.insert("Nats-Batch-Commit", "1");
-                    let publish = Publish::build().headers(headers).payload(payload.clone());
-                    commit = Some(self.bus.js.send_publish(log_subject(user), publish).await);
-                } else {
-                    self.bus
-                        .client
-                        .publish_with_headers(log_subject(user), headers, payload.clone())
+            let mut attempt = 0u32;
+            loop {
+                let result = {
+                    let _open = self
+                        .open_batches
+                        .acquire()
                         .await
                         .map_err(|e| unavailable("writing to the event log", e))?;
+                    self.append_batch(chunk, kind, &payload, sender, dedup)
+                        .await
+                };
+                match result {
+                    Ok(()) => break,
+                    Err(e) if is_batch_refused(&e) && attempt < BATCH_TRIES => {
+                        attempt += 1;
+                        let pause = 5 * u64::from(attempt) + rand::rng().next_u64() % 10;
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
+                    Err(e) => return Err(log_error(e)),
                 }
             }
-            if let Some(commit) = commit {
-                self.acked(vec![commit]).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one atomic batch: every entry but the last on core NATS, the last with
+    /// the commit header, awaiting its ack.
+    async fn append_batch(
+        &self,
+        users: &[String],
+        kind: &'static str,
+        payload: &Bytes,
+        sender: &str,
+        dedup: Option<&Dedup>,
+    ) -> Result<(), PublishError> {
+        let ttl = self.bus.settings().log_ttl.max(Duration::from_secs(1));
+        // 64 random bits: unique among the batches open at once (10 s at most).
+        let mut id = [0u8; 8];
+        rand::rng().fill_bytes(&mut id);
+        let batch = hex::encode(id);
+        for (i, user) in users.iter().enumerate() {
+            let mut headers = HeaderMap::new();
+            headers.insert(KIND, kind);
+            telemetry::inject(&mut headers);
+            if kind == LOGGED {
+                headers.insert("Nats-TTL", ttl.as_secs().to_string());
+            }
+            if let Some(id) = msg_id(sender, dedup, user) {
+                headers.insert("Nats-Msg-Id", id);
+            }
+            headers.insert("Nats-Batch-Id", batch.as_str());
+            headers.insert("Nats-Batch-Sequence", (i + 1).to_string());
+            if i + 1 == users.len() {
+                headers.insert("Nats-Batch-Commit", "1");
+                let publish = Publish::build().headers(headers).payload(payload.clone());
+                self.bus
+                    .js
+                    .send_publish(log_subject(user), publish)
+                    .await?
+                    .await?;
+            } else if let Err(e) = self
+                .bus
+                .client
+                .publish_with_headers(log_subject(user), headers, payload.clone())
+                .await
+            {
+                return Err(PublishError::with_source(PublishErrorKind::Other, e));
             }
         }
         Ok(())
@@ -644,11 +695,7 @@ impl BusRouter {
         }
         match failed {
             None => Ok(sequences),
-            Some(e) if is_subject_full(&e) => Err(Error::Refused(
-                Reason::OfflineCacheFull,
-                "the server's message log is full; nothing was kept".into(),
-            )),
-            Some(e) => Err(unavailable("writing to the event log", e)),
+            Some(e) => Err(log_error(e)),
         }
     }
 
@@ -942,12 +989,16 @@ impl BusRouter {
         let ack = self.append(user, RESERVED, Bytes::new(), None).await;
         Ok(self.acked(vec![ack]).await?[0])
     }
-
 }
 
 /// Queues `entry` on the streams `ids`, each then having it as its last cursor; cuts
 /// off a stream whose queue is full as too slow. Whether any stream took it.
-fn deliver(user: &str, followers: &mut HashMap<u64, Follower>, ids: &[u64], entry: &Arc<Entry>) -> bool {
+fn deliver(
+    user: &str,
+    followers: &mut HashMap<u64, Follower>,
+    ids: &[u64],
+    entry: &Arc<Entry>,
+) -> bool {
     let mut delivered = false;
     for id in ids {
         let Some(follower) = followers.get_mut(id) else {
@@ -987,6 +1038,31 @@ enum Claim {
     Mine(u64),
     /// An earlier send with the ID got this answer.
     Answered(Sent),
+}
+
+/// A failed write to the event log as the caller sees it: OFFLINE_CACHE_FULL when the
+/// log is full, else UNAVAILABLE.
+fn log_error(e: PublishError) -> Error {
+    if is_subject_full(&e) {
+        Error::Refused(
+            Reason::OfflineCacheFull,
+            "the server's message log is full; nothing was kept".into(),
+        )
+    } else {
+        unavailable("writing to the event log", e)
+    }
+}
+
+/// Whether NATS refused an atomic batch whole (too many open, or some of it dropped
+/// on the way): nothing of it was stored, so it may be sent again.
+fn is_batch_refused(error: &PublishError) -> bool {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text.contains("atomic publish") && !is_subject_full(error)
 }
 
 /// The ID of the next stream a listener follows for.
@@ -1085,12 +1161,7 @@ impl Router for BusRouter {
             replay,
             events,
             too_slow,
-            registration: Box::new((
-                registered.registration,
-                lease,
-                unfollow,
-                registered.events,
-            )),
+            registration: Box::new((registered.registration, lease, unfollow, registered.events)),
         })
     }
 
@@ -1200,12 +1271,12 @@ impl Router for BusRouter {
         let send = async {
             // Written to every member's log: all published, then the acks awaited.
             self.append_all(&members, LOGGED, payload.clone(), &sender, dedup.as_ref())
-            .instrument(otel_span!(
-                "bus.publish",
-                op = "channel",
-                messaging.system = "nats"
-            ))
-            .await?;
+                .instrument(otel_span!(
+                    "bus.publish",
+                    op = "channel",
+                    messaging.system = "nats"
+                ))
+                .await?;
             Ok(sent)
         };
         self.once(&sender, dedup.clone(), send).await
