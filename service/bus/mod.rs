@@ -1,29 +1,31 @@
 //! The bus: NATS with JetStream, shared by every replica when `--bus` is set.
 //!
 //! What lives where:
-//! - **Live delivery** goes over core NATS request/reply: a replica holding a user's
-//!   Subscribe streams listens on `courier.peer.<user>`, so a send to a user with no
-//!   stream anywhere gets NATS's "no responders" at once (that user is offline), and a
-//!   replica that dies takes its subscriptions with it (its users go offline as soon
-//!   as the NATS server sees the connection close, or misses two pings).
-//!   Channel messages are published once on `courier.channel.<channel>`; every replica
-//!   hears them and queues each on its own streams of the channel's members.
-//! - **State that must outlive a process** is in JetStream: channel membership
-//!   ([`MEMBERS`], file storage) and each user's event log ([`OFFLINE`], file storage,
-//!   a subject per user `courier.offline.<user>` with a per-subject cap; an event's
-//!   cursor is its stream sequence). The log holds the peer messages delivered to the
-//!   user and the channel messages for them (each with a `Nats-TTL` of
-//!   `--event-log-ttl`) and the messages cached while they were offline (flagged in
-//!   the `Courier-Kind` header, kept for the stream's maximum age, `--offline-ttl`).
-//!   The stream republishes every entry on `courier.live.<user>` (core NATS, with its
-//!   sequence and the previous sequence of the same user): a replica holding a user's
-//!   Subscribe streams listens there, so live delivery costs one core message per
-//!   replica of the user, and no JetStream consumer. A stream replays the log by
-//!   batched direct gets, then follows the republished entries; a gap in the chain of
-//!   previous sequences (a core message lost, or a NATS reconnection) is filled from
-//!   the log, so every event arrives once, in cursor order. [`HANDED`] keeps, per user, the sequence up
-//!   to which cached messages were handed to a stream; [`DEDUP`] the first answer of
-//!   each send with a `client_message_id`, for the dedup window.
+//! - **Presence** is core NATS request/reply: a replica holding a user's Subscribe
+//!   streams listens on `courier.peer.<user>` and answers probes, so a send to a user
+//!   with no stream anywhere gets NATS's "no responders" at once (that user is
+//!   offline), and a replica that dies takes its subscriptions with it (its users go
+//!   offline as soon as the NATS server sees the connection close, or misses two
+//!   pings).
+//! - **Every message is an entry of its receiver's event log** in JetStream
+//!   ([`OFFLINE`], file storage, a subject per user `courier.offline.<user>` with a
+//!   per-subject cap; an event's cursor is its stream sequence): the peer messages
+//!   delivered to the user and the channel messages for them (each with a `Nats-TTL`
+//!   of `--event-log-ttl`), and the messages cached while they were offline (flagged
+//!   in the `Courier-Kind` header, kept for the stream's maximum age,
+//!   `--offline-ttl`). A channel message's entries for its members are written as one
+//!   atomic batch (per 1,000 members). [`HANDED`] keeps, per user, the sequence up to
+//!   which cached messages were handed to a stream; [`DEDUP`] the first answer of each
+//!   send with a `client_message_id`, for the dedup window. Channel membership is in
+//!   [`MEMBERS`] (file storage).
+//! - **Live delivery**: the log stream republishes every entry on
+//!   `courier.live.<user>` (core NATS, with its sequence and the previous sequence of
+//!   the same user); a replica holding a user's Subscribe streams listens there, so
+//!   live delivery costs one core message per replica of the user, and no JetStream
+//!   consumer. A stream replays the log by batched direct gets, then follows the
+//!   republished entries; a gap in the chain of previous sequences (a core message
+//!   lost, or a NATS reconnection) is filled from the log, so every event arrives
+//!   once, in cursor order.
 //! - **Cluster-wide limits** are in memory-backed JetStream streams ([`limits`]): leases
 //!   for transfers and Subscribe streams, and the sliding-window rate limit.
 //!
