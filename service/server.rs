@@ -196,7 +196,7 @@ impl Parts {
                 RateLimit::Cluster(Box::new(BusRate::new(bus.bus.clone()))),
             ),
             Messages::Local(cache) => (
-                Arc::new(LocalHub::new(cache.clone(), hub_limits)),
+                Arc::new(LocalHub::new(cache.clone(), hub_limits)?),
                 RateLimit::Local(RateLimiter::new(config.rate_limit, config.rate_window)),
             ),
         };

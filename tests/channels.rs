@@ -147,6 +147,117 @@ async fn the_21st_channel_is_refused() {
         .expect("a slot freed by leaving");
 }
 
+/// One server keeps channel membership in its data folder: joins and leaves survive
+/// a clean stop and a crash, so a member who was offline across the restart gets the
+/// channel's messages without joining again, and the per-user limit still counts.
+#[tokio::test]
+async fn membership_survives_a_restart_and_a_crash() {
+    let mut server = Server::start(&Backend::Local, &[]);
+    let members = |server: &Server| {
+        let url = server.url();
+        async move {
+            let mut client = MessagingServiceClient::new(
+                Channel::from_shared(url)
+                    .expect("url")
+                    .connect()
+                    .await
+                    .expect("connect"),
+            );
+            client
+                .get_channel_members(authed(
+                    &token("dave"),
+                    pb::GetChannelMembersRequest {
+                        channel_id: "room".into(),
+                    },
+                ))
+                .await
+                .expect("members")
+                .into_inner()
+                .user_ids
+        }
+    };
+    {
+        let mut client = messaging(&server).await;
+        for user in ["alice", "bob", "carol"] {
+            let join = pb::JoinChannelRequest {
+                channel_id: "room".into(),
+            };
+            client
+                .join_channel(authed(&token(user), join))
+                .await
+                .expect("join");
+        }
+        client
+            .leave_channel(authed(
+                &token("carol"),
+                pb::LeaveChannelRequest {
+                    channel_id: "room".into(),
+                },
+            ))
+            .await
+            .expect("leave");
+        for i in 0..19 {
+            let join = pb::JoinChannelRequest {
+                channel_id: format!("more{i}"),
+            };
+            client
+                .join_channel(authed(&token("alice"), join))
+                .await
+                .expect("join");
+        }
+    }
+    // A clean stop, then a crash (SIGKILL): each time the same members.
+    server.terminate();
+    assert!(server.wait_exit(Duration::from_secs(30)).is_some());
+    server.restart(&[]);
+    assert_eq!(members(&server).await, ["alice", "bob"]);
+    server.restart(&[]);
+    assert_eq!(members(&server).await, ["alice", "bob"], "after a crash");
+
+    // bob, offline across the restarts, gets alice's message without joining again.
+    let mut bob = Feed::open(&server, "bob").await;
+    let mut client = messaging(&server).await;
+    let sent = client
+        .send_channel_message(authed(
+            &token("alice"),
+            pb::SendChannelMessageRequest {
+                channel_id: "room".into(),
+                message: Some(text("still here")),
+                client_message_id: String::new(),
+            },
+        ))
+        .await
+        .expect("alice is still a member")
+        .into_inner();
+    let got = bob.next_channel().await;
+    assert_eq!(got.message_id, sent.message_id);
+    // carol left before the restarts: still not a member.
+    let refused = client
+        .send_channel_message(authed(
+            &token("carol"),
+            pb::SendChannelMessageRequest {
+                channel_id: "room".into(),
+                message: Some(text("let me in")),
+                client_message_id: String::new(),
+            },
+        ))
+        .await;
+    expect_code(refused, Code::FailedPrecondition);
+    // alice's 20 channels still count: a 21st is refused.
+    let text = expect_code(
+        client
+            .join_channel(authed(
+                &token("alice"),
+                pb::JoinChannelRequest {
+                    channel_id: "one-too-many".into(),
+                },
+            ))
+            .await,
+        Code::ResourceExhausted,
+    );
+    assert!(text.contains("at most 20 channels"), "{text}");
+}
+
 #[tokio::test]
 async fn the_181st_message_in_the_window_is_refused() {
     // A 1-hour window, so that 180 calls need not fit in 3 s on a loaded machine; the

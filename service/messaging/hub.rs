@@ -105,6 +105,8 @@ pub struct LocalHub {
     order: Arc<tokio::sync::Mutex<()>>,
     /// The limits.
     limits: HubLimits,
+    /// Held while membership changes (recorded in the log, then applied).
+    membership: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Membership. Guarded by a std mutex: every critical section is a few map
@@ -118,15 +120,33 @@ struct State {
 }
 
 impl LocalHub {
-    /// A router over `log` with `limits`.
-    pub fn new(log: EventLog, limits: HubLimits) -> Self {
-        Self {
+    /// A router over `log` with `limits`, with the channel membership recorded in
+    /// the log (it survives a restart). Blocking: reads the membership.
+    pub fn new(log: EventLog, limits: HubLimits) -> Result<Self, Error> {
+        let mut state = State::default();
+        for (channel, user) in log.memberships()? {
+            state
+                .joined
+                .entry(user.clone())
+                .or_default()
+                .insert(channel.clone());
+            state.channels.entry(channel).or_default().insert(user);
+        }
+        Ok(Self {
             streams: LocalStreams::new(limits.subscriber_buffer, None),
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(state)),
             log,
             order: Arc::default(),
             limits,
-        }
+            membership: Arc::default(),
+        })
+    }
+
+    /// Records a membership change in the log, off the async threads.
+    async fn record_member(&self, channel: &str, user: &str, member: bool) -> Result<(), Error> {
+        let log = self.log.clone();
+        let (channel, user) = (channel.to_owned(), user.to_owned());
+        blocking(move || log.set_member(&channel, &user, member)).await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -226,15 +246,26 @@ impl Router for LocalHub {
     }
 
     async fn join(&self, user: &str, channel: &str) -> Result<(), Error> {
+        // Serialised with other membership changes, so the record and the map agree.
+        let _changing = self.membership.lock().await;
+        {
+            let state = self.lock();
+            let joined = state.joined.get(user);
+            if joined.is_some_and(|j| j.contains(channel)) {
+                return Ok(());
+            }
+            if joined.map_or(0, BTreeSet::len) >= self.limits.max_channels_per_user {
+                return Err(too_many_channels(self.limits.max_channels_per_user));
+            }
+        }
+        // Recorded first: a join answered is one a restart remembers.
+        self.record_member(channel, user, true).await?;
         let mut state = self.lock();
-        let joined = state.joined.entry(user.to_owned()).or_default();
-        if joined.contains(channel) {
-            return Ok(());
-        }
-        if joined.len() >= self.limits.max_channels_per_user {
-            return Err(too_many_channels(self.limits.max_channels_per_user));
-        }
-        joined.insert(channel.to_owned());
+        state
+            .joined
+            .entry(user.to_owned())
+            .or_default()
+            .insert(channel.to_owned());
         state
             .channels
             .entry(channel.to_owned())
@@ -244,6 +275,16 @@ impl Router for LocalHub {
     }
 
     async fn leave(&self, user: &str, channel: &str) -> Result<(), Error> {
+        let _changing = self.membership.lock().await;
+        let was_member = self
+            .lock()
+            .joined
+            .get(user)
+            .is_some_and(|j| j.contains(channel));
+        if !was_member {
+            return Ok(());
+        }
+        self.record_member(channel, user, false).await?;
         let mut state = self.lock();
         if let Some(joined) = state.joined.get_mut(user) {
             joined.remove(channel);

@@ -69,6 +69,8 @@ const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 /// How many cached entries each sender has waiting.
 const SENDERS: TableDefinition<&str, u64> = TableDefinition::new("offline_senders");
+/// Channel membership of one server: (channel, user), present while a member.
+const MEMBERS: TableDefinition<(&str, &str), ()> = TableDefinition::new("channel_members");
 
 /// The layout this code writes.
 const LAYOUT: u64 = 3;
@@ -503,6 +505,7 @@ impl EventLog {
             // Create every table, so that readers find them.
             txn.open_table(ENTRIES).map_err(internal)?;
             txn.open_table(DEDUP).map_err(internal)?;
+            txn.open_table(MEMBERS).map_err(internal)?;
             let users = txn.open_table(USERS).map_err(internal)?;
             let mut counters = txn.open_table(COUNTERS).map_err(internal)?;
             let running = counters
@@ -562,6 +565,34 @@ impl EventLog {
         txn.commit().map_err(internal)?;
         self.inner.dirty.store(false, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Every (channel, user) membership recorded. Blocking.
+    pub fn memberships(&self) -> Result<Vec<(String, String)>, Error> {
+        let txn = self.inner.db.begin_read().map_err(internal)?;
+        let table = txn.open_table(MEMBERS).map_err(internal)?;
+        let mut all = Vec::new();
+        for item in table.iter().map_err(internal)? {
+            let (key, _) = item.map_err(internal)?;
+            let (channel, user) = key.value();
+            all.push((channel.to_owned(), user.to_owned()));
+        }
+        Ok(all)
+    }
+
+    /// Records that `user` joined (`member`) or left `channel`, durably: a join
+    /// answered survives a crash. Blocking.
+    pub fn set_member(&self, channel: &str, user: &str, member: bool) -> Result<(), Error> {
+        let txn = self.begin()?;
+        {
+            let mut table = txn.open_table(MEMBERS).map_err(internal)?;
+            if member {
+                table.insert((channel, user), ()).map_err(internal)?;
+            } else {
+                table.remove((channel, user)).map_err(internal)?;
+            }
+        }
+        self.commit(txn, true)
     }
 
     /// The limits.
