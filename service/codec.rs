@@ -91,7 +91,7 @@ impl<U: Message + Default + 'static> Decoder for StrictDecoder<U> {
             MESSAGE_LIMIT
         };
         if len > limit {
-            return Err(too_large(len));
+            return Err(too_large(len, limit));
         }
         self.inner.decode(buf).map_err(|status| {
             Status::invalid_argument(format!(
@@ -110,9 +110,16 @@ impl<U: Message + Default + 'static> Decoder for StrictDecoder<U> {
     }
 }
 
-/// The status of a message over [`MESSAGE_LIMIT`].
-pub fn too_large(len: usize) -> Status {
+/// The status of a message over its `limit` ([`MESSAGE_LIMIT`], or
+/// [`WRITE_UPLOAD_LIMIT`] for a part of a resumable upload).
+pub fn too_large(len: usize, limit: usize) -> Status {
+    let advice = if limit == MESSAGE_LIMIT {
+        "send media in smaller data frames (64 KiB to 1 MiB)"
+    } else {
+        "write parts of the upload's part_size"
+    };
     Status::resource_exhausted(format!(
-        "a message of {len} bytes is over the limit of {MESSAGE_LIMIT} bytes (4 MiB); send media in smaller data frames (64 KiB to 1 MiB)"
+        "a message of {len} bytes is over the limit of {limit} bytes ({} MiB); {advice}",
+        limit / (1024 * 1024)
     ))
 }
