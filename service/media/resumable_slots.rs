@@ -24,6 +24,8 @@ use crate::{error::Error, ids::MediaId};
 struct Held {
     /// The slot; dropping it frees it.
     _slot: SlotGuard,
+    /// Whose upload it is (checked against the store when the slot was taken).
+    owner: String,
     /// When a call last touched the upload on this replica.
     touched: Instant,
     /// Serialises this replica's calls on the upload, so that two writes of one part
@@ -81,11 +83,21 @@ impl HeldUploads {
             id.to_string(),
             Held {
                 _slot: slot,
+                owner: owner.to_owned(),
                 touched: Instant::now(),
                 turn: turn.clone(),
             },
         );
         Ok(turn)
+    }
+
+    /// When this replica holds the slot of upload `id` for `owner`: marks it touched
+    /// and returns its turn lock, with no need to read the upload's state first.
+    pub(super) async fn held_by(&self, id: &MediaId, owner: &str) -> Option<Arc<AsyncMutex<()>>> {
+        let mut held = self.held.lock().await;
+        let entry = held.get_mut(id.as_str()).filter(|h| h.owner == owner)?;
+        entry.touched = Instant::now();
+        Some(entry.turn.clone())
     }
 
     /// The turn lock of upload `id` when this replica holds its slot.

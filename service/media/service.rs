@@ -241,8 +241,14 @@ impl media_service_server::MediaService for MediaServer {
         let user = auth::caller(&request)?;
         let request = request.into_inner();
         let id = parse_upload_id(&request.upload_id)?;
-        let loaded = resumable::load(&self.media, &id, &user.0).await?;
-        let result = if loaded.committed() {
+        // Held here: open (a commit through another replica is seen under the turn).
+        let open_here = self.held.held_by(&id, &user.0).await.is_some();
+        let committed = if open_here {
+            None
+        } else {
+            Some(resumable::load(&self.media, &id, &user.0).await?).filter(|l| l.committed())
+        };
+        let result = if let Some(loaded) = committed {
             resumable::commit(&self.media, loaded, &request.sha256).await
         } else {
             let turn = self.open_turn(&id, &user.0).await?;
@@ -295,12 +301,17 @@ impl media_service_server::MediaService for MediaServer {
 
 impl MediaServer {
     /// Checks that upload `id` is `owner`'s (NOT_FOUND otherwise), holds a slot for it
-    /// on this replica, and returns its turn lock.
+    /// on this replica, and returns its turn lock. An upload whose slot this replica
+    /// already holds for `owner` needs no read of its state here: the caller reads it
+    /// under the turn.
     async fn open_turn(
         &self,
         id: &MediaId,
         owner: &str,
     ) -> Result<std::sync::Arc<tokio::sync::Mutex<()>>, Error> {
+        if let Some(turn) = self.held.held_by(id, owner).await {
+            return Ok(turn);
+        }
         let loaded = resumable::load(&self.media, id, owner).await?;
         if loaded.committed() {
             return Ok(std::sync::Arc::default());
