@@ -95,6 +95,8 @@ async fn main() {
     }
     if args.iter().any(|a| a == "--slow-link") {
         slow_link().await;
+    } else if args.iter().any(|a| a == "--resumable") {
+        resumable().await;
     } else if let Some(i) = args.iter().position(|a| a == "--upload-loop") {
         // For profiling the server: `--upload-loop N MIB` uploads N objects of MIB MiB
         // into a local store and prints the server's pid first and the median after.
@@ -103,6 +105,120 @@ async fn main() {
         upload_loop(count, mib).await;
     } else {
         loopback().await;
+    }
+}
+
+/// Uploads `data` (with a unique stamp, made before the clock starts) with the
+/// resumable API: CreateUpload, WriteUpload of each part in turn, CommitUpload with
+/// the SHA-256. Returns the seconds it took.
+async fn upload_resumable(
+    client: &mut MediaServiceClient<Channel>,
+    token: &str,
+    data: &Bytes,
+) -> f64 {
+    let mut unique = data.to_vec();
+    let stamp = UNIQUE.fetch_add(1, Ordering::Relaxed).to_le_bytes();
+    let n = unique.len().min(8);
+    unique[..n].copy_from_slice(&stamp[..n]);
+    let data = Bytes::from(unique);
+    let sha256 = Bytes::from(Sha256::digest(&data).to_vec());
+    let start = Instant::now();
+    let header = pb::UploadHeader {
+        kind: pb::MediaKind::File.into(),
+        file_name: "bench.bin".into(),
+        size: data.len() as u64,
+        ..Default::default()
+    };
+    let created = client
+        .create_upload(authed(
+            token,
+            pb::CreateUploadRequest {
+                header: Some(header),
+            },
+        ))
+        .await
+        .expect("create upload")
+        .into_inner();
+    let part = created.part_size as usize;
+    for offset in (0..data.len()).step_by(part) {
+        let piece = data.slice(offset..(offset + part).min(data.len()));
+        let request = pb::WriteUploadRequest {
+            upload_id: created.upload_id.clone(),
+            offset: offset as u64,
+            crc32c: crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &piece) as u32,
+            data: piece,
+        };
+        client
+            .write_upload(authed(token, request))
+            .await
+            .expect("write a part");
+    }
+    let media = client
+        .commit_upload(authed(
+            token,
+            pb::CommitUploadRequest {
+                upload_id: created.upload_id,
+                sha256,
+            },
+        ))
+        .await
+        .expect("commit")
+        .into_inner()
+        .media
+        .expect("media");
+    assert_eq!(media.size as usize, data.len());
+    start.elapsed().as_secs_f64()
+}
+
+/// `--resumable`: 30 MiB uploads one at a time, streaming (UploadMedia) against the
+/// resumable API (a unary WriteUpload per part), rounds interleaved, on a local folder
+/// (1 MiB parts) and, with MinIO, on S3 (5 MiB parts, each an S3 multipart part).
+async fn resumable() {
+    let data = pattern(SIZE);
+    let local = Courier::start(&Backend::Local, &[]);
+    let s3_server = std::env::var("COURIER_TEST_S3_BUCKET")
+        .ok()
+        .map(|bucket| Courier::start(&Backend::S3 { bucket }, &[]));
+    let mut servers = vec![("local folder", &local)];
+    if let Some(server) = &s3_server {
+        servers.push(("MinIO", server));
+    } else {
+        println!("(no MinIO: run ./bench/transfer --resumable, which starts one, for its rows)");
+    }
+    let mut paths = Vec::new();
+    for (store, server) in &servers {
+        let streaming = Target::courier(&server.url(), &[], &data).await;
+        let Target::Courier { client, token, .. } = streaming.clone() else {
+            unreachable!("a courier target");
+        };
+        paths.push((*store, streaming, client, token));
+    }
+    let mut figures = Figures::default();
+    for _ in 0..ROUNDS {
+        sync();
+        for (store, streaming, client, token) in &mut paths {
+            let secs = streaming.timed(true, &data, 1).await;
+            figures.add(&format!("{store} streaming"), "upload", 1, mbps(SIZE, secs));
+            let secs = upload_resumable(client, token, &data).await;
+            figures.add(&format!("{store} resumable"), "upload", 1, mbps(SIZE, secs));
+        }
+    }
+    println!();
+    println!("## 30 MiB uploads, streaming vs resumable: MB/s, median of {ROUNDS} (min–max)");
+    println!();
+    println!(
+        "| store | UploadMedia (streaming) | CreateUpload + WriteUpload parts + CommitUpload | ratio resumable / streaming |"
+    );
+    println!("| --- | ---: | ---: | ---: |");
+    for (store, ..) in &paths {
+        let streaming = format!("{store} streaming");
+        let resumable = format!("{store} resumable");
+        println!(
+            "| {store} | {} | {} | {} |",
+            figures.cell(&streaming, "upload", 1),
+            figures.cell(&resumable, "upload", 1),
+            figures.ratio(&resumable, &streaming, "upload", 1)
+        );
     }
 }
 
