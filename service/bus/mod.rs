@@ -168,6 +168,12 @@ impl Bus {
             .connect(url)
             .await
             .map_err(|e| Error::Internal(format!("cannot reach the bus at {url}: {e}")))?;
+        let version = client.server_info().version;
+        if !supported(&version) {
+            return Err(Error::Internal(format!(
+                "the bus at {url} runs nats-server {version}; courier needs 2.12 or later (atomic batches, batched direct gets)"
+            )));
+        }
         let js = jetstream::new(client.clone());
         let bus = Self {
             client,
@@ -415,6 +421,15 @@ pub struct Stored {
     pub payload: Bytes,
 }
 
+/// Whether nats-server `version` (`2.15.2`, `2.12.0-beta.1`) is 2.12 or later.
+fn supported(version: &str) -> bool {
+    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (2, 12),
+        _ => false,
+    }
+}
+
 /// `id` as one subject token: hex, since IDs may hold `.`, `*` and `>`.
 pub fn token(id: &str) -> String {
     hex::encode(id.as_bytes())
@@ -428,6 +443,16 @@ pub fn from_token(token: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nats_2_12_or_later_is_supported() {
+        for ok in ["2.12.0", "2.15.2", "2.12.0-beta.1", "3.0.0"] {
+            assert!(supported(ok), "{ok}");
+        }
+        for old in ["2.11.9", "2.10.22", "1.4.1", "", "v2"] {
+            assert!(!supported(old), "{old}");
+        }
+    }
 
     #[test]
     fn tokens_are_subject_safe_and_reversible() {
