@@ -13,6 +13,25 @@ use courier_server::pb::messaging_service_client::MessagingServiceClient;
 use courier_server::pb::{self, message::Body};
 use tonic::{Code, transport::Channel};
 
+/// The members of `channel`, as `asker` sees them.
+async fn members_of(
+    client: &mut MessagingServiceClient<Channel>,
+    asker: &str,
+    channel: &str,
+) -> Vec<String> {
+    client
+        .get_channel_members(authed(
+            &token(asker),
+            pb::GetChannelMembersRequest {
+                channel_id: channel.into(),
+            },
+        ))
+        .await
+        .expect("members")
+        .into_inner()
+        .user_ids
+}
+
 /// Flags that lift the rate limit for tests that send many messages.
 const UNLIMITED: [&str; 2] = ["--rate-limit", "1000000"];
 
@@ -33,18 +52,10 @@ async fn channel_messages_reach_members_but_not_the_sender_or_leavers() {
             .await
             .expect("joining twice is fine");
     }
-    let members = client
-        .get_channel_members(authed(
-            &token("dave"),
-            pb::GetChannelMembersRequest {
-                channel_id: "room".into(),
-            },
-        ))
-        .await
-        .expect("members")
-        .into_inner()
-        .user_ids;
-    assert_eq!(members, ["alice", "bob", "carol"]);
+    assert_eq!(
+        members_of(&mut client, "dave", "room").await,
+        ["alice", "bob", "carol"]
+    );
     let (mut alice, mut bob, mut carol) = (
         Feed::open(&server, "alice").await,
         Feed::open(&server, "bob").await,
@@ -101,18 +112,10 @@ async fn channel_messages_reach_members_but_not_the_sender_or_leavers() {
     expect_code(result, Code::FailedPrecondition);
     // Membership outlives a user's streams.
     drop(bob);
-    let members = client
-        .get_channel_members(authed(
-            &token("alice"),
-            pb::GetChannelMembersRequest {
-                channel_id: "room".into(),
-            },
-        ))
-        .await
-        .expect("members")
-        .into_inner()
-        .user_ids;
-    assert_eq!(members, ["alice", "bob"]);
+    assert_eq!(
+        members_of(&mut client, "alice", "room").await,
+        ["alice", "bob"]
+    );
 }
 
 #[tokio::test]
@@ -153,29 +156,6 @@ async fn the_21st_channel_is_refused() {
 #[tokio::test]
 async fn membership_survives_a_restart_and_a_crash() {
     let mut server = Server::start(&Backend::Local, &[]);
-    let members = |server: &Server| {
-        let url = server.url();
-        async move {
-            let mut client = MessagingServiceClient::new(
-                Channel::from_shared(url)
-                    .expect("url")
-                    .connect()
-                    .await
-                    .expect("connect"),
-            );
-            client
-                .get_channel_members(authed(
-                    &token("dave"),
-                    pb::GetChannelMembersRequest {
-                        channel_id: "room".into(),
-                    },
-                ))
-                .await
-                .expect("members")
-                .into_inner()
-                .user_ids
-        }
-    };
     {
         let mut client = messaging(&server).await;
         for user in ["alice", "bob", "carol"] {
@@ -210,13 +190,21 @@ async fn membership_survives_a_restart_and_a_crash() {
     server.terminate();
     assert!(server.wait_exit(Duration::from_secs(30)).is_some());
     server.restart(&[]);
-    assert_eq!(members(&server).await, ["alice", "bob"]);
+    let mut client = messaging(&server).await;
+    assert_eq!(
+        members_of(&mut client, "dave", "room").await,
+        ["alice", "bob"]
+    );
     server.restart(&[]);
-    assert_eq!(members(&server).await, ["alice", "bob"], "after a crash");
+    let mut client = messaging(&server).await;
+    assert_eq!(
+        members_of(&mut client, "dave", "room").await,
+        ["alice", "bob"],
+        "after a crash"
+    );
 
     // bob, offline across the restarts, gets alice's message without joining again.
     let mut bob = Feed::open(&server, "bob").await;
-    let mut client = messaging(&server).await;
     let sent = client
         .send_channel_message(authed(
             &token("alice"),

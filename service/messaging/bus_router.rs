@@ -475,13 +475,7 @@ impl BusRouter {
         let subject = log_subject(user);
         let deadline = Instant::now() + FILL_WAIT;
         let mut next = from + 1;
-        // Bounded: the log keeps at most this many entries per user.
-        let most = self
-            .bus
-            .settings()
-            .offline_per_user
-            .max(self.bus.settings().log_size)
-            + 2;
+        let most = self.most_per_user();
         let mut read = 0;
         while next < before && read <= most {
             let batch = match self
@@ -537,6 +531,12 @@ impl BusRouter {
             .map(|(id, _)| *id)
             .collect();
         self.fill(user, followers, &ids, from, latest + 1).await;
+    }
+
+    /// The most entries a user's log can hold (a bound on every read of it).
+    fn most_per_user(&self) -> usize {
+        let settings = self.bus.settings();
+        settings.offline_per_user.max(settings.log_size) + 2
     }
 
     /// Sends `op` to the replicas holding `user`'s streams: `None` when there are none
@@ -879,13 +879,7 @@ impl BusRouter {
             handed
         } + 1;
         let mut taken = Vec::new();
-        // Bounded: the stream keeps at most this many per user.
-        let most = self
-            .bus
-            .settings()
-            .offline_per_user
-            .max(self.bus.settings().log_size)
-            + 2;
+        let most = self.most_per_user();
         let mut read = 0;
         'batches: while next <= latest && read <= most {
             let batch = self
