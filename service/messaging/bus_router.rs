@@ -472,21 +472,16 @@ impl BusRouter {
         from: u64,
         before: u64,
     ) {
+        if from + 1 >= before {
+            return;
+        }
         let subject = log_subject(user);
         let deadline = Instant::now() + FILL_WAIT;
-        let mut next = from + 1;
-        let most = self.most_per_user();
-        let mut read = 0;
-        while next < before && read <= most {
-            let batch = match self
-                .bus
-                .direct_get_batch(OFFLINE, &subject, next, BATCH)
-                .await
-            {
-                Ok(batch) => batch,
+        let entries = loop {
+            match self.read_log(&subject, from + 1, before - 1).await {
+                Ok(entries) => break entries,
                 Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
                 }
                 Err(_) => {
                     // Ends them: the client resumes after its last cursor.
@@ -495,20 +490,11 @@ impl BusRouter {
                     }
                     return;
                 }
-            };
-            let full = batch.len() == BATCH;
-            read += batch.len();
-            for stored in batch {
-                if stored.sequence >= before {
-                    return;
-                }
-                next = stored.sequence + 1;
-                self.give(user, followers, ids, &Arc::new(Entry::stored(stored)))
-                    .await;
             }
-            if !full {
-                return;
-            }
+        };
+        for stored in entries {
+            self.give(user, followers, ids, &Arc::new(Entry::stored(stored)))
+                .await;
         }
     }
 
@@ -533,10 +519,31 @@ impl BusRouter {
         self.fill(user, followers, &ids, from, latest + 1).await;
     }
 
-    /// The most entries a user's log can hold (a bound on every read of it).
-    fn most_per_user(&self) -> usize {
+    /// The entries of log `subject` from cursor `from` to `until` (both included), in
+    /// cursor order, by batched direct gets; bounded by the most a user's log holds.
+    async fn read_log(&self, subject: &str, from: u64, until: u64) -> Result<Vec<Stored>, Error> {
         let settings = self.bus.settings();
-        settings.offline_per_user.max(settings.log_size) + 2
+        let most = settings.offline_per_user.max(settings.log_size) + 2;
+        let mut entries = Vec::new();
+        let mut next = from;
+        while next <= until && entries.len() <= most {
+            let batch = self
+                .bus
+                .direct_get_batch(OFFLINE, subject, next, BATCH)
+                .await?;
+            let full = batch.len() == BATCH;
+            for stored in batch {
+                if stored.sequence > until {
+                    return Ok(entries);
+                }
+                next = stored.sequence + 1;
+                entries.push(stored);
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(entries)
     }
 
     /// Sends `op` to the replicas holding `user`'s streams: `None` when there are none
@@ -575,18 +582,27 @@ impl BusRouter {
         payload: Bytes,
         msg_id: Option<&str>,
     ) -> Result<PublishAckFuture, PublishError> {
+        let publish = Publish::build()
+            .headers(self.entry_headers(kind, msg_id))
+            .payload(payload);
+        self.bus.js.send_publish(log_subject(user), publish).await
+    }
+
+    /// The headers of a log entry of `kind`: the kind, the trace of the send (the
+    /// stream that reads it continues it), the TTL of a delivered event, and the
+    /// `Nats-Msg-Id` that makes a retried append stored once.
+    fn entry_headers(&self, kind: &'static str, msg_id: Option<&str>) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(KIND, kind);
-        // The trace of the send, when there is one: the stream that reads it continues it.
         telemetry::inject(&mut headers);
-        let mut publish = Publish::build().headers(headers).payload(payload);
         if kind == LOGGED {
-            publish = publish.ttl(self.bus.settings().log_ttl.max(Duration::from_secs(1)));
+            let ttl = self.bus.settings().log_ttl.max(Duration::from_secs(1));
+            headers.insert("Nats-TTL", ttl.as_secs().to_string());
         }
         if let Some(id) = msg_id {
-            publish = publish.message_id(id);
+            headers.insert("Nats-Msg-Id", id);
         }
-        self.bus.js.send_publish(log_subject(user), publish).await
+        headers
     }
 
     /// Appends `payload` of `kind` to the logs of `users` (with a send's `dedup`) as
@@ -639,21 +655,12 @@ impl BusRouter {
         sender: &str,
         dedup: Option<&Dedup>,
     ) -> Result<(), PublishError> {
-        let ttl = self.bus.settings().log_ttl.max(Duration::from_secs(1));
         // 64 random bits: unique among the batches open at once (10 s at most).
         let mut id = [0u8; 8];
         rand::rng().fill_bytes(&mut id);
         let batch = hex::encode(id);
         for (i, user) in users.iter().enumerate() {
-            let mut headers = HeaderMap::new();
-            headers.insert(KIND, kind);
-            telemetry::inject(&mut headers);
-            if kind == LOGGED {
-                headers.insert("Nats-TTL", ttl.as_secs().to_string());
-            }
-            if let Some(id) = msg_id(sender, dedup, user) {
-                headers.insert("Nats-Msg-Id", id);
-            }
+            let mut headers = self.entry_headers(kind, msg_id(sender, dedup, user).as_deref());
             headers.insert("Nats-Batch-Id", batch.as_str());
             headers.insert("Nats-Batch-Sequence", (i + 1).to_string());
             if i + 1 == users.len() {
@@ -676,27 +683,15 @@ impl BusRouter {
         Ok(())
     }
 
-    /// Waits for the acks of appends, mapping a full log to OFFLINE_CACHE_FULL.
-    async fn acked(
-        &self,
-        acks: Vec<Result<PublishAckFuture, PublishError>>,
-    ) -> Result<Vec<u64>, Error> {
-        let mut sequences = Vec::with_capacity(acks.len());
-        let mut failed = None;
-        for ack in acks {
-            let result = match ack {
-                Ok(ack) => ack.await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(ack) => sequences.push(ack.sequence),
-                Err(e) => failed = Some(e),
-            }
+    /// Waits for the ack of an append (its cursor), mapping a full log to
+    /// OFFLINE_CACHE_FULL.
+    async fn acked(ack: Result<PublishAckFuture, PublishError>) -> Result<u64, Error> {
+        match ack {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
         }
-        match failed {
-            None => Ok(sequences),
-            Some(e) => Err(log_error(e)),
-        }
+        .map(|ack| ack.sequence)
+        .map_err(log_error)
     }
 
     /// Claims `sender`'s `dedup` ID, or returns the first answer given for it (after
@@ -856,8 +851,7 @@ impl BusRouter {
     }
 
     /// What a new stream of `user` is owed up to `latest`: the cached messages not yet
-    /// handed over and, when `after` > 0, the events after it. Reads the log by
-    /// direct gets, in sequence order.
+    /// handed over and, when `after` > 0, the events after it, in cursor order.
     async fn replay(&self, user: &str, after: u64, latest: u64) -> Result<Replay, Error> {
         let log = self.bus.stream(OFFLINE).await?;
         let subject = log_subject(user);
@@ -873,46 +867,27 @@ impl BusRouter {
         if resume > 0 {
             replay.events_lost = self.lost_after(&log, &subject, resume).await?;
         }
-        let mut next = if resume > 0 {
+        let next = if resume > 0 {
             resume.min(handed)
         } else {
             handed
         } + 1;
         let mut taken = Vec::new();
-        let most = self.most_per_user();
-        let mut read = 0;
-        'batches: while next <= latest && read <= most {
-            let batch = self
-                .bus
-                .direct_get_batch(OFFLINE, &subject, next, BATCH)
-                .await?;
-            let full = batch.len() == BATCH;
-            read += batch.len();
-            for stored in batch {
-                let cursor = stored.sequence;
-                if cursor > latest {
-                    break 'batches;
-                }
-                next = cursor + 1;
-                let kind = kind_of(Some(&stored.headers));
-                let owed_cached = kind == CACHED && cursor > handed;
-                if !(owed_cached || (resume > 0 && cursor > resume)) || kind == RESERVED {
-                    continue;
-                }
-                let Some(mut event) = decode_entry(Some(&stored.headers), stored.payload) else {
-                    tracing::warn!("bus: skipping a log entry that does not decode");
-                    continue;
-                };
-                event.cursor = cursor;
-                if owed_cached {
-                    taken.push(cursor);
-                    replay.offline += 1;
-                }
-                replay.events.push((cursor, event));
+        for stored in self.read_log(&subject, next, latest).await? {
+            let cursor = stored.sequence;
+            let owed_cached = kind_of(Some(&stored.headers)) == CACHED && cursor > handed;
+            if !(owed_cached || (resume > 0 && cursor > resume)) {
+                continue;
             }
-            if !full {
-                break;
+            // Reserved, or not decodable (warned of): nothing to send.
+            let Some(event) = Entry::stored(stored).event else {
+                continue;
+            };
+            if owed_cached {
+                taken.push(cursor);
+                replay.offline += 1;
             }
+            replay.events.push((cursor, Arc::unwrap_or_clone(event)));
         }
         // The per-receiver cap of the offline cache keeps the newest cached ones (the
         // stream's per-user cap is shared with delivered events).
@@ -980,8 +955,7 @@ impl BusRouter {
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
             Err(e) => return Err(unavailable("reading the event log", e)),
         }
-        let ack = self.append(user, RESERVED, Bytes::new(), None).await;
-        Ok(self.acked(vec![ack]).await?[0])
+        Self::acked(self.append(user, RESERVED, Bytes::new(), None).await).await
     }
 }
 
@@ -1191,7 +1165,7 @@ impl Router for BusRouter {
                 .append(peer, kind, payload, id.as_deref())
                 .instrument(span.clone())
                 .await;
-            self.acked(vec![ack]).instrument(span).await?;
+            Self::acked(ack).instrument(span).await?;
             Ok(answer)
         };
         self.once(&sender, dedup.clone(), send).await
