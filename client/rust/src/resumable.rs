@@ -14,7 +14,6 @@ use std::{
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::{
@@ -23,6 +22,7 @@ use crate::{
     media::{Media, MediaKind},
     pb,
     transfer::{Transfer, TransferContext},
+    upload::file_sha256,
 };
 
 /// How many times a part whose CRC32C the server refused is sent again.
@@ -424,22 +424,4 @@ impl Upload {
         }
         Ok(media)
     }
-}
-
-/// The SHA-256 of the file at `path`.
-async fn file_sha256(path: &Path) -> Result<[u8; 32], Error> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
-        let mut file = std::fs::File::open(&path)?;
-        let mut hasher = Sha256::new();
-        std::io::copy(&mut file, &mut hasher)?;
-        Ok(hasher.finalize().into())
-    })
-    .await
-    .map_err(|e| {
-        Error::Io(std::io::Error::other(format!(
-            "the hashing task failed: {e}"
-        )))
-    })?
-    .map_err(Error::Io)
 }

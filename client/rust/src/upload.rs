@@ -235,20 +235,26 @@ fn digest_of(
             Ok(path) => path,
             Err(known) => return Ok(known),
         };
-        let digest = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
-            let mut file = std::fs::File::open(&path)?;
-            let mut hasher = Sha256::new();
-            std::io::copy(&mut file, &mut hasher)?;
-            Ok(hasher.finalize().into())
-        })
-        .await
-        .map_err(|e| {
-            Error::Io(std::io::Error::other(format!(
-                "the hashing task failed: {e}"
-            )))
-        })??;
-        Ok(Some(digest))
+        Ok(Some(file_sha256(&path).await?))
     }
+}
+
+/// The SHA-256 of the file at `path`, read on a blocking thread.
+pub(crate) async fn file_sha256(path: &Path) -> Result<[u8; 32], Error> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher)?;
+        Ok(hasher.finalize().into())
+    })
+    .await
+    .map_err(|e| {
+        Error::Io(std::io::Error::other(format!(
+            "the hashing task failed: {e}"
+        )))
+    })?
+    .map_err(Error::Io)
 }
 
 /// Reads the source in `chunk`-sized frames into `tx`, hashing as it goes. Returns

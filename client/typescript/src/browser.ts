@@ -34,39 +34,8 @@ import {
 } from "./resumable.js";
 import type { Transfer } from "./transfer.js";
 
-export { BaseClient } from "./base-client.js";
-export type { ClientOptions } from "./connection.js";
 export * from "./errors.js";
-export type { Downloaded, Media, MediaKind, Thumbnail } from "./media.js";
-export {
-  fileMessage,
-  imageMessage,
-  mediaMessage,
-  rawMessage,
-  textMessage,
-  type ChannelSendOptions,
-  type FileMessage,
-  type ImageMessage,
-  type Message,
-  type MessageInit,
-  type OnlineStatus,
-  type RawMessage,
-  type ReceivedMessage,
-  type SendOptions,
-  type SendReceipt,
-  type TextMessage,
-} from "./messages.js";
-export type { ResumableOptions, ResumableResult, StateStore, UploadState } from "./resumable.js";
-export {
-  Subscription,
-  type DisconnectedEvent,
-  type FeedEvent,
-  type ReadyEvent,
-  type ReconnectedEvent,
-  type SubscribeOptions,
-} from "./subscribe.js";
-export { Transfer, type Progress, type RequestId, type TransferOptions } from "./transfer.js";
-export { crc32c } from "./bytes.js";
+export * from "./public.js";
 
 /** A `File` (or a `Blob` with a name): what a page's file picker gives. */
 export interface FileLike {

@@ -19,10 +19,8 @@
  * @module
  */
 
-export { BaseClient } from "./base-client.js";
-export { crc32c } from "./bytes.js";
 export { Client } from "./client.js";
-export type { ClientOptions } from "./connection.js";
+export * from "./public.js";
 export {
   CancelledError,
   ChecksumMismatchError,
@@ -55,34 +53,5 @@ export {
   type ErrorReasonName,
   type GrpcCode,
 } from "./errors.js";
-export type { Downloaded, Media, MediaKind, Thumbnail } from "./media.js";
-export {
-  fileMessage,
-  imageMessage,
-  mediaMessage,
-  rawMessage,
-  textMessage,
-  type ChannelSendOptions,
-  type FileMessage,
-  type ImageMessage,
-  type Message,
-  type MessageInit,
-  type OnlineStatus,
-  type RawMessage,
-  type ReceivedMessage,
-  type SendOptions,
-  type SendReceipt,
-  type TextMessage,
-} from "./messages.js";
 export { safeFileName, uniquePath } from "./names.js";
-export type { ResumableOptions, ResumableResult, StateStore, UploadState } from "./resumable.js";
-export {
-  Subscription,
-  type DisconnectedEvent,
-  type FeedEvent,
-  type ReadyEvent,
-  type ReconnectedEvent,
-  type SubscribeOptions,
-} from "./subscribe.js";
-export { Transfer, type Progress, type RequestId, type TransferOptions } from "./transfer.js";
 export type { UploadOptions, UploadSource } from "./upload.js";

@@ -9,7 +9,7 @@
 
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { open, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { basename } from "node:path";
 
 import type { Connection } from "./connection.js";
@@ -23,6 +23,7 @@ import {
   uploadResumable,
 } from "./resumable.js";
 import type { Transfer } from "./transfer.js";
+import { uploadableSize } from "./upload.js";
 
 /** Where the state of a resumable upload of `path` is kept: `<PATH>.courier-upload`. */
 export function statePath(path: string): string {
@@ -73,15 +74,7 @@ export function uploadFileResumable(
 
 /** The file at `path` as a source: its size and SHA-256 read now, its bytes by range later. */
 async function fileSource(path: string, fileName: string | undefined, signal: AbortSignal): Promise<ResumableSource> {
-  let size: number;
-  try {
-    const info = await stat(path);
-    if (!info.isFile()) throw new InvalidArgumentError(`${path} is not a file`);
-    size = info.size;
-  } catch (error) {
-    throw error instanceof InvalidArgumentError ? error : fromFileError(error, path);
-  }
-  if (size === 0) throw new InvalidArgumentError(`${path} is empty: there is nothing to upload`);
+  const size = await uploadableSize(path);
   const hash = createHash("sha256");
   try {
     for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) {

@@ -74,18 +74,24 @@ function check(source: Uint8Array | AsyncIterable<Uint8Array | string>, options:
   }
 }
 
+/** The size of the file at `path`; refuses what is not a file, or is empty. */
+export async function uploadableSize(path: string): Promise<number> {
+  let size: number;
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) throw new InvalidArgumentError(`${path} is not a file`);
+    size = info.size;
+  } catch (error) {
+    throw error instanceof InvalidArgumentError ? error : fromFileError(error, path);
+  }
+  if (size === 0) throw new InvalidArgumentError(`${path} is empty: there is nothing to upload`);
+  return size;
+}
+
 /** The name, size and chunks of `source`. */
 async function resolve(source: UploadSource, options: UploadOptions, chunk: number): Promise<Resolved> {
   if (typeof source === "string") {
-    let size: number;
-    try {
-      const info = await stat(source);
-      if (!info.isFile()) throw new InvalidArgumentError(`${source} is not a file`);
-      size = info.size;
-    } catch (error) {
-      throw error instanceof InvalidArgumentError ? error : fromFileError(error, source);
-    }
-    if (size === 0) throw new InvalidArgumentError(`${source} is empty: there is nothing to upload`);
+    const size = await uploadableSize(source);
     const path = source;
     return {
       fileName: options.fileName ?? basename(path),
