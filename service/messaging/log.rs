@@ -641,21 +641,15 @@ impl EventLog {
         dedup: Option<&Dedup>,
         deliver: impl FnOnce(u64, Arc<Event>) -> usize,
     ) -> Result<Sent, Error> {
-        let txn = self.begin()?;
         let sender = message.sender_id.clone();
-        if let Some(dedup) = dedup
-            && let Some(first) = check_dedup(&txn, &sender, dedup)?
-        {
-            return Ok(first);
-        }
-        let mut sent = Sent {
-            message_id: message.message_id.clone(),
-            server_time: message.server_time,
-            state: pb::PeerMessageState::PeerUnreachable,
-        };
-        let mut durable = false;
-        {
-            let mut tables = Tables::open(&txn)?;
+        self.once(&sender, dedup, |txn| {
+            let mut sent = Sent {
+                message_id: message.message_id.clone(),
+                server_time: message.server_time,
+                state: pb::PeerMessageState::PeerUnreachable,
+            };
+            let mut durable = false;
+            let mut tables = Tables::open(txn)?;
             let mut row = tables.row(peer)?;
             let cursor = tables.next(&mut row);
             let event = Arc::new(super::hub::peer_event(message.clone()));
@@ -676,9 +670,28 @@ impl EventLog {
                 durable = true;
             }
             tables.save()?;
+            Ok((sent, durable))
+        })
+    }
+
+    /// Runs `send` in one write transaction, unless `dedup` repeats a recorded send
+    /// (then that send's answer, and nothing written); records `send`'s answer under
+    /// `dedup`, and commits, with an fsync when `send` says it must be durable.
+    fn once(
+        &self,
+        sender: &str,
+        dedup: Option<&Dedup>,
+        send: impl FnOnce(&WriteTransaction) -> Result<(Sent, bool), Error>,
+    ) -> Result<Sent, Error> {
+        let txn = self.begin()?;
+        if let Some(dedup) = dedup
+            && let Some(first) = check_dedup(&txn, sender, dedup)?
+        {
+            return Ok(first);
         }
+        let (sent, durable) = send(&txn)?;
         if let Some(dedup) = dedup {
-            save_dedup(&txn, &sender, dedup, &sent)?;
+            save_dedup(&txn, sender, dedup, &sent)?;
         }
         self.commit(txn, durable)?;
         Ok(sent)
@@ -722,13 +735,7 @@ impl EventLog {
         dedup: Option<&Dedup>,
         mut deliver: impl FnMut(&str, u64, &Arc<Event>),
     ) -> Result<Sent, Error> {
-        let txn = self.begin()?;
         let sender = message.sender_id.clone();
-        if let Some(dedup) = dedup
-            && let Some(first) = check_dedup(&txn, &sender, dedup)?
-        {
-            return Ok(first);
-        }
         let sent = Sent {
             message_id: message.message_id.clone(),
             server_time: message.server_time,
@@ -740,8 +747,8 @@ impl EventLog {
         });
         let expires = now_ms().saturating_add(self.limits.log_ttl.as_millis() as u64);
         let value = entry(LOGGED, expires, &event);
-        {
-            let mut tables = Tables::open(&txn)?;
+        self.once(&sender, dedup, |txn| {
+            let mut tables = Tables::open(txn)?;
             for member in members {
                 let mut row = tables.row(member)?;
                 let cursor = tables.next(&mut row);
@@ -749,12 +756,8 @@ impl EventLog {
                 tables.append(member, row, cursor, &value, &self.limits)?;
             }
             tables.save()?;
-        }
-        if let Some(dedup) = dedup {
-            save_dedup(&txn, &sender, dedup, &sent)?;
-        }
-        self.commit(txn, false)?;
-        Ok(sent)
+            Ok((sent, false))
+        })
     }
 
     /// What a new stream of `user` is owed: the cached messages (now handed over:
