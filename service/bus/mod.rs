@@ -47,7 +47,7 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::error::Error;
 
@@ -109,10 +109,8 @@ pub struct Bus {
     /// The stream settings, to create the streams again after a NATS restart that
     /// lost the memory-backed ones.
     settings: Arc<BusSettings>,
-    /// Woken after every (re)connection.
-    reconnected: Arc<Notify>,
-    /// Counts (re)connections: a listener that may have missed core messages while
-    /// the connection was down looks at the log again when it changes.
+    /// Counts (re)connections: after each, the streams are made sure of again, and a
+    /// listener that may have missed core messages meanwhile reads the log.
     connections: watch::Receiver<u64>,
 }
 
@@ -137,8 +135,6 @@ impl Bus {
     /// `settings`. Fails if the server cannot be reached now; once connected, the
     /// client reconnects by itself for as long as the process runs.
     pub async fn connect(url: &str, settings: BusSettings) -> Result<Self, Error> {
-        let reconnected = Arc::new(Notify::new());
-        let notify = reconnected.clone();
         let (count_connections, connections) = watch::channel(0u64);
         let count_connections = Arc::new(count_connections);
         let client = async_nats::ConnectOptions::new()
@@ -151,14 +147,12 @@ impl Bus {
                 Duration::from_millis((100 * (attempt as u64 + 1)).min(2_000))
             })
             .event_callback(move |event| {
-                let notify = notify.clone();
                 let count_connections = count_connections.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!("bus: connected");
                             count_connections.send_modify(|n| *n += 1);
-                            notify.notify_waiters();
                         }
                         async_nats::Event::Disconnected => tracing::warn!("bus: disconnected"),
                         other => tracing::info!(event = %other, "bus"),
@@ -179,7 +173,6 @@ impl Bus {
             client,
             js,
             settings: Arc::new(settings),
-            reconnected,
             connections,
         };
         bus.ensure_streams().await?;
@@ -308,9 +301,10 @@ impl Bus {
     /// restarted has lost the memory-backed ones.
     fn spawn_stream_keeper(&self) {
         let bus = self.clone();
+        let mut connections = self.connections();
+        connections.mark_unchanged();
         tokio::spawn(async move {
-            loop {
-                bus.reconnected.notified().await;
+            while connections.changed().await.is_ok() {
                 for attempt in 0..10u32 {
                     match bus.ensure_streams().await {
                         Ok(()) => break,
