@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{
-    Backend, Feed, Nats, Server, authed, body, download, expect_nothing_before_marker, header,
-    messaging, online, pattern, send_peer, text, token, upload_bytes,
+    Backend, Feed, Nats, Server, authed, body, download, eventually, expect_nothing_before_marker,
+    header, messaging, online, pattern, send_peer, text, token, upload_bytes,
 };
 use courier_client::{Client, Event, MessageSource, SendOptions};
 use courier_server::pb::{self, MediaKind, PeerMessageState, message::Body};
@@ -71,22 +71,6 @@ fn reason(status: &tonic::Status) -> Option<String> {
         .get_error_details()
         .error_info()
         .map(|i| i.reason.clone())
-}
-
-/// Polls `check` every 50 ms until it holds, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn health(server: &Server, service: &str) -> Option<ServingStatus> {

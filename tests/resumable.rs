@@ -6,12 +6,12 @@
 #[macro_use]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::{
-    Backend, Nats, Server, authed, download, expect_code, header, pattern, sha256, token,
-    upload_bytes,
+    Backend, Nats, Server, authed, download, eventually, expect_code, header, pattern, sha256,
+    token, upload_bytes,
 };
 use courier_server::pb::{self, MediaKind, media_service_client::MediaServiceClient};
 use tonic::{Code, Status, transport::Channel};
@@ -162,22 +162,6 @@ async fn resumable_keys(server: &Server) -> Vec<String> {
         .into_iter()
         .filter(|k| k.starts_with("resumable/"))
         .collect()
-}
-
-/// Polls `check` every 50 ms until it holds, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 on_every_backend!(

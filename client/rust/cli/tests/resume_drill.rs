@@ -7,11 +7,11 @@
 
 use std::{
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use courier_client::{Client, MediaKind, resumable_state_path};
-use courier_testkit::{Backend, Server, Toxiproxy, pattern, token};
+use courier_testkit::{Backend, Server, Toxiproxy, eventually, pattern, token};
 use serde_json::{Value, json};
 
 const MIB: usize = 1024 * 1024;
@@ -24,22 +24,6 @@ async fn stored_parts(server: &Server) -> usize {
         .iter()
         .filter(|k| k.starts_with("resumable/") && k.contains("/parts/"))
         .count()
-}
-
-/// Polls `check` every 50 ms until it holds, for at most `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Downloads `media_id` through `client` and checks the bytes are `data`.
