@@ -21,6 +21,8 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
+from courier import Ready, ReceivedMessage, Subscription
+
 #: The secret every test server signs with, so tests can mint and forge tokens.
 SECRET = "test-secret-of-courier-python"
 
@@ -94,6 +96,27 @@ def wait_until(check: Callable[[], bool], what: str, limit: float = 10.0) -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {limit} s waiting for {what}")
         time.sleep(0.02)
+
+
+def next_message(feed: Subscription, limit: float = 10.0) -> ReceivedMessage:
+    """The next message on ``feed``, skipping ready and disconnected events."""
+    deadline = time.monotonic() + limit
+    while True:
+        event = feed.next_event(timeout=max(0.01, deadline - time.monotonic()))
+        if isinstance(event, ReceivedMessage):
+            return event
+
+
+def wait_ready(feed: Subscription, limit: float = 10.0) -> tuple[Ready, list[ReceivedMessage]]:
+    """Waits for the feed's Ready event; returns it and the messages before it."""
+    deadline = time.monotonic() + limit
+    before: list[ReceivedMessage] = []
+    while True:
+        event = feed.next_event(timeout=max(0.01, deadline - time.monotonic()))
+        if isinstance(event, Ready):
+            return event, before
+        if isinstance(event, ReceivedMessage):
+            before.append(event)
 
 
 class Server:

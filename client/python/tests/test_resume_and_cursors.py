@@ -20,37 +20,16 @@ from courier import (
     Disconnected,
     Progress,
     ReceivedMessage,
-    Ready,
-    Subscription,
     TextMessage,
     TransferCancelledError,
 )
-from harness import Server, pattern, token
+from harness import Server, next_message, pattern, token, wait_ready
 
 PART = 256 * 1024
 
 
 def part_server(start_server: Callable[..., Server]) -> Server:
     return start_server("--upload-part-size", str(PART))
-
-
-def next_message(feed: Subscription, limit: float = 10.0) -> ReceivedMessage:
-    deadline = time.monotonic() + limit
-    while True:
-        event = feed.next_event(timeout=max(0.01, deadline - time.monotonic()))
-        if isinstance(event, ReceivedMessage):
-            return event
-
-
-def wait_ready(feed: Subscription, limit: float = 10.0) -> tuple[Ready, list[ReceivedMessage]]:
-    deadline = time.monotonic() + limit
-    before: list[ReceivedMessage] = []
-    while True:
-        event = feed.next_event(timeout=max(0.01, deadline - time.monotonic()))
-        if isinstance(event, Ready):
-            return event, before
-        if isinstance(event, ReceivedMessage):
-            before.append(event)
 
 
 def test_resumable_upload_pauses_resumes_and_survives_a_restart(start_server: Callable[..., Server], tmp_path: Path) -> None:

@@ -22,36 +22,13 @@ from courier import (
     MediaKind,
     Progress,
     Ready,
-    ReceivedMessage,
-    Subscription,
     TextMessage,
 )
-from harness import MIB, Server, SlowFile, pattern, png, sha256, token, wait_until
+from harness import MIB, Server, SlowFile, next_message, pattern, png, sha256, token, wait_ready, wait_until
 
 
 def client(server: Server, user: str) -> Client:
     return Client(server.url, token(user))
-
-
-def next_message(feed: Subscription, limit: float = 10.0) -> ReceivedMessage:
-    """The next message on ``feed``, skipping ready and disconnected events."""
-    deadline = time.monotonic() + limit
-    while True:
-        event = feed.next_event(timeout=max(0.01, deadline - time.monotonic()))
-        if isinstance(event, ReceivedMessage):
-            return event
-
-
-def ready(feed: Subscription, limit: float = 10.0) -> tuple[Ready, list[ReceivedMessage]]:
-    """Waits for the feed's Ready event; returns it and the messages before it."""
-    deadline = time.monotonic() + limit
-    before: list[ReceivedMessage] = []
-    while True:
-        event = feed.next_event(timeout=max(0.01, deadline - time.monotonic()))
-        if isinstance(event, Ready):
-            return event, before
-        if isinstance(event, ReceivedMessage):
-            before.append(event)
 
 
 def test_upload_with_progress(server: Server, tmp_path: Path) -> None:
@@ -164,7 +141,7 @@ def test_image_to_peer(server: Server) -> None:
     picture = png(40, 30)
     with client(server, "bob") as bob, client(server, "alice") as alice:
         with bob.subscribe() as feed:
-            ready(feed)
+            wait_ready(feed)
             media = alice.upload_image(picture, file_name="cat.png")
             assert (media.kind, media.width, media.height) == (MediaKind.IMAGE, 40, 30)
             from_record = media.image_message()
@@ -193,8 +170,8 @@ def test_file_to_channel(server: Server) -> None:
         bob.join_channel("team")
         assert bob.channel_members("team") == ["alice", "bob"]
         with bob.subscribe() as bob_feed, alice.subscribe() as alice_feed:
-            ready(bob_feed)
-            ready(alice_feed)
+            wait_ready(bob_feed)
+            wait_ready(alice_feed)
             media = alice.upload_file(pattern(70_000, 6), file_name="plan.pdf")
             alice.send_channel_message("team", media.file_message())
             got = next_message(bob_feed)
@@ -218,7 +195,7 @@ def test_offline_cached_then_delivered(server: Server) -> None:
             alice.send_peer_message("bob", "lost")
         assert lost.value.peer_id == "bob"
         with client(server, "bob") as bob, bob.subscribe() as feed:
-            live, before = ready(feed)
+            live, before = wait_ready(feed)
             assert live.offline_count == 1
             assert len(before) == 1
             got = before[0]
@@ -307,7 +284,7 @@ def test_typed_errors(start_server: Callable[..., Server]) -> None:
 
 def test_subscription_reconnects_after_a_server_restart(server: Server) -> None:
     with client(server, "bob") as bob, bob.subscribe() as feed:
-        ready(feed)
+        wait_ready(feed)
         server.restart()
         disconnected = False
         while True:
@@ -425,7 +402,7 @@ def test_dropping_a_subscription_closes_it(server: Server) -> None:
             break
         wait_until(lambda: alice.query_online_status(["bob"]) == {"bob": False}, "bob offline")
         feed = bob.subscribe()
-        ready(feed)
+        wait_ready(feed)
         assert alice.query_online_status(["bob"]) == {"bob": True}
     # Closing the client closed its subscription too.
     with pytest.raises(StopIteration):
