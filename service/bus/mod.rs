@@ -374,16 +374,8 @@ impl Bus {
                 .get_last("Nats-Sequence")
                 .and_then(|v| v.as_str().parse().ok())
                 .ok_or_else(|| unavailable("reading a log", "an entry without a sequence"))?;
-            let time = headers.get_last("Nats-Time-Stamp").and_then(|v| {
-                time::OffsetDateTime::parse(
-                    v.as_str(),
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .ok()
-            });
             entries.push(Stored {
                 sequence,
-                time,
                 headers,
                 payload: reply.payload,
             });
@@ -407,8 +399,6 @@ impl Bus {
 pub struct Stored {
     /// Its stream sequence.
     pub sequence: u64,
-    /// When it was stored (absent if the server's timestamp does not parse).
-    pub time: Option<time::OffsetDateTime>,
     /// Its headers (the publisher's and the server's `Nats-*`).
     pub headers: async_nats::HeaderMap,
     /// Its payload.
