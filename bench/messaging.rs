@@ -57,6 +57,8 @@ const STREAMS_PER_CONNECTION: usize = 1_000;
 
 #[path = "common.rs"]
 mod common;
+#[path = "groups.rs"]
+mod groups;
 use common::{BareServer, memory_kib};
 
 mod bare {
@@ -74,6 +76,9 @@ async fn main() {
             "the messaging benchmark runs with `./bench/messaging` (cargo bench), not as a test"
         );
         return;
+    }
+    if args.iter().any(|a| a == "--groups") {
+        return groups::run(args.iter().any(|a| a == "--bus")).await;
     }
     if args.iter().any(|a| a == "--replay") {
         return replay(args.iter().any(|a| a == "--bus")).await;
@@ -654,7 +659,46 @@ impl bare::bare_echo_server::BareEcho for Echo {
     }
 }
 
-/// The bare unary echo, with tonic's default settings.
+/// The bare relay: one listener at a time, fed by pushes.
+#[derive(Default)]
+struct Relay {
+    listener:
+        std::sync::Mutex<Option<tokio::sync::mpsc::Sender<Result<bare::Chunk, tonic::Status>>>>,
+}
+
+#[tonic::async_trait]
+impl bare::bare_relay_server::BareRelay for Relay {
+    async fn push_one(
+        &self,
+        request: tonic::Request<bare::Chunk>,
+    ) -> Result<tonic::Response<bare::Total>, tonic::Status> {
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(listener) = listener {
+            let _ = listener.send(Ok(request.into_inner())).await;
+        }
+        Ok(tonic::Response::new(bare::Total::default()))
+    }
+
+    type ListenStream = tokio_stream::wrappers::ReceiverStream<Result<bare::Chunk, tonic::Status>>;
+
+    async fn listen(
+        &self,
+        _: tonic::Request<bare::Total>,
+    ) -> Result<tonic::Response<Self::ListenStream>, tonic::Status> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let _ = tx.try_send(Ok(bare::Chunk::default()));
+        *self.listener.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        Ok(tonic::Response::new(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+    }
+}
+
+/// The bare unary echo (and the bare relay), with tonic's default settings.
 async fn serve_echo() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -663,6 +707,9 @@ async fn serve_echo() {
     println!("listening {addr} {addr} {addr}");
     tonic::transport::Server::builder()
         .add_service(bare::bare_echo_server::BareEchoServer::new(Echo))
+        .add_service(bare::bare_relay_server::BareRelayServer::new(
+            Relay::default(),
+        ))
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
         .await
         .expect("serve");

@@ -47,6 +47,8 @@ pub mod names {
     pub const THUMBNAILS_REFUSED: &str = "courier_thumbnails_refused_total";
 
     pub const RUNTIME_TASKS: &str = "courier_runtime_alive_tasks";
+    pub const LOG_GROUP_SIZE: &str = "courier_event_log_group_size";
+    pub const LOG_COMMIT: &str = "courier_event_log_commit_seconds";
 }
 
 /// The latency buckets of gRPC calls, in seconds: sub-millisecond unary calls up to
@@ -262,6 +264,15 @@ fn describe() {
         Unit::Bytes,
         "gRPC message bytes sent, by method."
     );
+    describe_histogram!(
+        names::LOG_GROUP_SIZE,
+        "Changes committed together in one transaction of one server's event log (group commit)."
+    );
+    describe_histogram!(
+        names::LOG_COMMIT,
+        Unit::Seconds,
+        "Time to apply and commit (with its fsync) one group of one server's event log."
+    );
     describe_gauge!(names::BUILD_INFO, "Always 1; the version is a label.");
     gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
@@ -272,6 +283,12 @@ pub fn set_runtime_tasks() {
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         gauge!(names::RUNTIME_TASKS).set(handle.metrics().num_alive_tasks() as f64);
     }
+}
+
+/// Records one group commit of the event log: how many changes, and how long it took.
+pub fn record_group(size: usize, took: std::time::Duration) {
+    metrics::histogram!(names::LOG_GROUP_SIZE).record(size as f64);
+    metrics::histogram!(names::LOG_COMMIT).record(took.as_secs_f64());
 }
 
 /// Sets the gauges of the offline cache (called before each scrape).

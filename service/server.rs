@@ -31,8 +31,8 @@ use crate::{
         TransferSlots, spawn_sweeper,
     },
     messaging::{
-        BusRouter, EventLog, HubLimits, LocalHub, LogLimits, MessagingServer, RateLimit,
-        RateLimiter, Router as MessageRouter, spawn_purger,
+        Engine, Feed, HubLimits, LogLimits, MessagingServer, NatsStore, RateLimit, RateLimiter,
+        RedbStore, Router as MessageRouter, spawn_purger,
     },
     metrics::{self, GrpcMetricsLayer},
     pb::{
@@ -68,6 +68,8 @@ struct Parts {
     slots: TransferSlots,
     /// Where messages go: this process, or the bus shared with other replicas.
     messages: Messages,
+    /// The Subscribe streams on this process, fed by the messaging store.
+    feed: Feed,
     /// Every upload and download task.
     transfers: TaskTracker,
     /// Revoked tokens, followed from the data folder and the bus.
@@ -80,7 +82,7 @@ struct Parts {
 enum Messages {
     /// One server: the event log (with the offline cache) on disk, everything else in
     /// memory.
-    Local(EventLog),
+    Local(RedbStore),
     /// Several replicas: NATS, and this replica's cluster-wide leases (one set, with
     /// one refresher, for transfers and streams alike).
     Bus(Box<Replicated>),
@@ -131,6 +133,7 @@ impl Parts {
             part_size: location.part_size(),
             grace: config.content_grace,
         };
+        let feed = Feed::new(config.subscriber_buffer);
         let messages = match &config.bus {
             Some(url) => {
                 let bus = Bus::connect(url, bus_settings(config)).await?;
@@ -139,7 +142,7 @@ impl Parts {
                 Messages::Bus(Box::new(Replicated { bus, leases }))
             }
             // The file keeps its name: an older server's offline cache moves into the log.
-            None => Messages::Local(EventLog::open(
+            None => Messages::Local(RedbStore::open(
                 &config.data_dir.join("offline.redb"),
                 LogLimits {
                     max_per_user: config.offline_cache_size,
@@ -149,6 +152,7 @@ impl Parts {
                     log_size: config.event_log_size,
                     log_ttl: config.event_log_ttl,
                 },
+                feed.clone(),
             )?),
         };
         let mut slots = TransferSlots::new(config.max_transfers_per_user);
@@ -168,6 +172,7 @@ impl Parts {
                 .with_resumable(resumable_settings(config, &location)?, multipart),
             slots,
             messages,
+            feed,
             transfers: TaskTracker::new(),
         })
     }
@@ -192,11 +197,23 @@ impl Parts {
         };
         let (router, rate): (Arc<dyn MessageRouter>, RateLimit) = match &self.messages {
             Messages::Bus(bus) => (
-                Arc::new(BusRouter::start(bus.bus.clone(), bus.leases.clone(), hub_limits).await?),
+                Arc::new(Engine::new(
+                    Arc::new(NatsStore::start(
+                        bus.bus.clone(),
+                        bus.leases.clone(),
+                        self.feed.clone(),
+                    )),
+                    self.feed.clone(),
+                    hub_limits,
+                )),
                 RateLimit::Cluster(Box::new(BusRate::new(bus.bus.clone()))),
             ),
             Messages::Local(cache) => (
-                Arc::new(LocalHub::new(cache.clone(), hub_limits)?),
+                Arc::new(Engine::new(
+                    Arc::new(cache.clone()),
+                    self.feed.clone(),
+                    hub_limits,
+                )),
                 RateLimit::Local(RateLimiter::new(config.rate_limit, config.rate_window)),
             ),
         };
@@ -340,14 +357,6 @@ pub async fn run(
     for task in background.into_iter().chain(parts.revocation_watchers) {
         task.abort();
     }
-    if let Messages::Local(log) = &parts.messages {
-        let log = log.clone();
-        match tokio::task::spawn_blocking(move || log.close()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "closing the event log"),
-            Err(e) => tracing::warn!(error = %e, "closing the event log"),
-        }
-    }
     tracing::info!("stopped");
     result
 }
@@ -464,7 +473,7 @@ fn spawn_bus_gauges(bus: Bus, stop: watch::Receiver<bool>) -> JoinHandle<()> {
 
 /// Samples the offline cache's size into its gauges before each scrape (one server;
 /// with a bus, [`spawn_bus_gauges`] sets them).
-fn offline_gauges(cache: EventLog) -> Arc<dyn Fn() + Send + Sync> {
+fn offline_gauges(cache: RedbStore) -> Arc<dyn Fn() + Send + Sync> {
     Arc::new(move || match cache.size() {
         Ok((messages, bytes)) => metrics::set_offline_cache(messages, bytes),
         Err(e) => tracing::warn!(error = %e, "reading the offline cache's size"),

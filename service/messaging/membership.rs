@@ -6,16 +6,13 @@
 //! and reads that must see every replica's changes first catch the mirror up to the
 //! stream's last sequence.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use super::roster::Roster;
 use crate::{
     bus::{Bus, MEMBERS, from_token, token, unavailable},
     error::Error,
@@ -30,42 +27,9 @@ pub struct Membership {
     /// The bus.
     bus: Bus,
     /// The members of each channel, and each user's channels.
-    mirror: Arc<Mutex<Mirror>>,
+    mirror: Roster,
     /// The last stream sequence applied to the mirror.
     applied: watch::Receiver<u64>,
-}
-
-#[derive(Debug, Default)]
-struct Mirror {
-    /// Each channel's members.
-    channels: HashMap<String, BTreeSet<String>>,
-    /// Each user's channels.
-    joined: HashMap<String, BTreeSet<String>>,
-}
-
-impl Mirror {
-    fn apply(&mut self, channel: String, user: String, member: bool) {
-        if member {
-            self.joined
-                .entry(user.clone())
-                .or_default()
-                .insert(channel.clone());
-            self.channels.entry(channel).or_default().insert(user);
-        } else {
-            if let Some(joined) = self.joined.get_mut(&user) {
-                joined.remove(&channel);
-                if joined.is_empty() {
-                    self.joined.remove(&user);
-                }
-            }
-            if let Some(members) = self.channels.get_mut(&channel) {
-                members.remove(&user);
-                if members.is_empty() {
-                    self.channels.remove(&channel);
-                }
-            }
-        }
-    }
 }
 
 /// `courier.member.<channel>.<user>`.
@@ -79,16 +43,12 @@ impl Membership {
         let (applied_tx, applied) = watch::channel(0);
         let membership = Self {
             bus,
-            mirror: Arc::default(),
+            mirror: Roster::default(),
             applied,
         };
         let follower = membership.clone();
         tokio::spawn(async move { follower.follow(applied_tx).await });
         membership
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Mirror> {
-        self.mirror.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Applies the stream to the mirror, from its start and then live; starts over
@@ -125,7 +85,7 @@ impl Membership {
                 tokens.next().and_then(from_token),
             ) {
                 let member = !message.payload.is_empty();
-                self.lock().apply(channel, user, member);
+                self.mirror.apply(&channel, &user, member);
             }
             applied.send_if_modified(|last| {
                 let newer = sequence > *last;
@@ -175,25 +135,8 @@ impl Membership {
         self.wait_for(ack.sequence).await
     }
 
-    /// Whether `user` is a member of `channel`, as the mirror has it now.
-    pub fn is_member(&self, channel: &str, user: &str) -> bool {
-        self.lock()
-            .channels
-            .get(channel)
-            .is_some_and(|m| m.contains(user))
-    }
-
-    /// The members of `channel`, sorted, as the mirror has it now.
-    pub fn members(&self, channel: &str) -> Vec<String> {
-        self.lock()
-            .channels
-            .get(channel)
-            .map(|m| m.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// How many channels `user` is a member of, as the mirror has it now.
-    pub fn joined(&self, user: &str) -> usize {
-        self.lock().joined.get(user).map_or(0, BTreeSet::len)
+    /// The mirror, as it has the membership now.
+    pub fn roster(&self) -> &Roster {
+        &self.mirror
     }
 }

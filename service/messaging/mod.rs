@@ -1,23 +1,35 @@
 //! MessagingService: peer and channel messages, Subscribe streams, presence and the
 //! offline cache.
 //!
-//! Handlers ([`MessagingServer`]) check requests and call a [`Router`]; [`LocalHub`] is
-//! the router for one server, with an [`EventLog`] on disk (the per-user event log,
-//! which holds the offline cache too) that survives restarts,
-//! and [`BusRouter`] the router of replicas sharing NATS JetStream ([`crate::bus`]).
+//! Layout, from the wire down:
+//! - [`service`]: the gRPC handlers; they check requests and call a [`Router`].
+//! - [`engine`]: the one router, [`Engine`], written once above a [`store::Store`]:
+//!   Subscribe streams and their replay, sends, membership and its limit, presence.
+//! - [`feed`]: this process's Subscribe streams; every store hands its entries here in
+//!   cursor order (fan-out and the slow-stream cut-off).
+//! - [`store`]: the seam; [`redb`] is one server's store (an embedded file, one
+//!   writer committing in groups), [`nats`] the store of replicas sharing NATS
+//!   JetStream ([`crate::bus`]).
+//! - [`event`], [`message`], [`rate`]: the shared words, the checks of a message, the
+//!   send rate limit.
 
-mod bus_router;
-mod hub;
-mod log;
+mod engine;
+mod event;
+mod feed;
 mod membership;
 mod message;
+mod nats;
 mod rate;
+mod redb;
+mod roster;
 mod service;
-mod streams;
+mod store;
 
-pub use bus_router::BusRouter;
-pub use hub::{Event, HubLimits, LocalHub, Router, Subscription};
-pub use log::{Dedup, EventLog, LogLimits, Replay, Sent, reused, spawn_purger};
+pub use engine::{Engine, HubLimits, Router, Subscription};
+pub use event::{Dedup, Event, Replay, Sent};
+pub use feed::Feed;
 pub use message::{MAX_MESSAGE_BYTES, prepare};
+pub use nats::NatsStore;
 pub use rate::{RateLimit, RateLimiter};
+pub use redb::{LogLimits, RedbStore, spawn_purger};
 pub use service::MessagingServer;

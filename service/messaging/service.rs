@@ -17,7 +17,13 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{Dedup, RateLimit, Router, Subscription, prepare};
+use super::{
+    engine::{Router, Subscription},
+    event::Dedup,
+    feed::ended as feed_ended,
+    message::prepare,
+    rate::RateLimit,
+};
 use crate::{
     auth::{self, IssuedAt},
     error::{Error, Reason},
@@ -139,7 +145,7 @@ fn event_stream(
     let Subscription {
         replay,
         events,
-        too_slow,
+        ended,
         registration,
     } = subscription;
     let latest = replay.latest;
@@ -155,22 +161,25 @@ fn event_stream(
         event.cursor = cursor;
         event
     });
-    // Cursor 0: a router without cursors (every live event passes).
-    let live = ReceiverStream::new(events).filter_map(move |(event, cursor)| {
-        futures::future::ready((cursor == 0 || cursor > latest).then(|| {
-            let mut event = Arc::unwrap_or_clone(event);
-            event.cursor = cursor;
-            event
-        }))
+    // The feed queues only events after the stream's start.
+    let live = ReceiverStream::new(events).map(|(event, cursor)| {
+        let mut event = Arc::unwrap_or_clone(event);
+        event.cursor = cursor;
+        event
     });
     let cut_off = futures::stream::once(async move {
-        too_slow.load(Ordering::Relaxed).then(|| {
-            Err(Status::from(Error::Refused(
+        match ended.load(Ordering::Relaxed) {
+            feed_ended::TOO_SLOW => Some(Err(Status::from(Error::Refused(
                 Reason::TooSlow,
                 "too slow: this Subscribe stream fell too far behind and was ended; reconnect"
                     .into(),
-            )))
-        })
+            )))),
+            feed_ended::STORE_FAILED => Some(Err(Status::from(Error::Unavailable(
+                "the event log failed to store events of this stream; subscribe again after your last cursor"
+                    .into(),
+            )))),
+            _ => None,
+        }
     })
     .filter_map(futures::future::ready);
     let stopped = async move {

@@ -278,6 +278,11 @@ impl Server {
             .expect("connects")
     }
 
+    /// The address of the metrics endpoint.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.metrics_addr
+    }
+
     /// The process ID, for signals.
     pub fn pid(&self) -> u32 {
         self.child.id()
