@@ -114,6 +114,9 @@ app.kubernetes.io/component: {{ . }}
 {{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
 {{- fail "autoscaling.maxReplicas must be at least autoscaling.minReplicas" }}
 {{- end }}
+{{- if and .Values.tls.enabled .Values.tls.clientCA (eq .Values.tls.probes "grpc") }}
+{{- fail "tls.probes=grpc cannot be used with tls.clientCA: the kubelet's gRPC probe has no client certificate (use tls.probes=tcp)" }}
+{{- end }}
 {{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
 {{- fail "tls.enabled needs tls.secretName, a kubernetes.io/tls Secret (e.g. cert-manager's)" }}
 {{- end }}
