@@ -5,8 +5,9 @@ kubernetes-validate --strict, checks the ServiceMonitor, checks the manifests (a
 Dockerfile) against the server's flags, checks what replicated overlays need (a bus, S3,
 no ReadWriteOnce claim, egress to both) and the in-cluster NATS, then starts the server
 with each overlay's ConfigMap (beside a local nats-server with the overlay's nats.conf
-when it has a bus) and probes it as the kubelet would. Exits non-zero with every
-problem found.
+when it has a bus) and probes it as the kubelet would; the Helm chart likewise, and
+compared with the overlays (k8s/check_chart.py). Exits non-zero with every problem
+found.
 """
 
 from __future__ import annotations

@@ -69,8 +69,34 @@ def lint(where: str, values: Path) -> None:
         print(f"{where}: helm lint --strict passes")
 
 
+# Values whose defaults are maps taken as they are (documented as one row each).
+MAP_VALUES = {"server.env", "server.resources", "autoscaling.behavior", "nats.resources", "minio.resources"}
+
+
+def check_values_documented() -> None:
+    """Every value of values.yaml is a row of the chart's README (`name` in its first
+    column), and every row is a value."""
+    def leaves(values: dict, prefix: str = ""):
+        for key, value in values.items():
+            path = f"{prefix}{key}"
+            if isinstance(value, dict) and value and path not in MAP_VALUES:
+                yield from leaves(value, path + ".")
+            else:
+                yield path
+
+    values = set(leaves(yaml.safe_load((CHART / "values.yaml").read_text())))
+    rows = set(re.findall(r"^\| `([A-Za-z0-9_.]+)` \|", (CHART / "README.md").read_text(), re.M))
+    for value in sorted(values - rows):
+        k.problem("k8s/chart/courier/README.md", f"value {value} is not documented")
+    for row in sorted(rows - values):
+        k.problem("k8s/chart/courier/README.md", f"documents {row}, which values.yaml does not have")
+    if values == rows:
+        print(f"k8s/chart/courier: each of its {len(values)} values is documented in its README")
+
+
 def check_examples(known_vars: set[str], overlays: dict, workdir: Path) -> dict:
     """Every example against its overlay; returns name -> (env, docs, nats.conf)."""
+    check_values_documented()
     rendered = {}
     examples = sorted(EXAMPLES.glob("*.yaml"))
     for overlay in overlays:
