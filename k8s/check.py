@@ -523,10 +523,10 @@ def probe_server(name: str, env: dict[str, str], container: dict, dashboard: str
         for replica in range(replicas):
             data = work / f"data{replica}"
             data.mkdir()
-            started = start_server(name, container, {**run_env, "COURIER_DATA_DIR": str(data)}, servers)
-            if started is None:
+            listening = start_server(name, container, {**run_env, "COURIER_DATA_DIR": str(data)}, servers)
+            if listening is None:
                 return
-            addrs.append(started)
+            addrs.append(listening)
         for replica, (addr, metrics) in enumerate(addrs):
             who = f"{name} (replica {replica + 1} of {replicas})" if replicas > 1 else name
             for kind in ("startup", "liveness", "readiness"):
@@ -602,8 +602,8 @@ def main() -> int:
     for name, env, docs, nats_conf in runs:
         container = one(docs, "Deployment", "courier")["spec"]["template"]["spec"]["containers"][0]
         probe_server(name, env, container, dashboard, nats_conf)
-    for render in tls:
-        check_chart.probe_tls_server(render)
+    for tls_render in tls:
+        check_chart.probe_tls_server(tls_render)
     if problems:
         print(f"\nk8s/check: {len(problems)} problem(s)", file=sys.stderr)
         return 1

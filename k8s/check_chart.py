@@ -127,12 +127,14 @@ def check_examples(known_vars: set[str], overlays: dict, workdir: Path) -> dict:
     return rendered
 
 
-def check_monitoring(name: str, docs: list[dict], with_monitor: dict) -> dict:
+def check_monitoring(name: str, docs: list[dict], with_monitor: list[dict]) -> dict:
     """serviceMonitor.enabled and dashboard.enabled add the ServiceMonitor and the
     dashboard of k8s/monitoring, and change nothing else; returns the ServiceMonitor."""
     added = [d for d in with_monitor if (d["kind"], d["metadata"]["name"]) not in {(e["kind"], e["metadata"]["name"]) for e in docs}]
     if sorted(k.name_of(d) for d in added) != ["ConfigMap/courier-dashboard", "ServiceMonitor/courier"]:
         k.problem(name, f"serviceMonitor.enabled and dashboard.enabled add {[k.name_of(d) for d in added]}")
+    if [d for d in with_monitor if d not in added] != docs:
+        k.problem(name, "serviceMonitor.enabled and dashboard.enabled change other resources")
     monitor = k.one(with_monitor, "ServiceMonitor")
     reference = k.render(k.K8S / "monitoring")
     wanted = k.one(reference, "ServiceMonitor")
