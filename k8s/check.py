@@ -589,13 +589,13 @@ def main() -> int:
             check_secrets(name, docs)
             replicated = check_replicated(name, docs, env)
             overlays[name] = (env, docs, nats_config(name, docs), replicated)
+        charts = check_chart.check_examples(known_vars, overlays, workdir)
+        tls = check_chart.check_switches(known_vars, workdir)
     for wanted in ("overlays/single", "overlays/local", "overlays/aws"):
         if wanted not in overlays:
             problem(wanted, "missing")
     if not any(replicated for *_, replicated in overlays.values()):
         problem("k8s/overlays", "no replicated overlay")
-        charts = check_chart.check_examples(known_vars, overlays, workdir)
-        tls = check_chart.check_switches(known_vars, workdir)
     check_dockerfile(known_vars, overlays["overlays/single"][0])
     runs = [(name, env, docs, nats_conf) for name, (env, docs, nats_conf, _) in overlays.items()]
     runs += [(name, env, docs, nats_conf) for name, (env, docs, nats_conf) in charts.items()]
