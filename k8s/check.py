@@ -5,8 +5,9 @@ kubernetes-validate --strict, checks the ServiceMonitor, checks the manifests (a
 Dockerfile) against the server's flags, checks what replicated overlays need (a bus, S3,
 no ReadWriteOnce claim, egress to both) and the in-cluster NATS, then starts the server
 with each overlay's ConfigMap (beside a local nats-server with the overlay's nats.conf
-when it has a bus) and probes it as the kubelet would. Exits non-zero with every
-problem found.
+when it has a bus) and probes it as the kubelet would; the Helm chart likewise, and
+compared with the overlays (k8s/check_chart.py). Exits non-zero with every problem
+found.
 """
 
 from __future__ import annotations
@@ -62,12 +63,12 @@ def render(path: Path) -> list[dict]:
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
-def validate(name: str, docs: list[dict], workdir: Path) -> None:
+def validate(name: str, docs: list[dict], workdir: Path, versions: list[str] = VERSIONS) -> None:
     """kubernetes-validate --strict on every resource it has a schema for."""
     known = [d for d in docs if d["kind"] != "ServiceMonitor"]
-    file = workdir / f"{name}.yaml"
+    file = workdir / f"{name.replace('/', '-')}.yaml"
     file.write_text(yaml.safe_dump_all(known))
-    for version in VERSIONS:
+    for version in versions:
         run = subprocess.run(
             ["kubernetes-validate", "--strict", "--quiet", "-k", version, str(file)],
             capture_output=True,
@@ -76,7 +77,7 @@ def validate(name: str, docs: list[dict], workdir: Path) -> None:
         )
         if run.returncode != 0:
             problem(name, f"kubernetes-validate {version}:\n{run.stdout}{run.stderr}")
-    print(f"{name}: {len(known)} resources valid against Kubernetes {', '.join(VERSIONS)} (strict)")
+    print(f"{name}: {len(known)} resources valid against Kubernetes {', '.join(versions)} (strict)")
 
 
 def server_env_vars() -> set[str]:
@@ -274,7 +275,8 @@ def check_replicated(name: str, docs: list[dict], env: dict[str, str]) -> bool:
     """What several replicas need; returns whether the overlay runs several."""
     deployment = one(docs, "Deployment", "courier")
     hpas = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
-    replicas = deployment["spec"].get("replicas", 1)
+    # Without replicas (the chart leaves them to its autoscaler): the autoscaler's minimum.
+    replicas = deployment["spec"].get("replicas", min((h["spec"].get("minReplicas", 1) for h in hpas), default=1))
     if replicas <= 1 and not hpas:
         if env.get("COURIER_BUS"):
             problem(name, "COURIER_BUS is set but the overlay runs one replica")
@@ -351,16 +353,16 @@ def name_of(doc: dict) -> str:
     return f"{doc['kind']}/{doc['metadata']['name']}"
 
 
-def check_monitor(docs: list[dict]) -> dict:
+def check_monitor(docs: list[dict], where: str = "monitoring") -> dict:
     monitor = one(docs, "ServiceMonitor")
     if monitor["apiVersion"] != "monitoring.coreos.com/v1":
-        problem("monitoring", f"ServiceMonitor apiVersion {monitor['apiVersion']}")
+        problem(where, f"ServiceMonitor apiVersion {monitor['apiVersion']}")
     spec = monitor.get("spec", {})
     if not spec.get("selector", {}).get("matchLabels") or not spec.get("endpoints"):
-        problem("monitoring", "the ServiceMonitor needs selector.matchLabels and endpoints")
+        problem(where, "the ServiceMonitor needs selector.matchLabels and endpoints")
     for endpoint in spec.get("endpoints", []):
         if set(endpoint) - {"port", "path", "interval", "scrapeTimeout"}:
-            problem("monitoring", f"unexpected ServiceMonitor endpoint fields {sorted(endpoint)}")
+            problem(where, f"unexpected ServiceMonitor endpoint fields {sorted(endpoint)}")
     return monitor
 
 
@@ -461,9 +463,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def health(addr: str, service: str) -> str:
+def health(addr: str, service: str, tls: list[str] | None = None) -> str:
+    """The health service's answer for SERVICE; TLS: grpcurl's TLS flags, else plaintext."""
     answer = subprocess.run(
-        ["grpcurl", "-plaintext", "-max-time", "5", "-d", json.dumps({"service": service}), addr, "grpc.health.v1.Health/Check"],
+        ["grpcurl", *(tls or ["-plaintext"]), "-max-time", "5", "-d", json.dumps({"service": service}), addr, "grpc.health.v1.Health/Check"],
         capture_output=True,
         text=True,
         timeout=15,
@@ -471,6 +474,27 @@ def health(addr: str, service: str) -> str:
     if answer.returncode != 0:
         return answer.stderr.strip() or f"grpcurl exited {answer.returncode}"
     return json.loads(answer.stdout or "{}").get("status", "no status")
+
+
+def start_server(name: str, container: dict, env: dict[str, str], servers: list[subprocess.Popen]) -> tuple[str, str] | None:
+    """Starts the server with the container's args and ENV (appending it to SERVERS, for
+    the caller to stop); its gRPC and metrics addresses once it listens, within 30 s."""
+    server = subprocess.Popen([SERVER, *container.get("args", [])], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    servers.append(server)
+    lines, deadline, output = lines_of(server), time.monotonic() + 30, []
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        output.append(line)
+        fields = json.loads(line) if line.startswith("{") else {}
+        if fields.get("message") == "courier-server listening":
+            return fields["addr"], fields["metrics_addr"]
+    problem(name, "the server did not start with the ConfigMap's environment:\n" + "".join(output[-20:]))
+    return None
 
 
 def probe_server(name: str, env: dict[str, str], container: dict, dashboard: str, nats_conf: str | None) -> None:
@@ -499,30 +523,10 @@ def probe_server(name: str, env: dict[str, str], container: dict, dashboard: str
         for replica in range(replicas):
             data = work / f"data{replica}"
             data.mkdir()
-            server = subprocess.Popen(
-                [SERVER, *container.get("args", [])],
-                env={**run_env, "COURIER_DATA_DIR": str(data)},
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            servers.append(server)
-            lines, deadline, addr, output = lines_of(server), time.monotonic() + 30, None, []
-            while addr is None and time.monotonic() < deadline:
-                try:
-                    line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if line is None:
-                    break
-                output.append(line)
-                fields = json.loads(line) if line.startswith("{") else {}
-                if fields.get("message") == "courier-server listening":
-                    addr = (fields["addr"], fields["metrics_addr"])
-            if addr is None:
-                problem(name, "the server did not start with the ConfigMap's environment:\n" + "".join(output[-20:]))
+            listening = start_server(name, container, {**run_env, "COURIER_DATA_DIR": str(data)}, servers)
+            if listening is None:
                 return
-            addrs.append(addr)
+            addrs.append(listening)
         for replica, (addr, metrics) in enumerate(addrs):
             who = f"{name} (replica {replica + 1} of {replicas})" if replicas > 1 else name
             for kind in ("startup", "liveness", "readiness"):
@@ -565,6 +569,8 @@ def probe_server(name: str, env: dict[str, str], container: dict, dashboard: str
 
 
 def main() -> int:
+    import check_chart  # imports this module as `check`: see the end of the file
+
     known_vars = server_env_vars()
     dashboard = (K8S / "monitoring" / "courier-dashboard.json").read_text()
     json.loads(dashboard)
@@ -583,15 +589,21 @@ def main() -> int:
             check_secrets(name, docs)
             replicated = check_replicated(name, docs, env)
             overlays[name] = (env, docs, nats_config(name, docs), replicated)
+        charts = check_chart.check_examples(known_vars, overlays, workdir)
+        tls = check_chart.check_switches(known_vars, workdir)
     for wanted in ("overlays/single", "overlays/local", "overlays/aws"):
         if wanted not in overlays:
             problem(wanted, "missing")
     if not any(replicated for *_, replicated in overlays.values()):
         problem("k8s/overlays", "no replicated overlay")
     check_dockerfile(known_vars, overlays["overlays/single"][0])
-    for name, (env, docs, nats_conf, _) in overlays.items():
+    runs = [(name, env, docs, nats_conf) for name, (env, docs, nats_conf, _) in overlays.items()]
+    runs += [(name, env, docs, nats_conf) for name, (env, docs, nats_conf) in charts.items()]
+    for name, env, docs, nats_conf in runs:
         container = one(docs, "Deployment", "courier")["spec"]["template"]["spec"]["containers"][0]
         probe_server(name, env, container, dashboard, nats_conf)
+    for tls_render in tls:
+        check_chart.probe_tls_server(tls_render)
     if problems:
         print(f"\nk8s/check: {len(problems)} problem(s)", file=sys.stderr)
         return 1
@@ -600,4 +612,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the module `check`, the one check_chart imports, so that both add to the
+    # same list of problems.
+    import check
+
+    sys.exit(check.main())

@@ -13,6 +13,8 @@ GRPCURL_MODULE=github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 TOXIPROXY_MODULE=github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0
 NATS_MODULE=github.com/nats-io/nats-server/v2@v2.15.2
 PROTOC_GEN_DOC_MODULE=github.com/pseudomuto/protoc-gen-doc/cmd/protoc-gen-doc@v1.5.1
+# k8s/check lints and renders the Helm chart (k8s/chart/courier) with it.
+HELM_MODULE=helm.sh/helm/v4/cmd/helm@v4.3.2
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
