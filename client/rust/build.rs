@@ -2,22 +2,21 @@
 //! protoc shipped by `protoc-bin-vendored`.
 
 use std::env;
+use std::path::Path;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // SAFETY: build scripts are single-threaded; nothing else reads the environment now.
     unsafe { env::set_var("PROTOC", protoc) };
+    // In the repository the protos are `../../proto`; a packaged crate (cargo package
+    // ships only this folder) carries a copy in `proto/` (README "Publishing").
+    let root = if Path::new("proto/courier/v1").is_dir() { "proto" } else { "../../proto" };
+    let files = ["error_reason", "media_service", "messaging_service"]
+        .map(|name| format!("{root}/courier/v1/{name}.proto"));
     tonic_prost_build::configure()
         .build_server(false)
         .bytes(".")
-        .compile_protos(
-            &[
-                "../../proto/courier/v1/error_reason.proto",
-                "../../proto/courier/v1/media_service.proto",
-                "../../proto/courier/v1/messaging_service.proto",
-            ],
-            &["../../proto"],
-        )?;
-    println!("cargo:rerun-if-changed=../../proto");
+        .compile_protos(&files, &[root])?;
+    println!("cargo:rerun-if-changed={root}");
     Ok(())
 }
