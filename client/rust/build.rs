@@ -2,7 +2,7 @@
 //! protoc shipped by `protoc-bin-vendored`.
 
 use std::env;
-use std::path::Path;
+use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -10,13 +10,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe { env::set_var("PROTOC", protoc) };
     // In the repository the protos are `../../proto`; a packaged crate (cargo package
     // ships only this folder) carries a copy in `proto/` (README "Publishing").
-    let root = if Path::new("proto/courier/v1").is_dir() { "proto" } else { "../../proto" };
+    let packaged = PathBuf::from("proto");
+    let root = if packaged.join("courier/v1").is_dir() {
+        packaged
+    } else {
+        PathBuf::from("../../proto")
+    };
     let files = ["error_reason", "media_service", "messaging_service"]
-        .map(|name| format!("{root}/courier/v1/{name}.proto"));
+        .map(|name| root.join(format!("courier/v1/{name}.proto")));
     tonic_prost_build::configure()
         .build_server(false)
         .bytes(".")
-        .compile_protos(&files, &[root])?;
-    println!("cargo:rerun-if-changed={root}");
+        .compile_protos(&files, &[root.clone()])?;
+    println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }
