@@ -35,6 +35,22 @@ go_tool() {
   fi
 }
 
+# apt_install WHY ARGS...: `apt-get update`, then `apt-get install -y ARGS...` (Debian
+# packages the tests need and this machine lacks), saying first what it installs and
+# why, with apt-get's own output shown. It needs root, as on CI; anyone else gets the
+# command to run themselves (README "What the test command installs").
+apt_install() {
+  local why=$1
+  shift
+  step "installing Debian packages for $why: apt-get update && apt-get install -y $*"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "apt-get needs root: install them with  sudo apt-get install $*  and run again" >&2
+    return 1
+  fi
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
+}
+
 # npm_tools: installs buf (and any other npm tool in package.json) into node_modules.
 npm_tools() {
   if [ ! -x node_modules/.bin/buf ]; then

@@ -2,22 +2,26 @@
 //! protoc shipped by `protoc-bin-vendored`.
 
 use std::env;
+use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // SAFETY: build scripts are single-threaded; nothing else reads the environment now.
     unsafe { env::set_var("PROTOC", protoc) };
+    // In the repository the protos are `../../proto`; a packaged crate (cargo package
+    // ships only this folder) carries a copy in `proto/` (README "Publishing").
+    let packaged = PathBuf::from("proto");
+    let root = if packaged.join("courier/v1").is_dir() {
+        packaged
+    } else {
+        PathBuf::from("../../proto")
+    };
+    let files = ["error_reason", "media_service", "messaging_service"]
+        .map(|name| root.join(format!("courier/v1/{name}.proto")));
     tonic_prost_build::configure()
         .build_server(false)
         .bytes(".")
-        .compile_protos(
-            &[
-                "../../proto/courier/v1/error_reason.proto",
-                "../../proto/courier/v1/media_service.proto",
-                "../../proto/courier/v1/messaging_service.proto",
-            ],
-            &["../../proto"],
-        )?;
-    println!("cargo:rerun-if-changed=../../proto");
+        .compile_protos(&files, &[root.clone()])?;
+    println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

@@ -276,6 +276,17 @@ function reasonOf(error: ConnectError): { reason: ErrorReason; metadata: Record<
 }
 
 /**
+ * Whether the server sent this status (its `grpc-status` is in the headers or
+ * trailers that came back), rather than the transport making it up for a connection
+ * that broke. connect 2.2 names this `ConnectError.isWireError`; 2.1, pinned because it
+ * is the last to support Node.js 20, has no such flag, but keeps what came back as the
+ * error's metadata.
+ */
+function fromServer(status: ConnectError): boolean {
+  return status.metadata.has("grpc-status");
+}
+
+/**
  * Sorts any failure of a call into a {@link CourierError}: the server's reason first,
  * then its code. Errors that already are courier errors pass through.
  */
@@ -301,14 +312,14 @@ export function toCourierError(error: unknown): CourierError {
     case Code.Aborted:
       // connect-node reports a connection reset under a call (ECONNRESET: the server
       // died, a proxy cut it) as ABORTED; the server itself never sends it.
-      return status.isWireError
+      return fromServer(status)
         ? new CourierError(message, "ABORTED", "", error)
         : new UnavailableError(`the connection broke: ${message}`, init);
     case Code.Unknown:
       // A fetch (gRPC-Web) that could not reach the server, or whose connection broke,
       // fails with a TypeError ("Failed to fetch", "fetch failed", "network error")
       // that connect-web passes on as UNKNOWN: it is the connection, not the server.
-      if (!status.isWireError && status.cause instanceof TypeError) {
+      if (!fromServer(status) && status.cause instanceof TypeError) {
         return new UnavailableError(`cannot reach the server: ${message}`, init);
       }
       return new CourierError(message, "UNKNOWN", "", error);
@@ -317,7 +328,7 @@ export function toCourierError(error: unknown): CourierError {
     case Code.Canceled:
       // The server cancels nothing, and this library's own cancellations are sorted
       // before they get here: a stream reset under a call means the connection broke.
-      return status.isWireError
+      return fromServer(status)
         ? new CancelledError("cancelled", init)
         : new UnavailableError(`the connection broke: ${message}`, init);
     default:
