@@ -29,8 +29,9 @@ const SENDERS: usize = 64;
 /// How long the senders send.
 const SEND_SECS: f64 = 4.0;
 /// The relay comparison's rates.
-const RELAY_RATES: [u64; 10] = [
-    2_000, 4_000, 6_000, 8_000, 10_000, 12_000, 15_000, 20_000, 25_000, 30_000,
+const RELAY_RATES: [u64; 13] = [
+    2_000, 4_000, 6_000, 8_000, 10_000, 12_000, 15_000, 20_000, 25_000, 30_000, 40_000, 50_000,
+    60_000,
 ];
 
 pub async fn run(bus: bool) {

@@ -705,12 +705,15 @@ async fn serve_echo() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     println!("listening {addr} {addr} {addr}");
+    // TCP_NODELAY as courier sets it, so that small messages are not held back.
     tonic::transport::Server::builder()
         .add_service(bare::bare_echo_server::BareEchoServer::new(Echo))
         .add_service(bare::bare_relay_server::BareRelayServer::new(
             Relay::default(),
         ))
-        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+        .serve_with_incoming(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        )
         .await
         .expect("serve");
 }
