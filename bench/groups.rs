@@ -34,12 +34,15 @@ const RELAY_RATES: [u64; 13] = [
     60_000,
 ];
 
-pub async fn run(bus: bool) {
-    fsync_latency();
-    let one = Server::start(&Backend::Local, &["--rate-limit", "100000000"]);
-    channel_sends("one server (redb, fsync per group)", &[&one], Some(&one)).await;
-    drop(one);
-    if bus {
+/// `only`: `channels` or `relay` runs that part alone (`--only NAME`).
+pub async fn run(bus: bool, only: Option<&str>) {
+    let part = |name: &str| only.is_none_or(|o| o == name);
+    if part("channels") {
+        fsync_latency();
+        let one = Server::start(&Backend::Local, &["--rate-limit", "100000000"]);
+        channel_sends("one server (redb, fsync per group)", &[&one], Some(&one)).await;
+    }
+    if bus && part("channels") {
         let nats = Nats::start().expect("a nats-server on the PATH (scripts/lib.sh builds one)");
         let media = tempfile::tempdir().expect("shared media folder");
         let backend = Backend::shared(media.path());

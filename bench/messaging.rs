@@ -18,6 +18,9 @@
 //! on the JetStream log: sent through replica 1, replayed from replica 2, disk and
 //! memory read from the nats-server (its store folder, its RSS, the stream's bytes).
 //!
+//! `./bench/messaging --groups [--bus] [--only channels|relay]`: group commit (issue
+//! 26), in groups.rs.
+//!
 //! `./bench/messaging --bus`: the default figures, and the same with three replicas
 //! sharing a nats-server with JetStream (started by the benchmark, from the PATH):
 //! alice on replica 1 sending to bob on replica 2, and the fan-out with the subscribers
@@ -78,7 +81,12 @@ async fn main() {
         return;
     }
     if args.iter().any(|a| a == "--groups") {
-        return groups::run(args.iter().any(|a| a == "--bus")).await;
+        let only = args
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str);
+        return groups::run(args.iter().any(|a| a == "--bus"), only).await;
     }
     if args.iter().any(|a| a == "--replay") {
         return replay(args.iter().any(|a| a == "--bus")).await;

@@ -173,6 +173,10 @@ pub struct Tables<'t> {
     pub bytes: u64,
     /// Every cursor handed out is above it.
     base: u64,
+    /// The rows read or changed in this transaction, written back once by
+    /// [`Tables::save`]: a group that gives one user many entries reads and writes
+    /// their row once.
+    rows: std::collections::HashMap<String, Row>,
 }
 
 impl<'t> Tables<'t> {
@@ -189,6 +193,7 @@ impl<'t> Tables<'t> {
         Ok(Self {
             base,
             bytes,
+            rows: std::collections::HashMap::new(),
             entries: txn.open_table(ENTRIES).map_err(internal)?,
             users: txn.open_table(USERS).map_err(internal)?,
             senders: txn.open_table(SENDERS).map_err(internal)?,
@@ -200,6 +205,9 @@ impl<'t> Tables<'t> {
     }
 
     pub fn row(&self, user: &str) -> Result<Row, Error> {
+        if let Some(row) = self.rows.get(user) {
+            return Ok(*row);
+        }
         Ok(self
             .users
             .get(user)
@@ -209,9 +217,12 @@ impl<'t> Tables<'t> {
     }
 
     pub fn save_row(&mut self, user: &str, row: Row) -> Result<(), Error> {
-        self.users
-            .insert(user, (row.last, row.dropped, row.logged, row.cached))
-            .map_err(internal)?;
+        match self.rows.get_mut(user) {
+            Some(cached) => *cached = row,
+            None => {
+                self.rows.insert(user.to_owned(), row);
+            }
+        }
         Ok(())
     }
 
@@ -462,8 +473,16 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Writes the byte total back.
+    /// Writes the rows and the byte total back.
     pub fn save(mut self) -> Result<(), Error> {
+        for (user, row) in std::mem::take(&mut self.rows) {
+            self.users
+                .insert(
+                    user.as_str(),
+                    (row.last, row.dropped, row.logged, row.cached),
+                )
+                .map_err(internal)?;
+        }
         self.counters
             .insert("bytes", self.bytes)
             .map_err(internal)?;
