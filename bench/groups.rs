@@ -19,8 +19,8 @@ use courier_testkit::{Backend, Nats, Server, authed, token as mint};
 use tonic::transport::Channel;
 
 use super::{
-    P99_BOUND_MS, RATE_SECS, SENDER_CONNECTIONS, WINDOWS, Window, bare, common::BareServer,
-    connect, courier_window, median_window, micros_now, open_loop, percentile, stamped, subscribe,
+    RATE_SECS, SENDER_CONNECTIONS, WINDOWS, Window, bare, common::BareServer, connect,
+    courier_window, micros_now, open_loop, percentile, rate_race, stamped, subscribe,
 };
 
 /// Channel members, and how many of them send at once.
@@ -178,16 +178,7 @@ async fn channel_sends(label: &str, servers: &[&Server], local: Option<&Server>)
 
 /// The writer's (changes committed, groups committed) so far, from `/metrics`.
 async fn group_sizes(server: &Server) -> (f64, f64) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(server.metrics_addr())
-        .await
-        .expect("metrics");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .await
-        .expect("request");
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.expect("response");
+    let body = server.metrics_text().await;
     let value = |name: &str| -> f64 {
         body.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
@@ -207,11 +198,6 @@ async fn relay_rate() {
     println!(
         "## Peer messages against a bare relay: p99 send→receive, one server, {SENDER_CONNECTIONS} sender connections, median of {WINDOWS} windows of {RATE_SECS} s per rate"
     );
-    println!();
-    println!(
-        "| target rate/s | courier achieved/s | courier p50 ms | courier p99 ms | relay achieved/s | relay p50 ms | relay p99 ms |"
-    );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let server = Server::start(&Backend::Local, &["--rate-limit", "1000000000"]);
     let relay = BareServer::start();
     let mut courier_channels = Vec::new();
@@ -225,60 +211,13 @@ async fn relay_rate() {
         );
     }
     let token = mint("alice");
-    let mut best = [0u64; 2];
-    let mut done = [false; 2];
-    for rate in RELAY_RATES {
-        if done == [true, true] {
-            break;
-        }
-        let mut row = format!("| {rate} |");
-        // Interleaved: one window of each in turn.
-        let mut windows: [Vec<Window>; 2] = [Vec::new(), Vec::new()];
-        for _ in 0..WINDOWS {
-            for which in 0..2 {
-                if done[which] {
-                    continue;
-                }
-                windows[which].push(if which == 0 {
-                    courier_window(&server, &courier_channels, &token, rate).await
-                } else {
-                    relay_window(&relay_channels, rate).await
-                });
-            }
-        }
-        for which in 0..2 {
-            if done[which] {
-                row.push_str(" – | – | – |");
-                continue;
-            }
-            let (achieved, lost, p50, p99) = median_window(std::mem::take(&mut windows[which]));
-            let lost_note = if lost > 0 {
-                format!(" ({lost} lost)")
-            } else {
-                String::new()
-            };
-            row.push_str(&format!(
-                " {achieved:.0}{lost_note} | {p50:.2} | {p99:.2} |"
-            ));
-            if p99 < P99_BOUND_MS && achieved >= 0.95 * rate as f64 && lost == 0 {
-                best[which] = rate;
-            } else {
-                done[which] = true;
-            }
-        }
-        println!("{row}");
-    }
-    println!();
-    println!(
-        "| highest rate with p99 < {P99_BOUND_MS} ms | courier | bare relay | ratio courier / relay |"
-    );
-    println!("| --- | ---: | ---: | ---: |");
-    println!(
-        "| messages/s | {} | {} | {:.2} |",
-        best[0],
-        best[1],
-        best[0] as f64 / best[1].max(1) as f64
-    );
+    rate_race(
+        "relay",
+        &RELAY_RATES,
+        async |rate| courier_window(&server, &courier_channels, &token, rate).await,
+        async |rate| relay_window(&relay_channels, rate).await,
+    )
+    .await;
 }
 
 /// Unary pushes through the relay at `rate` for RATE_SECS; latency from the push to

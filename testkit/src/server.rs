@@ -311,6 +311,15 @@ impl Server {
 
     /// Reads one value from the metrics endpoint.
     pub async fn metric(&self, name: &str) -> i64 {
+        let body = self.metrics_text().await;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} is missing from:\n{body}"))
+    }
+
+    /// The whole `/metrics` answer, headers included.
+    pub async fn metrics_text(&self) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(self.metrics_addr)
             .await
@@ -321,10 +330,7 @@ impl Server {
             .expect("request");
         let mut body = String::new();
         stream.read_to_string(&mut body).await.expect("response");
-        body.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("metric {name} is missing from:\n{body}"))
+        body
     }
 
     /// Waits (at most 10 s) until the number of transfers in flight is `n`.

@@ -24,6 +24,9 @@ use crate::{
 const GROUP_MOST: usize = 4096;
 
 /// A change for the writer, with where its answer goes.
+// Nearly every change is a send: boxing it to shrink the rare others would allocate
+// once more per send.
+#[allow(clippy::large_enum_variant)]
 pub enum Op {
     /// A send ([`crate::messaging::store::Store::append`]).
     Append {
