@@ -1,13 +1,14 @@
 //! Token revocation: `courier-server revoke --user alice` makes every token of alice
 //! issued before now invalid, while tokens minted afterwards work.
 //!
-//! A revocation is a user and a time (unix seconds): a token whose `iat` is earlier is
-//! refused with UNAUTHENTICATED, and open Subscribe streams opened with such a token
+//! A revocation is a user and a time (unix seconds): a token whose `iat` is that second
+//! or earlier is refused with UNAUTHENTICATED, and open Subscribe streams opened with such a token
 //! end with UNAUTHENTICATED at once. Revocations are kept in `revocations.json` in the
 //! data folder (read again within a second of changing, so no restart is needed) and,
 //! with several replicas, in the JetStream key-value bucket [`BUCKET`], which every
-//! replica watches. Tokens are compared at second resolution: a token minted in the
-//! same second as the revocation stays valid.
+//! replica watches. Tokens are compared at second resolution, so a token minted in the
+//! same second as the revocation is refused too; `revoke` returns only once that
+//! second is over, so a token minted after it returns works.
 
 use std::{
     collections::HashMap,
@@ -61,7 +62,7 @@ impl Revocations {
         let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
         revoked
             .get(user)
-            .is_some_and(|at| iat.is_none_or(|iat| iat < *at))
+            .is_some_and(|at| iat.is_none_or(|iat| iat <= *at))
     }
 
     /// Completes once a token of `user` issued at `iat` is revoked.
@@ -185,8 +186,9 @@ fn read_file(path: &Path) -> Result<Vec<(String, u64)>, Error> {
     }
 }
 
-/// Revokes `user`'s tokens issued before now: in the data folder's file, and on the
-/// bus when one is given. Returns the revocation time.
+/// Revokes `user`'s tokens issued up to now (this whole second included): in the data
+/// folder's file, and on the bus when one is given; returns the revocation time once
+/// that second is over, so that a token minted from then on is not revoked.
 pub async fn revoke(data_dir: &Path, bus_url: Option<&str>, user: &str) -> Result<u64, Error> {
     ids::validate_name("user ID", user)?;
     let at = now_secs();
@@ -214,6 +216,10 @@ pub async fn revoke(data_dir: &Path, bus_url: Option<&str>, user: &str) -> Resul
             .flush()
             .await
             .map_err(|e| unavailable("writing a revocation", e))?;
+    }
+    let next_second = UNIX_EPOCH + Duration::from_secs(at + 1);
+    if let Ok(left) = next_second.duration_since(SystemTime::now()) {
+        tokio::time::sleep(left).await;
     }
     Ok(at)
 }

@@ -12,7 +12,8 @@ use std::{
 };
 
 use common::{
-    Backend, Feed, Server, authed, messaging, now_secs, server_binary, token, token_with_claims,
+    Backend, Feed, SECRET, Server, authed, messaging, now_secs, server_binary, token,
+    token_with_claims,
 };
 use courier_client::{Client, ClientOptions, Error};
 use courier_server::pb;
@@ -22,7 +23,8 @@ use tokio::net::TcpStream;
 use tonic::Code;
 
 /// Runs `courier-server ARGS` to completion and checks it succeeded.
-fn run_server_command(args: &[&str]) {
+/// Runs `courier-server ARGS`; its standard output.
+fn run_server_command(args: &[&str]) -> String {
     let output = Command::new(server_binary())
         .args(args)
         .output()
@@ -32,6 +34,7 @@ fn run_server_command(args: &[&str]) {
         "courier-server {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Makes a CA, server and client certificates in `dir` with `courier-server tls-dev`.
@@ -314,11 +317,26 @@ async fn revoked_tokens_are_refused_and_their_streams_end_while_new_tokens_work(
         .await
         .expect_err("revoked");
     assert_eq!(refused.code(), Code::Unauthenticated);
-    let fresh = issued("alice", -1);
-    let answer = client
-        .query_peers_online_status(authed(&fresh, query()))
+    // A token issued in the revocation's own second is revoked too.
+    let revocations: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(server.data_dir.path().join("revocations.json"))
+            .expect("revocations.json"),
+    )
+    .expect("json");
+    let at = revocations["alice"].as_u64().expect("alice's revocation time");
+    let same_second =
+        token_with_claims(&json!({ "sub": "alice", "exp": at + 3600, "iat": at }));
+    let refused = client
+        .query_peers_online_status(authed(&same_second, query()))
         .await
-        .expect("a new token works")
+        .expect_err("minted in the revocation's second");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    // A token minted once `revoke` has returned works at once.
+    let fresh = run_server_command(&["token", "--user", "alice", "--jwt-secret", SECRET]);
+    let answer = client
+        .query_peers_online_status(authed(fresh.trim(), query()))
+        .await
+        .expect("a token minted after revoke returned works")
         .into_inner();
     assert!(answer.statuses[0].online, "bob's stream was not ended");
     // Revocation survives a restart: it lives in the data folder.
