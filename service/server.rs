@@ -480,12 +480,15 @@ fn offline_gauges(cache: RedbStore) -> Arc<dyn Fn() + Send + Sync> {
     })
 }
 
-/// Reflection over courier's services and health; built once per protocol version
+/// Reflection over courier's services, health and the error details; built once per protocol version
 /// (v1 and v1alpha, which many grpcurl builds still speak).
 fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // google.rpc.ErrorInfo and the other error details, so that grpcurl and other
+        // reflection clients show a refusal's reason instead of its bytes.
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
 fn flatten(

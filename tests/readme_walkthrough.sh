@@ -4,6 +4,8 @@
 #   media  — mint a token, list, health, upload, GetMedia;
 #   bob    — a Subscribe left running in the background, as in "one terminal";
 #   alice  — a SendPeerMessage from "another terminal", which bob must receive;
+#   refusal — a channel send before joining: grpcurl shows the ErrorInfo's reason
+#            (the error details are in reflection);
 #   quick-bob / quick-alice — the quick start: `courier listen --save inbox` as bob,
 #            `courier send --to bob --image cat.png` as alice; the picture must land;
 #   tls-server / tls-client — the Security section: `tls-dev` makes a CA, a server
@@ -80,6 +82,12 @@ run "$(block alice)" >alice.txt 2>&1 || { cat alice.txt >&2; exit 1; }
 expect alice.txt PEER_MESSAGE_STATE_DELIVERED '"messageId"'
 wait_for_text bob.txt '"text": "hi bob"'
 expect bob.txt '"senderId": "alice"'
+# grpcurl exits non-zero on the refusal: the block is expected to fail, saying why.
+if run "$(block refusal)" >refusal.txt 2>&1; then
+  echo "the channel send before joining was not refused" >&2; exit 1
+fi
+expect refusal.txt 'Code: FailedPrecondition' '"@type": "type.googleapis.com/google.rpc.ErrorInfo"' \
+  '"reason": "NOT_A_MEMBER"'
 
 # The quick start: a real PNG as cat.png, bob listening, alice sending.
 python3 - <<'PY'
@@ -106,5 +114,5 @@ run "$(block tls-client)" >tls-client.txt 2>&1 || { cat tls-server.txt tls-clien
 expect tls-client.txt alice '"status": "SERVING"'
 expect tls-server.txt '"tls":true'
 
-cat media.txt alice.txt bob.txt quick-bob.txt tls-client.txt
-echo "README walkthrough: 7 passed, 0 failed"
+cat media.txt alice.txt bob.txt refusal.txt quick-bob.txt tls-client.txt
+echo "README walkthrough: 8 passed, 0 failed"

@@ -323,9 +323,10 @@ async fn revoked_tokens_are_refused_and_their_streams_end_while_new_tokens_work(
             .expect("revocations.json"),
     )
     .expect("json");
-    let at = revocations["alice"].as_u64().expect("alice's revocation time");
-    let same_second =
-        token_with_claims(&json!({ "sub": "alice", "exp": at + 3600, "iat": at }));
+    let at = revocations["alice"]
+        .as_u64()
+        .expect("alice's revocation time");
+    let same_second = token_with_claims(&json!({ "sub": "alice", "exp": at + 3600, "iat": at }));
     let refused = client
         .query_peers_online_status(authed(&same_second, query()))
         .await
