@@ -295,9 +295,20 @@ fn truncated_png() -> Bytes {
     Bytes::copy_from_slice(&png[..png.len() / 2])
 }
 
+/// A noisy JPEG cut in half: the decoder would draw its top half and grey the rest.
+fn truncated_jpeg() -> Bytes {
+    let mut rng = StdRng::seed_from_u64(17);
+    let img = image::RgbImage::from_fn(300, 300, |_, _| image::Rgb(rng.random()));
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut jpeg, image::ImageFormat::Jpeg)
+        .expect("jpeg");
+    let jpeg = jpeg.into_inner();
+    Bytes::copy_from_slice(&jpeg[..jpeg.len() / 2])
+}
+
 async fn hostile_images_refused_without_memory_jumping(backend: Backend) {
     let server = Server::start(&backend, &[]);
-    let hostile: [(&str, Bytes, &str); 5] = [
+    let hostile: [(&str, Bytes, &str); 6] = [
         (
             "a PNG declaring 100,000 x 100,000",
             png_declaring(100_000, 100_000),
@@ -310,6 +321,7 @@ async fn hostile_images_refused_without_memory_jumping(backend: Backend) {
             "IMAGE_REFUSED",
         ),
         ("a truncated PNG", truncated_png(), "IMAGE_REFUSED"),
+        ("a truncated JPEG", truncated_jpeg(), "IMAGE_REFUSED"),
         (
             "a JPEG with a huge EXIF block",
             jpeg_with_huge_exif(),

@@ -287,6 +287,12 @@ pub fn make(data: &[u8], size: u32) -> Result<Thumbnail, Refusal> {
             meta.bytes, MAX_METADATA_BYTES
         )));
     }
+    // The JPEG decoder draws what a cut-off file holds and greys out the rest.
+    if format == ImageFormat::Jpeg && !jpeg_complete(data) {
+        return Err(Refusal::Refused(
+            "it is truncated: its last scan has no end-of-image marker".into(),
+        ));
+    }
     // The header's own size first, to name it in the refusal; the decoder checks again.
     if let Some((width, height, _)) = dims::detect(data)
         && (width > MAX_SIDE || height > MAX_SIDE)
@@ -325,6 +331,17 @@ fn too_large(width: u32, height: u32) -> Refusal {
     Refusal::Refused(format!(
         "it declares {width} x {height} pixels; at most {MAX_SIDE} on a side are decoded"
     ))
+}
+
+/// Whether a JPEG's last scan (its last start-of-scan marker, `FF DA`) is followed by
+/// the end-of-image marker (`FF D9`). Neither can occur inside entropy-coded data (a
+/// `FF` byte there is followed by `00` or a restart marker), and an EXIF thumbnail,
+/// with markers of its own, comes before the image's scans.
+fn jpeg_complete(data: &[u8]) -> bool {
+    let Some(last_scan) = data.windows(2).rposition(|w| w == [0xff, 0xda]) else {
+        return false;
+    };
+    data[last_scan..].windows(2).any(|w| w == [0xff, 0xd9])
 }
 
 /// The refusal for a decoder's error.
@@ -401,6 +418,46 @@ mod tests {
         match make(&png, 96) {
             Err(Refusal::Refused(why)) => assert!(why.contains("100000"), "{why}"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A noisy 300 x 200 image (so that it does not compress away) in `format`.
+    fn noisy(format: ImageFormat) -> Vec<u8> {
+        let mut state = 0x2545_f491u32;
+        let img = image::RgbImage::from_fn(300, 200, |_, _| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let [r, g, b, _] = state.to_le_bytes();
+            image::Rgb([r, g, b])
+        });
+        let mut out = Cursor::new(Vec::new());
+        // Unit test: encoding an in-memory image into a Vec cannot fail for these formats.
+        img.write_to(&mut out, format).expect("encodes");
+        out.into_inner()
+    }
+
+    #[test]
+    fn a_truncated_image_of_any_format_is_refused() {
+        for format in [
+            ImageFormat::Jpeg,
+            ImageFormat::Png,
+            ImageFormat::Gif,
+            ImageFormat::WebP,
+            ImageFormat::Bmp,
+        ] {
+            let whole = noisy(format);
+            assert!(make(&whole, 96).is_ok(), "{format:?} whole");
+            for cut in [400, whole.len() / 2, whole.len() * 9 / 10] {
+                match make(&whole[..cut], 96) {
+                    Err(Refusal::Refused(_)) => {}
+                    other => panic!(
+                        "{format:?} cut at {cut} of {}: {:?}",
+                        whole.len(),
+                        other.map(|t| (t.width, t.height))
+                    ),
+                }
+            }
         }
     }
 
