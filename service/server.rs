@@ -223,7 +223,8 @@ impl Parts {
             signals.abort,
             self.transfers.clone(),
         )
-        .with_thumbnailer(Thumbnailer::new(config.thumbnail_concurrency));
+        .with_thumbnailer(Thumbnailer::new(config.thumbnail_concurrency))
+        .with_revocations(self.revocations.clone());
         let messaging = MessagingServer::new(
             router,
             self.media.clone(),

@@ -12,8 +12,8 @@ use std::{
 };
 
 use common::{
-    Backend, Feed, SECRET, Server, authed, messaging, now_secs, server_binary, token,
-    token_with_claims,
+    Backend, Feed, SECRET, Server, authed, data_frames, header, header_frame, messaging, now_secs,
+    pattern, server_binary, token, token_with_claims, upload_frames,
 };
 use courier_client::{Client, ClientOptions, Error};
 use courier_server::pb;
@@ -349,4 +349,106 @@ async fn revoked_tokens_are_refused_and_their_streams_end_while_new_tokens_work(
         .await
         .expect_err("still revoked");
     assert_eq!(refused.code(), Code::Unauthenticated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_of_a_revoked_token_end_and_keep_nothing() {
+    let server = Server::start(&Backend::Local, &[]);
+    let data_dir = server.data_dir.path().display().to_string();
+    let old = issued("alice", 10);
+    // A download running on the old token: 30 MiB, of which it reads one frame first.
+    let data = pattern(30 * 1024 * 1024, 5);
+    let mut media = server.media().await;
+    let stored = upload_frames(
+        &mut media,
+        &old,
+        std::iter::once(header_frame(header(
+            pb::MediaKind::File,
+            "big.bin",
+            data.len() as u64,
+        )))
+        .chain(data_frames(&data, 256 * 1024))
+        .collect(),
+    )
+    .await
+    .expect("uploads");
+    let kept = server.stored().await;
+    let mut download = media
+        .download_media(authed(
+            &old,
+            pb::DownloadMediaRequest {
+                media_id: stored.media_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("downloads")
+        .into_inner();
+    download.message().await.expect("a first frame");
+    // An upload running on the old token: its header and one frame of 10 MiB.
+    let (frames, rx) = tokio::sync::mpsc::channel(4);
+    frames
+        .send(header_frame(header(
+            pb::MediaKind::File,
+            "half.bin",
+            10 << 20,
+        )))
+        .await
+        .expect("queued");
+    for frame in data_frames(&pattern(256 * 1024, 6), 256 * 1024) {
+        frames.send(frame).await.expect("queued");
+    }
+    let mut uploads = server.media().await;
+    let uploader = old.clone();
+    let upload = tokio::spawn(async move {
+        uploads
+            .upload_media(authed(
+                &uploader,
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+            ))
+            .await
+    });
+
+    run_server_command(&["revoke", "--user", "alice", "--data-dir", &data_dir]);
+    // Once the server has read the revocation (a new call is refused)...
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut probe = server.media().await;
+    while probe
+        .get_media(authed(
+            &old,
+            pb::GetMediaRequest {
+                media_id: stored.media_id.clone(),
+            },
+        ))
+        .await
+        .is_ok()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revocation was not read"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ...both transfers end with UNAUTHENTICATED, the download before its end.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match download.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the download completed after the revocation"),
+                Err(status) => break status,
+            }
+        }
+    })
+    .await
+    .expect("the download ends within 5 s");
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
+    let refused = tokio::time::timeout(Duration::from_secs(5), upload)
+        .await
+        .expect("the upload ends within 5 s")
+        .expect("the upload task")
+        .expect_err("the upload is refused");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    drop(frames);
+    // Nothing of the cut upload is kept: only what the first upload stored.
+    server.wait_stored(&kept).await;
 }

@@ -1,7 +1,15 @@
 //! The gRPC face of MediaService: handlers unpack requests and call the plain
 //! functions of this module, and convert errors once at the end.
 
-use std::{pin::Pin, sync::atomic::Ordering, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -17,11 +25,12 @@ use super::{
     thumbnail, upload,
 };
 use crate::{
-    auth,
+    auth::{self, IssuedAt},
     error::{Error, Reason},
     ids::MediaId,
     metrics::METRICS,
     pb::{self, download_media_response, media_service_server, upload_media_request},
+    revocation::Revocations,
 };
 
 /// How many frames a download may queue ahead of a slow reader.
@@ -44,6 +53,8 @@ pub struct MediaServer {
     thumbnailer: Thumbnailer,
     /// The transfer slots held by open resumable uploads.
     held: HeldUploads,
+    /// Revoked tokens: an upload or download running on one ends with UNAUTHENTICATED.
+    revocations: Revocations,
 }
 
 impl MediaServer {
@@ -63,7 +74,31 @@ impl MediaServer {
             abort,
             tasks,
             thumbnailer: Thumbnailer::new(DEFAULT_THUMBNAIL_CONCURRENCY),
+            revocations: Revocations::default(),
         }
+    }
+
+    /// The same service, ending the uploads and downloads of tokens in `revocations`
+    /// once they are revoked.
+    pub fn with_revocations(mut self, revocations: Revocations) -> Self {
+        self.revocations = revocations;
+        self
+    }
+
+    /// Completes once the token `request` came with is revoked.
+    fn revoked<T>(
+        &self,
+        request: &Request<T>,
+        user: &str,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let issued = request
+            .extensions()
+            .get::<IssuedAt>()
+            .copied()
+            .unwrap_or(IssuedAt(None));
+        let revocations = self.revocations.clone();
+        let user = user.to_owned();
+        async move { revocations.wait_revoked(&user, issued.0).await }
     }
 
     /// The same service, decoding thumbnails with `thumbnailer`.
@@ -85,12 +120,15 @@ impl media_service_server::MediaService for MediaServer {
         request: Request<Streaming<pb::UploadMediaRequest>>,
     ) -> Result<Response<pb::UploadMediaResponse>, Status> {
         let user = auth::caller(&request)?;
+        let revoked = self.revoked(&request, &user.0);
         let slot = self.slots.acquire(&user.0).await?;
         let media = self.media.clone();
         let frames = request
             .into_inner()
             .map(|frame| frame.map_err(Error::from).and_then(to_frame));
         let frames = until_aborted(frames, self.abort.clone());
+        // A revoked token's upload stops, and is cleaned up like any failed upload.
+        let frames = ended_by(frames, revoked, || Error::Unauthenticated(REVOKED.into()));
         // The upload runs in its own task so that, if the call is dropped, it still
         // sees the broken stream, aborts the partial data and frees the slot.
         let task = self.tasks.spawn(
@@ -121,6 +159,7 @@ impl media_service_server::MediaService for MediaServer {
         request: Request<pb::DownloadMediaRequest>,
     ) -> Result<Response<DownloadStream>, Status> {
         let user = auth::caller(&request)?;
+        let revoked = self.revoked(&request, &user.0);
         let request = request.into_inner();
         let id = MediaId::parse(&request.media_id)?;
         let slot = self.slots.acquire(&user.0).await?;
@@ -138,11 +177,14 @@ impl media_service_server::MediaService for MediaServer {
             )
             .instrument(tracing::Span::current()),
         );
-        Ok(Response::new(complete_or_fail(
-            ReceiverStream::new(rx),
-            promised,
-            ended_rx,
-        )))
+        let frames = complete_or_fail(ReceiverStream::new(rx), promised, ended_rx);
+        // A revoked token's download ends; its task sees the stream gone and stops.
+        Ok(Response::new(
+            ended_by(frames, revoked, || {
+                Status::from(Error::Unauthenticated(REVOKED.into()))
+            })
+            .boxed(),
+        ))
     }
 
     async fn get_media(
@@ -320,24 +362,50 @@ impl MediaServer {
     }
 }
 
+/// Why a transfer ended when its token was revoked.
+const REVOKED: &str = "the token of this transfer was revoked; call again with a new one";
+
+/// Ends `items` once `fired` completes, with the error `why` makes as the last item.
+fn ended_by<S, T, E>(
+    items: S,
+    fired: impl Future<Output = ()> + Send + 'static,
+    why: impl FnOnce() -> E + Send + 'static,
+) -> impl Stream<Item = Result<T, E>> + Unpin + Send + 'static
+where
+    S: Stream<Item = Result<T, E>> + Unpin + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    let was_fired = Arc::new(AtomicBool::new(false));
+    let flag = was_fired.clone();
+    let fired = async move {
+        fired.await;
+        flag.store(true, Ordering::Relaxed);
+    };
+    let last =
+        futures::stream::once(async move { was_fired.load(Ordering::Relaxed).then(|| Err(why())) })
+            .filter_map(futures::future::ready);
+    items.take_until(Box::pin(fired)).chain(last).boxed()
+}
+
 /// Ends `frames` with UNAVAILABLE once `abort` turns true, so that the upload stops
 /// and cleans up like any other failed upload.
 fn until_aborted<S>(
     frames: S,
-    abort: watch::Receiver<bool>,
+    mut abort: watch::Receiver<bool>,
 ) -> impl Stream<Item = Result<Frame, Error>> + Unpin + Send + 'static
 where
     S: Stream<Item = Result<Frame, Error>> + Unpin + Send + 'static,
 {
-    let mut signal = abort.clone();
     let fired = async move {
-        let _ = signal.wait_for(|aborted| *aborted).await;
+        if abort.wait_for(|aborted| *aborted).await.is_err() {
+            // The server is gone without aborting: nothing to end.
+            std::future::pending::<()>().await;
+        }
     };
-    let last = futures::stream::once(async move {
-        (*abort.borrow()).then(|| Err(Error::Unavailable("the server is shutting down".into())))
+    ended_by(frames, fired, || {
+        Error::Unavailable("the server is shutting down".into())
     })
-    .filter_map(futures::future::ready);
-    frames.take_until(Box::pin(fired)).chain(last).boxed()
 }
 
 /// Turns one gRPC upload frame into a [`Frame`].
