@@ -1,6 +1,9 @@
 //! The protobuf codec of every courier service: prost's, except that a request that
 //! does not decode (a string that is not UTF-8, a truncated field) or is larger than
-//! the gRPC message limit is the client's fault and says so, instead of INTERNAL.
+//! the gRPC message limit is the client's fault and says so, instead of INTERNAL. A
+//! message past the transport's own ceiling, which tonic refuses by its length prefix
+//! with OUT_OF_RANGE and its own words, gets the same refusal as one the codec refuses
+//! ([`OversizeLayer`] for unary calls, [`transport_refusal`] for client streams).
 
 use std::marker::PhantomData;
 
@@ -122,4 +125,80 @@ pub fn too_large(len: usize, limit: usize) -> Status {
         "a message of {len} bytes is over the limit of {limit} bytes ({} MiB); {advice}",
         limit / (1024 * 1024)
     ))
+}
+
+/// The refusal of a message the transport turned away by its length prefix (tonic's
+/// OUT_OF_RANGE "decoded message length too large"), worded as [`too_large`] words the
+/// codec's for the same call (`path`); `None` for any other status.
+pub fn transport_refusal(status: &Status, path: &str) -> Option<Status> {
+    if status.code() != tonic::Code::OutOfRange {
+        return None;
+    }
+    let found = status
+        .message()
+        .strip_prefix("Error, decoded message length too large: found ")?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()?;
+    let limit = if path.ends_with("/WriteUpload") {
+        WRITE_UPLOAD_LIMIT
+    } else {
+        MESSAGE_LIMIT
+    };
+    Some(too_large(found, limit))
+}
+
+/// Rewrites the transport's refusal of an oversized unary request into the codec's
+/// ([`transport_refusal`]), so that every oversize refusal reads alike.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OversizeLayer;
+
+impl<S> tower_layer::Layer<S> for OversizeLayer {
+    type Service = Oversize<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Oversize { inner }
+    }
+}
+
+/// The service [`OversizeLayer`] wraps around the routes.
+#[derive(Debug, Clone)]
+pub struct Oversize<S> {
+    /// The routes.
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> tower_service::Service<http::Request<ReqBody>> for Oversize<S>
+where
+    S: tower_service::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = response.await?;
+            // A unary refusal comes in the headers (trailers-only).
+            let headers = response.headers_mut();
+            if let Some(refusal) = Status::from_header_map(headers)
+                .and_then(|status| transport_refusal(&status, &path))
+            {
+                headers.remove("grpc-status-details-bin");
+                let _ = refusal.add_header(headers);
+            }
+            Ok(response)
+        })
+    }
 }

@@ -177,12 +177,13 @@ impl From<Status> for Error {
         match status.code() {
             Code::InvalidArgument => Self::InvalidArgument(status.message().to_owned()),
             Code::ResourceExhausted => Self::ResourceExhausted(status.message().to_owned()),
-            // The transport's own size check, by the frame's length prefix.
-            Code::OutOfRange => Self::ResourceExhausted(format!(
-                "a frame is over the message size limit of {} bytes: {}",
-                crate::codec::MESSAGE_LIMIT,
-                status.message()
-            )),
+            // The transport's own size check, by the frame's length prefix: worded as
+            // the codec's refusal (client streams carry frames of at most 4 MiB).
+            Code::OutOfRange => Self::ResourceExhausted(
+                crate::codec::transport_refusal(&status, "")
+                    .map(|refusal| refusal.message().to_owned())
+                    .unwrap_or_else(|| status.message().to_owned()),
+            ),
             _ => Self::Cancelled(format!("the call ended: {}", status.message())),
         }
     }

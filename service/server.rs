@@ -22,7 +22,7 @@ use crate::{
         Bus, BusSettings,
         limits::{BusRate, Leases},
     },
-    codec::TRANSPORT_MESSAGE_LIMIT,
+    codec::{OversizeLayer, TRANSPORT_MESSAGE_LIMIT},
     config::ServeConfig,
     error::Error,
     health::Health,
@@ -55,7 +55,10 @@ const ABORT_WAIT: Duration = Duration::from_secs(5);
 /// The router of every service, behind the layers that answer CORS (when configured),
 /// translate gRPC-Web and measure each call, outermost first.
 type MeasuredRouter = Router<
-    Stack<GrpcMetricsLayer, Stack<GrpcWebLayer, Stack<Either<CorsLayer, Identity>, Identity>>>,
+    Stack<
+        OversizeLayer,
+        Stack<GrpcMetricsLayer, Stack<GrpcWebLayer, Stack<Either<CorsLayer, Identity>, Identity>>>,
+    >,
 >;
 
 /// The server's state, opened from the configuration.
@@ -240,6 +243,7 @@ impl Parts {
             .layer(cors(&config.cors_allow_origins)?)
             .layer(GrpcWebLayer::new())
             .layer(GrpcMetricsLayer)
+            .layer(OversizeLayer)
             .trace_fn(crate::telemetry::rpc_span)
             .add_service(health_service)
             .add_service(reflection_v1)

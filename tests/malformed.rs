@@ -102,9 +102,58 @@ async fn a_frame_over_the_message_limit_is_resource_exhausted() {
             upload_frames(&mut client, &alice, frames).await,
             Code::ResourceExhausted,
         );
-        assert!(message.contains("limit"), "{size}: {message}");
+        // Under and over the transport's own 8 MiB ceiling, the same words.
+        assert!(
+            message.contains("over the limit of 4194304 bytes (4 MiB)"),
+            "{size}: {message}"
+        );
         server.wait_in_flight(0).await;
         assert_eq!(server.stored().await, Vec::<String>::new());
+    }
+}
+
+#[tokio::test]
+async fn every_oversized_request_is_refused_alike_naming_its_limit() {
+    let server = Server::start(&Backend::Local, &[]);
+    let alice = token("alice");
+    let mut media = server.media().await.max_encoding_message_size(usize::MAX);
+    // A resumable part past the 8 MiB part limit (the transport's ceiling too).
+    let part = pb::WriteUploadRequest {
+        upload_id: "0123456789abcdef0123456789abcdef".into(),
+        offset: 0,
+        data: Bytes::from(vec![1u8; 9 * 1024 * 1024]),
+        crc32c: 0,
+    };
+    let message = expect_code(
+        media.write_upload(authed(&alice, part)).await,
+        Code::ResourceExhausted,
+    );
+    assert!(
+        message.contains("over the limit of 8388608 bytes (8 MiB)"),
+        "{message}"
+    );
+    // Any other unary request past 4 MiB, under and over the transport's ceiling.
+    let mut messaging =
+        pb::messaging_service_client::MessagingServiceClient::new(server.channel().await)
+            .max_encoding_message_size(usize::MAX);
+    for size in [5 * 1024 * 1024, 9 * 1024 * 1024] {
+        let request = pb::SendPeerMessageRequest {
+            peer_id: "bob".into(),
+            message: Some(pb::Message {
+                body: Some(pb::message::Body::Text(pb::TextMessage {
+                    text: "x".repeat(size),
+                })),
+            }),
+            ..Default::default()
+        };
+        let message = expect_code(
+            messaging.send_peer_message(authed(&alice, request)).await,
+            Code::ResourceExhausted,
+        );
+        assert!(
+            message.contains("over the limit of 4194304 bytes (4 MiB)"),
+            "{size}: {message}"
+        );
     }
 }
 
