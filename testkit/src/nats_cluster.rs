@@ -215,7 +215,7 @@ impl NatsCluster {
 
     /// Adds a node with a fresh store and a new `server_name`, routed to and from
     /// every other node (their configurations are rewritten and reloaded), and waits
-    /// until it has routes to all of them. Returns its index.
+    /// until it has routes to all the running ones. Returns its index.
     pub fn add_node(&mut self) -> usize {
         let i = self.new_node();
         for j in self.members() {
@@ -227,7 +227,7 @@ impl NatsCluster {
                 self.reload(j);
             }
         }
-        let peers = self.members().len() - 1;
+        let peers = self.running().len() - 1;
         self.wait_routes(i, peers, Duration::from_secs(30));
         i
     }
