@@ -21,7 +21,7 @@ mod common;
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -58,7 +58,7 @@ const MOST_EACH: usize = 400;
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One drill at a time: each runs six NATS and courier processes on two cores.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn sync_policy() -> SyncPolicy {
     match std::env::var("COURIER_TEST_NATS_SYNC").as_deref() {
@@ -165,10 +165,14 @@ async fn subscribe(
     ),
     tonic::Status,
 > {
-    let mut stream = client(url)
-        .subscribe(authed(&token(user), pb::SubscribeRequest { after }))
-        .await?
-        .into_inner();
+    // Bounded: a replica whose bus has no quorum may hold the call.
+    let mut stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        client(url).subscribe(authed(&token(user), pb::SubscribeRequest { after })),
+    )
+    .await
+    .map_err(|_| tonic::Status::deadline_exceeded("no answer within 10 s"))??
+    .into_inner();
     let mut replay = Vec::new();
     loop {
         let event = tokio::time::timeout(Duration::from_secs(30), stream.message())
@@ -200,11 +204,15 @@ async fn online(url: &str, user: &str) -> bool {
     let request = pb::QueryPeersOnlineStatusRequest {
         user_ids: vec![user.to_owned()],
     };
-    client(url)
-        .query_peers_online_status(authed(&token("probe"), request))
-        .await
-        .map(|r| r.into_inner().statuses.iter().any(|s| s.online))
-        .unwrap_or(true)
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        client(url).query_peers_online_status(authed(&token("probe"), request)),
+    )
+    .await;
+    match answer {
+        Ok(Ok(r)) => r.into_inner().statuses.iter().any(|s| s.online),
+        _ => true,
+    }
 }
 
 /// What one send came to.
@@ -241,13 +249,18 @@ async fn audience(urls: &[String]) -> Audience {
                 channel_id: ROOM.into(),
             };
             let request = authed(&token(user), request);
-            async move { c.join_channel(request).await }
+            async move {
+                tokio::time::timeout(Duration::from_secs(10), c.join_channel(request))
+                    .await
+                    .map_err(|_| tonic::Status::deadline_exceeded("no answer within 10 s"))?
+            }
         })
         .await;
     }
     let mut baseline = BTreeMap::new();
     for user in OFFLINE {
-        let (_, ready, stream) = until_ok(limit, "a baseline", || subscribe(&urls[1], user, 0)).await;
+        let (_, ready, stream) =
+            until_ok(limit, "a baseline", || subscribe(&urls[1], user, 0)).await;
         baseline.insert(user.to_owned(), ready.cursor);
         drop(stream);
         let deadline = Instant::now() + limit;
@@ -259,8 +272,10 @@ async fn audience(urls: &[String]) -> Audience {
     let stop = Arc::new(AtomicBool::new(false));
     let mut feeds = Vec::new();
     for (k, user) in ONLINE.iter().enumerate() {
-        let (_, ready, stream) =
-            until_ok(limit, "a baseline", || subscribe(&urls[k % urls.len()], user, 0)).await;
+        let (_, ready, stream) = until_ok(limit, "a baseline", || {
+            subscribe(&urls[k % urls.len()], user, 0)
+        })
+        .await;
         baseline.insert((*user).to_owned(), ready.cursor);
         let urls = urls.to_vec();
         let stop = stop.clone();
@@ -540,19 +555,26 @@ async fn check(rig: &Rig, run: &Run) {
         recovered.map_or("never".to_owned(), |d| format!("{:.2} s", d.as_secs_f64())),
         (run.fault_end - run.fault_start).as_secs_f64(),
     );
-    assert!(acked.len() > 50, "the load got through: {} acknowledged", acked.len());
+    assert!(
+        acked.len() > 50,
+        "the load got through: {} acknowledged",
+        acked.len()
+    );
     assert!(lost.is_empty(), "acknowledged messages lost: {lost:?}");
-    assert!(duplicated.is_empty(), "messages replayed twice: {duplicated:?}");
+    assert!(
+        duplicated.is_empty(),
+        "messages replayed twice: {duplicated:?}"
+    );
     assert!(recovered.is_some(), "no send succeeded after the fault");
 }
 
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+async fn lock() -> tokio::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_leader_killed_and_restarted_loses_nothing_acknowledged() {
-    let _one = lock();
+    let _one = lock().await;
     let Some(mut rig) = Rig::start(&[]) else {
         return;
     };
@@ -567,7 +589,10 @@ async fn the_stream_leader_killed_and_restarted_loses_nothing_acknowledged() {
             .stream_leader("COURIER_OFFLINE")
             .is_none_or(|l| l == leader)
         {
-            assert!(Instant::now() < deadline, "no new leader of COURIER_OFFLINE");
+            assert!(
+                Instant::now() < deadline,
+                "no new leader of COURIER_OFFLINE"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         std::thread::sleep(Duration::from_secs(2));
@@ -580,7 +605,7 @@ async fn the_stream_leader_killed_and_restarted_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_cut_off_and_healed_loses_nothing_acknowledged() {
-    let _one = lock();
+    let _one = lock().await;
     let Some(mut rig) = Rig::start(&[]) else {
         return;
     };
@@ -608,7 +633,7 @@ async fn a_node_cut_off_and_healed_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_replaced_by_a_new_one_loses_nothing_acknowledged() {
-    let _one = lock();
+    let _one = lock().await;
     let Some(mut rig) = Rig::start(&[]) else {
         return;
     };
@@ -654,23 +679,28 @@ async fn a_node_replaced_by_a_new_one_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_the_replicas_loses_nothing_acknowledged() {
-    let _one = lock();
+    let _one = lock().await;
     let Some(mut rig) = Rig::start(&[]) else {
         return;
     };
-    let run = under_load(&mut rig, "rolling-restart", Duration::from_millis(25), |rig| {
-        for n in 0..3 {
-            rig.restart_replica(n);
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    })
+    let run = under_load(
+        &mut rig,
+        "rolling-restart",
+        Duration::from_millis(25),
+        |rig| {
+            for n in 0..3 {
+                rig.restart_replica(n);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        },
+    )
     .await;
     check(&rig, &run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_and_rate_windows_work_again_after_a_nats_node_restart() {
-    let _one = lock();
+    let _one = lock().await;
     const LIMIT: usize = 40;
     let limit = LIMIT.to_string();
     let Some(mut rig) = Rig::start(&[
@@ -684,18 +714,29 @@ async fn leases_and_rate_windows_work_again_after_a_nats_node_restart() {
         return;
     };
     // Slow enough that the senders stay under the rate limit.
-    let run = under_load(&mut rig, "memory-streams", Duration::from_millis(300), |rig| {
-        let leader = rig.nats.stream_leader("COURIER_LEASES").expect("a leader");
-        let i = rig.nats.index_of(&leader).expect("a node");
-        rig.nats.restart(i);
-        rig.nats.wait_healthy(i, Duration::from_secs(60));
-    })
+    let run = under_load(
+        &mut rig,
+        "memory-streams",
+        Duration::from_millis(300),
+        |rig| {
+            let leader = rig.nats.stream_leader("COURIER_LEASES").expect("a leader");
+            let i = rig.nats.index_of(&leader).expect("a node");
+            rig.nats.restart(i);
+            rig.nats.wait_healthy(i, Duration::from_secs(60));
+        },
+    )
     .await;
     let restarted = Instant::now();
     let urls = rig.urls();
     // Leases: two streams of one user open, a third refused.
-    let first = until_ok(Duration::from_secs(30), "a stream", || subscribe(&urls[0], "dana", 0)).await;
-    let second = until_ok(Duration::from_secs(30), "a stream", || subscribe(&urls[1], "dana", 0)).await;
+    let first = until_ok(Duration::from_secs(30), "a stream", || {
+        subscribe(&urls[0], "dana", 0)
+    })
+    .await;
+    let second = until_ok(Duration::from_secs(30), "a stream", || {
+        subscribe(&urls[1], "dana", 0)
+    })
+    .await;
     let third = subscribe(&urls[2], "dana", 0).await.map(|_| ());
     assert_eq!(
         third.expect_err("a third stream is refused").code(),

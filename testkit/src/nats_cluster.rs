@@ -246,8 +246,11 @@ impl NatsCluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             // The meta leader may be moving: try until it answers success.
-            match self.system_request(via, "$JS.API.SERVER.REMOVE", &format!(r#"{{"peer":"{name}"}}"#))
-            {
+            match self.system_request(
+                via,
+                "$JS.API.SERVER.REMOVE",
+                &format!(r#"{{"peer":"{name}"}}"#),
+            ) {
                 Ok(answer) if answer["success"].as_bool() == Some(true) => break,
                 other => {
                     assert!(
@@ -455,7 +458,9 @@ impl NatsCluster {
                 continue;
             }
             let (from, to) = (&self.node(j).name, &self.node(i).name);
-            let to_new = self.toxiproxy.proxy(&format!("nats-{from}-{to}"), &upstream);
+            let to_new = self
+                .toxiproxy
+                .proxy(&format!("nats-{from}-{to}"), &upstream);
             let back = format!("127.0.0.1:{}", self.node(j).route_port);
             let from_new = self.toxiproxy.proxy(&format!("nats-{to}-{from}"), &back);
             self.routes.insert((j, i), to_new);
@@ -617,7 +622,12 @@ fn nats_request(
     writer
         .write_all(request.as_bytes())
         .map_err(|e| e.to_string())?;
+    // The server's PINGs keep the socket busy: the whole exchange is bounded here.
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
+        if Instant::now() > deadline {
+            return Err(format!("no answer to {subject} within 10 s"));
+        }
         line.clear();
         if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
             return Err("the connection closed".into());
