@@ -441,7 +441,8 @@ where
     // runtime's workers meanwhile.
     tokio::task::block_in_place(|| fault(rig));
     let fault_end = Instant::now();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Long enough for the slow load of the memory-streams drill to show recovery.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);
     let mut outcomes = Vec::new();
     for sender in load {
