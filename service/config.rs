@@ -214,8 +214,9 @@ pub struct ServeConfig {
     pub health_check_interval: Duration,
 
     /// Run as one of several replicas sharing NATS JetStream at this URL (for example
-    /// `nats://nats:4222`): messages, presence, channel membership, the offline cache
-    /// and the per-user limits are then shared. Default: everything in this process.
+    /// `nats://nats:4222`, or several servers of one NATS cluster separated by commas):
+    /// messages, presence, channel membership, the offline cache and the per-user
+    /// limits are then shared. Default: everything in this process.
     #[arg(long, env = "COURIER_BUS")]
     pub bus: Option<String>,
 

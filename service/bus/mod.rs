@@ -131,10 +131,12 @@ pub fn unavailable(what: &str, error: impl std::fmt::Display) -> Error {
 }
 
 impl Bus {
-    /// Connects to the NATS server at `url` and makes sure every stream exists with
-    /// `settings`. Fails if the server cannot be reached now; once connected, the
-    /// client reconnects by itself for as long as the process runs.
+    /// Connects to the NATS server at `url` (or to one of the comma-separated servers
+    /// of a cluster: `nats://a:4222,nats://b:4222`) and makes sure every stream exists
+    /// with `settings`. Fails if no server can be reached now; once connected, the
+    /// client reconnects by itself, to any of them, for as long as the process runs.
     pub async fn connect(url: &str, settings: BusSettings) -> Result<Self, Error> {
+        let servers = server_addrs(url)?;
         let (count_connections, connections) = watch::channel(0u64);
         let count_connections = Arc::new(count_connections);
         let client = async_nats::ConnectOptions::new()
@@ -159,7 +161,7 @@ impl Bus {
                     }
                 }
             })
-            .connect(url)
+            .connect(servers)
             .await
             .map_err(|e| Error::Internal(format!("cannot reach the bus at {url}: {e}")))?;
         let version = client.server_info().version;
@@ -405,6 +407,25 @@ pub struct Stored {
     pub payload: Bytes,
 }
 
+/// The servers of `--bus`: one URL, or several separated by commas. A cluster whose
+/// servers do not advertise each other to clients (`no_advertise`) is reachable
+/// after the loss of the one first connected to only through the others listed here.
+fn server_addrs(url: &str) -> Result<Vec<async_nats::ServerAddr>, Error> {
+    let servers = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| Error::Internal(format!("--bus: {u:?} is not a NATS URL: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if servers.is_empty() {
+        return Err(Error::Internal("--bus: no NATS URL given".into()));
+    }
+    Ok(servers)
+}
+
 /// Whether nats-server `version` (`2.15.2`, `2.12.0-beta.1`) is 2.12 or later.
 fn supported(version: &str) -> bool {
     let mut parts = version.split(['.', '-']).map(|p| p.parse::<u32>().ok());
@@ -436,6 +457,17 @@ mod tests {
         for old in ["2.11.9", "2.10.22", "1.4.1", "", "v2"] {
             assert!(!supported(old), "{old}");
         }
+    }
+
+    #[test]
+    fn bus_takes_one_url_or_several_separated_by_commas() {
+        assert_eq!(server_addrs("nats://a:4222").expect("one").len(), 1);
+        let several = server_addrs("nats://a:4222, nats://b:4223,nats://c:4224").expect("three");
+        let ports: Vec<u16> = several.iter().map(|s| s.port()).collect();
+        assert_eq!(ports, [4222, 4223, 4224]);
+        assert!(server_addrs("").is_err());
+        assert!(server_addrs(" , ").is_err());
+        assert!(server_addrs("nats://a:4222,not a url").is_err());
     }
 
     #[test]

@@ -10,12 +10,15 @@
 //! - `messaging`: [`Feed`] (a Subscribe stream) and send helpers.
 //! - `toxiproxy`: [`Toxiproxy`] proxies that cut, slow or reset connections.
 //! - `nats`: a real [`Nats`] server with JetStream, for the replica drills.
+//! - `nats_cluster`: a three-node [`NatsCluster`] whose routes pass through Toxiproxy,
+//!   for the cluster drills.
 //! - `s3`: what the S3 server holds that object_store cannot list.
 //! - here: tokens, `authed` requests, test data (bytes, images) and status assertions.
 
 mod media;
 mod messaging;
 mod nats;
+mod nats_cluster;
 pub mod s3;
 mod server;
 mod toxiproxy;
@@ -31,6 +34,7 @@ pub use image::ImageFormat;
 pub use media::*;
 pub use messaging::*;
 pub use nats::Nats;
+pub use nats_cluster::{ClusterNode, NatsCluster, SyncPolicy};
 pub use server::*;
 pub use toxiproxy::*;
 

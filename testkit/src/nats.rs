@@ -33,14 +33,14 @@ pub struct Nats {
     binary: PathBuf,
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
 }
 
-fn find_binary() -> Option<PathBuf> {
+pub(crate) fn find_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("COURIER_TEST_NATS_SERVER") {
         return Some(PathBuf::from(path));
     }
