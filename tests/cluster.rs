@@ -53,7 +53,9 @@ const ROOM_READERS: [&str; 2] = ["on0", "off0"];
 /// Parallel senders.
 const SENDERS: usize = 4;
 /// The most sends of one sender in a drill.
-const MOST_EACH: usize = 400;
+const MOST_EACH: usize = 4000;
+/// How long the load goes on after a fault, at most, waiting for a send to succeed.
+const RECOVERY_WAIT: Duration = Duration::from_secs(40);
 /// How long a send may take before it counts as failed.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -325,11 +327,13 @@ fn start_load(
     tag: &str,
     pace: Duration,
     stop: Arc<AtomicBool>,
+    successes: Arc<std::sync::atomic::AtomicU64>,
 ) -> Vec<tokio::task::JoinHandle<Vec<Outcome>>> {
     (0..SENDERS)
         .map(|s| {
             let urls = urls.to_vec();
             let stop = stop.clone();
+            let successes = successes.clone();
             let tag = tag.to_owned();
             tokio::spawn(async move {
                 let me = format!("sender{s}");
@@ -393,6 +397,9 @@ fn start_load(
                         }
                     };
                     let failed = result.is_err();
+                    if !failed {
+                        successes.fetch_add(1, Ordering::Relaxed);
+                    }
                     outcomes.push(Outcome {
                         text: text_body,
                         receivers,
@@ -434,14 +441,21 @@ where
     let audience = audience(&urls).await;
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let load = start_load(&urls, name, pace, stop.clone());
+    let successes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let load = start_load(&urls, name, pace, stop.clone(), successes.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let fault_start = Instant::now();
     // The fault blocks this thread (process and proxy calls); the load runs on the
     // runtime's workers meanwhile.
     tokio::task::block_in_place(|| fault(rig));
     let fault_end = Instant::now();
-    // Long enough for the slow load of the memory-streams drill to show recovery.
+    // The load goes on until a send succeeds after the fault (at most RECOVERY_WAIT:
+    // recovery takes 4 to 8 s on two busy cores), then 5 s more, long enough for the
+    // slow load of the memory-streams drill to show it.
+    let before = successes.load(Ordering::Relaxed);
+    while successes.load(Ordering::Relaxed) == before && fault_end.elapsed() < RECOVERY_WAIT {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);
     let mut outcomes = Vec::new();
