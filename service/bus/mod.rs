@@ -461,6 +461,7 @@ mod tests {
 
     #[test]
     fn bus_takes_one_url_or_several_separated_by_commas() {
+        // Unit test: these URLs are valid; an Err is the failure tested for.
         assert_eq!(server_addrs("nats://a:4222").expect("one").len(), 1);
         let several = server_addrs("nats://a:4222, nats://b:4223,nats://c:4224").expect("three");
         let ports: Vec<u16> = several.iter().map(|s| s.port()).collect();

@@ -433,7 +433,7 @@ mod tests {
         });
         let mut out = Cursor::new(Vec::new());
         // Unit test: encoding an in-memory image into a Vec cannot fail for these formats.
-        img.write_to(&mut out, format).expect("encodes");
+        img.write_to(&mut out, format).expect("encodes"); // cannot fail: see above
         out.into_inner()
     }
 

@@ -118,18 +118,7 @@ jetstream {{
     }
 
     fn launch(&mut self) {
-        let child = Command::new(&self.binary)
-            .arg("-c")
-            .arg(self.config_path())
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("COURIER_TEST_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .expect("nats-server starts");
-        self.child = Some(child);
+        self.child = Some(spawn_server(&self.binary, &self.config_path()));
         self.wait_ready();
     }
 
@@ -179,4 +168,20 @@ impl Drop for Nats {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts `binary` with the configuration at `config` (its log on stderr when
+/// COURIER_TEST_LOGS is set).
+pub(crate) fn spawn_server(binary: &std::path::Path, config: &std::path::Path) -> Child {
+    Command::new(binary)
+        .arg("-c")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(if std::env::var_os("COURIER_TEST_LOGS").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .spawn()
+        .expect("nats-server starts")
 }

@@ -24,7 +24,7 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
@@ -523,18 +523,7 @@ cluster {{
     fn launch(&mut self, i: usize) {
         let binary = self.binary.clone();
         let node = self.nodes[i].as_mut().expect("a node of the cluster");
-        let child = Command::new(&binary)
-            .arg("-c")
-            .arg(node.config_path())
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("COURIER_TEST_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .expect("nats-server starts");
-        node.child = Some(child);
+        node.child = Some(crate::nats::spawn_server(&binary, &node.config_path()));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self.healthy(i, "/healthz?js-enabled-only=true") {
             assert!(

@@ -85,11 +85,6 @@ impl RedbStore {
         })
     }
 
-    /// The limits.
-    pub fn limits(&self) -> &LogLimits {
-        &self.limits
-    }
-
     /// Queues `op` (made with the answer's sender) for the writer and waits for its
     /// answer.
     async fn write<T>(

@@ -307,8 +307,9 @@ impl Writer {
         }
         message.offline = true;
         let sent = Sent::peer(&message, pb::PeerMessageState::Cached);
+        let sender = message.sender_id.clone();
         let value = entry(CACHED, self.limits.expiry(CACHED), &peer_event(message));
-        tables.check_cache(peer, &sent_sender(&value), value.len(), &self.limits)?;
+        tables.check_cache(peer, &sender, value.len(), &self.limits)?;
         let mut row = tables.row(peer)?;
         let cursor = tables.next(&mut row);
         tables.append(peer, row, cursor, &value, &self.limits)?;
@@ -401,13 +402,5 @@ fn pending(op: Op) -> Then {
             member,
             answer,
         } => Then::Member(channel, user, member, answer),
-    }
-}
-
-/// The sender of an encoded cached entry.
-fn sent_sender(value: &[u8]) -> String {
-    match super::tables::event_of(value).and_then(|e| e.event) {
-        Some(pb::subscribe_response::Event::PeerMessage(m)) => m.sender_id,
-        _ => String::new(),
     }
 }
