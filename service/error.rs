@@ -33,7 +33,10 @@ pub fn reason_code(reason: Reason) -> Code {
         | Reason::NotAMember
         | Reason::NotAnImage
         | Reason::ImageRefused
-        | Reason::UploadOffsetMismatch => Code::FailedPrecondition,
+        | Reason::UploadOffsetMismatch
+        | Reason::MediaRejected
+        | Reason::MediaQuarantined => Code::FailedPrecondition,
+        Reason::MediaDeleted => Code::NotFound,
         // Never constructed by the server: a refusal always names its reason.
         Reason::Unspecified => Code::Unknown,
     }

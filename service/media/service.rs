@@ -320,6 +320,22 @@ impl media_service_server::MediaService for MediaServer {
         }))
     }
 
+    async fn get_media_url(
+        &self,
+        _request: Request<pb::GetMediaUrlRequest>,
+    ) -> Result<Response<pb::GetMediaUrlResponse>, Status> {
+        // Being built (issue 29): answered as not implemented until the HTTP side lands.
+        Err(Status::unimplemented("GetMediaUrl is not served yet"))
+    }
+
+    async fn delete_media(
+        &self,
+        _request: Request<pb::DeleteMediaRequest>,
+    ) -> Result<Response<pb::DeleteMediaResponse>, Status> {
+        // Being built (issue 30).
+        Err(Status::unimplemented("DeleteMedia is not served yet"))
+    }
+
     async fn cancel_upload(
         &self,
         request: Request<pb::CancelUploadRequest>,

@@ -79,6 +79,17 @@ pub enum Error {
     /// (reason UPLOAD_OFFSET_MISMATCH). Ask for the stored size and write from there.
     #[error("upload offset mismatch: {0}")]
     UploadOffsetMismatch(String),
+    /// The operator's upload hook rejected the upload; nothing was kept (reason
+    /// MEDIA_REJECTED). The message is the hook's, for the uploader.
+    #[error("media rejected: {0}")]
+    MediaRejected(String),
+    /// The media's content is quarantined by the operator: it cannot be downloaded,
+    /// linked or sent until released (reason MEDIA_QUARANTINED).
+    #[error("media quarantined: {0}")]
+    MediaQuarantined(String),
+    /// The media was deleted by its owner or an admin (reason MEDIA_DELETED).
+    #[error("media deleted: {0}")]
+    MediaDeleted(String),
     /// A Subscribe stream fell too far behind and the server ended it.
     #[error("too slow: {0}")]
     TooSlow(String),
@@ -165,6 +176,9 @@ impl Error {
             Self::ImageRefused(_) => ErrorReason::ImageRefused,
             Self::ChecksumMismatch(_) => ErrorReason::ChecksumMismatch,
             Self::UploadOffsetMismatch(_) => ErrorReason::UploadOffsetMismatch,
+            Self::MediaRejected(_) => ErrorReason::MediaRejected,
+            Self::MediaQuarantined(_) => ErrorReason::MediaQuarantined,
+            Self::MediaDeleted(_) => ErrorReason::MediaDeleted,
             _ => return None,
         })
     }
@@ -181,7 +195,10 @@ fn reason_code(reason: ErrorReason) -> Code {
         | ErrorReason::NotAMember
         | ErrorReason::NotAnImage
         | ErrorReason::ImageRefused
-        | ErrorReason::UploadOffsetMismatch => Code::FailedPrecondition,
+        | ErrorReason::UploadOffsetMismatch
+        | ErrorReason::MediaRejected
+        | ErrorReason::MediaQuarantined => Code::FailedPrecondition,
+        ErrorReason::MediaDeleted => Code::NotFound,
         ErrorReason::TooManyTransfers
         | ErrorReason::RateLimited
         | ErrorReason::TooManyChannels
@@ -220,6 +237,9 @@ impl From<Status> for Error {
             Some(ErrorReason::UploadOffsetMismatch) => {
                 return Self::UploadOffsetMismatch(message);
             }
+            Some(ErrorReason::MediaRejected) => return Self::MediaRejected(message),
+            Some(ErrorReason::MediaQuarantined) => return Self::MediaQuarantined(message),
+            Some(ErrorReason::MediaDeleted) => return Self::MediaDeleted(message),
             Some(ErrorReason::Unspecified) | None => {}
         }
         match status.code() {

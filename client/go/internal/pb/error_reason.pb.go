@@ -139,6 +139,27 @@ const (
 	// Returned by MediaService.WriteUpload and MediaService.CommitUpload with code
 	// FAILED_PRECONDITION.
 	ErrorReason_UPLOAD_OFFSET_MISMATCH ErrorReason = 15
+	// An upload hook (`--upload-hook`, the operator's scanner or moderation service)
+	// rejected the upload: nothing was kept. The status message carries the hook's
+	// message to the uploader, cut to 200 characters.
+	//
+	// Returned by MediaService.UploadMedia and MediaService.CommitUpload with code
+	// FAILED_PRECONDITION.
+	ErrorReason_MEDIA_REJECTED ErrorReason = 16
+	// The media's content is quarantined by the operator (by an upload hook's verdict
+	// or an admin): it cannot be downloaded, linked or sent until an admin releases it.
+	//
+	// Returned with code FAILED_PRECONDITION by MediaService.DownloadMedia, GetMedia,
+	// GetMediaUrl and GetThumbnail, by MediaService.UploadMedia and CommitUpload
+	// (content that is quarantined stays so for any owner who uploads it again), and by
+	// MessagingService.SendPeerMessage and SendChannelMessage.
+	ErrorReason_MEDIA_QUARANTINED ErrorReason = 17
+	// The media was deleted, by its owner (MediaService.DeleteMedia) or an admin.
+	// Messages sent with it before still arrive; its bytes can no longer be fetched.
+	//
+	// Returned by MediaService.DownloadMedia, GetMedia, GetMediaUrl and GetThumbnail
+	// with code NOT_FOUND.
+	ErrorReason_MEDIA_DELETED ErrorReason = 18
 )
 
 // Enum value maps for ErrorReason.
@@ -160,6 +181,9 @@ var (
 		13: "QUOTA_EXCEEDED",
 		14: "CHECKSUM_MISMATCH",
 		15: "UPLOAD_OFFSET_MISMATCH",
+		16: "MEDIA_REJECTED",
+		17: "MEDIA_QUARANTINED",
+		18: "MEDIA_DELETED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
@@ -178,6 +202,9 @@ var (
 		"QUOTA_EXCEEDED":           13,
 		"CHECKSUM_MISMATCH":        14,
 		"UPLOAD_OFFSET_MISMATCH":   15,
+		"MEDIA_REJECTED":           16,
+		"MEDIA_QUARANTINED":        17,
+		"MEDIA_DELETED":            18,
 	}
 )
 
@@ -213,7 +240,7 @@ var File_courier_v1_error_reason_proto protoreflect.FileDescriptor
 const file_courier_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
 	"\x1dcourier/v1/error_reason.proto\x12\n" +
-	"courier.v1*\xe9\x02\n" +
+	"courier.v1*\xa7\x03\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fMEDIA_TOO_LARGE\x10\x01\x12\x15\n" +
@@ -231,7 +258,10 @@ const file_courier_v1_error_reason_proto_rawDesc = "" +
 	"\rIMAGE_REFUSED\x10\f\x12\x12\n" +
 	"\x0eQUOTA_EXCEEDED\x10\r\x12\x15\n" +
 	"\x11CHECKSUM_MISMATCH\x10\x0e\x12\x1a\n" +
-	"\x16UPLOAD_OFFSET_MISMATCH\x10\x0fb\x06proto3"
+	"\x16UPLOAD_OFFSET_MISMATCH\x10\x0f\x12\x12\n" +
+	"\x0eMEDIA_REJECTED\x10\x10\x12\x15\n" +
+	"\x11MEDIA_QUARANTINED\x10\x11\x12\x11\n" +
+	"\rMEDIA_DELETED\x10\x12b\x06proto3"
 
 var (
 	file_courier_v1_error_reason_proto_rawDescOnce sync.Once

@@ -9,6 +9,7 @@ package pb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -805,6 +806,214 @@ func (x *GetThumbnailResponse) GetData() []byte {
 	return nil
 }
 
+// GetMediaUrlRequest asks for an HTTP link to a stored object or its thumbnail.
+type GetMediaUrlRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ID of the object, as returned by UploadMedia. Required.
+	MediaId string `protobuf:"bytes,1,opt,name=media_id,json=mediaId,proto3" json:"media_id,omitempty"`
+	// 0 (the default) for the object itself; otherwise a link to its thumbnail of at
+	// most this many pixels on the longer side, rounded up as GetThumbnail does.
+	MaxEdge int32 `protobuf:"varint,2,opt,name=max_edge,json=maxEdge,proto3" json:"max_edge,omitempty"`
+	// How long the link should work. Unset or zero: the server's default (5 minutes);
+	// above the server's maximum (1 hour) it is cut to it, and it never outlives the
+	// media nor the caller's token.
+	Lifetime      *durationpb.Duration `protobuf:"bytes,3,opt,name=lifetime,proto3" json:"lifetime,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMediaUrlRequest) Reset() {
+	*x = GetMediaUrlRequest{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMediaUrlRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMediaUrlRequest) ProtoMessage() {}
+
+func (x *GetMediaUrlRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMediaUrlRequest.ProtoReflect.Descriptor instead.
+func (*GetMediaUrlRequest) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetMediaUrlRequest) GetMediaId() string {
+	if x != nil {
+		return x.MediaId
+	}
+	return ""
+}
+
+func (x *GetMediaUrlRequest) GetMaxEdge() int32 {
+	if x != nil {
+		return x.MaxEdge
+	}
+	return 0
+}
+
+func (x *GetMediaUrlRequest) GetLifetime() *durationpb.Duration {
+	if x != nil {
+		return x.Lifetime
+	}
+	return nil
+}
+
+// GetMediaUrlResponse holds an HTTP link to a stored object.
+type GetMediaUrlResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The absolute URL (`https://` on a TLS server, `http://` on a plaintext one),
+	// built from the server's `--public-url` or, without it, from the address the call
+	// came to. GET and HEAD with single byte ranges; see docs/api.md for the headers
+	// and statuses.
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// The time after which the link is refused (HTTP 410).
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMediaUrlResponse) Reset() {
+	*x = GetMediaUrlResponse{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMediaUrlResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMediaUrlResponse) ProtoMessage() {}
+
+func (x *GetMediaUrlResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMediaUrlResponse.ProtoReflect.Descriptor instead.
+func (*GetMediaUrlResponse) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetMediaUrlResponse) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *GetMediaUrlResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// DeleteMediaRequest removes one of the caller's media.
+type DeleteMediaRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ID of the object, as returned by UploadMedia. Required.
+	MediaId       string `protobuf:"bytes,1,opt,name=media_id,json=mediaId,proto3" json:"media_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMediaRequest) Reset() {
+	*x = DeleteMediaRequest{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMediaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMediaRequest) ProtoMessage() {}
+
+func (x *DeleteMediaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMediaRequest.ProtoReflect.Descriptor instead.
+func (*DeleteMediaRequest) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DeleteMediaRequest) GetMediaId() string {
+	if x != nil {
+		return x.MediaId
+	}
+	return ""
+}
+
+// DeleteMediaResponse answers a deletion.
+type DeleteMediaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMediaResponse) Reset() {
+	*x = DeleteMediaResponse{}
+	mi := &file_courier_v1_media_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMediaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMediaResponse) ProtoMessage() {}
+
+func (x *DeleteMediaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_courier_v1_media_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMediaResponse.ProtoReflect.Descriptor instead.
+func (*DeleteMediaResponse) Descriptor() ([]byte, []int) {
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{13}
+}
+
 // CreateUploadRequest starts a resumable upload.
 type CreateUploadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -817,7 +1026,7 @@ type CreateUploadRequest struct {
 
 func (x *CreateUploadRequest) Reset() {
 	*x = CreateUploadRequest{}
-	mi := &file_courier_v1_media_service_proto_msgTypes[10]
+	mi := &file_courier_v1_media_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +1038,7 @@ func (x *CreateUploadRequest) String() string {
 func (*CreateUploadRequest) ProtoMessage() {}
 
 func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_media_service_proto_msgTypes[10]
+	mi := &file_courier_v1_media_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +1051,7 @@ func (x *CreateUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUploadRequest.ProtoReflect.Descriptor instead.
 func (*CreateUploadRequest) Descriptor() ([]byte, []int) {
-	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{10}
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateUploadRequest) GetHeader() *UploadHeader {
@@ -869,7 +1078,7 @@ type CreateUploadResponse struct {
 
 func (x *CreateUploadResponse) Reset() {
 	*x = CreateUploadResponse{}
-	mi := &file_courier_v1_media_service_proto_msgTypes[11]
+	mi := &file_courier_v1_media_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1090,7 @@ func (x *CreateUploadResponse) String() string {
 func (*CreateUploadResponse) ProtoMessage() {}
 
 func (x *CreateUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_media_service_proto_msgTypes[11]
+	mi := &file_courier_v1_media_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1103,7 @@ func (x *CreateUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUploadResponse.ProtoReflect.Descriptor instead.
 func (*CreateUploadResponse) Descriptor() ([]byte, []int) {
-	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{11}
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateUploadResponse) GetUploadId() string {
@@ -938,7 +1147,7 @@ type WriteUploadRequest struct {
 
 func (x *WriteUploadRequest) Reset() {
 	*x = WriteUploadRequest{}
-	mi := &file_courier_v1_media_service_proto_msgTypes[12]
+	mi := &file_courier_v1_media_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1159,7 @@ func (x *WriteUploadRequest) String() string {
 func (*WriteUploadRequest) ProtoMessage() {}
 
 func (x *WriteUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_media_service_proto_msgTypes[12]
+	mi := &file_courier_v1_media_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1172,7 @@ func (x *WriteUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteUploadRequest.ProtoReflect.Descriptor instead.
 func (*WriteUploadRequest) Descriptor() ([]byte, []int) {
-	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{12}
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WriteUploadRequest) GetUploadId() string {
@@ -1008,7 +1217,7 @@ type WriteUploadResponse struct {
 
 func (x *WriteUploadResponse) Reset() {
 	*x = WriteUploadResponse{}
-	mi := &file_courier_v1_media_service_proto_msgTypes[13]
+	mi := &file_courier_v1_media_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1229,7 @@ func (x *WriteUploadResponse) String() string {
 func (*WriteUploadResponse) ProtoMessage() {}
 
 func (x *WriteUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_media_service_proto_msgTypes[13]
+	mi := &file_courier_v1_media_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1242,7 @@ func (x *WriteUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteUploadResponse.ProtoReflect.Descriptor instead.
 func (*WriteUploadResponse) Descriptor() ([]byte, []int) {
-	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{13}
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WriteUploadResponse) GetCommittedSize() uint64 {
@@ -1061,7 +1270,7 @@ type QueryUploadRequest struct {
 
 func (x *QueryUploadRequest) Reset() {
 	*x = QueryUploadRequest{}
-	mi := &file_courier_v1_media_service_proto_msgTypes[14]
+	mi := &file_courier_v1_media_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1282,7 @@ func (x *QueryUploadRequest) String() string {
 func (*QueryUploadRequest) ProtoMessage() {}
 
 func (x *QueryUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_media_service_proto_msgTypes[14]
+	mi := &file_courier_v1_media_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1295,7 @@ func (x *QueryUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryUploadRequest.ProtoReflect.Descriptor instead.
 func (*QueryUploadRequest) Descriptor() ([]byte, []int) {
-	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{14}
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueryUploadRequest) GetUploadId() string {
@@ -1115,7 +1324,7 @@ type QueryUploadResponse struct {
 
 func (x *QueryUploadResponse) Reset() {
 	*x = QueryUploadResponse{}
-	mi := &file_courier_v1_media_service_proto_msgTypes[15]
+	mi := &file_courier_v1_media_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1336,7 @@ func (x *QueryUploadResponse) String() string {
 func (*QueryUploadResponse) ProtoMessage() {}
 
 func (x *QueryUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_media_service_proto_msgTypes[15]
+	mi := &file_courier_v1_media_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1349,7 @@ func (x *QueryUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueryUploadResponse.ProtoReflect.Descriptor instead.
 func (*QueryUploadResponse) Descriptor() ([]byte, []int) {
-	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{15}
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QueryUploadResponse) GetCommittedSize() uint64 {
@@ -1185,7 +1394,7 @@ type CommitUploadRequest struct {
 
 func (x *CommitUploadRequest) Reset() {
 	*x = CommitUploadRequest{}
-	mi := &file_courier_v1_media_service_proto_msgTypes[16]
+	mi := &file_courier_v1_media_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1406,7 @@ func (x *CommitUploadRequest) String() string {
 func (*CommitUploadRequest) ProtoMessage() {}
 
 func (x *CommitUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_media_service_proto_msgTypes[16]
+	mi := &file_courier_v1_media_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1419,7 @@ func (x *CommitUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitUploadRequest.ProtoReflect.Descriptor instead.
 func (*CommitUploadRequest) Descriptor() ([]byte, []int) {
-	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{16}
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CommitUploadRequest) GetUploadId() string {
@@ -1239,7 +1448,7 @@ type CommitUploadResponse struct {
 
 func (x *CommitUploadResponse) Reset() {
 	*x = CommitUploadResponse{}
-	mi := &file_courier_v1_media_service_proto_msgTypes[17]
+	mi := &file_courier_v1_media_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1460,7 @@ func (x *CommitUploadResponse) String() string {
 func (*CommitUploadResponse) ProtoMessage() {}
 
 func (x *CommitUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_media_service_proto_msgTypes[17]
+	mi := &file_courier_v1_media_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1473,7 @@ func (x *CommitUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitUploadResponse.ProtoReflect.Descriptor instead.
 func (*CommitUploadResponse) Descriptor() ([]byte, []int) {
-	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{17}
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CommitUploadResponse) GetMedia() *Media {
@@ -1285,7 +1494,7 @@ type CancelUploadRequest struct {
 
 func (x *CancelUploadRequest) Reset() {
 	*x = CancelUploadRequest{}
-	mi := &file_courier_v1_media_service_proto_msgTypes[18]
+	mi := &file_courier_v1_media_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1506,7 @@ func (x *CancelUploadRequest) String() string {
 func (*CancelUploadRequest) ProtoMessage() {}
 
 func (x *CancelUploadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_media_service_proto_msgTypes[18]
+	mi := &file_courier_v1_media_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1519,7 @@ func (x *CancelUploadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelUploadRequest.ProtoReflect.Descriptor instead.
 func (*CancelUploadRequest) Descriptor() ([]byte, []int) {
-	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{18}
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CancelUploadRequest) GetUploadId() string {
@@ -1329,7 +1538,7 @@ type CancelUploadResponse struct {
 
 func (x *CancelUploadResponse) Reset() {
 	*x = CancelUploadResponse{}
-	mi := &file_courier_v1_media_service_proto_msgTypes[19]
+	mi := &file_courier_v1_media_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1550,7 @@ func (x *CancelUploadResponse) String() string {
 func (*CancelUploadResponse) ProtoMessage() {}
 
 func (x *CancelUploadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_courier_v1_media_service_proto_msgTypes[19]
+	mi := &file_courier_v1_media_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1563,7 @@ func (x *CancelUploadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelUploadResponse.ProtoReflect.Descriptor instead.
 func (*CancelUploadResponse) Descriptor() ([]byte, []int) {
-	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{19}
+	return file_courier_v1_media_service_proto_rawDescGZIP(), []int{23}
 }
 
 var File_courier_v1_media_service_proto protoreflect.FileDescriptor
@@ -1362,7 +1571,7 @@ var File_courier_v1_media_service_proto protoreflect.FileDescriptor
 const file_courier_v1_media_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1ecourier/v1/media_service.proto\x12\n" +
-	"courier.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x02\n" +
+	"courier.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x02\n" +
 	"\x05Media\x12\x19\n" +
 	"\bmedia_id\x18\x01 \x01(\tR\amediaId\x12)\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x15.courier.v1.MediaKindR\x04kind\x12\x1b\n" +
@@ -1408,7 +1617,18 @@ const file_courier_v1_media_service_proto_rawDesc = "" +
 	"\fcontent_type\x18\x01 \x01(\tR\vcontentType\x12\x14\n" +
 	"\x05width\x18\x02 \x01(\rR\x05width\x12\x16\n" +
 	"\x06height\x18\x03 \x01(\rR\x06height\x12\x12\n" +
-	"\x04data\x18\x04 \x01(\fR\x04data\"G\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"\x81\x01\n" +
+	"\x12GetMediaUrlRequest\x12\x19\n" +
+	"\bmedia_id\x18\x01 \x01(\tR\amediaId\x12\x19\n" +
+	"\bmax_edge\x18\x02 \x01(\x05R\amaxEdge\x125\n" +
+	"\blifetime\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\blifetime\"d\n" +
+	"\x13GetMediaUrlResponse\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"/\n" +
+	"\x12DeleteMediaRequest\x12\x19\n" +
+	"\bmedia_id\x18\x01 \x01(\tR\amediaId\"\x15\n" +
+	"\x13DeleteMediaResponse\"G\n" +
 	"\x13CreateUploadRequest\x120\n" +
 	"\x06header\x18\x01 \x01(\v2\x18.courier.v1.UploadHeaderR\x06header\"\x8d\x01\n" +
 	"\x14CreateUploadResponse\x12\x1b\n" +
@@ -1444,12 +1664,14 @@ const file_courier_v1_media_service_proto_rawDesc = "" +
 	"\tMediaKind\x12\x1a\n" +
 	"\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10MEDIA_KIND_IMAGE\x10\x01\x12\x13\n" +
-	"\x0fMEDIA_KIND_FILE\x10\x022\xeb\x05\n" +
+	"\x0fMEDIA_KIND_FILE\x10\x022\x8b\a\n" +
 	"\fMediaService\x12P\n" +
 	"\vUploadMedia\x12\x1e.courier.v1.UploadMediaRequest\x1a\x1f.courier.v1.UploadMediaResponse(\x01\x12V\n" +
 	"\rDownloadMedia\x12 .courier.v1.DownloadMediaRequest\x1a!.courier.v1.DownloadMediaResponse0\x01\x12E\n" +
 	"\bGetMedia\x12\x1b.courier.v1.GetMediaRequest\x1a\x1c.courier.v1.GetMediaResponse\x12Q\n" +
-	"\fGetThumbnail\x12\x1f.courier.v1.GetThumbnailRequest\x1a .courier.v1.GetThumbnailResponse\x12Q\n" +
+	"\fGetThumbnail\x12\x1f.courier.v1.GetThumbnailRequest\x1a .courier.v1.GetThumbnailResponse\x12N\n" +
+	"\vGetMediaUrl\x12\x1e.courier.v1.GetMediaUrlRequest\x1a\x1f.courier.v1.GetMediaUrlResponse\x12N\n" +
+	"\vDeleteMedia\x12\x1e.courier.v1.DeleteMediaRequest\x1a\x1f.courier.v1.DeleteMediaResponse\x12Q\n" +
 	"\fCreateUpload\x12\x1f.courier.v1.CreateUploadRequest\x1a .courier.v1.CreateUploadResponse\x12N\n" +
 	"\vWriteUpload\x12\x1e.courier.v1.WriteUploadRequest\x1a\x1f.courier.v1.WriteUploadResponse\x12N\n" +
 	"\vQueryUpload\x12\x1e.courier.v1.QueryUploadRequest\x1a\x1f.courier.v1.QueryUploadResponse\x12Q\n" +
@@ -1469,7 +1691,7 @@ func file_courier_v1_media_service_proto_rawDescGZIP() []byte {
 }
 
 var file_courier_v1_media_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_courier_v1_media_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_courier_v1_media_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_courier_v1_media_service_proto_goTypes = []any{
 	(MediaKind)(0),                // 0: courier.v1.MediaKind
 	(*Media)(nil),                 // 1: courier.v1.Media
@@ -1482,55 +1704,66 @@ var file_courier_v1_media_service_proto_goTypes = []any{
 	(*GetMediaResponse)(nil),      // 8: courier.v1.GetMediaResponse
 	(*GetThumbnailRequest)(nil),   // 9: courier.v1.GetThumbnailRequest
 	(*GetThumbnailResponse)(nil),  // 10: courier.v1.GetThumbnailResponse
-	(*CreateUploadRequest)(nil),   // 11: courier.v1.CreateUploadRequest
-	(*CreateUploadResponse)(nil),  // 12: courier.v1.CreateUploadResponse
-	(*WriteUploadRequest)(nil),    // 13: courier.v1.WriteUploadRequest
-	(*WriteUploadResponse)(nil),   // 14: courier.v1.WriteUploadResponse
-	(*QueryUploadRequest)(nil),    // 15: courier.v1.QueryUploadRequest
-	(*QueryUploadResponse)(nil),   // 16: courier.v1.QueryUploadResponse
-	(*CommitUploadRequest)(nil),   // 17: courier.v1.CommitUploadRequest
-	(*CommitUploadResponse)(nil),  // 18: courier.v1.CommitUploadResponse
-	(*CancelUploadRequest)(nil),   // 19: courier.v1.CancelUploadRequest
-	(*CancelUploadResponse)(nil),  // 20: courier.v1.CancelUploadResponse
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*GetMediaUrlRequest)(nil),    // 11: courier.v1.GetMediaUrlRequest
+	(*GetMediaUrlResponse)(nil),   // 12: courier.v1.GetMediaUrlResponse
+	(*DeleteMediaRequest)(nil),    // 13: courier.v1.DeleteMediaRequest
+	(*DeleteMediaResponse)(nil),   // 14: courier.v1.DeleteMediaResponse
+	(*CreateUploadRequest)(nil),   // 15: courier.v1.CreateUploadRequest
+	(*CreateUploadResponse)(nil),  // 16: courier.v1.CreateUploadResponse
+	(*WriteUploadRequest)(nil),    // 17: courier.v1.WriteUploadRequest
+	(*WriteUploadResponse)(nil),   // 18: courier.v1.WriteUploadResponse
+	(*QueryUploadRequest)(nil),    // 19: courier.v1.QueryUploadRequest
+	(*QueryUploadResponse)(nil),   // 20: courier.v1.QueryUploadResponse
+	(*CommitUploadRequest)(nil),   // 21: courier.v1.CommitUploadRequest
+	(*CommitUploadResponse)(nil),  // 22: courier.v1.CommitUploadResponse
+	(*CancelUploadRequest)(nil),   // 23: courier.v1.CancelUploadRequest
+	(*CancelUploadResponse)(nil),  // 24: courier.v1.CancelUploadResponse
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 26: google.protobuf.Duration
 }
 var file_courier_v1_media_service_proto_depIdxs = []int32{
 	0,  // 0: courier.v1.Media.kind:type_name -> courier.v1.MediaKind
-	21, // 1: courier.v1.Media.create_time:type_name -> google.protobuf.Timestamp
-	21, // 2: courier.v1.Media.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 1: courier.v1.Media.create_time:type_name -> google.protobuf.Timestamp
+	25, // 2: courier.v1.Media.expire_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: courier.v1.UploadHeader.kind:type_name -> courier.v1.MediaKind
 	2,  // 4: courier.v1.UploadMediaRequest.header:type_name -> courier.v1.UploadHeader
 	1,  // 5: courier.v1.UploadMediaResponse.media:type_name -> courier.v1.Media
 	1,  // 6: courier.v1.DownloadMediaResponse.media:type_name -> courier.v1.Media
 	1,  // 7: courier.v1.GetMediaResponse.media:type_name -> courier.v1.Media
-	2,  // 8: courier.v1.CreateUploadRequest.header:type_name -> courier.v1.UploadHeader
-	21, // 9: courier.v1.CreateUploadResponse.expire_time:type_name -> google.protobuf.Timestamp
-	21, // 10: courier.v1.WriteUploadResponse.expire_time:type_name -> google.protobuf.Timestamp
-	21, // 11: courier.v1.QueryUploadResponse.expire_time:type_name -> google.protobuf.Timestamp
-	1,  // 12: courier.v1.CommitUploadResponse.media:type_name -> courier.v1.Media
-	3,  // 13: courier.v1.MediaService.UploadMedia:input_type -> courier.v1.UploadMediaRequest
-	5,  // 14: courier.v1.MediaService.DownloadMedia:input_type -> courier.v1.DownloadMediaRequest
-	7,  // 15: courier.v1.MediaService.GetMedia:input_type -> courier.v1.GetMediaRequest
-	9,  // 16: courier.v1.MediaService.GetThumbnail:input_type -> courier.v1.GetThumbnailRequest
-	11, // 17: courier.v1.MediaService.CreateUpload:input_type -> courier.v1.CreateUploadRequest
-	13, // 18: courier.v1.MediaService.WriteUpload:input_type -> courier.v1.WriteUploadRequest
-	15, // 19: courier.v1.MediaService.QueryUpload:input_type -> courier.v1.QueryUploadRequest
-	17, // 20: courier.v1.MediaService.CommitUpload:input_type -> courier.v1.CommitUploadRequest
-	19, // 21: courier.v1.MediaService.CancelUpload:input_type -> courier.v1.CancelUploadRequest
-	4,  // 22: courier.v1.MediaService.UploadMedia:output_type -> courier.v1.UploadMediaResponse
-	6,  // 23: courier.v1.MediaService.DownloadMedia:output_type -> courier.v1.DownloadMediaResponse
-	8,  // 24: courier.v1.MediaService.GetMedia:output_type -> courier.v1.GetMediaResponse
-	10, // 25: courier.v1.MediaService.GetThumbnail:output_type -> courier.v1.GetThumbnailResponse
-	12, // 26: courier.v1.MediaService.CreateUpload:output_type -> courier.v1.CreateUploadResponse
-	14, // 27: courier.v1.MediaService.WriteUpload:output_type -> courier.v1.WriteUploadResponse
-	16, // 28: courier.v1.MediaService.QueryUpload:output_type -> courier.v1.QueryUploadResponse
-	18, // 29: courier.v1.MediaService.CommitUpload:output_type -> courier.v1.CommitUploadResponse
-	20, // 30: courier.v1.MediaService.CancelUpload:output_type -> courier.v1.CancelUploadResponse
-	22, // [22:31] is the sub-list for method output_type
-	13, // [13:22] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	26, // 8: courier.v1.GetMediaUrlRequest.lifetime:type_name -> google.protobuf.Duration
+	25, // 9: courier.v1.GetMediaUrlResponse.expire_time:type_name -> google.protobuf.Timestamp
+	2,  // 10: courier.v1.CreateUploadRequest.header:type_name -> courier.v1.UploadHeader
+	25, // 11: courier.v1.CreateUploadResponse.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 12: courier.v1.WriteUploadResponse.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 13: courier.v1.QueryUploadResponse.expire_time:type_name -> google.protobuf.Timestamp
+	1,  // 14: courier.v1.CommitUploadResponse.media:type_name -> courier.v1.Media
+	3,  // 15: courier.v1.MediaService.UploadMedia:input_type -> courier.v1.UploadMediaRequest
+	5,  // 16: courier.v1.MediaService.DownloadMedia:input_type -> courier.v1.DownloadMediaRequest
+	7,  // 17: courier.v1.MediaService.GetMedia:input_type -> courier.v1.GetMediaRequest
+	9,  // 18: courier.v1.MediaService.GetThumbnail:input_type -> courier.v1.GetThumbnailRequest
+	11, // 19: courier.v1.MediaService.GetMediaUrl:input_type -> courier.v1.GetMediaUrlRequest
+	13, // 20: courier.v1.MediaService.DeleteMedia:input_type -> courier.v1.DeleteMediaRequest
+	15, // 21: courier.v1.MediaService.CreateUpload:input_type -> courier.v1.CreateUploadRequest
+	17, // 22: courier.v1.MediaService.WriteUpload:input_type -> courier.v1.WriteUploadRequest
+	19, // 23: courier.v1.MediaService.QueryUpload:input_type -> courier.v1.QueryUploadRequest
+	21, // 24: courier.v1.MediaService.CommitUpload:input_type -> courier.v1.CommitUploadRequest
+	23, // 25: courier.v1.MediaService.CancelUpload:input_type -> courier.v1.CancelUploadRequest
+	4,  // 26: courier.v1.MediaService.UploadMedia:output_type -> courier.v1.UploadMediaResponse
+	6,  // 27: courier.v1.MediaService.DownloadMedia:output_type -> courier.v1.DownloadMediaResponse
+	8,  // 28: courier.v1.MediaService.GetMedia:output_type -> courier.v1.GetMediaResponse
+	10, // 29: courier.v1.MediaService.GetThumbnail:output_type -> courier.v1.GetThumbnailResponse
+	12, // 30: courier.v1.MediaService.GetMediaUrl:output_type -> courier.v1.GetMediaUrlResponse
+	14, // 31: courier.v1.MediaService.DeleteMedia:output_type -> courier.v1.DeleteMediaResponse
+	16, // 32: courier.v1.MediaService.CreateUpload:output_type -> courier.v1.CreateUploadResponse
+	18, // 33: courier.v1.MediaService.WriteUpload:output_type -> courier.v1.WriteUploadResponse
+	20, // 34: courier.v1.MediaService.QueryUpload:output_type -> courier.v1.QueryUploadResponse
+	22, // 35: courier.v1.MediaService.CommitUpload:output_type -> courier.v1.CommitUploadResponse
+	24, // 36: courier.v1.MediaService.CancelUpload:output_type -> courier.v1.CancelUploadResponse
+	26, // [26:37] is the sub-list for method output_type
+	15, // [15:26] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_courier_v1_media_service_proto_init() }
@@ -1552,7 +1785,7 @@ func file_courier_v1_media_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_courier_v1_media_service_proto_rawDesc), len(file_courier_v1_media_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,8 @@ const (
 	MediaService_DownloadMedia_FullMethodName = "/courier.v1.MediaService/DownloadMedia"
 	MediaService_GetMedia_FullMethodName      = "/courier.v1.MediaService/GetMedia"
 	MediaService_GetThumbnail_FullMethodName  = "/courier.v1.MediaService/GetThumbnail"
+	MediaService_GetMediaUrl_FullMethodName   = "/courier.v1.MediaService/GetMediaUrl"
+	MediaService_DeleteMedia_FullMethodName   = "/courier.v1.MediaService/DeleteMedia"
 	MediaService_CreateUpload_FullMethodName  = "/courier.v1.MediaService/CreateUpload"
 	MediaService_WriteUpload_FullMethodName   = "/courier.v1.MediaService/WriteUpload"
 	MediaService_QueryUpload_FullMethodName   = "/courier.v1.MediaService/QueryUpload"
@@ -97,6 +99,39 @@ type MediaServiceClient interface {
 	// declared width, height or memory), or is truncated or corrupt. Neither is worth a
 	// retry: the same object is refused again.
 	GetThumbnail(ctx context.Context, in *GetThumbnailRequest, opts ...grpc.CallOption) (*GetThumbnailResponse, error)
+	// GetMediaUrl mints a plain HTTP link to a stored object (or to one of its
+	// thumbnails) for loaders that speak HTTP, not gRPC: an `<img>` tag, a platform
+	// image loader, a video player that seeks with single byte ranges, or a CDN. The
+	// link is a capability: whoever holds the URL can fetch the bytes, with no token,
+	// until `expire_time`. It is signed by the server with a key of its own (derived
+	// apart from the token secret) over the media ID, the thumbnail size, the expiry,
+	// the caller's user ID and the issue time of the caller's token, so revoking the
+	// user (`courier-server revoke`) ends every link minted before the revocation, and
+	// deleting or quarantining the media ends every link to it (each request reads the
+	// record). A CDN's copy, though, outlives both: serve `private` (the default) unless
+	// that is acceptable. The link's life is `lifetime` (default and maximum set on the
+	// server, `--media-url-ttl` 5 minutes and `--media-url-max-ttl` 1 hour), never past
+	// the media's own expiry nor the caller's token's `exp`. The same HTTP path also
+	// accepts `Authorization: Bearer <token>` instead of a signature.
+	//
+	// Errors: INVALID_ARGUMENT for a malformed media ID, a negative lifetime or a
+	// `max_edge` below 0; NOT_FOUND for an unknown or expired media ID (with reason
+	// MEDIA_DELETED for a deleted one); FAILED_PRECONDITION with MEDIA_QUARANTINED for
+	// quarantined content, and with NOT_AN_IMAGE for a thumbnail of an object that is
+	// not an image.
+	GetMediaUrl(ctx context.Context, in *GetMediaUrlRequest, opts ...grpc.CallOption) (*GetMediaUrlResponse, error)
+	// DeleteMedia removes one of the caller's own media at once: its ID is then
+	// NOT_FOUND with reason MEDIA_DELETED for downloads, GetMedia, GetMediaUrl and
+	// HTTP links (those minted before included), and new messages naming it are
+	// refused (FAILED_PRECONDITION, MEDIA_UNAVAILABLE). Messages already sent with it
+	// still arrive. The stored bytes go when no other media record names the same
+	// content, after the content grace the sweeper keeps (one sweep interval); the
+	// caller's quota is freed at once. Deleting twice answers as the first time.
+	//
+	// Errors: INVALID_ARGUMENT for a malformed media ID; NOT_FOUND for an unknown or
+	// expired media ID, and for one that another user owns (worded as for an unknown
+	// one, so that an ID is never confirmed to a non-owner).
+	DeleteMedia(ctx context.Context, in *DeleteMediaRequest, opts ...grpc.CallOption) (*DeleteMediaResponse, error)
 	// CreateUpload starts a resumable upload described by an UploadHeader, checked
 	// exactly as the first frame of UploadMedia (kind, file name, size up to the
 	// server's maximum, content type, optional SHA-256), and the caller's storage
@@ -194,6 +229,26 @@ func (c *mediaServiceClient) GetThumbnail(ctx context.Context, in *GetThumbnailR
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetThumbnailResponse)
 	err := c.cc.Invoke(ctx, MediaService_GetThumbnail_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *mediaServiceClient) GetMediaUrl(ctx context.Context, in *GetMediaUrlRequest, opts ...grpc.CallOption) (*GetMediaUrlResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetMediaUrlResponse)
+	err := c.cc.Invoke(ctx, MediaService_GetMediaUrl_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *mediaServiceClient) DeleteMedia(ctx context.Context, in *DeleteMediaRequest, opts ...grpc.CallOption) (*DeleteMediaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteMediaResponse)
+	err := c.cc.Invoke(ctx, MediaService_DeleteMedia_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -317,6 +372,39 @@ type MediaServiceServer interface {
 	// declared width, height or memory), or is truncated or corrupt. Neither is worth a
 	// retry: the same object is refused again.
 	GetThumbnail(context.Context, *GetThumbnailRequest) (*GetThumbnailResponse, error)
+	// GetMediaUrl mints a plain HTTP link to a stored object (or to one of its
+	// thumbnails) for loaders that speak HTTP, not gRPC: an `<img>` tag, a platform
+	// image loader, a video player that seeks with single byte ranges, or a CDN. The
+	// link is a capability: whoever holds the URL can fetch the bytes, with no token,
+	// until `expire_time`. It is signed by the server with a key of its own (derived
+	// apart from the token secret) over the media ID, the thumbnail size, the expiry,
+	// the caller's user ID and the issue time of the caller's token, so revoking the
+	// user (`courier-server revoke`) ends every link minted before the revocation, and
+	// deleting or quarantining the media ends every link to it (each request reads the
+	// record). A CDN's copy, though, outlives both: serve `private` (the default) unless
+	// that is acceptable. The link's life is `lifetime` (default and maximum set on the
+	// server, `--media-url-ttl` 5 minutes and `--media-url-max-ttl` 1 hour), never past
+	// the media's own expiry nor the caller's token's `exp`. The same HTTP path also
+	// accepts `Authorization: Bearer <token>` instead of a signature.
+	//
+	// Errors: INVALID_ARGUMENT for a malformed media ID, a negative lifetime or a
+	// `max_edge` below 0; NOT_FOUND for an unknown or expired media ID (with reason
+	// MEDIA_DELETED for a deleted one); FAILED_PRECONDITION with MEDIA_QUARANTINED for
+	// quarantined content, and with NOT_AN_IMAGE for a thumbnail of an object that is
+	// not an image.
+	GetMediaUrl(context.Context, *GetMediaUrlRequest) (*GetMediaUrlResponse, error)
+	// DeleteMedia removes one of the caller's own media at once: its ID is then
+	// NOT_FOUND with reason MEDIA_DELETED for downloads, GetMedia, GetMediaUrl and
+	// HTTP links (those minted before included), and new messages naming it are
+	// refused (FAILED_PRECONDITION, MEDIA_UNAVAILABLE). Messages already sent with it
+	// still arrive. The stored bytes go when no other media record names the same
+	// content, after the content grace the sweeper keeps (one sweep interval); the
+	// caller's quota is freed at once. Deleting twice answers as the first time.
+	//
+	// Errors: INVALID_ARGUMENT for a malformed media ID; NOT_FOUND for an unknown or
+	// expired media ID, and for one that another user owns (worded as for an unknown
+	// one, so that an ID is never confirmed to a non-owner).
+	DeleteMedia(context.Context, *DeleteMediaRequest) (*DeleteMediaResponse, error)
 	// CreateUpload starts a resumable upload described by an UploadHeader, checked
 	// exactly as the first frame of UploadMedia (kind, file name, size up to the
 	// server's maximum, content type, optional SHA-256), and the caller's storage
@@ -379,6 +467,12 @@ func (UnimplementedMediaServiceServer) GetMedia(context.Context, *GetMediaReques
 }
 func (UnimplementedMediaServiceServer) GetThumbnail(context.Context, *GetThumbnailRequest) (*GetThumbnailResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetThumbnail not implemented")
+}
+func (UnimplementedMediaServiceServer) GetMediaUrl(context.Context, *GetMediaUrlRequest) (*GetMediaUrlResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetMediaUrl not implemented")
+}
+func (UnimplementedMediaServiceServer) DeleteMedia(context.Context, *DeleteMediaRequest) (*DeleteMediaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteMedia not implemented")
 }
 func (UnimplementedMediaServiceServer) CreateUpload(context.Context, *CreateUploadRequest) (*CreateUploadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateUpload not implemented")
@@ -466,6 +560,42 @@ func _MediaService_GetThumbnail_Handler(srv interface{}, ctx context.Context, de
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(MediaServiceServer).GetThumbnail(ctx, req.(*GetThumbnailRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MediaService_GetMediaUrl_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMediaUrlRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MediaServiceServer).GetMediaUrl(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MediaService_GetMediaUrl_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MediaServiceServer).GetMediaUrl(ctx, req.(*GetMediaUrlRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _MediaService_DeleteMedia_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteMediaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MediaServiceServer).DeleteMedia(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: MediaService_DeleteMedia_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MediaServiceServer).DeleteMedia(ctx, req.(*DeleteMediaRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -574,6 +704,14 @@ var MediaService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetThumbnail",
 			Handler:    _MediaService_GetThumbnail_Handler,
+		},
+		{
+			MethodName: "GetMediaUrl",
+			Handler:    _MediaService_GetMediaUrl_Handler,
+		},
+		{
+			MethodName: "DeleteMedia",
+			Handler:    _MediaService_DeleteMedia_Handler,
 		},
 		{
 			MethodName: "CreateUpload",

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ourier/v1/error_reason.proto\x12\ncourier.v1*\xe9\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fMEDIA_TOO_LARGE\x10\x01\x12\x15\n\x11MESSAGE_TOO_LARGE\x10\x02\x12\x16\n\x12TOO_MANY_TRANSFERS\x10\x03\x12\x10\n\x0cRATE_LIMITED\x10\x04\x12\x15\n\x11TOO_MANY_CHANNELS\x10\x05\x12\x15\n\x11MEDIA_UNAVAILABLE\x10\x06\x12\x10\n\x0cNOT_A_MEMBER\x10\x07\x12\x0c\n\x08TOO_SLOW\x10\x08\x12\x14\n\x10TOO_MANY_STREAMS\x10\t\x12\x16\n\x12OFFLINE_CACHE_FULL\x10\n\x12\x10\n\x0cNOT_AN_IMAGE\x10\x0b\x12\x11\n\rIMAGE_REFUSED\x10\x0c\x12\x12\n\x0eQUOTA_EXCEEDED\x10\r\x12\x15\n\x11\x43HECKSUM_MISMATCH\x10\x0e\x12\x1a\n\x16UPLOAD_OFFSET_MISMATCH\x10\x0f\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ourier/v1/error_reason.proto\x12\ncourier.v1*\xa7\x03\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fMEDIA_TOO_LARGE\x10\x01\x12\x15\n\x11MESSAGE_TOO_LARGE\x10\x02\x12\x16\n\x12TOO_MANY_TRANSFERS\x10\x03\x12\x10\n\x0cRATE_LIMITED\x10\x04\x12\x15\n\x11TOO_MANY_CHANNELS\x10\x05\x12\x15\n\x11MEDIA_UNAVAILABLE\x10\x06\x12\x10\n\x0cNOT_A_MEMBER\x10\x07\x12\x0c\n\x08TOO_SLOW\x10\x08\x12\x14\n\x10TOO_MANY_STREAMS\x10\t\x12\x16\n\x12OFFLINE_CACHE_FULL\x10\n\x12\x10\n\x0cNOT_AN_IMAGE\x10\x0b\x12\x11\n\rIMAGE_REFUSED\x10\x0c\x12\x12\n\x0eQUOTA_EXCEEDED\x10\r\x12\x15\n\x11\x43HECKSUM_MISMATCH\x10\x0e\x12\x1a\n\x16UPLOAD_OFFSET_MISMATCH\x10\x0f\x12\x12\n\x0eMEDIA_REJECTED\x10\x10\x12\x15\n\x11MEDIA_QUARANTINED\x10\x11\x12\x11\n\rMEDIA_DELETED\x10\x12\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'courier.v1.error_reason_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERRORREASON']._serialized_start=46
-  _globals['_ERRORREASON']._serialized_end=407
+  _globals['_ERRORREASON']._serialized_end=469
 # @@protoc_insertion_point(module_scope)

@@ -141,6 +141,30 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     Returned by MediaService.WriteUpload and MediaService.CommitUpload with code
     FAILED_PRECONDITION.
     """
+    MEDIA_REJECTED: _ErrorReason.ValueType  # 16
+    """An upload hook (`--upload-hook`, the operator's scanner or moderation service)
+    rejected the upload: nothing was kept. The status message carries the hook's
+    message to the uploader, cut to 200 characters.
+
+    Returned by MediaService.UploadMedia and MediaService.CommitUpload with code
+    FAILED_PRECONDITION.
+    """
+    MEDIA_QUARANTINED: _ErrorReason.ValueType  # 17
+    """The media's content is quarantined by the operator (by an upload hook's verdict
+    or an admin): it cannot be downloaded, linked or sent until an admin releases it.
+
+    Returned with code FAILED_PRECONDITION by MediaService.DownloadMedia, GetMedia,
+    GetMediaUrl and GetThumbnail, by MediaService.UploadMedia and CommitUpload
+    (content that is quarantined stays so for any owner who uploads it again), and by
+    MessagingService.SendPeerMessage and SendChannelMessage.
+    """
+    MEDIA_DELETED: _ErrorReason.ValueType  # 18
+    """The media was deleted, by its owner (MediaService.DeleteMedia) or an admin.
+    Messages sent with it before still arrive; its bytes can no longer be fetched.
+
+    Returned by MediaService.DownloadMedia, GetMedia, GetMediaUrl and GetThumbnail
+    with code NOT_FOUND.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists why courier refuses a well-formed request, for clients to act on
@@ -275,5 +299,29 @@ from there.
 
 Returned by MediaService.WriteUpload and MediaService.CommitUpload with code
 FAILED_PRECONDITION.
+"""
+MEDIA_REJECTED: ErrorReason.ValueType  # 16
+"""An upload hook (`--upload-hook`, the operator's scanner or moderation service)
+rejected the upload: nothing was kept. The status message carries the hook's
+message to the uploader, cut to 200 characters.
+
+Returned by MediaService.UploadMedia and MediaService.CommitUpload with code
+FAILED_PRECONDITION.
+"""
+MEDIA_QUARANTINED: ErrorReason.ValueType  # 17
+"""The media's content is quarantined by the operator (by an upload hook's verdict
+or an admin): it cannot be downloaded, linked or sent until an admin releases it.
+
+Returned with code FAILED_PRECONDITION by MediaService.DownloadMedia, GetMedia,
+GetMediaUrl and GetThumbnail, by MediaService.UploadMedia and CommitUpload
+(content that is quarantined stays so for any owner who uploads it again), and by
+MessagingService.SendPeerMessage and SendChannelMessage.
+"""
+MEDIA_DELETED: ErrorReason.ValueType  # 18
+"""The media was deleted, by its owner (MediaService.DeleteMedia) or an admin.
+Messages sent with it before still arrive; its bytes can no longer be fetched.
+
+Returned by MediaService.DownloadMedia, GetMedia, GetMediaUrl and GetThumbnail
+with code NOT_FOUND.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -22,58 +22,67 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ourier/v1/media_service.proto\x12\ncourier.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x02\n\x05Media\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.courier.v1.MediaKind\x12\x11\n\tfile_name\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\x12\r\n\x05width\x18\x07 \x01(\r\x12\x0e\n\x06height\x18\x08 \x01(\r\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x0cUploadHeader\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.courier.v1.MediaKind\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\"Y\n\x12UploadMediaRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.courier.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x07\n\x05\x66rame\"7\n\x13UploadMediaResponse\x12 \n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.Media\"H\n\x14\x44ownloadMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\"T\n\x15\x44ownloadMediaResponse\x12\"\n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.MediaH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x07\n\x05\x66rame\"#\n\x0fGetMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\"4\n\x10GetMediaResponse\x12 \n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.Media\"9\n\x13GetThumbnailRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x10\n\x08max_edge\x18\x02 \x01(\x05\"Y\n\x14GetThumbnailResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"?\n\x13\x43reateUploadRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.courier.v1.UploadHeader\"m\n\x14\x43reateUploadResponse\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x11\n\tpart_size\x18\x02 \x01(\x04\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x12WriteUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x04 \x01(\x07\"^\n\x13WriteUploadResponse\x12\x16\n\x0e\x63ommitted_size\x18\x01 \x01(\x04\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x12QueryUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\"\x7f\n\x13QueryUploadResponse\x12\x16\n\x0e\x63ommitted_size\x18\x01 \x01(\x04\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x11\n\tpart_size\x18\x03 \x01(\x04\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x13\x43ommitUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\"8\n\x14\x43ommitUploadResponse\x12 \n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.Media\"(\n\x13\x43\x61ncelUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\"\x16\n\x14\x43\x61ncelUploadResponse*R\n\tMediaKind\x12\x1a\n\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10MEDIA_KIND_IMAGE\x10\x01\x12\x13\n\x0fMEDIA_KIND_FILE\x10\x02\x32\xeb\x05\n\x0cMediaService\x12P\n\x0bUploadMedia\x12\x1e.courier.v1.UploadMediaRequest\x1a\x1f.courier.v1.UploadMediaResponse(\x01\x12V\n\rDownloadMedia\x12 .courier.v1.DownloadMediaRequest\x1a!.courier.v1.DownloadMediaResponse0\x01\x12\x45\n\x08GetMedia\x12\x1b.courier.v1.GetMediaRequest\x1a\x1c.courier.v1.GetMediaResponse\x12Q\n\x0cGetThumbnail\x12\x1f.courier.v1.GetThumbnailRequest\x1a .courier.v1.GetThumbnailResponse\x12Q\n\x0c\x43reateUpload\x12\x1f.courier.v1.CreateUploadRequest\x1a .courier.v1.CreateUploadResponse\x12N\n\x0bWriteUpload\x12\x1e.courier.v1.WriteUploadRequest\x1a\x1f.courier.v1.WriteUploadResponse\x12N\n\x0bQueryUpload\x12\x1e.courier.v1.QueryUploadRequest\x1a\x1f.courier.v1.QueryUploadResponse\x12Q\n\x0c\x43ommitUpload\x12\x1f.courier.v1.CommitUploadRequest\x1a .courier.v1.CommitUploadResponse\x12Q\n\x0c\x43\x61ncelUpload\x12\x1f.courier.v1.CancelUploadRequest\x1a .courier.v1.CancelUploadResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ourier/v1/media_service.proto\x12\ncourier.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x02\n\x05Media\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.courier.v1.MediaKind\x12\x11\n\tfile_name\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\x12\r\n\x05width\x18\x07 \x01(\r\x12\x0e\n\x06height\x18\x08 \x01(\r\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x0cUploadHeader\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.courier.v1.MediaKind\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\x0c\"Y\n\x12UploadMediaRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.courier.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x07\n\x05\x66rame\"7\n\x13UploadMediaResponse\x12 \n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.Media\"H\n\x14\x44ownloadMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\"T\n\x15\x44ownloadMediaResponse\x12\"\n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.MediaH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x07\n\x05\x66rame\"#\n\x0fGetMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\"4\n\x10GetMediaResponse\x12 \n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.Media\"9\n\x13GetThumbnailRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x10\n\x08max_edge\x18\x02 \x01(\x05\"Y\n\x14GetThumbnailResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"e\n\x12GetMediaUrlRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x10\n\x08max_edge\x18\x02 \x01(\x05\x12+\n\x08lifetime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"S\n\x13GetMediaUrlResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"&\n\x12\x44\x65leteMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteMediaResponse\"?\n\x13\x43reateUploadRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.courier.v1.UploadHeader\"m\n\x14\x43reateUploadResponse\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x11\n\tpart_size\x18\x02 \x01(\x04\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x12WriteUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x04 \x01(\x07\"^\n\x13WriteUploadResponse\x12\x16\n\x0e\x63ommitted_size\x18\x01 \x01(\x04\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x12QueryUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\"\x7f\n\x13QueryUploadResponse\x12\x16\n\x0e\x63ommitted_size\x18\x01 \x01(\x04\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x11\n\tpart_size\x18\x03 \x01(\x04\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x13\x43ommitUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\"8\n\x14\x43ommitUploadResponse\x12 \n\x05media\x18\x01 \x01(\x0b\x32\x11.courier.v1.Media\"(\n\x13\x43\x61ncelUploadRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\"\x16\n\x14\x43\x61ncelUploadResponse*R\n\tMediaKind\x12\x1a\n\x16MEDIA_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10MEDIA_KIND_IMAGE\x10\x01\x12\x13\n\x0fMEDIA_KIND_FILE\x10\x02\x32\x8b\x07\n\x0cMediaService\x12P\n\x0bUploadMedia\x12\x1e.courier.v1.UploadMediaRequest\x1a\x1f.courier.v1.UploadMediaResponse(\x01\x12V\n\rDownloadMedia\x12 .courier.v1.DownloadMediaRequest\x1a!.courier.v1.DownloadMediaResponse0\x01\x12\x45\n\x08GetMedia\x12\x1b.courier.v1.GetMediaRequest\x1a\x1c.courier.v1.GetMediaResponse\x12Q\n\x0cGetThumbnail\x12\x1f.courier.v1.GetThumbnailRequest\x1a .courier.v1.GetThumbnailResponse\x12N\n\x0bGetMediaUrl\x12\x1e.courier.v1.GetMediaUrlRequest\x1a\x1f.courier.v1.GetMediaUrlResponse\x12N\n\x0b\x44\x65leteMedia\x12\x1e.courier.v1.DeleteMediaRequest\x1a\x1f.courier.v1.DeleteMediaResponse\x12Q\n\x0c\x43reateUpload\x12\x1f.courier.v1.CreateUploadRequest\x1a .courier.v1.CreateUploadResponse\x12N\n\x0bWriteUpload\x12\x1e.courier.v1.WriteUploadRequest\x1a\x1f.courier.v1.WriteUploadResponse\x12N\n\x0bQueryUpload\x12\x1e.courier.v1.QueryUploadRequest\x1a\x1f.courier.v1.QueryUploadResponse\x12Q\n\x0c\x43ommitUpload\x12\x1f.courier.v1.CommitUploadRequest\x1a .courier.v1.CommitUploadResponse\x12Q\n\x0c\x43\x61ncelUpload\x12\x1f.courier.v1.CancelUploadRequest\x1a .courier.v1.CancelUploadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'courier.v1.media_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MEDIAKIND']._serialized_start=1728
-  _globals['_MEDIAKIND']._serialized_end=1810
-  _globals['_MEDIA']._serialized_start=80
-  _globals['_MEDIA']._serialized_end=342
-  _globals['_UPLOADHEADER']._serialized_start=344
-  _globals['_UPLOADHEADER']._serialized_end=466
-  _globals['_UPLOADMEDIAREQUEST']._serialized_start=468
-  _globals['_UPLOADMEDIAREQUEST']._serialized_end=557
-  _globals['_UPLOADMEDIARESPONSE']._serialized_start=559
-  _globals['_UPLOADMEDIARESPONSE']._serialized_end=614
-  _globals['_DOWNLOADMEDIAREQUEST']._serialized_start=616
-  _globals['_DOWNLOADMEDIAREQUEST']._serialized_end=688
-  _globals['_DOWNLOADMEDIARESPONSE']._serialized_start=690
-  _globals['_DOWNLOADMEDIARESPONSE']._serialized_end=774
-  _globals['_GETMEDIAREQUEST']._serialized_start=776
-  _globals['_GETMEDIAREQUEST']._serialized_end=811
-  _globals['_GETMEDIARESPONSE']._serialized_start=813
-  _globals['_GETMEDIARESPONSE']._serialized_end=865
-  _globals['_GETTHUMBNAILREQUEST']._serialized_start=867
-  _globals['_GETTHUMBNAILREQUEST']._serialized_end=924
-  _globals['_GETTHUMBNAILRESPONSE']._serialized_start=926
-  _globals['_GETTHUMBNAILRESPONSE']._serialized_end=1015
-  _globals['_CREATEUPLOADREQUEST']._serialized_start=1017
-  _globals['_CREATEUPLOADREQUEST']._serialized_end=1080
-  _globals['_CREATEUPLOADRESPONSE']._serialized_start=1082
-  _globals['_CREATEUPLOADRESPONSE']._serialized_end=1191
-  _globals['_WRITEUPLOADREQUEST']._serialized_start=1193
-  _globals['_WRITEUPLOADREQUEST']._serialized_end=1278
-  _globals['_WRITEUPLOADRESPONSE']._serialized_start=1280
-  _globals['_WRITEUPLOADRESPONSE']._serialized_end=1374
-  _globals['_QUERYUPLOADREQUEST']._serialized_start=1376
-  _globals['_QUERYUPLOADREQUEST']._serialized_end=1415
-  _globals['_QUERYUPLOADRESPONSE']._serialized_start=1417
-  _globals['_QUERYUPLOADRESPONSE']._serialized_end=1544
-  _globals['_COMMITUPLOADREQUEST']._serialized_start=1546
-  _globals['_COMMITUPLOADREQUEST']._serialized_end=1602
-  _globals['_COMMITUPLOADRESPONSE']._serialized_start=1604
-  _globals['_COMMITUPLOADRESPONSE']._serialized_end=1660
-  _globals['_CANCELUPLOADREQUEST']._serialized_start=1662
-  _globals['_CANCELUPLOADREQUEST']._serialized_end=1702
-  _globals['_CANCELUPLOADRESPONSE']._serialized_start=1704
-  _globals['_CANCELUPLOADRESPONSE']._serialized_end=1726
-  _globals['_MEDIASERVICE']._serialized_start=1813
-  _globals['_MEDIASERVICE']._serialized_end=2560
+  _globals['_MEDIAKIND']._serialized_start=2011
+  _globals['_MEDIAKIND']._serialized_end=2093
+  _globals['_MEDIA']._serialized_start=112
+  _globals['_MEDIA']._serialized_end=374
+  _globals['_UPLOADHEADER']._serialized_start=376
+  _globals['_UPLOADHEADER']._serialized_end=498
+  _globals['_UPLOADMEDIAREQUEST']._serialized_start=500
+  _globals['_UPLOADMEDIAREQUEST']._serialized_end=589
+  _globals['_UPLOADMEDIARESPONSE']._serialized_start=591
+  _globals['_UPLOADMEDIARESPONSE']._serialized_end=646
+  _globals['_DOWNLOADMEDIAREQUEST']._serialized_start=648
+  _globals['_DOWNLOADMEDIAREQUEST']._serialized_end=720
+  _globals['_DOWNLOADMEDIARESPONSE']._serialized_start=722
+  _globals['_DOWNLOADMEDIARESPONSE']._serialized_end=806
+  _globals['_GETMEDIAREQUEST']._serialized_start=808
+  _globals['_GETMEDIAREQUEST']._serialized_end=843
+  _globals['_GETMEDIARESPONSE']._serialized_start=845
+  _globals['_GETMEDIARESPONSE']._serialized_end=897
+  _globals['_GETTHUMBNAILREQUEST']._serialized_start=899
+  _globals['_GETTHUMBNAILREQUEST']._serialized_end=956
+  _globals['_GETTHUMBNAILRESPONSE']._serialized_start=958
+  _globals['_GETTHUMBNAILRESPONSE']._serialized_end=1047
+  _globals['_GETMEDIAURLREQUEST']._serialized_start=1049
+  _globals['_GETMEDIAURLREQUEST']._serialized_end=1150
+  _globals['_GETMEDIAURLRESPONSE']._serialized_start=1152
+  _globals['_GETMEDIAURLRESPONSE']._serialized_end=1235
+  _globals['_DELETEMEDIAREQUEST']._serialized_start=1237
+  _globals['_DELETEMEDIAREQUEST']._serialized_end=1275
+  _globals['_DELETEMEDIARESPONSE']._serialized_start=1277
+  _globals['_DELETEMEDIARESPONSE']._serialized_end=1298
+  _globals['_CREATEUPLOADREQUEST']._serialized_start=1300
+  _globals['_CREATEUPLOADREQUEST']._serialized_end=1363
+  _globals['_CREATEUPLOADRESPONSE']._serialized_start=1365
+  _globals['_CREATEUPLOADRESPONSE']._serialized_end=1474
+  _globals['_WRITEUPLOADREQUEST']._serialized_start=1476
+  _globals['_WRITEUPLOADREQUEST']._serialized_end=1561
+  _globals['_WRITEUPLOADRESPONSE']._serialized_start=1563
+  _globals['_WRITEUPLOADRESPONSE']._serialized_end=1657
+  _globals['_QUERYUPLOADREQUEST']._serialized_start=1659
+  _globals['_QUERYUPLOADREQUEST']._serialized_end=1698
+  _globals['_QUERYUPLOADRESPONSE']._serialized_start=1700
+  _globals['_QUERYUPLOADRESPONSE']._serialized_end=1827
+  _globals['_COMMITUPLOADREQUEST']._serialized_start=1829
+  _globals['_COMMITUPLOADREQUEST']._serialized_end=1885
+  _globals['_COMMITUPLOADRESPONSE']._serialized_start=1887
+  _globals['_COMMITUPLOADRESPONSE']._serialized_end=1943
+  _globals['_CANCELUPLOADREQUEST']._serialized_start=1945
+  _globals['_CANCELUPLOADREQUEST']._serialized_end=1985
+  _globals['_CANCELUPLOADRESPONSE']._serialized_start=1987
+  _globals['_CANCELUPLOADRESPONSE']._serialized_end=2009
+  _globals['_MEDIASERVICE']._serialized_start=2096
+  _globals['_MEDIASERVICE']._serialized_end=3003
 # @@protoc_insertion_point(module_scope)

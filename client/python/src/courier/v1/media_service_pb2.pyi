@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -391,6 +392,114 @@ class GetThumbnailResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetThumbnailResponse: _TypeAlias = GetThumbnailResponse  # noqa: Y015
+
+@_typing.final
+class GetMediaUrlRequest(_message.Message):
+    """GetMediaUrlRequest asks for an HTTP link to a stored object or its thumbnail."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_ID_FIELD_NUMBER: _builtins.int
+    MAX_EDGE_FIELD_NUMBER: _builtins.int
+    LIFETIME_FIELD_NUMBER: _builtins.int
+    media_id: _builtins.str
+    """The ID of the object, as returned by UploadMedia. Required."""
+    max_edge: _builtins.int
+    """0 (the default) for the object itself; otherwise a link to its thumbnail of at
+    most this many pixels on the longer side, rounded up as GetThumbnail does.
+    """
+    @_builtins.property
+    def lifetime(self) -> _duration_pb2.Duration:
+        """How long the link should work. Unset or zero: the server's default (5 minutes);
+        above the server's maximum (1 hour) it is cut to it, and it never outlives the
+        media nor the caller's token.
+        """
+
+    def __init__(
+        self,
+        *,
+        media_id: _builtins.str = ...,
+        max_edge: _builtins.int = ...,
+        lifetime: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lifetime", b"lifetime"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lifetime", b"lifetime", "max_edge", b"max_edge", "media_id", b"media_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMediaUrlRequest: _TypeAlias = GetMediaUrlRequest  # noqa: Y015
+
+@_typing.final
+class GetMediaUrlResponse(_message.Message):
+    """GetMediaUrlResponse holds an HTTP link to a stored object."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """The absolute URL (`https://` on a TLS server, `http://` on a plaintext one),
+    built from the server's `--public-url` or, without it, from the address the call
+    came to. GET and HEAD with single byte ranges; see docs/api.md for the headers
+    and statuses.
+    """
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """The time after which the link is refused (HTTP 410)."""
+
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMediaUrlResponse: _TypeAlias = GetMediaUrlResponse  # noqa: Y015
+
+@_typing.final
+class DeleteMediaRequest(_message.Message):
+    """DeleteMediaRequest removes one of the caller's media."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEDIA_ID_FIELD_NUMBER: _builtins.int
+    media_id: _builtins.str
+    """The ID of the object, as returned by UploadMedia. Required."""
+    def __init__(
+        self,
+        *,
+        media_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["media_id", b"media_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteMediaRequest: _TypeAlias = DeleteMediaRequest  # noqa: Y015
+
+@_typing.final
+class DeleteMediaResponse(_message.Message):
+    """DeleteMediaResponse answers a deletion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteMediaResponse: _TypeAlias = DeleteMediaResponse  # noqa: Y015
 
 @_typing.final
 class CreateUploadRequest(_message.Message):

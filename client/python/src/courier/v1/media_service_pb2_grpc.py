@@ -69,6 +69,16 @@ class MediaServiceStub:
                 request_serializer=courier_dot_v1_dot_media__service__pb2.GetThumbnailRequest.SerializeToString,
                 response_deserializer=courier_dot_v1_dot_media__service__pb2.GetThumbnailResponse.FromString,
                 _registered_method=True)
+        self.GetMediaUrl = channel.unary_unary(
+                '/courier.v1.MediaService/GetMediaUrl',
+                request_serializer=courier_dot_v1_dot_media__service__pb2.GetMediaUrlRequest.SerializeToString,
+                response_deserializer=courier_dot_v1_dot_media__service__pb2.GetMediaUrlResponse.FromString,
+                _registered_method=True)
+        self.DeleteMedia = channel.unary_unary(
+                '/courier.v1.MediaService/DeleteMedia',
+                request_serializer=courier_dot_v1_dot_media__service__pb2.DeleteMediaRequest.SerializeToString,
+                response_deserializer=courier_dot_v1_dot_media__service__pb2.DeleteMediaResponse.FromString,
+                _registered_method=True)
         self.CreateUpload = channel.unary_unary(
                 '/courier.v1.MediaService/CreateUpload',
                 request_serializer=courier_dot_v1_dot_media__service__pb2.CreateUploadRequest.SerializeToString,
@@ -176,6 +186,49 @@ class MediaServiceServicer:
         reason IMAGE_REFUSED when the image is larger than the server decodes (by its
         declared width, height or memory), or is truncated or corrupt. Neither is worth a
         retry: the same object is refused again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMediaUrl(self, request, context):
+        """GetMediaUrl mints a plain HTTP link to a stored object (or to one of its
+        thumbnails) for loaders that speak HTTP, not gRPC: an `<img>` tag, a platform
+        image loader, a video player that seeks with single byte ranges, or a CDN. The
+        link is a capability: whoever holds the URL can fetch the bytes, with no token,
+        until `expire_time`. It is signed by the server with a key of its own (derived
+        apart from the token secret) over the media ID, the thumbnail size, the expiry,
+        the caller's user ID and the issue time of the caller's token, so revoking the
+        user (`courier-server revoke`) ends every link minted before the revocation, and
+        deleting or quarantining the media ends every link to it (each request reads the
+        record). A CDN's copy, though, outlives both: serve `private` (the default) unless
+        that is acceptable. The link's life is `lifetime` (default and maximum set on the
+        server, `--media-url-ttl` 5 minutes and `--media-url-max-ttl` 1 hour), never past
+        the media's own expiry nor the caller's token's `exp`. The same HTTP path also
+        accepts `Authorization: Bearer <token>` instead of a signature.
+
+        Errors: INVALID_ARGUMENT for a malformed media ID, a negative lifetime or a
+        `max_edge` below 0; NOT_FOUND for an unknown or expired media ID (with reason
+        MEDIA_DELETED for a deleted one); FAILED_PRECONDITION with MEDIA_QUARANTINED for
+        quarantined content, and with NOT_AN_IMAGE for a thumbnail of an object that is
+        not an image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMedia(self, request, context):
+        """DeleteMedia removes one of the caller's own media at once: its ID is then
+        NOT_FOUND with reason MEDIA_DELETED for downloads, GetMedia, GetMediaUrl and
+        HTTP links (those minted before included), and new messages naming it are
+        refused (FAILED_PRECONDITION, MEDIA_UNAVAILABLE). Messages already sent with it
+        still arrive. The stored bytes go when no other media record names the same
+        content, after the content grace the sweeper keeps (one sweep interval); the
+        caller's quota is freed at once. Deleting twice answers as the first time.
+
+        Errors: INVALID_ARGUMENT for a malformed media ID; NOT_FOUND for an unknown or
+        expired media ID, and for one that another user owns (worded as for an unknown
+        one, so that an ID is never confirmed to a non-owner).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -331,6 +384,16 @@ def add_MediaServiceServicer_to_server(servicer, server):
                     request_deserializer=courier_dot_v1_dot_media__service__pb2.GetThumbnailRequest.FromString,
                     response_serializer=courier_dot_v1_dot_media__service__pb2.GetThumbnailResponse.SerializeToString,
             ),
+            'GetMediaUrl': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMediaUrl,
+                    request_deserializer=courier_dot_v1_dot_media__service__pb2.GetMediaUrlRequest.FromString,
+                    response_serializer=courier_dot_v1_dot_media__service__pb2.GetMediaUrlResponse.SerializeToString,
+            ),
+            'DeleteMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMedia,
+                    request_deserializer=courier_dot_v1_dot_media__service__pb2.DeleteMediaRequest.FromString,
+                    response_serializer=courier_dot_v1_dot_media__service__pb2.DeleteMediaResponse.SerializeToString,
+            ),
             'CreateUpload': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUpload,
                     request_deserializer=courier_dot_v1_dot_media__service__pb2.CreateUploadRequest.FromString,
@@ -480,6 +543,60 @@ class MediaService:
             '/courier.v1.MediaService/GetThumbnail',
             courier_dot_v1_dot_media__service__pb2.GetThumbnailRequest.SerializeToString,
             courier_dot_v1_dot_media__service__pb2.GetThumbnailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMediaUrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/courier.v1.MediaService/GetMediaUrl',
+            courier_dot_v1_dot_media__service__pb2.GetMediaUrlRequest.SerializeToString,
+            courier_dot_v1_dot_media__service__pb2.GetMediaUrlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/courier.v1.MediaService/DeleteMedia',
+            courier_dot_v1_dot_media__service__pb2.DeleteMediaRequest.SerializeToString,
+            courier_dot_v1_dot_media__service__pb2.DeleteMediaResponse.FromString,
             options,
             channel_credentials,
             insecure,

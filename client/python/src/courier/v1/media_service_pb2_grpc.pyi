@@ -99,6 +99,41 @@ class MediaServiceStub:
     declared width, height or memory), or is truncated or corrupt. Neither is worth a
     retry: the same object is refused again.
     """
+    GetMediaUrl: _grpc.UnaryUnaryMultiCallable[_media_service_pb2.GetMediaUrlRequest, _media_service_pb2.GetMediaUrlResponse]
+    """GetMediaUrl mints a plain HTTP link to a stored object (or to one of its
+    thumbnails) for loaders that speak HTTP, not gRPC: an `<img>` tag, a platform
+    image loader, a video player that seeks with single byte ranges, or a CDN. The
+    link is a capability: whoever holds the URL can fetch the bytes, with no token,
+    until `expire_time`. It is signed by the server with a key of its own (derived
+    apart from the token secret) over the media ID, the thumbnail size, the expiry,
+    the caller's user ID and the issue time of the caller's token, so revoking the
+    user (`courier-server revoke`) ends every link minted before the revocation, and
+    deleting or quarantining the media ends every link to it (each request reads the
+    record). A CDN's copy, though, outlives both: serve `private` (the default) unless
+    that is acceptable. The link's life is `lifetime` (default and maximum set on the
+    server, `--media-url-ttl` 5 minutes and `--media-url-max-ttl` 1 hour), never past
+    the media's own expiry nor the caller's token's `exp`. The same HTTP path also
+    accepts `Authorization: Bearer <token>` instead of a signature.
+
+    Errors: INVALID_ARGUMENT for a malformed media ID, a negative lifetime or a
+    `max_edge` below 0; NOT_FOUND for an unknown or expired media ID (with reason
+    MEDIA_DELETED for a deleted one); FAILED_PRECONDITION with MEDIA_QUARANTINED for
+    quarantined content, and with NOT_AN_IMAGE for a thumbnail of an object that is
+    not an image.
+    """
+    DeleteMedia: _grpc.UnaryUnaryMultiCallable[_media_service_pb2.DeleteMediaRequest, _media_service_pb2.DeleteMediaResponse]
+    """DeleteMedia removes one of the caller's own media at once: its ID is then
+    NOT_FOUND with reason MEDIA_DELETED for downloads, GetMedia, GetMediaUrl and
+    HTTP links (those minted before included), and new messages naming it are
+    refused (FAILED_PRECONDITION, MEDIA_UNAVAILABLE). Messages already sent with it
+    still arrive. The stored bytes go when no other media record names the same
+    content, after the content grace the sweeper keeps (one sweep interval); the
+    caller's quota is freed at once. Deleting twice answers as the first time.
+
+    Errors: INVALID_ARGUMENT for a malformed media ID; NOT_FOUND for an unknown or
+    expired media ID, and for one that another user owns (worded as for an unknown
+    one, so that an ID is never confirmed to a non-owner).
+    """
     CreateUpload: _grpc.UnaryUnaryMultiCallable[_media_service_pb2.CreateUploadRequest, _media_service_pb2.CreateUploadResponse]
     """Resumable uploads: an upload made of unary calls, so that it survives a broken
     connection, a restart of the client or of the server (its state lives in the
@@ -277,6 +312,41 @@ class MediaServiceAsyncStub(MediaServiceStub):
     reason IMAGE_REFUSED when the image is larger than the server decodes (by its
     declared width, height or memory), or is truncated or corrupt. Neither is worth a
     retry: the same object is refused again.
+    """
+    GetMediaUrl: _aio.UnaryUnaryMultiCallable[_media_service_pb2.GetMediaUrlRequest, _media_service_pb2.GetMediaUrlResponse]  # type: ignore[assignment]
+    """GetMediaUrl mints a plain HTTP link to a stored object (or to one of its
+    thumbnails) for loaders that speak HTTP, not gRPC: an `<img>` tag, a platform
+    image loader, a video player that seeks with single byte ranges, or a CDN. The
+    link is a capability: whoever holds the URL can fetch the bytes, with no token,
+    until `expire_time`. It is signed by the server with a key of its own (derived
+    apart from the token secret) over the media ID, the thumbnail size, the expiry,
+    the caller's user ID and the issue time of the caller's token, so revoking the
+    user (`courier-server revoke`) ends every link minted before the revocation, and
+    deleting or quarantining the media ends every link to it (each request reads the
+    record). A CDN's copy, though, outlives both: serve `private` (the default) unless
+    that is acceptable. The link's life is `lifetime` (default and maximum set on the
+    server, `--media-url-ttl` 5 minutes and `--media-url-max-ttl` 1 hour), never past
+    the media's own expiry nor the caller's token's `exp`. The same HTTP path also
+    accepts `Authorization: Bearer <token>` instead of a signature.
+
+    Errors: INVALID_ARGUMENT for a malformed media ID, a negative lifetime or a
+    `max_edge` below 0; NOT_FOUND for an unknown or expired media ID (with reason
+    MEDIA_DELETED for a deleted one); FAILED_PRECONDITION with MEDIA_QUARANTINED for
+    quarantined content, and with NOT_AN_IMAGE for a thumbnail of an object that is
+    not an image.
+    """
+    DeleteMedia: _aio.UnaryUnaryMultiCallable[_media_service_pb2.DeleteMediaRequest, _media_service_pb2.DeleteMediaResponse]  # type: ignore[assignment]
+    """DeleteMedia removes one of the caller's own media at once: its ID is then
+    NOT_FOUND with reason MEDIA_DELETED for downloads, GetMedia, GetMediaUrl and
+    HTTP links (those minted before included), and new messages naming it are
+    refused (FAILED_PRECONDITION, MEDIA_UNAVAILABLE). Messages already sent with it
+    still arrive. The stored bytes go when no other media record names the same
+    content, after the content grace the sweeper keeps (one sweep interval); the
+    caller's quota is freed at once. Deleting twice answers as the first time.
+
+    Errors: INVALID_ARGUMENT for a malformed media ID; NOT_FOUND for an unknown or
+    expired media ID, and for one that another user owns (worded as for an unknown
+    one, so that an ID is never confirmed to a non-owner).
     """
     CreateUpload: _aio.UnaryUnaryMultiCallable[_media_service_pb2.CreateUploadRequest, _media_service_pb2.CreateUploadResponse]  # type: ignore[assignment]
     """Resumable uploads: an upload made of unary calls, so that it survives a broken
@@ -477,6 +547,53 @@ class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
         reason IMAGE_REFUSED when the image is larger than the server decodes (by its
         declared width, height or memory), or is truncated or corrupt. Neither is worth a
         retry: the same object is refused again.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMediaUrl(
+        self,
+        request: _media_service_pb2.GetMediaUrlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_media_service_pb2.GetMediaUrlResponse, _abc.Awaitable[_media_service_pb2.GetMediaUrlResponse]]:
+        """GetMediaUrl mints a plain HTTP link to a stored object (or to one of its
+        thumbnails) for loaders that speak HTTP, not gRPC: an `<img>` tag, a platform
+        image loader, a video player that seeks with single byte ranges, or a CDN. The
+        link is a capability: whoever holds the URL can fetch the bytes, with no token,
+        until `expire_time`. It is signed by the server with a key of its own (derived
+        apart from the token secret) over the media ID, the thumbnail size, the expiry,
+        the caller's user ID and the issue time of the caller's token, so revoking the
+        user (`courier-server revoke`) ends every link minted before the revocation, and
+        deleting or quarantining the media ends every link to it (each request reads the
+        record). A CDN's copy, though, outlives both: serve `private` (the default) unless
+        that is acceptable. The link's life is `lifetime` (default and maximum set on the
+        server, `--media-url-ttl` 5 minutes and `--media-url-max-ttl` 1 hour), never past
+        the media's own expiry nor the caller's token's `exp`. The same HTTP path also
+        accepts `Authorization: Bearer <token>` instead of a signature.
+
+        Errors: INVALID_ARGUMENT for a malformed media ID, a negative lifetime or a
+        `max_edge` below 0; NOT_FOUND for an unknown or expired media ID (with reason
+        MEDIA_DELETED for a deleted one); FAILED_PRECONDITION with MEDIA_QUARANTINED for
+        quarantined content, and with NOT_AN_IMAGE for a thumbnail of an object that is
+        not an image.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteMedia(
+        self,
+        request: _media_service_pb2.DeleteMediaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_media_service_pb2.DeleteMediaResponse, _abc.Awaitable[_media_service_pb2.DeleteMediaResponse]]:
+        """DeleteMedia removes one of the caller's own media at once: its ID is then
+        NOT_FOUND with reason MEDIA_DELETED for downloads, GetMedia, GetMediaUrl and
+        HTTP links (those minted before included), and new messages naming it are
+        refused (FAILED_PRECONDITION, MEDIA_UNAVAILABLE). Messages already sent with it
+        still arrive. The stored bytes go when no other media record names the same
+        content, after the content grace the sweeper keeps (one sweep interval); the
+        caller's quota is freed at once. Deleting twice answers as the first time.
+
+        Errors: INVALID_ARGUMENT for a malformed media ID; NOT_FOUND for an unknown or
+        expired media ID, and for one that another user owns (worded as for an unknown
+        one, so that an ID is never confirmed to a non-owner).
         """
 
     @_abc_1.abstractmethod

@@ -9,7 +9,7 @@ import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
  * Describes the file courier/v1/error_reason.proto.
  */
 export const file_courier_v1_error_reason: GenFile = /*@__PURE__*/
-  fileDesc("Ch1jb3VyaWVyL3YxL2Vycm9yX3JlYXNvbi5wcm90bxIKY291cmllci52MSrpAgoLRXJyb3JSZWFzb24SHAoYRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASEwoPTUVESUFfVE9PX0xBUkdFEAESFQoRTUVTU0FHRV9UT09fTEFSR0UQAhIWChJUT09fTUFOWV9UUkFOU0ZFUlMQAxIQCgxSQVRFX0xJTUlURUQQBBIVChFUT09fTUFOWV9DSEFOTkVMUxAFEhUKEU1FRElBX1VOQVZBSUxBQkxFEAYSEAoMTk9UX0FfTUVNQkVSEAcSDAoIVE9PX1NMT1cQCBIUChBUT09fTUFOWV9TVFJFQU1TEAkSFgoST0ZGTElORV9DQUNIRV9GVUxMEAoSEAoMTk9UX0FOX0lNQUdFEAsSEQoNSU1BR0VfUkVGVVNFRBAMEhIKDlFVT1RBX0VYQ0VFREVEEA0SFQoRQ0hFQ0tTVU1fTUlTTUFUQ0gQDhIaChZVUExPQURfT0ZGU0VUX01JU01BVENIEA9iBnByb3RvMw");
+  fileDesc("Ch1jb3VyaWVyL3YxL2Vycm9yX3JlYXNvbi5wcm90bxIKY291cmllci52MSqnAwoLRXJyb3JSZWFzb24SHAoYRVJST1JfUkVBU09OX1VOU1BFQ0lGSUVEEAASEwoPTUVESUFfVE9PX0xBUkdFEAESFQoRTUVTU0FHRV9UT09fTEFSR0UQAhIWChJUT09fTUFOWV9UUkFOU0ZFUlMQAxIQCgxSQVRFX0xJTUlURUQQBBIVChFUT09fTUFOWV9DSEFOTkVMUxAFEhUKEU1FRElBX1VOQVZBSUxBQkxFEAYSEAoMTk9UX0FfTUVNQkVSEAcSDAoIVE9PX1NMT1cQCBIUChBUT09fTUFOWV9TVFJFQU1TEAkSFgoST0ZGTElORV9DQUNIRV9GVUxMEAoSEAoMTk9UX0FOX0lNQUdFEAsSEQoNSU1BR0VfUkVGVVNFRBAMEhIKDlFVT1RBX0VYQ0VFREVEEA0SFQoRQ0hFQ0tTVU1fTUlTTUFUQ0gQDhIaChZVUExPQURfT0ZGU0VUX01JU01BVENIEA8SEgoOTUVESUFfUkVKRUNURUQQEBIVChFNRURJQV9RVUFSQU5USU5FRBAREhEKDU1FRElBX0RFTEVURUQQEmIGcHJvdG8z");
 
 /**
  * ErrorReason lists why courier refuses a well-formed request, for clients to act on
@@ -210,6 +210,42 @@ export enum ErrorReason {
    * @generated from enum value: UPLOAD_OFFSET_MISMATCH = 15;
    */
   UPLOAD_OFFSET_MISMATCH = 15,
+
+  /**
+   * An upload hook (`--upload-hook`, the operator's scanner or moderation service)
+   * rejected the upload: nothing was kept. The status message carries the hook's
+   * message to the uploader, cut to 200 characters.
+   *
+   * Returned by MediaService.UploadMedia and MediaService.CommitUpload with code
+   * FAILED_PRECONDITION.
+   *
+   * @generated from enum value: MEDIA_REJECTED = 16;
+   */
+  MEDIA_REJECTED = 16,
+
+  /**
+   * The media's content is quarantined by the operator (by an upload hook's verdict
+   * or an admin): it cannot be downloaded, linked or sent until an admin releases it.
+   *
+   * Returned with code FAILED_PRECONDITION by MediaService.DownloadMedia, GetMedia,
+   * GetMediaUrl and GetThumbnail, by MediaService.UploadMedia and CommitUpload
+   * (content that is quarantined stays so for any owner who uploads it again), and by
+   * MessagingService.SendPeerMessage and SendChannelMessage.
+   *
+   * @generated from enum value: MEDIA_QUARANTINED = 17;
+   */
+  MEDIA_QUARANTINED = 17,
+
+  /**
+   * The media was deleted, by its owner (MediaService.DeleteMedia) or an admin.
+   * Messages sent with it before still arrive; its bytes can no longer be fetched.
+   *
+   * Returned by MediaService.DownloadMedia, GetMedia, GetMediaUrl and GetThumbnail
+   * with code NOT_FOUND.
+   *
+   * @generated from enum value: MEDIA_DELETED = 18;
+   */
+  MEDIA_DELETED = 18,
 }
 
 /**

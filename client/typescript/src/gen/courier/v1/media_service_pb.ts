@@ -4,15 +4,15 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file courier/v1/media_service.proto.
  */
 export const file_courier_v1_media_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5jb3VyaWVyL3YxL21lZGlhX3NlcnZpY2UucHJvdG8SCmNvdXJpZXIudjEihgIKBU1lZGlhEhAKCG1lZGlhX2lkGAEgASgJEiMKBGtpbmQYAiABKA4yFS5jb3VyaWVyLnYxLk1lZGlhS2luZBIRCglmaWxlX25hbWUYAyABKAkSDAoEc2l6ZRgEIAEoBBIOCgZzaGEyNTYYBSABKAwSFAoMY29udGVudF90eXBlGAYgASgJEg0KBXdpZHRoGAcgASgNEg4KBmhlaWdodBgIIAEoDRIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInoKDFVwbG9hZEhlYWRlchIjCgRraW5kGAEgASgOMhUuY291cmllci52MS5NZWRpYUtpbmQSEQoJZmlsZV9uYW1lGAIgASgJEgwKBHNpemUYAyABKAQSFAoMY29udGVudF90eXBlGAQgASgJEg4KBnNoYTI1NhgFIAEoDCJZChJVcGxvYWRNZWRpYVJlcXVlc3QSKgoGaGVhZGVyGAEgASgLMhguY291cmllci52MS5VcGxvYWRIZWFkZXJIABIOCgRkYXRhGAIgASgMSABCBwoFZnJhbWUiNwoTVXBsb2FkTWVkaWFSZXNwb25zZRIgCgVtZWRpYRgBIAEoCzIRLmNvdXJpZXIudjEuTWVkaWEiSAoURG93bmxvYWRNZWRpYVJlcXVlc3QSEAoIbWVkaWFfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEg4KBmxlbmd0aBgDIAEoBCJUChVEb3dubG9hZE1lZGlhUmVzcG9uc2USIgoFbWVkaWEYASABKAsyES5jb3VyaWVyLnYxLk1lZGlhSAASDgoEZGF0YRgCIAEoDEgAQgcKBWZyYW1lIiMKD0dldE1lZGlhUmVxdWVzdBIQCghtZWRpYV9pZBgBIAEoCSI0ChBHZXRNZWRpYVJlc3BvbnNlEiAKBW1lZGlhGAEgASgLMhEuY291cmllci52MS5NZWRpYSI5ChNHZXRUaHVtYm5haWxSZXF1ZXN0EhAKCG1lZGlhX2lkGAEgASgJEhAKCG1heF9lZGdlGAIgASgFIlkKFEdldFRodW1ibmFpbFJlc3BvbnNlEhQKDGNvbnRlbnRfdHlwZRgBIAEoCRINCgV3aWR0aBgCIAEoDRIOCgZoZWlnaHQYAyABKA0SDAoEZGF0YRgEIAEoDCI/ChNDcmVhdGVVcGxvYWRSZXF1ZXN0EigKBmhlYWRlchgBIAEoCzIYLmNvdXJpZXIudjEuVXBsb2FkSGVhZGVyIm0KFENyZWF0ZVVwbG9hZFJlc3BvbnNlEhEKCXVwbG9hZF9pZBgBIAEoCRIRCglwYXJ0X3NpemUYAiABKAQSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlUKEldyaXRlVXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEgwKBGRhdGEYAyABKAwSDgoGY3JjMzJjGAQgASgHIl4KE1dyaXRlVXBsb2FkUmVzcG9uc2USFgoOY29tbWl0dGVkX3NpemUYASABKAQSLwoLZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIicKElF1ZXJ5VXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkifwoTUXVlcnlVcGxvYWRSZXNwb25zZRIWCg5jb21taXR0ZWRfc2l6ZRgBIAEoBBIMCgRzaXplGAIgASgEEhEKCXBhcnRfc2l6ZRgDIAEoBBIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiOAoTQ29tbWl0VXBsb2FkUmVxdWVzdBIRCgl1cGxvYWRfaWQYASABKAkSDgoGc2hhMjU2GAIgASgMIjgKFENvbW1pdFVwbG9hZFJlc3BvbnNlEiAKBW1lZGlhGAEgASgLMhEuY291cmllci52MS5NZWRpYSIoChNDYW5jZWxVcGxvYWRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCSIWChRDYW5jZWxVcGxvYWRSZXNwb25zZSpSCglNZWRpYUtpbmQSGgoWTUVESUFfS0lORF9VTlNQRUNJRklFRBAAEhQKEE1FRElBX0tJTkRfSU1BR0UQARITCg9NRURJQV9LSU5EX0ZJTEUQAjLrBQoMTWVkaWFTZXJ2aWNlElAKC1VwbG9hZE1lZGlhEh4uY291cmllci52MS5VcGxvYWRNZWRpYVJlcXVlc3QaHy5jb3VyaWVyLnYxLlVwbG9hZE1lZGlhUmVzcG9uc2UoARJWCg1Eb3dubG9hZE1lZGlhEiAuY291cmllci52MS5Eb3dubG9hZE1lZGlhUmVxdWVzdBohLmNvdXJpZXIudjEuRG93bmxvYWRNZWRpYVJlc3BvbnNlMAESRQoIR2V0TWVkaWESGy5jb3VyaWVyLnYxLkdldE1lZGlhUmVxdWVzdBocLmNvdXJpZXIudjEuR2V0TWVkaWFSZXNwb25zZRJRCgxHZXRUaHVtYm5haWwSHy5jb3VyaWVyLnYxLkdldFRodW1ibmFpbFJlcXVlc3QaIC5jb3VyaWVyLnYxLkdldFRodW1ibmFpbFJlc3BvbnNlElEKDENyZWF0ZVVwbG9hZBIfLmNvdXJpZXIudjEuQ3JlYXRlVXBsb2FkUmVxdWVzdBogLmNvdXJpZXIudjEuQ3JlYXRlVXBsb2FkUmVzcG9uc2USTgoLV3JpdGVVcGxvYWQSHi5jb3VyaWVyLnYxLldyaXRlVXBsb2FkUmVxdWVzdBofLmNvdXJpZXIudjEuV3JpdGVVcGxvYWRSZXNwb25zZRJOCgtRdWVyeVVwbG9hZBIeLmNvdXJpZXIudjEuUXVlcnlVcGxvYWRSZXF1ZXN0Gh8uY291cmllci52MS5RdWVyeVVwbG9hZFJlc3BvbnNlElEKDENvbW1pdFVwbG9hZBIfLmNvdXJpZXIudjEuQ29tbWl0VXBsb2FkUmVxdWVzdBogLmNvdXJpZXIudjEuQ29tbWl0VXBsb2FkUmVzcG9uc2USUQoMQ2FuY2VsVXBsb2FkEh8uY291cmllci52MS5DYW5jZWxVcGxvYWRSZXF1ZXN0GiAuY291cmllci52MS5DYW5jZWxVcGxvYWRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5jb3VyaWVyL3YxL21lZGlhX3NlcnZpY2UucHJvdG8SCmNvdXJpZXIudjEihgIKBU1lZGlhEhAKCG1lZGlhX2lkGAEgASgJEiMKBGtpbmQYAiABKA4yFS5jb3VyaWVyLnYxLk1lZGlhS2luZBIRCglmaWxlX25hbWUYAyABKAkSDAoEc2l6ZRgEIAEoBBIOCgZzaGEyNTYYBSABKAwSFAoMY29udGVudF90eXBlGAYgASgJEg0KBXdpZHRoGAcgASgNEg4KBmhlaWdodBgIIAEoDRIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInoKDFVwbG9hZEhlYWRlchIjCgRraW5kGAEgASgOMhUuY291cmllci52MS5NZWRpYUtpbmQSEQoJZmlsZV9uYW1lGAIgASgJEgwKBHNpemUYAyABKAQSFAoMY29udGVudF90eXBlGAQgASgJEg4KBnNoYTI1NhgFIAEoDCJZChJVcGxvYWRNZWRpYVJlcXVlc3QSKgoGaGVhZGVyGAEgASgLMhguY291cmllci52MS5VcGxvYWRIZWFkZXJIABIOCgRkYXRhGAIgASgMSABCBwoFZnJhbWUiNwoTVXBsb2FkTWVkaWFSZXNwb25zZRIgCgVtZWRpYRgBIAEoCzIRLmNvdXJpZXIudjEuTWVkaWEiSAoURG93bmxvYWRNZWRpYVJlcXVlc3QSEAoIbWVkaWFfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEg4KBmxlbmd0aBgDIAEoBCJUChVEb3dubG9hZE1lZGlhUmVzcG9uc2USIgoFbWVkaWEYASABKAsyES5jb3VyaWVyLnYxLk1lZGlhSAASDgoEZGF0YRgCIAEoDEgAQgcKBWZyYW1lIiMKD0dldE1lZGlhUmVxdWVzdBIQCghtZWRpYV9pZBgBIAEoCSI0ChBHZXRNZWRpYVJlc3BvbnNlEiAKBW1lZGlhGAEgASgLMhEuY291cmllci52MS5NZWRpYSI5ChNHZXRUaHVtYm5haWxSZXF1ZXN0EhAKCG1lZGlhX2lkGAEgASgJEhAKCG1heF9lZGdlGAIgASgFIlkKFEdldFRodW1ibmFpbFJlc3BvbnNlEhQKDGNvbnRlbnRfdHlwZRgBIAEoCRINCgV3aWR0aBgCIAEoDRIOCgZoZWlnaHQYAyABKA0SDAoEZGF0YRgEIAEoDCJlChJHZXRNZWRpYVVybFJlcXVlc3QSEAoIbWVkaWFfaWQYASABKAkSEAoIbWF4X2VkZ2UYAiABKAUSKwoIbGlmZXRpbWUYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iUwoTR2V0TWVkaWFVcmxSZXNwb25zZRILCgN1cmwYASABKAkSLwoLZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiYKEkRlbGV0ZU1lZGlhUmVxdWVzdBIQCghtZWRpYV9pZBgBIAEoCSIVChNEZWxldGVNZWRpYVJlc3BvbnNlIj8KE0NyZWF0ZVVwbG9hZFJlcXVlc3QSKAoGaGVhZGVyGAEgASgLMhguY291cmllci52MS5VcGxvYWRIZWFkZXIibQoUQ3JlYXRlVXBsb2FkUmVzcG9uc2USEQoJdXBsb2FkX2lkGAEgASgJEhEKCXBhcnRfc2l6ZRgCIAEoBBIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVQoSV3JpdGVVcGxvYWRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRIOCgZvZmZzZXQYAiABKAQSDAoEZGF0YRgDIAEoDBIOCgZjcmMzMmMYBCABKAciXgoTV3JpdGVVcGxvYWRSZXNwb25zZRIWCg5jb21taXR0ZWRfc2l6ZRgBIAEoBBIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiJwoSUXVlcnlVcGxvYWRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCSJ/ChNRdWVyeVVwbG9hZFJlc3BvbnNlEhYKDmNvbW1pdHRlZF9zaXplGAEgASgEEgwKBHNpemUYAiABKAQSEQoJcGFydF9zaXplGAMgASgEEi8KC2V4cGlyZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI4ChNDb21taXRVcGxvYWRSZXF1ZXN0EhEKCXVwbG9hZF9pZBgBIAEoCRIOCgZzaGEyNTYYAiABKAwiOAoUQ29tbWl0VXBsb2FkUmVzcG9uc2USIAoFbWVkaWEYASABKAsyES5jb3VyaWVyLnYxLk1lZGlhIigKE0NhbmNlbFVwbG9hZFJlcXVlc3QSEQoJdXBsb2FkX2lkGAEgASgJIhYKFENhbmNlbFVwbG9hZFJlc3BvbnNlKlIKCU1lZGlhS2luZBIaChZNRURJQV9LSU5EX1VOU1BFQ0lGSUVEEAASFAoQTUVESUFfS0lORF9JTUFHRRABEhMKD01FRElBX0tJTkRfRklMRRACMosHCgxNZWRpYVNlcnZpY2USUAoLVXBsb2FkTWVkaWESHi5jb3VyaWVyLnYxLlVwbG9hZE1lZGlhUmVxdWVzdBofLmNvdXJpZXIudjEuVXBsb2FkTWVkaWFSZXNwb25zZSgBElYKDURvd25sb2FkTWVkaWESIC5jb3VyaWVyLnYxLkRvd25sb2FkTWVkaWFSZXF1ZXN0GiEuY291cmllci52MS5Eb3dubG9hZE1lZGlhUmVzcG9uc2UwARJFCghHZXRNZWRpYRIbLmNvdXJpZXIudjEuR2V0TWVkaWFSZXF1ZXN0GhwuY291cmllci52MS5HZXRNZWRpYVJlc3BvbnNlElEKDEdldFRodW1ibmFpbBIfLmNvdXJpZXIudjEuR2V0VGh1bWJuYWlsUmVxdWVzdBogLmNvdXJpZXIudjEuR2V0VGh1bWJuYWlsUmVzcG9uc2USTgoLR2V0TWVkaWFVcmwSHi5jb3VyaWVyLnYxLkdldE1lZGlhVXJsUmVxdWVzdBofLmNvdXJpZXIudjEuR2V0TWVkaWFVcmxSZXNwb25zZRJOCgtEZWxldGVNZWRpYRIeLmNvdXJpZXIudjEuRGVsZXRlTWVkaWFSZXF1ZXN0Gh8uY291cmllci52MS5EZWxldGVNZWRpYVJlc3BvbnNlElEKDENyZWF0ZVVwbG9hZBIfLmNvdXJpZXIudjEuQ3JlYXRlVXBsb2FkUmVxdWVzdBogLmNvdXJpZXIudjEuQ3JlYXRlVXBsb2FkUmVzcG9uc2USTgoLV3JpdGVVcGxvYWQSHi5jb3VyaWVyLnYxLldyaXRlVXBsb2FkUmVxdWVzdBofLmNvdXJpZXIudjEuV3JpdGVVcGxvYWRSZXNwb25zZRJOCgtRdWVyeVVwbG9hZBIeLmNvdXJpZXIudjEuUXVlcnlVcGxvYWRSZXF1ZXN0Gh8uY291cmllci52MS5RdWVyeVVwbG9hZFJlc3BvbnNlElEKDENvbW1pdFVwbG9hZBIfLmNvdXJpZXIudjEuQ29tbWl0VXBsb2FkUmVxdWVzdBogLmNvdXJpZXIudjEuQ29tbWl0VXBsb2FkUmVzcG9uc2USUQoMQ2FuY2VsVXBsb2FkEh8uY291cmllci52MS5DYW5jZWxVcGxvYWRSZXF1ZXN0GiAuY291cmllci52MS5DYW5jZWxVcGxvYWRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Media is the server's record of one stored object.
@@ -407,6 +407,111 @@ export const GetThumbnailResponseSchema: GenMessage<GetThumbnailResponse> = /*@_
   messageDesc(file_courier_v1_media_service, 9);
 
 /**
+ * GetMediaUrlRequest asks for an HTTP link to a stored object or its thumbnail.
+ *
+ * @generated from message courier.v1.GetMediaUrlRequest
+ */
+export type GetMediaUrlRequest = Message<"courier.v1.GetMediaUrlRequest"> & {
+  /**
+   * The ID of the object, as returned by UploadMedia. Required.
+   *
+   * @generated from field: string media_id = 1;
+   */
+  mediaId: string;
+
+  /**
+   * 0 (the default) for the object itself; otherwise a link to its thumbnail of at
+   * most this many pixels on the longer side, rounded up as GetThumbnail does.
+   *
+   * @generated from field: int32 max_edge = 2;
+   */
+  maxEdge: number;
+
+  /**
+   * How long the link should work. Unset or zero: the server's default (5 minutes);
+   * above the server's maximum (1 hour) it is cut to it, and it never outlives the
+   * media nor the caller's token.
+   *
+   * @generated from field: google.protobuf.Duration lifetime = 3;
+   */
+  lifetime?: Duration | undefined;
+};
+
+/**
+ * Describes the message courier.v1.GetMediaUrlRequest.
+ * Use `create(GetMediaUrlRequestSchema)` to create a new message.
+ */
+export const GetMediaUrlRequestSchema: GenMessage<GetMediaUrlRequest> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 10);
+
+/**
+ * GetMediaUrlResponse holds an HTTP link to a stored object.
+ *
+ * @generated from message courier.v1.GetMediaUrlResponse
+ */
+export type GetMediaUrlResponse = Message<"courier.v1.GetMediaUrlResponse"> & {
+  /**
+   * The absolute URL (`https://` on a TLS server, `http://` on a plaintext one),
+   * built from the server's `--public-url` or, without it, from the address the call
+   * came to. GET and HEAD with single byte ranges; see docs/api.md for the headers
+   * and statuses.
+   *
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * The time after which the link is refused (HTTP 410).
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message courier.v1.GetMediaUrlResponse.
+ * Use `create(GetMediaUrlResponseSchema)` to create a new message.
+ */
+export const GetMediaUrlResponseSchema: GenMessage<GetMediaUrlResponse> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 11);
+
+/**
+ * DeleteMediaRequest removes one of the caller's media.
+ *
+ * @generated from message courier.v1.DeleteMediaRequest
+ */
+export type DeleteMediaRequest = Message<"courier.v1.DeleteMediaRequest"> & {
+  /**
+   * The ID of the object, as returned by UploadMedia. Required.
+   *
+   * @generated from field: string media_id = 1;
+   */
+  mediaId: string;
+};
+
+/**
+ * Describes the message courier.v1.DeleteMediaRequest.
+ * Use `create(DeleteMediaRequestSchema)` to create a new message.
+ */
+export const DeleteMediaRequestSchema: GenMessage<DeleteMediaRequest> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 12);
+
+/**
+ * DeleteMediaResponse answers a deletion.
+ *
+ * @generated from message courier.v1.DeleteMediaResponse
+ */
+export type DeleteMediaResponse = Message<"courier.v1.DeleteMediaResponse"> & {
+};
+
+/**
+ * Describes the message courier.v1.DeleteMediaResponse.
+ * Use `create(DeleteMediaResponseSchema)` to create a new message.
+ */
+export const DeleteMediaResponseSchema: GenMessage<DeleteMediaResponse> = /*@__PURE__*/
+  messageDesc(file_courier_v1_media_service, 13);
+
+/**
  * CreateUploadRequest starts a resumable upload.
  *
  * @generated from message courier.v1.CreateUploadRequest
@@ -426,7 +531,7 @@ export type CreateUploadRequest = Message<"courier.v1.CreateUploadRequest"> & {
  * Use `create(CreateUploadRequestSchema)` to create a new message.
  */
 export const CreateUploadRequestSchema: GenMessage<CreateUploadRequest> = /*@__PURE__*/
-  messageDesc(file_courier_v1_media_service, 10);
+  messageDesc(file_courier_v1_media_service, 14);
 
 /**
  * CreateUploadResponse names a new resumable upload.
@@ -463,7 +568,7 @@ export type CreateUploadResponse = Message<"courier.v1.CreateUploadResponse"> & 
  * Use `create(CreateUploadResponseSchema)` to create a new message.
  */
 export const CreateUploadResponseSchema: GenMessage<CreateUploadResponse> = /*@__PURE__*/
-  messageDesc(file_courier_v1_media_service, 11);
+  messageDesc(file_courier_v1_media_service, 15);
 
 /**
  * WriteUploadRequest carries one part of a resumable upload.
@@ -508,7 +613,7 @@ export type WriteUploadRequest = Message<"courier.v1.WriteUploadRequest"> & {
  * Use `create(WriteUploadRequestSchema)` to create a new message.
  */
 export const WriteUploadRequestSchema: GenMessage<WriteUploadRequest> = /*@__PURE__*/
-  messageDesc(file_courier_v1_media_service, 12);
+  messageDesc(file_courier_v1_media_service, 16);
 
 /**
  * WriteUploadResponse answers a stored part.
@@ -537,7 +642,7 @@ export type WriteUploadResponse = Message<"courier.v1.WriteUploadResponse"> & {
  * Use `create(WriteUploadResponseSchema)` to create a new message.
  */
 export const WriteUploadResponseSchema: GenMessage<WriteUploadResponse> = /*@__PURE__*/
-  messageDesc(file_courier_v1_media_service, 13);
+  messageDesc(file_courier_v1_media_service, 17);
 
 /**
  * QueryUploadRequest asks for the state of a resumable upload.
@@ -558,7 +663,7 @@ export type QueryUploadRequest = Message<"courier.v1.QueryUploadRequest"> & {
  * Use `create(QueryUploadRequestSchema)` to create a new message.
  */
 export const QueryUploadRequestSchema: GenMessage<QueryUploadRequest> = /*@__PURE__*/
-  messageDesc(file_courier_v1_media_service, 14);
+  messageDesc(file_courier_v1_media_service, 18);
 
 /**
  * QueryUploadResponse tells the state of a resumable upload.
@@ -602,7 +707,7 @@ export type QueryUploadResponse = Message<"courier.v1.QueryUploadResponse"> & {
  * Use `create(QueryUploadResponseSchema)` to create a new message.
  */
 export const QueryUploadResponseSchema: GenMessage<QueryUploadResponse> = /*@__PURE__*/
-  messageDesc(file_courier_v1_media_service, 15);
+  messageDesc(file_courier_v1_media_service, 19);
 
 /**
  * CommitUploadRequest completes a resumable upload.
@@ -631,7 +736,7 @@ export type CommitUploadRequest = Message<"courier.v1.CommitUploadRequest"> & {
  * Use `create(CommitUploadRequestSchema)` to create a new message.
  */
 export const CommitUploadRequestSchema: GenMessage<CommitUploadRequest> = /*@__PURE__*/
-  messageDesc(file_courier_v1_media_service, 16);
+  messageDesc(file_courier_v1_media_service, 20);
 
 /**
  * CommitUploadResponse holds the record of the stored object.
@@ -653,7 +758,7 @@ export type CommitUploadResponse = Message<"courier.v1.CommitUploadResponse"> & 
  * Use `create(CommitUploadResponseSchema)` to create a new message.
  */
 export const CommitUploadResponseSchema: GenMessage<CommitUploadResponse> = /*@__PURE__*/
-  messageDesc(file_courier_v1_media_service, 17);
+  messageDesc(file_courier_v1_media_service, 21);
 
 /**
  * CancelUploadRequest abandons a resumable upload.
@@ -674,7 +779,7 @@ export type CancelUploadRequest = Message<"courier.v1.CancelUploadRequest"> & {
  * Use `create(CancelUploadRequestSchema)` to create a new message.
  */
 export const CancelUploadRequestSchema: GenMessage<CancelUploadRequest> = /*@__PURE__*/
-  messageDesc(file_courier_v1_media_service, 18);
+  messageDesc(file_courier_v1_media_service, 22);
 
 /**
  * CancelUploadResponse answers a cancelled upload.
@@ -689,7 +794,7 @@ export type CancelUploadResponse = Message<"courier.v1.CancelUploadResponse"> & 
  * Use `create(CancelUploadResponseSchema)` to create a new message.
  */
 export const CancelUploadResponseSchema: GenMessage<CancelUploadResponse> = /*@__PURE__*/
-  messageDesc(file_courier_v1_media_service, 19);
+  messageDesc(file_courier_v1_media_service, 23);
 
 /**
  * MediaKind says whether an object was uploaded as an image or as a file.
@@ -823,6 +928,55 @@ export const MediaService: GenService<{
     methodKind: "unary";
     input: typeof GetThumbnailRequestSchema;
     output: typeof GetThumbnailResponseSchema;
+  },
+  /**
+   * GetMediaUrl mints a plain HTTP link to a stored object (or to one of its
+   * thumbnails) for loaders that speak HTTP, not gRPC: an `<img>` tag, a platform
+   * image loader, a video player that seeks with single byte ranges, or a CDN. The
+   * link is a capability: whoever holds the URL can fetch the bytes, with no token,
+   * until `expire_time`. It is signed by the server with a key of its own (derived
+   * apart from the token secret) over the media ID, the thumbnail size, the expiry,
+   * the caller's user ID and the issue time of the caller's token, so revoking the
+   * user (`courier-server revoke`) ends every link minted before the revocation, and
+   * deleting or quarantining the media ends every link to it (each request reads the
+   * record). A CDN's copy, though, outlives both: serve `private` (the default) unless
+   * that is acceptable. The link's life is `lifetime` (default and maximum set on the
+   * server, `--media-url-ttl` 5 minutes and `--media-url-max-ttl` 1 hour), never past
+   * the media's own expiry nor the caller's token's `exp`. The same HTTP path also
+   * accepts `Authorization: Bearer <token>` instead of a signature.
+   *
+   * Errors: INVALID_ARGUMENT for a malformed media ID, a negative lifetime or a
+   * `max_edge` below 0; NOT_FOUND for an unknown or expired media ID (with reason
+   * MEDIA_DELETED for a deleted one); FAILED_PRECONDITION with MEDIA_QUARANTINED for
+   * quarantined content, and with NOT_AN_IMAGE for a thumbnail of an object that is
+   * not an image.
+   *
+   * @generated from rpc courier.v1.MediaService.GetMediaUrl
+   */
+  getMediaUrl: {
+    methodKind: "unary";
+    input: typeof GetMediaUrlRequestSchema;
+    output: typeof GetMediaUrlResponseSchema;
+  },
+  /**
+   * DeleteMedia removes one of the caller's own media at once: its ID is then
+   * NOT_FOUND with reason MEDIA_DELETED for downloads, GetMedia, GetMediaUrl and
+   * HTTP links (those minted before included), and new messages naming it are
+   * refused (FAILED_PRECONDITION, MEDIA_UNAVAILABLE). Messages already sent with it
+   * still arrive. The stored bytes go when no other media record names the same
+   * content, after the content grace the sweeper keeps (one sweep interval); the
+   * caller's quota is freed at once. Deleting twice answers as the first time.
+   *
+   * Errors: INVALID_ARGUMENT for a malformed media ID; NOT_FOUND for an unknown or
+   * expired media ID, and for one that another user owns (worded as for an unknown
+   * one, so that an ID is never confirmed to a non-owner).
+   *
+   * @generated from rpc courier.v1.MediaService.DeleteMedia
+   */
+  deleteMedia: {
+    methodKind: "unary";
+    input: typeof DeleteMediaRequestSchema;
+    output: typeof DeleteMediaResponseSchema;
   },
   /**
    * CreateUpload starts a resumable upload described by an UploadHeader, checked
