@@ -174,14 +174,25 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_OFFLINE_TTL", default_value = "7d", value_parser = positive_duration)]
     pub offline_ttl: Duration,
 
-    /// How many delivered events (peer and channel messages) each user's event log
-    /// keeps for replay on Subscribe `after` (the oldest are dropped).
+    /// How many events (delivered peer messages and channel messages together) a
+    /// replay on Subscribe `after` returns at most: the newest, with `events_lost`
+    /// when there were more; also how many delivered peer messages each user's own log
+    /// keeps.
     #[arg(long, env = "COURIER_EVENT_LOG_SIZE", default_value_t = 1000, value_parser = positive_count)]
     pub event_log_size: usize,
 
     /// How long each user's event log keeps a delivered event.
     #[arg(long, env = "COURIER_EVENT_LOG_TTL", default_value = "1h", value_parser = positive_duration)]
     pub event_log_ttl: Duration,
+
+    /// How many messages each channel's history keeps for replay (the oldest are
+    /// dropped). One server; on the bus, channel messages live in each member's log.
+    #[arg(long, env = "COURIER_CHANNEL_HISTORY_SIZE", default_value_t = 1000, value_parser = positive_count)]
+    pub channel_history_size: usize,
+
+    /// How long each channel's history keeps a message.
+    #[arg(long, env = "COURIER_CHANNEL_HISTORY_TTL", default_value = "1h", value_parser = positive_duration)]
+    pub channel_history_ttl: Duration,
 
     /// How long a send's client_message_id is remembered: a retry within it gets the
     /// first answer and delivers nothing again.

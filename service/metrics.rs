@@ -32,6 +32,7 @@ pub mod names {
     pub const MEDIA_EXPIRED: &str = "courier_media_expired_total";
     pub const MESSAGES: &str = "courier_messages_total";
     pub const DELIVERIES: &str = "courier_deliveries_total";
+    pub const LOG_ENTRIES_WRITTEN: &str = "courier_event_log_entries_written_total";
     pub const SUBSCRIBERS_CUT_OFF: &str = "courier_subscribers_cut_off_total";
     pub const OFFLINE_MESSAGES: &str = "courier_offline_messages_cached";
     pub const OFFLINE_BYTES: &str = "courier_offline_cache_bytes";
@@ -113,6 +114,8 @@ pub struct Metrics {
     pub messages: Counter,
     /// Events queued onto Subscribe streams.
     pub deliveries: Counter,
+    /// Entries written to one server's event log (a channel message is one).
+    pub log_entries_written: Counter,
     /// Subscribe streams cut off for being too slow.
     pub subscribers_cut_off: Counter,
     /// Thumbnails decoded and made (then stored).
@@ -137,6 +140,7 @@ pub static METRICS: Metrics = Metrics {
     subscribers: Gauge(names::SUBSCRIBERS),
     messages: Counter(names::MESSAGES),
     deliveries: Counter(names::DELIVERIES),
+    log_entries_written: Counter(names::LOG_ENTRIES_WRITTEN),
     subscribers_cut_off: Counter(names::SUBSCRIBERS_CUT_OFF),
     thumbnails_made: Counter(names::THUMBNAILS_MADE),
     thumbnails_stored: Counter(names::THUMBNAILS_STORED),
@@ -193,6 +197,10 @@ fn describe() {
         ),
         (names::MESSAGES, "Messages accepted."),
         (names::DELIVERIES, "Events queued onto Subscribe streams."),
+        (
+            names::LOG_ENTRIES_WRITTEN,
+            "Entries written to the event log of one server (a channel message is one, whatever its members).",
+        ),
         (
             names::SUBSCRIBERS_CUT_OFF,
             "Subscribe streams cut off as too slow.",

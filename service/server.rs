@@ -154,6 +154,8 @@ impl Parts {
                     ttl: config.offline_ttl,
                     log_size: config.event_log_size,
                     log_ttl: config.event_log_ttl,
+                    channel_size: config.channel_history_size,
+                    channel_ttl: config.channel_history_ttl,
                 },
                 feed.clone(),
             )?),

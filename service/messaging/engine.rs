@@ -164,7 +164,57 @@ impl<S: Store> Engine<S> {
             });
             replay.offline -= taken.iter().filter(|c| **c <= now).count();
         }
+        if resume > 0 {
+            self.merge_channels(user, resume, latest, &mut replay, &taken)
+                .await?;
+        }
         Ok(replay)
+    }
+
+    /// Merges into `replay` the messages of `user`'s channels after `resume` up to
+    /// `latest`, within the spans in which they were a member (their own messages
+    /// left out), then keeps the newest [`Store::replay_most`] of the events after
+    /// `resume` (the cached ones handed over, `taken`, always stay), saying events
+    /// were lost when there were more.
+    async fn merge_channels(
+        &self,
+        user: &str,
+        resume: u64,
+        latest: u64,
+        replay: &mut Replay,
+        taken: &[u64],
+    ) -> Result<(), Error> {
+        for span in self.store.spans(user, resume, latest).await? {
+            let after = resume.max(span.join);
+            let until = latest.min(span.leave);
+            let (entries, lost) = self.store.read_channel(&span.channel, after, until).await?;
+            replay.events_lost |= lost;
+            for entry in entries {
+                let Some(event) = entry.event else { continue };
+                let own = matches!(&event.event, Some(pb::subscribe_response::Event::ChannelMessage(m)) if m.sender_id == user);
+                if !own {
+                    replay
+                        .events
+                        .push((entry.cursor, Arc::unwrap_or_clone(event)));
+                }
+            }
+        }
+        replay.events.sort_by_key(|(cursor, _)| *cursor);
+        let most = self.store.replay_most();
+        let owed: Vec<u64> = replay
+            .events
+            .iter()
+            .map(|(cursor, _)| *cursor)
+            .filter(|cursor| !taken.contains(cursor))
+            .collect();
+        if owed.len() > most {
+            let oldest_kept = owed[owed.len() - most];
+            replay
+                .events
+                .retain(|(cursor, _)| *cursor >= oldest_kept || taken.contains(cursor));
+            replay.events_lost = true;
+        }
+        Ok(())
     }
 }
 

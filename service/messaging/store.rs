@@ -62,6 +62,18 @@ pub enum Append {
     },
 }
 
+/// A span of positions in which a user was a member of a channel: after `join`,
+/// before `leave` (`u64::MAX` while still a member).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// The channel.
+    pub channel: String,
+    /// The position of the join.
+    pub join: u64,
+    /// The position of the leave.
+    pub leave: u64,
+}
+
 /// Where the hand-over of a user's cached messages stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Handed {
@@ -93,6 +105,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether entries of `user` after `after` (at most the latest) were dropped.
     async fn lost_after(&self, user: &str, after: u64) -> Result<bool, Error>;
+
+    /// `user`'s channel memberships that overlap the positions after `after` up to
+    /// `until`, for a store that keeps a channel message once ([`Store::read_channel`]).
+    /// A store that copies channel messages into each member's own log has none.
+    async fn spans(&self, _user: &str, _after: u64, _until: u64) -> Result<Vec<Span>, Error> {
+        Ok(Vec::new())
+    }
+
+    /// `channel`'s messages after `after` up to `until` (both positions), in order,
+    /// and whether any message there was dropped.
+    async fn read_channel(
+        &self,
+        _channel: &str,
+        _after: u64,
+        _until: u64,
+    ) -> Result<(Vec<Entry>, bool), Error> {
+        Ok((Vec::new(), false))
+    }
+
+    /// The most events of a user's own log and channels a replay returns (the newest
+    /// are kept, and the replay says events were lost).
+    fn replay_most(&self) -> usize;
 
     /// Where the hand-over of `user`'s cached messages stands.
     async fn handed(&self, user: &str) -> Result<Handed, Error>;

@@ -8,6 +8,7 @@
 //! - `server`: [`Server`] processes, their metrics and their stored objects.
 //! - `media`: upload and download helpers over raw gRPC.
 //! - `messaging`: [`Feed`] (a Subscribe stream) and send helpers.
+//! - `cursors`: [`Sub`], a Subscribe stream read up to `ready`, with raw sends.
 //! - `toxiproxy`: [`Toxiproxy`] proxies that cut, slow or reset connections.
 //! - `nats`: a real [`Nats`] server with JetStream, for the replica drills.
 //! - `nats_cluster`: a three-node [`NatsCluster`] whose routes pass through Toxiproxy,
@@ -15,6 +16,7 @@
 //! - `s3`: what the S3 server holds that object_store cannot list.
 //! - here: tokens, `authed` requests, test data (bytes, images) and status assertions.
 
+mod cursors;
 mod media;
 mod messaging;
 mod nats;
@@ -29,6 +31,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tonic::{Code, Request, Status};
 
+pub use cursors::*;
 /// Image formats for [`encode_image`].
 pub use image::ImageFormat;
 pub use media::*;

@@ -348,6 +348,10 @@ impl Store for NatsStore {
             .collect())
     }
 
+    fn replay_most(&self) -> usize {
+        self.bus.settings().log_size
+    }
+
     fn cached_per_user(&self) -> usize {
         self.bus.settings().offline_per_user
     }

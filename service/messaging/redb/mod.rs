@@ -13,6 +13,7 @@
 //!
 //! Reads (replay, hand-over marks) use read transactions beside the writer.
 
+mod channels;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -33,7 +34,7 @@ use super::{
     event::{Dedup, Sent},
     feed::{Feed, Stream},
     roster::Roster,
-    store::{Append, Entry, Handed, Hold, Kind, Store},
+    store::{Append, Entry, Handed, Hold, Kind, Span, Store},
 };
 use crate::error::Error;
 
@@ -54,6 +55,8 @@ pub struct RedbStore {
     roster: Roster,
     /// The streams on this process: who is online.
     feed: Feed,
+    /// Entries committed since the store opened.
+    written: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -75,8 +78,17 @@ impl RedbStore {
             roster.apply(&channel, &user, true);
         }
         let (writer, queue) = mpsc::channel(QUEUE);
-        writer::start(db.clone(), limits, feed.clone(), roster.clone(), queue)?;
+        let written = Arc::default();
+        writer::start(
+            db.clone(),
+            limits,
+            feed.clone(),
+            roster.clone(),
+            Arc::clone(&written),
+            queue,
+        )?;
         Ok(Self {
+            written,
             db,
             limits,
             writer,
@@ -115,6 +127,12 @@ impl RedbStore {
         .map_err(|e| Error::Internal(format!("event log task: {e}")))?
     }
 
+    /// How many entries were committed since the store opened (a channel message is
+    /// one, whatever its members).
+    pub fn entries_written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many cached messages the log holds and their bytes, for the gauges.
     /// Blocking (a short read).
     pub fn size(&self) -> Result<(u64, u64), Error> {
@@ -124,7 +142,8 @@ impl RedbStore {
     /// Deletes every expired entry and dedup record; returns how many entries.
     pub async fn purge_expired(&self) -> Result<usize, Error> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || upkeep::purge(&db))
+        let limits = self.limits;
+        tokio::task::spawn_blocking(move || upkeep::purge(&db, &limits))
             .await
             .map_err(|e| Error::Internal(format!("event log task: {e}")))?
     }
@@ -259,6 +278,40 @@ impl Store for RedbStore {
 
     async fn online(&self, users: &[String]) -> Result<Vec<bool>, Error> {
         Ok(users.iter().map(|u| self.feed.has(u)).collect())
+    }
+
+    async fn spans(&self, user: &str, after: u64, until: u64) -> Result<Vec<Span>, Error> {
+        let user = user.to_owned();
+        self.read_with(move |txn| channels::spans_of(txn, &user, after, until))
+            .await
+    }
+
+    async fn read_channel(
+        &self,
+        channel: &str,
+        after: u64,
+        until: u64,
+    ) -> Result<(Vec<Entry>, bool), Error> {
+        let channel = channel.to_owned();
+        let (values, lost) = self
+            .read_with(move |txn| channels::channel_entries(txn, &channel, after, until))
+            .await?;
+        let entries = values
+            .into_iter()
+            .map(|(cursor, value)| Entry {
+                cursor,
+                kind: Kind::Logged,
+                event: event_of(&value).map(|mut event| {
+                    event.cursor = cursor;
+                    Arc::new(event)
+                }),
+            })
+            .collect();
+        Ok((entries, lost))
+    }
+
+    fn replay_most(&self) -> usize {
+        self.limits.log_size
     }
 
     fn cached_per_user(&self) -> usize {

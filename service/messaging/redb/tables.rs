@@ -2,11 +2,12 @@
 //! entries and their books (per-user rows, per-sender counts, the cached bytes), dedup
 //! records, hand-over marks and channel membership.
 //!
-//! Every event for a user takes the next cursor of that user (1, 2, 3, ...) and is kept
-//! as an entry `(user, cursor)`:
-//! - **logged**: a peer message that was DELIVERED to a live stream, or a channel
-//!   message (for every member but the sender, online or not). At most `log_size` per
-//!   user (the oldest dropped first), each for `log_ttl`.
+//! Every entry takes the next position of one sequence (the writer's, counter `seq`),
+//! so a user's cursor is a position in it and increases, not by 1. A user's own
+//! entries are kept as `(user, cursor)`:
+//! - **logged**: a peer message that was DELIVERED to a live stream (and, from layout 3,
+//!   a channel message copied to every member). At most `log_size` per user (the
+//!   oldest dropped first), each for `log_ttl`.
 //! - **cached**: a peer message for an offline user (the offline cache): at most
 //!   `max_per_user` per receiver (oldest dropped first) for `ttl`, at most
 //!   `max_per_sender` waiting from any one sender, at most `max_bytes` in all (past
@@ -15,6 +16,11 @@
 //!
 //! A user's row holds their last cursor and the highest cursor dropped from their log
 //! (by count or age): a client resuming after a cursor below it has lost events.
+//!
+//! A channel message is one entry `(channel, position)` of [`CHANNEL_LOG`] however many
+//! members the channel has ([`super::channels`]); each membership is a span of
+//! positions, from its join to its leave ([`SPANS`]), so a user's events are their own
+//! entries merged with those of their channels within their spans.
 
 use prost::Message as _;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
@@ -53,8 +59,19 @@ pub const MEMBERS: TableDefinition<(&str, &str), ()> = TableDefinition::new("cha
 /// Per user: the cursor up to which cached messages were handed to a stream.
 pub const HANDED: TableDefinition<&str, u64> = TableDefinition::new("handed");
 
-/// The layout this code writes.
-pub const LAYOUT: u64 = 3;
+/// Channel messages, stored once: (channel, position) → as [`ENTRIES`] (always logged).
+pub const CHANNEL_LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("channel_log");
+
+/// Per channel: (entries held, highest position dropped).
+pub const CHANNELS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("channel_books");
+
+/// Memberships over time: (user, channel) → the spans `(join, leave)` of positions, 16
+/// bytes each (big-endian; `leave` is `u64::MAX` while a member).
+pub const SPANS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("member_spans");
+
+/// The layout this code writes: 4 stores a channel message once (3 copied it to every
+/// member's log, with per-user cursors).
+pub const LAYOUT: u64 = 4;
 
 /// An entry's kind byte: logged.
 pub const LOGGED: u8 = 0;
@@ -76,6 +93,10 @@ pub struct LogLimits {
     pub log_size: usize,
     /// How long a logged event is kept.
     pub log_ttl: std::time::Duration,
+    /// The most messages kept per channel (the oldest are dropped).
+    pub channel_size: usize,
+    /// How long a channel message is kept.
+    pub channel_ttl: std::time::Duration,
 }
 
 impl LogLimits {
@@ -169,6 +190,13 @@ pub struct Tables<'t> {
     dedup: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
     handed: redb::Table<'t, &'static str, u64>,
     pub members: redb::Table<'t, (&'static str, &'static str), ()>,
+    pub channel_log: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    pub channels: redb::Table<'t, &'static str, (u64, u64)>,
+    pub spans: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    /// The last position taken.
+    pub seq: u64,
+    /// How many entries this transaction wrote (own and channel ones).
+    pub written: u64,
     /// The total size of the cached entries.
     pub bytes: u64,
     /// Every cursor handed out is above it.
@@ -189,10 +217,15 @@ impl<'t> Tables<'t> {
                 .map(|v| v.value())
                 .unwrap_or(0))
         };
-        let (bytes, base) = (counter("bytes")?, counter("base")?);
+        let (bytes, base, seq) = (counter("bytes")?, counter("base")?, counter("seq")?);
         Ok(Self {
             base,
             bytes,
+            seq,
+            written: 0,
+            channel_log: txn.open_table(CHANNEL_LOG).map_err(internal)?,
+            channels: txn.open_table(CHANNELS).map_err(internal)?,
+            spans: txn.open_table(SPANS).map_err(internal)?,
             rows: std::collections::HashMap::new(),
             entries: txn.open_table(ENTRIES).map_err(internal)?,
             users: txn.open_table(USERS).map_err(internal)?,
@@ -307,25 +340,34 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    /// Takes the next cursor of `row`'s user. Past an older server's crash base, the
-    /// cursors below it count as dropped: some may have been handed out and lost.
-    pub fn next(&self, row: &mut Row) -> u64 {
+    /// Takes the next position for an entry of `row`'s user. Past an older server's
+    /// crash base, the user's cursors below it count as dropped: some may have been
+    /// handed out and lost.
+    pub fn next(&mut self, row: &mut Row) -> u64 {
         if row.last < self.base {
             row.dropped = row.dropped.max(self.base);
-            row.last = self.base;
         }
-        row.last += 1;
+        row.last = self.take();
         row.last
     }
 
-    /// The cursor a new stream of `row`'s user starts after: their last one; a user's
-    /// first stream reserves a cursor that no event has, so that the `ready` cursor to
-    /// resume after is never 0 (which means none).
-    pub fn start(&self, row: &mut Row) -> u64 {
-        if row.last == 0 || row.last < self.base {
-            self.next(row);
-        }
-        row.last
+    /// The position [`Tables::take`] gives next.
+    pub fn peek(&self) -> u64 {
+        self.start() + 1
+    }
+
+    /// Takes the next position of the sequence.
+    pub fn take(&mut self) -> u64 {
+        // 1 is never taken: it is the start of a stream on an empty log.
+        self.seq = self.start() + 1;
+        self.seq
+    }
+
+    /// The cursor a new stream starts after: the last position taken. The first one,
+    /// 1, is reserved when the log is made, so that the `ready` cursor to resume after
+    /// is never 0 (which means none).
+    pub fn start(&self) -> u64 {
+        self.seq.max(self.base).max(1)
     }
 
     /// Appends `value` for `user` at `cursor` (from [`Tables::next`] on `row`), drops
@@ -342,6 +384,7 @@ impl<'t> Tables<'t> {
         self.entries
             .insert((user, cursor), value)
             .map_err(internal)?;
+        self.written += 1;
         if kind_of(value) == CACHED {
             row.cached += 1;
             self.bytes += value.len() as u64;
@@ -486,6 +529,7 @@ impl<'t> Tables<'t> {
         self.counters
             .insert("bytes", self.bytes)
             .map_err(internal)?;
+        self.counters.insert("seq", self.seq).map_err(internal)?;
         Ok(())
     }
 }

@@ -2,7 +2,11 @@
 //! purging what expired, and reading its size for the gauges.
 //!
 //! Layout 3 replaced layouts 1 and 2's `offline_messages` table with the log; opening
-//! an older file moves its cached messages into the log once.
+//! an older file moves its cached messages into the log once. Layout 4 stores a
+//! channel message once: opening a layout-3 file starts the one sequence above every
+//! cursor handed out before (so pre-upgrade cursors stay valid: the channel messages
+//! copied into members' logs stay there as their own entries) and opens a span at
+//! that position for every membership.
 
 use std::{path::Path, time::Duration};
 
@@ -11,8 +15,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::RedbStore;
 use super::tables::{
-    CACHED, COUNTERS, DEDUP, ENTRIES, HANDED, LAYOUT, LogLimits, MEMBERS, OLD_MESSAGES, SENDERS,
-    Tables, USERS, entry, expiry_of, internal, now_ms,
+    CACHED, CHANNEL_LOG, CHANNELS, COUNTERS, DEDUP, ENTRIES, HANDED, LAYOUT, LogLimits, MEMBERS,
+    OLD_MESSAGES, SENDERS, SPANS, Tables, USERS, entry, expiry_of, internal, now_ms,
 };
 use crate::{error::Error, messaging::event::peer_event, pb, periodic::spawn_periodic};
 
@@ -33,6 +37,9 @@ pub fn open(path: &Path, limits: &LogLimits) -> Result<Database, Error> {
             migrate(&txn, layout, limits)?;
         }
         txn.open_table(ENTRIES).map_err(internal)?;
+        txn.open_table(CHANNEL_LOG).map_err(internal)?;
+        txn.open_table(CHANNELS).map_err(internal)?;
+        txn.open_table(SPANS).map_err(internal)?;
         txn.open_table(DEDUP).map_err(internal)?;
         txn.open_table(MEMBERS).map_err(internal)?;
         txn.open_table(HANDED).map_err(internal)?;
@@ -83,8 +90,9 @@ pub fn size(db: &Database) -> Result<(u64, u64), Error> {
     Ok((cached, bytes))
 }
 
-/// Deletes every expired entry and dedup record; returns how many entries.
-pub fn purge(db: &Database) -> Result<usize, Error> {
+/// Deletes every expired entry (own and channel ones) and dedup record, and the
+/// membership spans that cover nothing any more; returns how many entries.
+pub fn purge(db: &Database, limits: &LogLimits) -> Result<usize, Error> {
     let now = now_ms();
     let txn = db.begin_write().map_err(internal)?;
     let purged = {
@@ -109,16 +117,73 @@ pub fn purge(db: &Database) -> Result<usize, Error> {
             tables.save_row(&user, row)?;
         }
         tables.purge_dedup(now)?;
+        let channels = tables.purge_channels(limits)?;
         tables.save()?;
-        expired.len()
+        expired.len() + channels
     };
     txn.commit().map_err(internal)?;
     Ok(purged)
 }
 
+/// Brings a file of layout `from` to [`LAYOUT`].
+fn migrate(txn: &WriteTransaction, from: u64, limits: &LogLimits) -> Result<(), Error> {
+    if from < 3 {
+        move_old_cache(txn, from, limits)?;
+    }
+    open_spans(txn)?;
+    txn.open_table(COUNTERS)
+        .map_err(internal)?
+        .insert("layout", LAYOUT)
+        .map_err(internal)?;
+    Ok(())
+}
+
+/// Starts the one sequence above every cursor handed out, and opens a span there for
+/// every membership.
+fn open_spans(txn: &WriteTransaction) -> Result<(), Error> {
+    let mut highest = 0;
+    for item in txn
+        .open_table(USERS)
+        .map_err(internal)?
+        .iter()
+        .map_err(internal)?
+    {
+        let (_, row) = item.map_err(internal)?;
+        highest = highest.max(row.value().0);
+    }
+    let members = {
+        let table = txn.open_table(MEMBERS).map_err(internal)?;
+        let mut all = Vec::new();
+        for item in table.iter().map_err(internal)? {
+            let (key, _) = item.map_err(internal)?;
+            let (channel, user) = key.value();
+            all.push((channel.to_owned(), user.to_owned()));
+        }
+        all
+    };
+    let mut tables = Tables::open(txn)?;
+    tables.seq = tables.seq.max(highest);
+    // Above every cursor handed out (a fresh log has none: it starts at 1).
+    let start = if highest > 0 || !members.is_empty() {
+        tables.take()
+    } else {
+        tables.start()
+    };
+    for (channel, user) in &members {
+        tables.span(user, channel, start, true)?;
+    }
+    tables.save()?;
+    tracing::info!(
+        start,
+        memberships = members.len(),
+        "event log: channel messages are stored once from here on"
+    );
+    Ok(())
+}
+
 /// Moves a layout-1/2 offline cache into the log as cached entries, recomputing the
 /// byte total and per-sender counts.
-fn migrate(txn: &WriteTransaction, from: u64, limits: &LogLimits) -> Result<(), Error> {
+fn move_old_cache(txn: &WriteTransaction, from: u64, limits: &LogLimits) -> Result<(), Error> {
     let mut old: Vec<(String, Vec<u8>)> = Vec::new();
     {
         let table = txn.open_table(OLD_MESSAGES).map_err(internal)?;
@@ -165,13 +230,12 @@ fn migrate(txn: &WriteTransaction, from: u64, limits: &LogLimits) -> Result<(), 
             let value = entry(CACHED, expires, &peer_event(message));
             tables.append(&user, row, cursor, &value, limits)?;
         }
-        tables.counters.insert("layout", LAYOUT).map_err(internal)?;
         tables.save()?;
     }
     txn.delete_table(OLD_MESSAGES).map_err(internal)?;
     tracing::info!(
         from,
-        to = LAYOUT,
+        to = 3,
         moved,
         "offline cache moved into the event log"
     );

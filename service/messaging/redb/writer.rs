@@ -2,12 +2,18 @@
 //! queue, applies them in queue order in one write transaction, commits with one
 //! fsync, then queues the committed events on the streams and answers each change.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
 
 use redb::Database;
 use tokio::sync::{mpsc, oneshot};
 
-use super::tables::{CACHED, LOGGED, LogLimits, Tables, entry, internal};
+use super::tables::{CACHED, LOGGED, LogLimits, Tables, entry, internal, now_ms};
 use crate::{
     error::Error,
     messaging::{
@@ -78,6 +84,8 @@ struct Writer {
     limits: LogLimits,
     feed: Feed,
     roster: Roster,
+    /// Entries committed, for [`super::RedbStore::entries_written`].
+    written: Arc<AtomicU64>,
 }
 
 /// Starts the writer thread on `queue`; it ends when every sender is gone.
@@ -86,6 +94,7 @@ pub fn start(
     limits: LogLimits,
     feed: Feed,
     roster: Roster,
+    written: Arc<AtomicU64>,
     mut queue: mpsc::Receiver<Op>,
 ) -> Result<(), Error> {
     let writer = Writer {
@@ -93,6 +102,7 @@ pub fn start(
         limits,
         feed,
         roster,
+        written,
     };
     std::thread::Builder::new()
         .name("event-log-writer".into())
@@ -131,6 +141,7 @@ impl Writer {
     /// the whole group.
     fn apply(&self, ops: Vec<Op>, then: &mut Vec<Then>) -> Result<(), Error> {
         let mut ops = ops.into_iter();
+        let written;
         let txn = match self.db.begin_write() {
             Ok(txn) => txn,
             Err(e) => {
@@ -146,8 +157,10 @@ impl Writer {
                     return Err(e);
                 }
             };
+            // This group's membership changes, in order, for its channel messages.
+            let mut changes = Vec::new();
             while let Some(op) = ops.next() {
-                match self.apply_one(&mut tables, op, then) {
+                match self.apply_one(&mut tables, op, then, &mut changes) {
                     Ok(()) => {}
                     Err(e) => {
                         then.extend(ops.map(pending));
@@ -155,9 +168,15 @@ impl Writer {
                     }
                 }
             }
+            written = tables.written;
             tables.save()?;
         }
-        txn.commit().map_err(internal)
+        txn.commit().map_err(internal)?;
+        self.written.fetch_add(written, Ordering::Relaxed);
+        METRICS
+            .log_entries_written
+            .fetch_add(written, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Applies one op; its outcome (or refusal) goes to `then`. Errors only when the
@@ -167,6 +186,7 @@ impl Writer {
         tables: &mut Tables<'_>,
         op: Op,
         then: &mut Vec<Then>,
+        changes: &mut Vec<(String, String, bool)>,
     ) -> Result<(), Error> {
         match op {
             Op::Append {
@@ -175,7 +195,7 @@ impl Writer {
                 answer,
             } => {
                 let mut deliveries = Vec::new();
-                let sent = self.append(tables, append, dedup.as_ref(), &mut deliveries);
+                let sent = self.append(tables, append, dedup.as_ref(), &mut deliveries, changes);
                 if let Err(e @ Error::Internal(_)) = sent {
                     self.feed
                         .failed(deliveries.into_iter().flat_map(|(p, _, _)| p).collect());
@@ -190,9 +210,7 @@ impl Writer {
                 max,
                 answer,
             } => {
-                let mut row = tables.row(&user)?;
-                let start = tables.start(&mut row);
-                tables.save_row(&user, row)?;
+                let start = tables.start();
                 // Added here, in queue order: the changes after it in this group
                 // hold places on it too. Should the group fail, the caller's error
                 // drops the stream.
@@ -229,6 +247,11 @@ impl Writer {
                         .remove((channel.as_str(), user.as_str()))
                         .map_err(internal)?;
                 }
+                // A join or leave takes its position: the channel's messages after
+                // it are the member's, or no longer.
+                let seq = tables.take();
+                tables.span(&user, &channel, seq, member)?;
+                changes.push((channel.clone(), user.clone(), member));
                 then.push(Then::Member(channel, user, member, answer));
             }
         }
@@ -243,6 +266,7 @@ impl Writer {
         append: Append,
         dedup: Option<&Dedup>,
         deliveries: &mut Vec<(Vec<Permit>, Arc<Event>, u64)>,
+        changes: &[(String, String, bool)],
     ) -> Result<Sent, Error> {
         let sender = match &append {
             Append::Peer { message, .. } => message.sender_id.clone(),
@@ -259,18 +283,31 @@ impl Writer {
                 message,
                 cache,
             } => self.append_peer(tables, &peer, message, cache, deliveries)?,
-            Append::Channel { members, message } => {
+            Append::Channel { message, .. } => {
+                // Stored once, at one position: every member's cursor for it.
                 let sent = Sent::channel(&message);
-                let event = Arc::new(channel_event(message));
-                let value = entry(LOGGED, self.limits.expiry(LOGGED), &event);
-                for member in members.iter().filter(|m| **m != sender) {
-                    let mut row = tables.row(member)?;
-                    let cursor = tables.next(&mut row);
-                    let permits = self.feed.reserve(member, cursor);
-                    if !permits.is_empty() {
-                        deliveries.push((permits, event.clone(), cursor));
+                let channel = message.channel_id.clone();
+                let seq = tables.take();
+                let mut event = channel_event(message);
+                event.cursor = seq;
+                let event = Arc::new(event);
+                let expires = now_ms().saturating_add(self.limits.channel_ttl.as_millis() as u64);
+                let value = entry(LOGGED, expires, &event);
+                tables.append_channel(&channel, seq, &value, &self.limits)?;
+                // The members as of this position: the roster as committed, with
+                // this group's earlier joins and leaves.
+                let mut members: Vec<String> = self.roster.members(&channel).to_vec();
+                for (_, user, member) in changes.iter().filter(|(c, ..)| *c == channel) {
+                    members.retain(|m| m != user);
+                    if *member {
+                        members.push(user.clone());
                     }
-                    tables.append(member, row, cursor, &value, &self.limits)?;
+                }
+                for member in members.iter().filter(|m| **m != sender) {
+                    let permits = self.feed.reserve(member, seq);
+                    if !permits.is_empty() {
+                        deliveries.push((permits, event.clone(), seq));
+                    }
                 }
                 sent
             }
@@ -292,10 +329,12 @@ impl Writer {
         cache: bool,
         deliveries: &mut Vec<(Vec<Permit>, Arc<Event>, u64)>,
     ) -> Result<Sent, Error> {
-        let mut row = tables.row(peer)?;
-        let cursor = tables.next(&mut row);
+        // The position it takes if it is kept (a send not kept takes none).
+        let cursor = tables.peek();
         let permits = self.feed.reserve(peer, cursor);
         if !permits.is_empty() {
+            let mut row = tables.row(peer)?;
+            tables.next(&mut row);
             let event = Arc::new(peer_event(message.clone()));
             let value = entry(LOGGED, self.limits.expiry(LOGGED), &event);
             tables.append(peer, row, cursor, &value, &self.limits)?;
@@ -345,7 +384,7 @@ impl Writer {
         }
         METRICS
             .deliveries
-            .fetch_add(delivered as u64, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(delivered as u64, Ordering::Relaxed);
     }
 
     /// The commit failed: nothing of the group is kept; the streams promised its
