@@ -220,6 +220,24 @@ impl Feed {
         self.cut_off(user, ids);
     }
 
+    /// Ends every stream here (each resumes after its last cursor).
+    pub fn end_all(&self) {
+        let users: Vec<String> = self.lock().keys().cloned().collect();
+        for user in users {
+            self.end(&user);
+        }
+    }
+
+    /// Those of `users` who have a stream open here.
+    pub fn here(&self, users: &[String]) -> Vec<String> {
+        let all = self.lock();
+        users
+            .iter()
+            .filter(|u| all.contains_key(u.as_str()))
+            .cloned()
+            .collect()
+    }
+
     /// Whether `user` has a stream open here.
     pub fn has(&self, user: &str) -> bool {
         self.lock().contains_key(user)

@@ -81,6 +81,15 @@ impl Roster {
         self.lock().joined.get(user).map_or(0, BTreeSet::len)
     }
 
+    /// The channels `user` is a member of.
+    pub fn channels_of(&self, user: &str) -> Vec<String> {
+        self.lock()
+            .joined
+            .get(user)
+            .map(|c| c.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// The members of `channel`, sorted, shared.
     pub fn members(&self, channel: &str) -> Arc<[String]> {
         let mut inner = self.lock();

@@ -1,16 +1,19 @@
 //! The store of several replicas sharing NATS JetStream (`--bus`); see [`crate::bus`]
 //! for what lives where.
 //!
-//! Every message for a user is an entry in their event log in JetStream (a subject of
-//! [`OFFLINE`]), its cursor the stream sequence: a peer message to an online user is
-//! logged (DELIVERED), to an offline one cached (CACHED) or not kept
-//! (PEER_UNREACHABLE); a channel message is logged for every member ([`append`]). A
-//! user is online while some replica holds a stream of theirs and answers probes for
-//! them; that replica's listener ([`listen`]) follows the user's log and hands it to
-//! the feed. A send with a client message ID claims it first ([`dedup`]), and its log
-//! entries carry it as `Nats-Msg-Id`.
+//! Every entry is a message of one JetStream stream ([`OFFLINE`]), its cursor the
+//! stream sequence: a peer message to an online user is logged on the user's subject
+//! (DELIVERED), to an offline one cached (CACHED) or not kept (PEER_UNREACHABLE); a
+//! channel message is one entry on the channel's subject, and joins and leaves are
+//! entries on the user's membership subject ([`channels`]). A user is online while
+//! some replica holds a stream of theirs and answers probes for them ([`listen`]);
+//! each replica follows the whole log in sequence order, once, and hands each entry
+//! to its own streams of the user or of the channel's members. A send with a client
+//! message ID claims it first ([`dedup`]), and its entry carries it as
+//! `Nats-Msg-Id`.
 
 mod append;
+mod channels;
 mod dedup;
 mod listen;
 
@@ -35,7 +38,7 @@ use super::{
     feed::{Feed, Stream},
     membership::Membership,
     roster::Roster,
-    store::{Append, Entry, Handed, Hold, Kind, Store},
+    store::{Append, Entry, Handed, Hold, Kind, Span, Store},
 };
 use crate::{
     bus::{
@@ -61,9 +64,6 @@ const RESERVED: &str = "reserved";
 const OP: &str = "Courier-Op";
 /// Log entries read per batched direct get.
 const BATCH: usize = 256;
-/// Atomic batches this replica keeps open at once (NATS's default ceiling is 50 per
-/// stream, for every replica together).
-const OPEN_BATCHES: usize = 8;
 
 /// The store of one replica among several. Cheap to clone.
 #[derive(Clone)]
@@ -76,24 +76,26 @@ pub struct NatsStore {
     leases: Leases,
     /// The mirror of channel membership.
     membership: Membership,
-    /// The listeners, one per user with a stream here.
+    /// The presence listeners, one per user with a stream here.
     listeners: Arc<Mutex<HashMap<String, listen::Listener>>>,
-    /// Permits for the atomic batches this replica has open.
-    open_batches: Arc<tokio::sync::Semaphore>,
+    /// The follower of the whole log, which adds streams at its position.
+    live: listen::Live,
 }
 
 impl NatsStore {
     /// The store of this replica on `bus`, handing entries to `feed`; starts the
     /// membership mirror.
     pub fn start(bus: Bus, leases: Leases, feed: Feed) -> Self {
+        let (live, follow) = listen::Live::new();
         let store = Self {
             membership: Membership::start(bus.clone()),
             bus,
             feed: feed.clone(),
             leases,
             listeners: Arc::default(),
-            open_batches: Arc::new(tokio::sync::Semaphore::new(OPEN_BATCHES)),
+            live,
         };
+        tokio::spawn(store.clone().follow(follow));
         // When a user's last stream here goes, stop listening for them, unless a new
         // stream is on its way.
         let listeners = store.listeners.clone();
@@ -165,16 +167,27 @@ impl NatsStore {
         }
     }
 
-    /// `user`'s latest cursor; a user without one gets a reserved entry first, so
-    /// that the cursor a stream resumes after is never 0 (which means none).
-    async fn latest(&self, user: &str) -> Result<u64, Error> {
-        let log = self.bus.stream(OFFLINE).await?;
-        match log.direct_get_last_for_subject(log_subject(user)).await {
-            Ok(last) => return Ok(last.sequence),
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
-            Err(e) => return Err(unavailable("reading the event log", e)),
+    /// The log's last position; an empty log gets a reserved entry first, so that
+    /// the cursor a stream resumes after is never 0 (which means none).
+    async fn last_position(&self) -> Result<u64, Error> {
+        let last = self
+            .bus
+            .js
+            .get_stream(OFFLINE)
+            .await
+            .map_err(|e| unavailable("reading the event log", e))?
+            .cached_info()
+            .state
+            .last_sequence;
+        if last > 0 {
+            return Ok(last);
         }
-        Self::acked(self.append_entry(user, RESERVED, Bytes::new(), None).await).await
+        let reserved = "courier.offline.r".to_owned();
+        Self::acked(
+            self.append_subject(reserved, RESERVED, Bytes::new(), None)
+                .await,
+        )
+        .await
     }
 
     /// A peer message: DELIVERED (logged) when the peer has a stream, CACHED when not
@@ -221,15 +234,15 @@ impl Store for NatsStore {
                 let send = self.send_peer(&peer, message, cache, id);
                 self.once(&sender, dedup.clone(), send).await
             }
-            Append::Channel { members, message } => {
+            Append::Channel { message, .. } => {
                 let sender = message.sender_id.clone();
-                let members: Vec<String> =
-                    members.iter().filter(|m| **m != sender).cloned().collect();
+                let channel = message.channel_id.clone();
                 let sent = Sent::channel(&message);
                 let payload = Bytes::from(channel_event(message).encode_to_vec());
+                let id = append::msg_id(&sender, dedup.as_ref(), &channel);
                 let send = async {
-                    // Written to every member's log: all published, then the acks awaited.
-                    self.append_all(&members, LOGGED, payload.clone(), &sender, dedup.as_ref())
+                    // Stored once; every replica hands it to its members' streams.
+                    self.append_channel(&channel, payload, id)
                         .instrument(otel_span!(
                             "bus.publish",
                             op = "channel",
@@ -256,32 +269,25 @@ impl Store for NatsStore {
             .collect())
     }
 
-    /// Cursors are the stream's sequence, shared by every user: a gap between a user's
-    /// cursors is normal. The log drops a user's oldest first (by count, and by age
-    /// for delivered events, which expire in order), so while the event at `after` is
-    /// held nothing after it was dropped; only a cached or reserved one can outlive
-    /// delivered events after it, so such an anchor older than the log's TTL counts as
-    /// lost. With the anchor gone, nothing was lost when the user's first held event
-    /// comes right after it; otherwise some may have been (reported lost: the gap may
-    /// hold only other users' events, but the log cannot tell).
     async fn lost_after(&self, user: &str, after: u64) -> Result<bool, Error> {
-        let log = self.bus.stream(OFFLINE).await?;
-        let subject = log_subject(user);
-        match log.direct_get(after).await {
-            Ok(anchor) if anchor.subject.as_str() == subject => {
-                let age = time::OffsetDateTime::now_utc() - anchor.time;
-                return Ok(kind_of(Some(&anchor.headers)) != LOGGED
-                    && age.unsigned_abs() > self.bus.settings().log_ttl);
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => {}
-            Err(e) => return Err(unavailable("reading the event log", e)),
-        }
-        match log.direct_get_next_for_subject(subject, Some(after)).await {
-            Ok(first) => Ok(first.sequence != after + 1),
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(true),
-            Err(e) => Err(unavailable("reading the event log", e)),
-        }
+        self.subject_lost(&log_subject(user), after).await
+    }
+
+    async fn spans(&self, user: &str, after: u64, until: u64) -> Result<Vec<Span>, Error> {
+        self.read_spans(user, after, until).await
+    }
+
+    async fn read_channel(
+        &self,
+        channel: &str,
+        after: u64,
+        until: u64,
+    ) -> Result<(Vec<Entry>, bool), Error> {
+        let entries = self.read_channel_log(channel, after, until).await?;
+        let lost = self
+            .subject_lost(&channels::channel_subject(channel), after)
+            .await?;
+        Ok((entries, lost))
     }
 
     async fn handed(&self, user: &str) -> Result<Handed, Error> {
@@ -363,6 +369,8 @@ impl Store for NatsStore {
 
     async fn set_member(&self, channel: &str, user: &str, member: bool) -> Result<(), Error> {
         self.bus.ensure_connected()?;
+        // Its position first (the span's edge), then the record of who is a member.
+        self.record_membership(channel, user, member).await?;
         self.membership.set(channel, user, member).await
     }
 
@@ -386,7 +394,7 @@ fn handed_subject(user: &str) -> String {
 fn kind_of(headers: Option<&HeaderMap>) -> &'static str {
     match headers.and_then(|h| h.get(KIND)).map(|v| v.as_str()) {
         Some(LOGGED) => LOGGED,
-        Some(RESERVED) => RESERVED,
+        Some(RESERVED | channels::MEMBER) => RESERVED,
         _ => CACHED,
     }
 }
