@@ -7,8 +7,8 @@
 mod common;
 
 use common::{
-    Backend, Server, authed, cursors, join, messaging, next_is_marker, peer_id, send, send_channel,
-    subscribe, token,
+    Backend, Replicas, Server, authed, cursors, join, messaging, next_is_marker, peer_id, send,
+    send_channel, subscribe, token,
 };
 use courier_server::pb;
 
@@ -36,24 +36,55 @@ fn ids(events: &[pb::SubscribeResponse]) -> Vec<String> {
     events.iter().map(peer_id).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_who_left_misses_nothing_before_and_gets_nothing_after() {
-    let server = Server::start(&Backend::Local, &[]);
-    join(&server, "alice", "room").await;
-    join(&server, "carol", "room").await;
-    let mut carol = subscribe(&server, "carol", 0).await;
+/// Each case on one server (`[s, s, s]`) and on three replicas sharing NATS: the
+/// stream on the first, joins and leaves through the second, sends through the third.
+macro_rules! on_one_server_and_replicas {
+    ($($case:ident),* $(,)?) => {
+        mod one_server {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let server = super::Server::start(&super::Backend::Local, &[]);
+                    super::$case([&server, &server, &server]).await
+                }
+            )*
+        }
+        mod replicas {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if let Some(replicas) = super::Replicas::start(&[]) {
+                        super::$case([replicas.r(1), replicas.r(2), replicas.r(3)]).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_one_server_and_replicas!(
+    a_member_who_left_misses_nothing_before_and_gets_nothing_after,
+    a_member_who_joined_gets_nothing_from_before_the_join_and_no_loss,
+);
+
+async fn a_member_who_left_misses_nothing_before_and_gets_nothing_after(
+    [streams, members, senders]: [&Server; 3],
+) {
+    join(members, "alice", "room").await;
+    join(members, "carol", "room").await;
+    let mut carol = subscribe(streams, "carol", 0).await;
     let from = carol.ready.cursor;
-    let before = say(&server, "alice", "room", "before").await;
+    let before = say(senders, "alice", "room", "before").await;
     assert_eq!(peer_id(&carol.next().await), before, "live while a member");
-    leave(&server, "carol", "room").await;
-    let after = say(&server, "alice", "room", "after the leave").await;
+    leave(members, "carol", "room").await;
+    let after = say(senders, "alice", "room", "after the leave").await;
     // Live: nothing after the leave (the marker, a peer message, comes next).
-    next_is_marker(&server, &mut carol, "carol").await;
+    next_is_marker(senders, &mut carol, "carol").await;
     drop(carol);
     // Back in: only what is sent from now on.
-    join(&server, "carol", "room").await;
-    let again = say(&server, "alice", "room", "after the rejoin").await;
-    let back = subscribe(&server, "carol", from).await;
+    join(members, "carol", "room").await;
+    let again = say(senders, "alice", "room", "after the rejoin").await;
+    let back = subscribe(streams, "carol", from).await;
     let messages: Vec<String> = ids(&back.replay)
         .into_iter()
         .filter(|id| [&before, &after, &again].contains(&id))
@@ -66,20 +97,20 @@ async fn a_member_who_left_misses_nothing_before_and_gets_nothing_after() {
     assert!(!back.ready.events_lost, "nothing owed was dropped");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_who_joined_gets_nothing_from_before_the_join_and_no_loss() {
-    let server = Server::start(&Backend::Local, &[]);
-    join(&server, "alice", "room").await;
+async fn a_member_who_joined_gets_nothing_from_before_the_join_and_no_loss(
+    [streams, members, senders]: [&Server; 3],
+) {
+    join(members, "alice", "room").await;
     // Dave has a cursor from before the channel had any message, and was offline.
-    let dave = subscribe(&server, "dave", 0).await;
+    let dave = subscribe(streams, "dave", 0).await;
     let from = dave.ready.cursor;
     drop(dave);
     for i in 0..3 {
-        say(&server, "alice", "room", &format!("early {i}")).await;
+        say(senders, "alice", "room", &format!("early {i}")).await;
     }
-    join(&server, "dave", "room").await;
-    let late = say(&server, "alice", "room", "after the join").await;
-    let back = subscribe(&server, "dave", from).await;
+    join(members, "dave", "room").await;
+    let late = say(senders, "alice", "room", "after the join").await;
+    let back = subscribe(streams, "dave", from).await;
     assert_eq!(ids(&back.replay), [late], "only what came after the join");
     assert!(
         !back.ready.events_lost,

@@ -412,35 +412,7 @@ async fn a_resuming_stream_misses_nothing_and_repeats_nothing_under_load() {
 /// a user's cursors increase but need not be consecutive.
 mod replicated {
     use super::*;
-    use common::Nats;
-
-    /// Three replicas, or `None` without a nats-server.
-    struct Cluster {
-        servers: Vec<Server>,
-        _nats: Nats,
-        _media: tempfile::TempDir,
-    }
-
-    impl Cluster {
-        fn start(extra: &[&str]) -> Option<Self> {
-            let nats = Nats::start()?;
-            let media = tempfile::tempdir().expect("a shared media folder");
-            let backend = Backend::shared(media.path());
-            let url = nats.url();
-            let mut args = vec!["--bus", url.as_str()];
-            args.extend(extra);
-            let servers = (0..3).map(|_| Server::start(&backend, &args)).collect();
-            Some(Self {
-                servers,
-                _nats: nats,
-                _media: media,
-            })
-        }
-
-        fn r(&self, n: usize) -> &Server {
-            &self.servers[n - 1]
-        }
-    }
+    use common::{Nats, Replicas as Cluster};
 
     fn increasing(cursors: &[u64]) -> bool {
         cursors.windows(2).all(|w| w[0] < w[1])

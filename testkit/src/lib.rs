@@ -11,6 +11,7 @@
 //! - `cursors`: [`Sub`], a Subscribe stream read up to `ready`, with raw sends.
 //! - `toxiproxy`: [`Toxiproxy`] proxies that cut, slow or reset connections.
 //! - `nats`: a real [`Nats`] server with JetStream, for the replica drills.
+//! - `replicas`: three [`Replicas`] of the server sharing it.
 //! - `nats_cluster`: a three-node [`NatsCluster`] whose routes pass through Toxiproxy,
 //!   for the cluster drills.
 //! - `s3`: what the S3 server holds that object_store cannot list.
@@ -21,6 +22,7 @@ mod media;
 mod messaging;
 mod nats;
 mod nats_cluster;
+mod replicas;
 pub mod s3;
 mod server;
 mod toxiproxy;
@@ -38,6 +40,7 @@ pub use media::*;
 pub use messaging::*;
 pub use nats::Nats;
 pub use nats_cluster::{ClusterNode, NatsCluster, SyncPolicy};
+pub use replicas::Replicas;
 pub use server::*;
 pub use toxiproxy::*;
 
