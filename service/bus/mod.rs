@@ -7,25 +7,25 @@
 //!   offline), and a replica that dies takes its subscriptions with it (its users go
 //!   offline as soon as the NATS server sees the connection close, or misses two
 //!   pings).
-//! - **Every message is an entry of its receiver's event log** in JetStream
-//!   ([`OFFLINE`], file storage, a subject per user `courier.offline.<user>` with a
-//!   per-subject cap; an event's cursor is its stream sequence): the peer messages
-//!   delivered to the user and the channel messages for them (each with a `Nats-TTL`
-//!   of `--event-log-ttl`), and the messages cached while they were offline (flagged
-//!   in the `Courier-Kind` header, kept for the stream's maximum age,
-//!   `--offline-ttl`). A channel message's entries for its members are written as one
-//!   atomic batch (per 1,000 members). [`HANDED`] keeps, per user, the sequence up to
+//! - **Every entry is a message of one stream** in JetStream ([`OFFLINE`], file
+//!   storage, a per-subject cap; an event's cursor is its stream sequence): on a
+//!   user's subject `courier.offline.<user>` the peer messages delivered to them
+//!   (each with a `Nats-TTL` of `--event-log-ttl`) and those cached while they were
+//!   offline (flagged in the `Courier-Kind` header, kept for the stream's maximum age,
+//!   `--offline-ttl`); on a channel's subject `courier.offline.ch<channel>` each
+//!   channel message, once; on `courier.offline.m<user>` the user's joins and
+//!   leaves, the edges of their spans of membership. [`HANDED`] keeps, per user, the sequence up to
 //!   which cached messages were handed to a stream; [`DEDUP`] the first answer of each
 //!   send with a `client_message_id`, for the dedup window. Channel membership is in
 //!   [`MEMBERS`] (file storage).
 //! - **Live delivery**: the log stream republishes every entry on
-//!   `courier.live.<user>` (core NATS, with its sequence and the previous sequence of
-//!   the same user); a replica holding a user's Subscribe streams listens there, so
-//!   live delivery costs one core message per replica of the user, and no JetStream
-//!   consumer. A stream replays the log by batched direct gets, then follows the
-//!   republished entries; a gap in the chain of previous sequences (a core message
-//!   lost, or a NATS reconnection) is filled from the log, so every event arrives
-//!   once, in cursor order.
+//!   `courier.live.<subject>` (core NATS, with its sequence); each replica follows
+//!   them all, once, in order, and hands each to its own streams (a channel message
+//!   to its members' there), so live delivery costs one core message per replica and
+//!   no JetStream consumer. A stream replays the log by batched direct gets, then
+//!   takes live entries; a skipped sequence (a core message lost, or a NATS
+//!   reconnection) is filled from the log, so every event arrives once, in cursor
+//!   order.
 //! - **Cluster-wide limits** are in memory-backed JetStream streams ([`limits`]): leases
 //!   for transfers and Subscribe streams, and the sliding-window rate limit.
 //!
@@ -68,7 +68,7 @@ pub const LEASES: &str = "COURIER_LEASES";
 /// The stream of the rate limit: `courier.rate.<user>`.
 pub const RATE: &str = "COURIER_RATE";
 
-/// The prefix of republished log entries: `courier.live.<user>`.
+/// The prefix of republished log entries: `courier.live.<subject token>`.
 pub const LIVE_PREFIX: &str = "courier.live";
 
 /// How long a request to another replica may take before it counts as failed.
@@ -235,7 +235,7 @@ impl Bus {
                 duplicate_window: s.dedup_window.min(s.offline_ttl.max(s.log_ttl)),
                 storage: StorageType::File,
                 allow_direct: true,
-                // A channel message's entries for its members are stored as batches.
+                // Older versions stored a channel message's copies as atomic batches.
                 allow_atomic_publish: true,
                 // Each stored entry again on core NATS, for the replicas holding the
                 // user's streams (see the module comment).
