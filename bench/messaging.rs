@@ -5,7 +5,8 @@
 //! - channel fan-out: deliveries per second from one sender to 1,000 subscribers.
 //!
 //! `./bench/messaging --scale`:
-//! - channel fan-out to 10,000 subscribers;
+//! - channel fan-out to 10,000 subscribers, against the same server with its event log
+//!   in memory (`--event-log-in-memory`), interleaved, two rounds (`--only fanout`);
 //! - the highest peer-message rate with p99 send→receive under 10 ms, against a bare
 //!   tonic unary echo driven by the same load generator (this file's `open_loop`);
 //! - server memory per idle Subscribe stream, 100,000 streams of 100,000 users over
@@ -89,7 +90,9 @@ async fn main() {
         return groups::run(args.iter().any(|a| a == "--bus"), only).await;
     }
     if args.iter().any(|a| a == "--replay") {
-        return replay(args.iter().any(|a| a == "--bus")).await;
+        let bus = args.iter().any(|a| a == "--bus");
+        channel_disk(bus).await;
+        return replay(bus).await;
     }
     if args.iter().any(|a| a == "--scale") {
         let streams = args
@@ -105,15 +108,26 @@ async fn main() {
             .and_then(|i| args.get(i + 1))
             .map(String::as_str);
         if only.is_none_or(|o| o == "fanout") {
-            let server = Server::start(&Backend::Local, &["--rate-limit", "100000000"]);
-            fanout(
-                "one server",
-                &[&server],
-                SCALE_SUBSCRIBERS,
-                SCALE_CONNECTIONS,
-                SCALE_FANOUT_MESSAGES,
-            )
-            .await;
+            // The durable log against the same server with its log in memory,
+            // interleaved: a ratio inside one run.
+            for round in 0..2 {
+                for (label, extra) in [
+                    ("one server", None),
+                    ("one server, log in memory", Some("--event-log-in-memory")),
+                ] {
+                    let mut args = vec!["--rate-limit", "100000000"];
+                    args.extend(extra);
+                    let server = Server::start(&Backend::Local, &args);
+                    fanout(
+                        &format!("{label} (round {})", round + 1),
+                        &[&server],
+                        SCALE_SUBSCRIBERS,
+                        SCALE_CONNECTIONS,
+                        SCALE_FANOUT_MESSAGES,
+                    )
+                    .await;
+                }
+            }
         }
         if only.is_none_or(|o| o == "rate") {
             peer_rate().await;
@@ -762,6 +776,72 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// The disk a channel message takes, for 10 and for 1,000 members (`--replay`): 1,000
+/// messages of 100 bytes of text each, on a fresh server (with `bus`, on a fresh
+/// nats-server, through one replica).
+async fn channel_disk(bus: bool) {
+    const MESSAGES: usize = 1_000;
+    let mut per_message = Vec::new();
+    for members in [10usize, 1_000] {
+        let nats = bus.then(|| Nats::start().expect("a nats-server on the PATH"));
+        let media = tempfile::tempdir().expect("shared media folder");
+        let url = nats.as_ref().map(|n| n.url()).unwrap_or_default();
+        let server = match &nats {
+            None => Server::start(&Backend::Local, &["--rate-limit", "100000000"]),
+            Some(_) => Server::start(
+                &Backend::shared(media.path()),
+                &["--rate-limit", "100000000", "--bus", &url],
+            ),
+        };
+        let disk_now = || match &nats {
+            None => std::fs::metadata(server.data_dir.path().join("offline.redb"))
+                .map(|m| m.len())
+                .unwrap_or(0),
+            Some(nats) => dir_bytes(&nats.store_dir()),
+        };
+        let mut client = connect(&server).await;
+        for user in (0..members).map(|u| format!("disk{u}")) {
+            let join = pb::JoinChannelRequest {
+                channel_id: "disk".into(),
+            };
+            client
+                .join_channel(authed(&mint(&user), join))
+                .await
+                .expect("join");
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let before = disk_now();
+        let sender = mint("disk0");
+        for _ in 0..MESSAGES {
+            let request = pb::SendChannelMessageRequest {
+                channel_id: "disk".into(),
+                message: Some(pb::Message {
+                    body: Some(Body::Text(pb::TextMessage {
+                        text: "x".repeat(100),
+                    })),
+                }),
+                client_message_id: String::new(),
+            };
+            client
+                .send_channel_message(authed(&sender, request))
+                .await
+                .expect("send");
+        }
+        // Past the flush interval: the entries are on disk.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let bytes = disk_now().saturating_sub(before) as f64 / MESSAGES as f64;
+        println!(
+            "channel disk{}: {members} members, {MESSAGES} messages: {bytes:.0} bytes per message",
+            if bus { " (JetStream)" } else { "" }
+        );
+        per_message.push(bytes);
+    }
+    println!(
+        "channel disk: 1,000 members / 10 members = {:.2}",
+        per_message[1] / per_message[0].max(1.0)
+    );
 }
 
 /// The event log's cost per entry and the replay rate (`--replay`); with `bus`, the

@@ -185,6 +185,11 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_EVENT_LOG_TTL", default_value = "1h", value_parser = positive_duration)]
     pub event_log_ttl: Duration,
 
+    /// Keeps one server's event log in memory instead of `offline.redb`: nothing
+    /// survives a restart. For benchmarks that compare against the durable log.
+    #[arg(long, env = "COURIER_EVENT_LOG_IN_MEMORY", hide = true)]
+    pub event_log_in_memory: bool,
+
     /// How many messages each channel's history keeps for replay (the oldest are
     /// dropped). One server; on the bus, channel messages live in each member's log.
     #[arg(long, env = "COURIER_CHANNEL_HISTORY_SIZE", default_value_t = 1000, value_parser = positive_count)]

@@ -146,7 +146,9 @@ impl Parts {
             }
             // The file keeps its name: an older server's offline cache moves into the log.
             None => Messages::Local(RedbStore::open(
-                &config.data_dir.join("offline.redb"),
+                (!config.event_log_in_memory)
+                    .then(|| config.data_dir.join("offline.redb"))
+                    .as_deref(),
                 LogLimits {
                     max_per_user: config.offline_cache_size,
                     max_per_sender: config.offline_quota_per_sender as u64,

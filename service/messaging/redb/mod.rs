@@ -70,8 +70,9 @@ impl std::fmt::Debug for RedbStore {
 impl RedbStore {
     /// Opens (or creates) the store at `path`, moving an older layout's cached
     /// messages into it, and starts its writer, which queues events on `feed`.
-    /// Blocking: reads the membership.
-    pub fn open(path: &Path, limits: LogLimits, feed: Feed) -> Result<Self, Error> {
+    /// Blocking: reads the membership. With `path` `None` the store is kept in memory
+    /// (for comparison in benchmarks: nothing survives the process).
+    pub fn open(path: Option<&Path>, limits: LogLimits, feed: Feed) -> Result<Self, Error> {
         let db = Arc::new(upkeep::open(path, &limits)?);
         let roster = Roster::default();
         for (channel, user) in upkeep::memberships(&db)? {

@@ -38,7 +38,7 @@ fn limits() -> LogLimits {
 fn engine(path: &std::path::Path, limits: LogLimits) -> Engine<RedbStore> {
     // Room for every event of these tests: none reads its stream while sending.
     let feed = Feed::new(4096);
-    let Ok(store) = RedbStore::open(path, limits, feed.clone()) else {
+    let Ok(store) = RedbStore::open(Some(path), limits, feed.clone()) else {
         panic!("opens")
     };
     let hub = HubLimits {
@@ -246,7 +246,7 @@ async fn a_message_to_ten_thousand_members_is_one_store_write() {
         panic!("a temp dir")
     };
     let feed = Feed::new(16);
-    let Ok(store) = RedbStore::open(&dir.path().join("c.redb"), limits(), feed.clone()) else {
+    let Ok(store) = RedbStore::open(Some(&dir.path().join("c.redb")), limits(), feed.clone()) else {
         panic!("opens")
     };
     let store = Arc::new(store);

@@ -22,8 +22,14 @@ use crate::{error::Error, messaging::event::peer_event, pb, periodic::spawn_peri
 
 /// Opens (or creates) the database at `path`, migrating an older layout, with every
 /// table created so that readers find them.
-pub fn open(path: &Path, limits: &LogLimits) -> Result<Database, Error> {
-    let db = Database::create(path).map_err(internal)?;
+/// `path` `None`: in memory, kept for as long as the process runs.
+pub fn open(path: Option<&Path>, limits: &LogLimits) -> Result<Database, Error> {
+    let db = match path {
+        Some(path) => Database::create(path).map_err(internal)?,
+        None => Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(internal)?,
+    };
     let txn = db.begin_write().map_err(internal)?;
     {
         let layout = txn
