@@ -50,7 +50,10 @@ fn delete_prints_the_contract_line_and_later_calls_fail_with_the_reason() {
     assert_eq!(refused["error"]["code"], "NOT_FOUND");
     let (code, deleted) = json(&server, "alice", &["delete", &id]);
     assert_eq!(code, Some(0));
-    assert_eq!(deleted, serde_json::json!({"media_id": id, "deleted": true}));
+    assert_eq!(
+        deleted,
+        serde_json::json!({"media_id": id, "deleted": true})
+    );
     // Twice prints the same.
     assert_eq!(json(&server, "alice", &["delete", &id]), (Some(0), deleted));
     let out = dir.path().join("copy.png");
@@ -66,7 +69,11 @@ fn delete_prints_the_contract_line_and_later_calls_fail_with_the_reason() {
     );
     assert!(!out.exists(), "nothing left at PATH");
     // A send by media ID looks the record up for its kind first.
-    let (code, unsendable) = json(&server, "alice", &["send", "--to", "bob", "--media-id", &id]);
+    let (code, unsendable) = json(
+        &server,
+        "alice",
+        &["send", "--to", "bob", "--media-id", &id],
+    );
     assert_eq!(code, Some(1));
     assert_eq!(unsendable["error"]["reason"], "MEDIA_DELETED");
     // Without --json: one readable line.
