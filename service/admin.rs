@@ -235,7 +235,7 @@ async fn set(
             Error::Internal(_) => Error::invalid("a SHA-256 is 64 hexadecimal digits"),
             other => other,
         })?;
-    tracing::info!(target: "courier::admin", action = done, %sha256, media_id = ?media_id, "set a content's verdict");
+    tracing::info!(target: "courier::admin", action = done, %sha256, media_id = media_id.as_deref().unwrap_or(""), "set a content's verdict");
     println!(
         "{}",
         json!({"sha256": sha256, "media_id": media_id, "quarantined": state == VerdictState::Quarantined})
