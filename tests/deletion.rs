@@ -254,21 +254,29 @@ async fn content_stays_while_named_and_goes_after_the_sweep(backend: Backend) {
             .expect("bob's"),
         data.to_vec()
     );
+    // A released verdict goes with its content; a quarantine outlives it.
+    let hex_sha = hex::encode(sha256(&data));
+    let (ok, _, stderr) = admin(&server, None, &["release", "--sha256", &hex_sha]);
+    assert!(ok, "{stderr}");
+    let other = hex::encode(sha256(b"never uploaded"));
+    let (ok, _, stderr) = admin(&server, None, &["quarantine", "--sha256", &other]);
+    assert!(ok, "{stderr}");
     delete(&server, "bob", &bobs.media_id)
         .await
         .expect("deleted");
     eventually(
         Duration::from_secs(10),
-        "the bytes and thumbnails go",
+        "the bytes, thumbnails and release go",
         || async {
             let keys = server.stored().await;
-            !keys
-                .iter()
-                .any(|k| k.starts_with("content/") || k.starts_with("thumbs/"))
+            !keys.iter().any(|k| {
+                k.starts_with("content/") || k.starts_with("thumbs/") || k.contains(&hex_sha)
+            })
         },
     )
     .await;
     assert!(!server.has(&content).await);
+    assert!(server.has(&format!("verdicts/{other}.json")).await);
 }
 
 async fn tombstone_goes_at_the_original_expiry(backend: Backend) {
