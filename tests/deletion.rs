@@ -430,18 +430,26 @@ async fn admin_lists_and_deletes_by_id_and_by_content(backend: Backend) {
     assert!(ok && stdout.is_empty(), "{stdout}");
 }
 
-/// Two servers sharing one store (a folder, or a bucket prefix when S3 runs): a
-/// deletion or quarantine through one holds at once on the other.
+/// Two replicas sharing one store (a folder, or a bucket prefix when S3 runs) and,
+/// when a nats-server is found, a bus: a deletion or quarantine through one holds at
+/// once on the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deletion_and_quarantine_hold_across_servers_sharing_a_store() {
+async fn deletion_and_quarantine_hold_across_replicas_sharing_a_store() {
     let dir = tempfile::tempdir().expect("a shared folder");
     let backend = Backend::shared(dir.path());
     let storage = match &backend {
         Backend::Shared { storage, .. } => storage.clone(),
         _ => unreachable!("Backend::shared is shared"),
     };
-    let one = Server::start(&backend, &[]);
-    let two = Server::start(&backend, &[]);
+    // As replicas do, on a bus when a nats-server is at hand (media need only the store).
+    let nats = common::Nats::start();
+    let bus: Vec<String> = nats
+        .iter()
+        .flat_map(|n| ["--bus".to_owned(), n.url()])
+        .collect();
+    let flags: Vec<&str> = bus.iter().map(String::as_str).collect();
+    let one = Server::start(&backend, &flags);
+    let two = Server::start(&backend, &flags);
     let data = png(40, 30);
     let media = put(&one, "alice", MediaKind::Image, &data).await;
     let id = media.media_id.as_str();
