@@ -35,6 +35,8 @@ pub enum Command {
     /// Write a throwaway CA, server certificate and client certificate for trying
     /// TLS out (not for production).
     TlsDev(TlsDevArgs),
+    /// Admin actions on stored media: list a user's, delete, quarantine, release.
+    Media(crate::admin::MediaArgs),
 }
 
 /// The flags of `revoke`.

@@ -7,6 +7,7 @@
 //! - [`server`]: wires the services together and runs them until shutdown.
 //! - [`health`]: the health service, NOT_SERVING everywhere at shutdown but on the
 //!   liveness name.
+//! - [`admin`]: `courier-server media ...`, the operator's commands on stored media.
 //! - [`auth`]: HS256 JWT bearer tokens, the secret, and the interceptor.
 //! - [`media`]: MediaService — uploads, downloads, records, slots, expiry.
 //! - [`messaging`]: MessagingService (peer and channel messages, presence).
@@ -22,6 +23,7 @@
 //! - [`error`]: the one error type, and the one place it becomes a gRPC status.
 //! - [`pb`]: code generated from `proto/`, with the [`codec`] that decodes requests.
 
+pub mod admin;
 pub mod auth;
 pub mod bus;
 pub mod codec;

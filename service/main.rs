@@ -1,12 +1,12 @@
 //! The `courier-server` binary: parse the command line, set up JSON logs (and traces),
 //! and either
-//! serve or mint a token.
+//! serve, mint a token, or act on stored media.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use courier_server::{
-    Cli, Command, RevokeArgs, ServeConfig, TlsDevArgs, TokenArgs, auth, revocation, server,
+    Cli, Command, RevokeArgs, ServeConfig, TlsDevArgs, TokenArgs, admin, auth, revocation, server,
     telemetry, tls,
 };
 use tokio::net::TcpListener;
@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
         Command::Token(args) => token(args),
         Command::Revoke(args) => revoke(args).await,
         Command::TlsDev(args) => tls_dev(args),
+        Command::Media(args) => media(args).await,
     }
 }
 
@@ -73,6 +74,15 @@ async fn revoke(args: RevokeArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Runs an admin action on stored media.
+async fn media(args: admin::MediaArgs) -> ExitCode {
+    admin::init_logs();
+    match admin::run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e.to_string()),
     }
 }

@@ -8,6 +8,8 @@
 #            (the error details are in reflection);
 #   quick-bob / quick-alice — the quick start: `courier listen --save inbox` as bob,
 #            `courier send --to bob --image cat.png` as alice; the picture must land;
+#   admin  — "Deleting media": `courier-server media list|quarantine|release` on ./data
+#            beside the running server, and `courier delete`;
 #   tls-server / tls-client — the Security section: `tls-dev` makes a CA, a server
 #            serves TLS with it, the CLI and grpcurl call it over TLS.
 # The one substitution: release binaries (`cargo run -q --release --`,
@@ -107,6 +109,13 @@ wait_for_text quick-bob.txt 'saved cat.png to inbox/cat.png'
 expect quick-bob.txt 'alice: [image cat.png 64x48'
 cmp cat.png inbox/cat.png || { echo "bob's inbox/cat.png differs from alice's cat.png" >&2; exit 1; }
 
+# Deleting media: the admin commands on ./data while the server runs.
+run "$(block admin)" >admin.txt 2>&1 || { cat admin.txt >&2; exit 1; }
+expect admin.txt '"owner":"alice"' '"quarantined":true' 'media quarantined' \
+  'refused while quarantined' '"quarantined":false' 'saved note.txt' 'deleted ' \
+  'media deleted' 'refused once deleted' '"action":"quarantined"'
+cmp note.txt copy.txt || { echo "the released download differs" >&2; exit 1; }
+
 # Security: a throwaway CA, a TLS server, the CLI and grpcurl over TLS with that CA.
 run_bg "$(block tls-server)" tls-server.txt
 wait_for_text tls-server.txt 'courier-server listening'
@@ -114,5 +123,5 @@ run "$(block tls-client)" >tls-client.txt 2>&1 || { cat tls-server.txt tls-clien
 expect tls-client.txt alice '"status": "SERVING"'
 expect tls-server.txt '"tls":true'
 
-cat media.txt alice.txt bob.txt refusal.txt quick-bob.txt tls-client.txt
-echo "README walkthrough: 8 passed, 0 failed"
+cat media.txt alice.txt bob.txt refusal.txt quick-bob.txt admin.txt tls-client.txt
+echo "README walkthrough: 9 passed, 0 failed"

@@ -5,7 +5,7 @@
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 
-use super::{MediaStore, Record, ignore_not_found, record};
+use super::{MediaStore, Record, ignore_not_found, record, verdict};
 use crate::{error::Error, ids::MediaId};
 
 /// A live record of `owner` for the content `sha256` (hex) of `size` bytes, whose
@@ -64,7 +64,8 @@ pub(super) async fn find_own(
     Ok(None)
 }
 
-/// Publishes a verified upload: copies `uploads/<id>` to `content/<sha256>`, writes
+/// Publishes a verified upload: refuses quarantined content (MEDIA_QUARANTINED; the
+/// caller removes the staged bytes), copies `uploads/<id>` to `content/<sha256>`, writes
 /// the record (the upload becomes visible), makes sure the content survived a
 /// concurrent sweep, indexes it for its owner and removes the staged copy.
 pub(super) async fn publish(
@@ -75,6 +76,7 @@ pub(super) async fn publish(
     let store = media.object_store();
     let staging = MediaStore::staging_path(id);
     let content = MediaStore::content_path(&record.sha256);
+    verdict::check_upload(media, &record.sha256).await?;
     store.copy(&staging, &content).await?;
     crash_point("after-copy");
     media.put_record(record).await?;

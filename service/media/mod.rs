@@ -15,10 +15,20 @@
 //!   committed, cancelled or expires (see `resumable.rs`).
 //! - `usage/<sha256(owner)>/<created>-<expires>-<size>-<id>`: an empty key per upload
 //!   while storage quotas are on (see `quota.rs`); deleted with the record.
+//! - `verdicts/<sha256>.json`: the operator's verdict on a content (quarantined, or
+//!   released), shared by every record naming it (see `verdict.rs`).
+//! - `deleted/<id>.json`: the tombstone of a deleted media until its original expiry,
+//!   so that its ID answers MEDIA_DELETED (see `delete.rs`).
 //!
 //! Version 1 wrote `blobs/<id>` + `records/<id>.json` (a record with no `layout`
 //! field). Such records stay readable as they are: downloads read `blobs/<id>`, and
 //! the sweeper deletes both when the record expires. Nothing is migrated.
+//!
+//! Version 4 only adds `verdicts/` and `deleted/`, which readers consult beside a
+//! record: no verdict means served, no tombstone means a plain NOT_FOUND, so what
+//! earlier versions wrote is served as before. A version-3 server ignores both (it
+//! would serve quarantined content, and answer a deleted ID with a bare NOT_FOUND),
+//! so a rolling upgrade should finish before quarantines are relied on.
 //!
 //! Version 3 only adds `thumbs/`; records are unchanged (their `layout` field says
 //! where a record's bytes are, which did not change, so they keep writing 2). Not
@@ -74,6 +84,7 @@
 //!   missing bytes, and no bytes stay uncollected.
 
 mod content;
+mod delete;
 mod digest;
 mod dims;
 mod download;
@@ -86,6 +97,7 @@ mod slots;
 mod sweeper;
 mod thumbnail;
 mod upload;
+mod verdict;
 mod writer;
 
 use std::{sync::Arc, time::Duration};
@@ -94,6 +106,9 @@ use object_store::{
     ObjectStore, ObjectStoreExt, PutPayload, multipart::MultipartStore, path::Path,
 };
 
+pub use delete::{
+    Tombstone, all_records, delete_content, delete_own, remove as delete_media, tombstone,
+};
 pub use download::{Download, open_download};
 pub use quota::QuotaLimits;
 pub use record::{Kind as MediaKind, Record, now_millis};
@@ -103,6 +118,7 @@ pub use slots::{SlotGuard, TransferSlots};
 pub use sweeper::{spawn_sweeper, sweep_once};
 pub use thumbnail::{Thumbnail, Thumbnailer, thumbnail};
 pub use upload::{Frame, upload};
+pub use verdict::{Verdict, VerdictState};
 pub use writer::PendingAborts;
 
 use crate::{error::Error, ids::MediaId};
@@ -236,22 +252,44 @@ impl MediaStore {
         }
     }
 
-    /// The record of a live object: NOT_FOUND when unknown or expired.
+    /// The record of a live object that may be served: NOT_FOUND when unknown or
+    /// expired (reason MEDIA_DELETED when it was deleted), FAILED_PRECONDITION
+    /// (MEDIA_QUARANTINED) when its content is quarantined. Every reader of a record
+    /// goes through here, and it reads the store each time: nothing is cached, so a
+    /// deletion or quarantine holds on every replica at once.
     pub async fn get(&self, id: &MediaId) -> Result<Record, Error> {
-        let record = match self.store.get(&Self::record_path(id)).await {
-            Ok(result) => {
-                let bytes = result.bytes().await?;
-                Record::from_json(&bytes)?
-            }
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::NotFound(format!("no media with ID {id}")));
-            }
-            Err(e) => return Err(e.into()),
+        let Some(record) = self.read_record(id).await? else {
+            return Err(delete::missing(self, id).await);
         };
         if record.is_expired(record::now_millis()) {
             return Err(Error::NotFound(format!("media {id} has expired")));
         }
+        verdict::check_record(self, &record).await?;
         Ok(record)
+    }
+
+    /// The stored record of `id`, expired or not, whatever its content's verdict.
+    pub async fn read_record(&self, id: &MediaId) -> Result<Option<Record>, Error> {
+        match self.store.get(&Self::record_path(id)).await {
+            Ok(result) => {
+                let bytes = result.bytes().await?;
+                Ok(Some(Record::from_json(&bytes)?))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The operator's verdict on content `sha256` (hex), if any.
+    pub async fn verdict(&self, sha256: &str) -> Result<Option<Verdict>, Error> {
+        verdict::read(self, sha256).await
+    }
+
+    /// Stores the operator's verdict on content `sha256` (hex), logged.
+    pub async fn set_verdict(&self, sha256: &str, verdict: &Verdict) -> Result<(), Error> {
+        verdict::write(self, sha256, verdict).await?;
+        tracing::info!(%sha256, state = ?verdict.state, by = %verdict.by, note = %verdict.note, "set the verdict on a content");
+        Ok(())
     }
 
     /// Publishes a record, which makes its object visible.

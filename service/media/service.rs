@@ -300,6 +300,7 @@ impl media_service_server::MediaService for MediaServer {
             let ended = match &result {
                 Ok(_) => true,
                 Err(Error::RefusedWith(reason, _, _)) => *reason == Reason::ChecksumMismatch,
+                Err(Error::Refused(reason, _)) => *reason == Reason::MediaQuarantined,
                 Err(_) => false,
             };
             if ended {
@@ -330,10 +331,12 @@ impl media_service_server::MediaService for MediaServer {
 
     async fn delete_media(
         &self,
-        _request: Request<pb::DeleteMediaRequest>,
+        request: Request<pb::DeleteMediaRequest>,
     ) -> Result<Response<pb::DeleteMediaResponse>, Status> {
-        // Being built (issue 30).
-        Err(Status::unimplemented("DeleteMedia is not served yet"))
+        let user = auth::caller(&request)?;
+        let id = MediaId::parse(&request.get_ref().media_id)?;
+        super::delete_own(&self.media, &user.0, &id).await?;
+        Ok(Response::new(pb::DeleteMediaResponse {}))
     }
 
     async fn cancel_upload(

@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStoreExt, path::Path};
 use tokio::sync::watch;
 
-use super::{MediaStore, Record, content, ignore_not_found, record, resumable};
+use super::{MediaStore, Record, content, delete, ignore_not_found, record, resumable, verdict};
 use crate::{error::Error, ids::MediaId, metrics::METRICS, periodic::spawn_periodic};
 
 /// Runs [`sweep_once`] every `interval` until `shutdown` turns true.
@@ -26,7 +26,9 @@ pub fn spawn_sweeper(
 
 /// Retries the aborts of failed uploads that the store refused earlier, deletes every
 /// expired record once, then the content and staged uploads nothing needs, and the
-/// resumable uploads idle past their TTL (or committed a TTL ago); returns
+/// resumable uploads idle past their TTL (or committed a TTL ago), the tombstones of
+/// deleted media past their original expiry and released verdicts of content no live
+/// record names; returns
 /// how many uploads, records and objects were removed.
 pub async fn sweep_once(media: &MediaStore) -> Result<usize, Error> {
     let aborted = media.pending_aborts().retry().await;
@@ -38,7 +40,9 @@ pub async fn sweep_once(media: &MediaStore) -> Result<usize, Error> {
     let staged = sweep_staged(media, cutoff).await?;
     let thumbs = sweep_thumbs(media, &live.digests).await?;
     let resumable = resumable::sweep(media).await?;
-    Ok(aborted + expired + unreferenced + staged + thumbs + resumable)
+    let tombstones = delete::sweep_tombstones(media).await?;
+    let verdicts = verdict::sweep(media, &live.digests, cutoff).await?;
+    Ok(aborted + expired + unreferenced + staged + thumbs + resumable + tombstones + verdicts)
 }
 
 /// What the live records name.

@@ -20,7 +20,7 @@ use object_store::ObjectStoreExt;
 use tracing::Instrument;
 
 use super::{
-    MediaStore, Record, content, digest::Digester, dims, ignore_not_found, quota, record,
+    MediaStore, Record, content, digest::Digester, dims, ignore_not_found, quota, record, verdict,
     writer::BlobWriter,
 };
 use crate::{
@@ -82,6 +82,10 @@ where
     };
     // Quotas are checked at the header, before any byte is stored.
     quota::check(media, owner, header.size).await?;
+    // Content known by its header to be quarantined is refused before any byte.
+    if let Some(sha256) = header.sha256 {
+        verdict::check_upload(media, &hex::encode(sha256)).await?;
+    }
     let id = MediaId::generate();
     let first = next_frame(&mut frames, idle).await?;
     if first.is_none() {

@@ -95,7 +95,8 @@ fn checked_size(field: &str, given: u64, record: &Record) -> Result<u64, Error> 
 }
 
 /// The record of a media ID that a message points at: FAILED_PRECONDITION when it is
-/// unknown or expired.
+/// unknown, expired or deleted (MEDIA_UNAVAILABLE) or its content quarantined
+/// (MEDIA_QUARANTINED, from the store).
 async fn live_media(media: &MediaStore, id: &str) -> Result<Record, Error> {
     let id = MediaId::parse(id)?;
     match media.get(&id).await {
@@ -103,6 +104,10 @@ async fn live_media(media: &MediaStore, id: &str) -> Result<Record, Error> {
         Err(Error::NotFound(_)) => Err(Error::Refused(
             Reason::MediaUnavailable,
             format!("media {id} does not exist or has expired; upload it again"),
+        )),
+        Err(Error::Refused(Reason::MediaDeleted, _)) => Err(Error::Refused(
+            Reason::MediaUnavailable,
+            format!("media {id} was deleted; upload it again"),
         )),
         Err(e) => Err(e),
     }

@@ -23,6 +23,7 @@
 //!   restart, with their state beside the file (`resumable`).
 //! - [`Client::thumbnail`]: the server's thumbnail of an image, and image messages
 //!   that carry one (`thumbnail`).
+//! - [`Client::delete_media`]: deleting one's own media (`delete`).
 //! - [`Error`]: one enum to match on (`error`).
 //! - [`safe_file_name`], [`unique_path`]: where to save received files (`names`).
 //! - [`pb`]: the generated gRPC types, for anything the typed layer does not cover.
@@ -30,6 +31,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod delete;
 mod download;
 mod error;
 mod media;

@@ -125,6 +125,12 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Delete one of your uploads: its ID stops working for downloads and new sends
+    /// (messages already sent still arrive).
+    Delete {
+        /// The media ID.
+        media_id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -267,6 +273,10 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Error> {
             let download = client.download_to_file(&media_id, &output)?;
             let media = transfer::finish(download, &format!("downloading {media_id}")).await?;
             out.saved(&media, &output, &transfer::sha256_of_file(&output)?);
+        }
+        Command::Delete { media_id } => {
+            client.delete_media(&media_id).await?;
+            out.deleted(&media_id);
         }
     }
     Ok(())

@@ -141,6 +141,13 @@ impl Output {
         );
     }
 
+    pub fn deleted(&self, media_id: &str) {
+        self.line(
+            json!({"media_id": media_id, "deleted": true}),
+            format!("deleted {media_id}"),
+        );
+    }
+
     pub fn members(&self, channel: &str, members: &[String]) {
         self.line(
             json!({"channel": channel, "members": members}),
