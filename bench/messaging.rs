@@ -778,11 +778,11 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-/// The disk a channel message takes, for 10 and for 1,000 members (`--replay`): 1,000
+/// The disk a channel message takes, for 10 and for 1,000 members (`--replay`): 5,000
 /// messages of 100 bytes of text each, on a fresh server (with `bus`, on a fresh
 /// nats-server, through one replica).
 async fn channel_disk(bus: bool) {
-    const MESSAGES: usize = 1_000;
+    const MESSAGES: usize = 5_000;
     let mut per_message = Vec::new();
     for members in [10usize, 1_000] {
         let nats = bus.then(|| Nats::start().expect("a nats-server on the PATH"));
