@@ -149,6 +149,13 @@ tools_venv() {
   export TOOLS_PYTHON="$venv/bin/python"
 }
 
+# nats_server_binary: builds nats-server (once, cached) and exports its path as
+# COURIER_NATS_SERVER, for the client suites' three-replica scenario.
+nats_server_binary() {
+  go_tool nats-server "$NATS_MODULE"
+  export COURIER_NATS_SERVER="$GOBIN/nats-server"
+}
+
 # server_binary: builds courier-server (debug) unless COURIER_SERVER_BIN names one, and
 # exports COURIER_SERVER_BIN for the client test suites and the interop matrix.
 server_binary() {
