@@ -94,6 +94,7 @@ use object_store::{
     ObjectStore, ObjectStoreExt, PutPayload, multipart::MultipartStore, path::Path,
 };
 
+pub use dims::detect as detect_image;
 pub use download::{Download, open_download};
 pub use quota::QuotaLimits;
 pub use record::{Kind as MediaKind, Record, now_millis};
@@ -101,7 +102,7 @@ pub use resumable::ResumableSettings;
 pub use service::MediaServer;
 pub use slots::{SlotGuard, TransferSlots};
 pub use sweeper::{spawn_sweeper, sweep_once};
-pub use thumbnail::{Thumbnail, Thumbnailer, thumbnail};
+pub use thumbnail::{Thumbnail, Thumbnailer, size_for as thumbnail_size, thumbnail};
 pub use upload::{Frame, upload};
 pub use writer::PendingAborts;
 
@@ -234,6 +235,11 @@ impl MediaStore {
             check_sha256_hex(&record.sha256)?;
             Ok(Self::content_path(&record.sha256))
         }
+    }
+
+    /// The store key of `record`'s bytes (for presigning a GET of them).
+    pub fn bytes_key(record: &Record) -> Result<Path, Error> {
+        Self::bytes_path(record)
     }
 
     /// The record of a live object: NOT_FOUND when unknown or expired.

@@ -25,8 +25,12 @@ use super::{
     thumbnail, upload,
 };
 use crate::{
-    auth::{self, IssuedAt},
+    auth::{self, ExpiresAt, IssuedAt},
     error::{Error, Reason},
+    http::{
+        Authority, LinkKey, LinkSettings,
+        mint::{Minter, mint},
+    },
     ids::MediaId,
     metrics::METRICS,
     pb::{self, download_media_response, media_service_server, upload_media_request},
@@ -55,6 +59,8 @@ pub struct MediaServer {
     held: HeldUploads,
     /// Revoked tokens: an upload or download running on one ends with UNAUTHENTICATED.
     revocations: Revocations,
+    /// Signs GetMediaUrl's links, with their lifetime rules; `None`: not served.
+    links: Option<Arc<(LinkKey, LinkSettings)>>,
 }
 
 impl MediaServer {
@@ -75,7 +81,14 @@ impl MediaServer {
             tasks,
             thumbnailer: Thumbnailer::new(DEFAULT_THUMBNAIL_CONCURRENCY),
             revocations: Revocations::default(),
+            links: None,
         }
+    }
+
+    /// The same service, minting links signed with `key` under `settings`.
+    pub fn with_links(mut self, key: LinkKey, settings: LinkSettings) -> Self {
+        self.links = Some(Arc::new((key, settings)));
+        self
     }
 
     /// The same service, ending the uploads and downloads of tokens in `revocations`
@@ -322,10 +335,32 @@ impl media_service_server::MediaService for MediaServer {
 
     async fn get_media_url(
         &self,
-        _request: Request<pb::GetMediaUrlRequest>,
+        request: Request<pb::GetMediaUrlRequest>,
     ) -> Result<Response<pb::GetMediaUrlResponse>, Status> {
-        // Being built (issue 29): answered as not implemented until the HTTP side lands.
-        Err(Status::unimplemented("GetMediaUrl is not served yet"))
+        let Some(links) = &self.links else {
+            return Err(Status::unimplemented("this server mints no media links"));
+        };
+        let extensions = request.extensions();
+        let minter = Minter {
+            user: auth::caller(&request)?,
+            issued: extensions.get::<IssuedAt>().copied().unwrap_or(IssuedAt(None)),
+            expires: extensions
+                .get::<ExpiresAt>()
+                .copied()
+                .ok_or_else(|| Error::Internal("a request without its token's expiry".into()))?,
+            authority: extensions.get::<Authority>().cloned(),
+        };
+        let (key, settings) = links.as_ref();
+        let response = mint(
+            &self.media,
+            &self.thumbnailer,
+            key,
+            settings,
+            &minter,
+            request.into_inner(),
+        )
+        .await?;
+        Ok(Response::new(response))
     }
 
     async fn delete_media(
