@@ -8,10 +8,10 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use object_store::ObjectStoreExt;
 use common::{Backend, Server, authed, expect_code, header, pattern, png, sha256, token};
 use common::{token_with, upload_bytes};
 use courier_server::pb::{self, MediaKind};
+use object_store::ObjectStoreExt;
 use reqwest::{StatusCode, header as h};
 use tonic::Code;
 
@@ -112,17 +112,33 @@ const SIZE: usize = 300 * 1024;
 async fn whole_object_with_every_header(backend: Backend) {
     let server = Server::start(&backend, &[]);
     let data = pattern(SIZE, 7);
-    let media = upload(&server, MediaKind::File, "report 1.pdf", "application/pdf", &data).await;
+    let media = upload(
+        &server,
+        MediaKind::File,
+        "report 1.pdf",
+        "application/pdf",
+        &data,
+    )
+    .await;
     let minted = mint_as(&server, &token("alice"), &media.media_id, 0, 0)
         .await
         .expect("GetMediaUrl");
-    assert!(minted.url.starts_with(&format!("http://{}/media/v1/{}?", server.addr, media.media_id)));
+    assert!(minted.url.starts_with(&format!(
+        "http://{}/media/v1/{}?",
+        server.addr, media.media_id
+    )));
     let response = get(&minted.url, &[]).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header_of(&response, "accept-ranges"), "bytes");
-    assert_eq!(header_of(&response, "etag"), format!("\"{}\"", hex(&media.sha256)));
+    assert_eq!(
+        header_of(&response, "etag"),
+        format!("\"{}\"", hex(&media.sha256))
+    );
     assert_eq!(header_of(&response, "content-length"), SIZE.to_string());
-    assert_eq!(header_of(&response, "content-type"), "application/octet-stream");
+    assert_eq!(
+        header_of(&response, "content-type"),
+        "application/octet-stream"
+    );
     assert_eq!(
         header_of(&response, "content-disposition"),
         "attachment; filename=\"report 1.pdf\"; filename*=UTF-8''report%201.pdf"
@@ -136,8 +152,14 @@ async fn whole_object_with_every_header(backend: Backend) {
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("cache-control {cache}"));
     let left = minted.expire_time.map(|t| t.seconds as u64).unwrap_or(0) - now_secs();
-    assert!(age <= left && age + 2 >= left && age <= 300, "{age} vs {left}");
-    assert!(header_of(&response, "vary").is_empty(), "no CORS configured");
+    assert!(
+        age <= left && age + 2 >= left && age <= 300,
+        "{age} vs {left}"
+    );
+    assert!(
+        header_of(&response, "vary").is_empty(),
+        "no CORS configured"
+    );
     let body = response.bytes().await.expect("body");
     assert_eq!(sha256(&body), sha256(&data), "byte-identical");
     let head = http().head(&minted.url).send().await.expect("HEAD");
@@ -145,10 +167,20 @@ async fn whole_object_with_every_header(backend: Backend) {
     assert_eq!(header_of(&head, "content-length"), SIZE.to_string());
     assert!(head.bytes().await.expect("HEAD body").is_empty());
     let sent = server.metrics_text().await;
-    assert!(sent.contains("courier_http_requests_total{status=\"200\"} 2"), "{sent}");
-    assert!(sent.contains(&format!("courier_http_sent_bytes_total {SIZE}")), "{sent}");
+    assert!(
+        sent.contains("courier_http_requests_total{status=\"200\"} 2"),
+        "{sent}"
+    );
+    assert!(
+        sent.contains(&format!("courier_http_sent_bytes_total {SIZE}")),
+        "{sent}"
+    );
     // The signature never reaches the log.
-    let sig = minted.url.rsplit_once("sig=").map(|(_, s)| s.to_owned()).unwrap_or_default();
+    let sig = minted
+        .url
+        .rsplit_once("sig=")
+        .map(|(_, s)| s.to_owned())
+        .unwrap_or_default();
     let logged = server.log_lines().join("\n");
     assert!(logged.contains("sig=REDACTED"), "the request is logged");
     assert!(!logged.contains(&sig), "the signature must not be logged");
@@ -174,13 +206,19 @@ async fn single_ranges_and_if_range(backend: Backend) {
             header_of(&response, "content-range"),
             format!("bytes {start}-{}/{SIZE}", end - 1)
         );
-        assert_eq!(header_of(&response, "content-length"), (end - start).to_string());
+        assert_eq!(
+            header_of(&response, "content-length"),
+            (end - start).to_string()
+        );
         let body = response.bytes().await.expect("body");
         assert_eq!(&body[..], &data[start..end], "{range}");
     }
     let response = get(&url, &[("range", "bytes=307200-")]).await;
     assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
-    assert_eq!(header_of(&response, "content-range"), format!("bytes */{SIZE}"));
+    assert_eq!(
+        header_of(&response, "content-range"),
+        format!("bytes */{SIZE}")
+    );
     // Several ranges: the whole object (documented).
     let response = get(&url, &[("range", "bytes=0-1,5-6")]).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -201,7 +239,12 @@ async fn etag_and_not_modified(backend: Backend) {
     let first = get(&url, &[]).await;
     let etag = header_of(&first, "etag");
     let modified = header_of(&first, "last-modified");
-    for value in [etag.clone(), format!("W/{etag}"), format!("\"x\", {etag}"), "*".into()] {
+    for value in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"x\", {etag}"),
+        "*".into(),
+    ] {
         let response = get(&url, &[("if-none-match", &value)]).await;
         assert_eq!(response.status(), StatusCode::NOT_MODIFIED, "{value}");
         assert_eq!(header_of(&response, "etag"), etag);
@@ -242,7 +285,11 @@ async fn images_inline_with_their_detected_type(backend: Backend) {
 async fn html_and_svg_are_attachments_that_cannot_run(backend: Backend) {
     let server = Server::start(&backend, &[]);
     let cases = [
-        ("page.html", "text/html", &b"<html><script>alert(1)</script></html>"[..]),
+        (
+            "page.html",
+            "text/html",
+            &b"<html><script>alert(1)</script></html>"[..],
+        ),
         (
             "logo.svg",
             "image/svg+xml",
@@ -255,7 +302,11 @@ async fn html_and_svg_are_attachments_that_cannot_run(backend: Backend) {
             let media = upload(&server, kind, name, claimed, &data).await;
             let response = get(&mint(&server, &media.media_id, 0).await, &[]).await;
             assert_eq!(response.status(), StatusCode::OK);
-            assert_eq!(header_of(&response, "content-type"), "application/octet-stream", "{name}");
+            assert_eq!(
+                header_of(&response, "content-type"),
+                "application/octet-stream",
+                "{name}"
+            );
             assert!(header_of(&response, "content-disposition").starts_with("attachment;"));
             assert_eq!(header_of(&response, "x-content-type-options"), "nosniff");
             assert_eq!(header_of(&response, "content-security-policy"), "sandbox");
@@ -272,9 +323,15 @@ async fn thumbnails_through_the_same_path(backend: Backend) {
     let response = get(&url, &[]).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(header_of(&response, "content-type"), "image/jpeg");
-    assert!(header_of(&response, "content-disposition").starts_with("inline; filename=\"big-320.jpg\""));
+    assert!(
+        header_of(&response, "content-disposition").starts_with("inline; filename=\"big-320.jpg\"")
+    );
     let etag = header_of(&response, "etag");
-    assert_ne!(etag, format!("\"{}\"", hex(&media.sha256)), "a thumbnail's own ETag");
+    assert_ne!(
+        etag,
+        format!("\"{}\"", hex(&media.sha256)),
+        "a thumbnail's own ETag"
+    );
     let body = response.bytes().await.expect("body");
     assert_eq!(etag, format!("\"{}\"", hex(&sha256(&body))));
     assert_eq!(common::decoded_size(&body), (320, 213));
@@ -299,7 +356,10 @@ async fn bearer_header_on_the_same_path(backend: Backend) {
     assert_eq!(response.bytes().await.expect("body"), data);
     let thumb = get(&format!("{path}?edge=90"), &[("authorization", &bearer)]).await;
     assert_eq!(thumb.status(), StatusCode::OK);
-    assert_eq!(common::decoded_size(&thumb.bytes().await.expect("body")), (96, 48));
+    assert_eq!(
+        common::decoded_size(&thumb.bytes().await.expect("body")),
+        (96, 48)
+    );
     let forged = format!("Bearer {}", token_with("not-the-secret", "bob", 60));
     for headers in [vec![], vec![("authorization", forged.as_str())]] {
         let response = get(&path, &headers).await;
@@ -316,7 +376,10 @@ async fn refusals(backend: Backend) {
     // Tampered: the signature, or a signed field.
     let (rest, sig) = url.rsplit_once("sig=").expect("a signature");
     let flipped = if sig.starts_with('A') { "B" } else { "A" };
-    assert_eq!(status(format!("{rest}sig={flipped}{}", &sig[1..])).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        status(format!("{rest}sig={flipped}{}", &sig[1..])).await,
+        StatusCode::FORBIDDEN
+    );
     let later = url.replace("exp=", "exp=1");
     assert_eq!(status(later).await, StatusCode::FORBIDDEN);
     let other = upload(&server, MediaKind::File, "b.bin", "", &pattern(100, 2)).await;
@@ -333,11 +396,23 @@ async fn refusals(backend: Backend) {
     assert_eq!(header_of(&response, "allow"), "GET, HEAD, OPTIONS");
     // GetMediaUrl's own refusals.
     let alice = token("alice");
-    expect_code(mint_as(&server, &alice, "nope", 0, 0).await, Code::InvalidArgument);
-    expect_code(mint_as(&server, &alice, &media.media_id, -1, 0).await, Code::InvalidArgument);
-    expect_code(mint_as(&server, &alice, &media.media_id, 0, -5).await, Code::InvalidArgument);
+    expect_code(
+        mint_as(&server, &alice, "nope", 0, 0).await,
+        Code::InvalidArgument,
+    );
+    expect_code(
+        mint_as(&server, &alice, &media.media_id, -1, 0).await,
+        Code::InvalidArgument,
+    );
+    expect_code(
+        mint_as(&server, &alice, &media.media_id, 0, -5).await,
+        Code::InvalidArgument,
+    );
     let unknown = "0123456789abcdef0123456789abcdef";
-    expect_code(mint_as(&server, &alice, unknown, 0, 0).await, Code::NotFound);
+    expect_code(
+        mint_as(&server, &alice, unknown, 0, 0).await,
+        Code::NotFound,
+    );
 }
 
 async fn expired_links_are_gone(backend: Backend) {
@@ -345,12 +420,18 @@ async fn expired_links_are_gone(backend: Backend) {
     let media = upload(&server, MediaKind::File, "a.bin", "", &pattern(100, 1)).await;
     let alice = token("alice");
     // Capped by the server's maximum, and by the token's own expiry.
-    let capped = mint_as(&server, &alice, &media.media_id, 0, 7200).await.expect("mint");
+    let capped = mint_as(&server, &alice, &media.media_id, 0, 7200)
+        .await
+        .expect("mint");
     assert!(capped.expire_time.map(|t| t.seconds as u64).unwrap_or(0) <= now_secs() + 600);
     let short_token = token_with(common::SECRET, "alice", 2);
-    let short = mint_as(&server, &short_token, &media.media_id, 0, 600).await.expect("mint");
+    let short = mint_as(&server, &short_token, &media.media_id, 0, 600)
+        .await
+        .expect("mint");
     assert!(short.expire_time.map(|t| t.seconds as u64).unwrap_or(0) <= now_secs() + 2);
-    let minted = mint_as(&server, &alice, &media.media_id, 0, 1).await.expect("mint");
+    let minted = mint_as(&server, &alice, &media.media_id, 0, 1)
+        .await
+        .expect("mint");
     assert_eq!(get(&minted.url, &[]).await.status(), StatusCode::OK);
     let exp = [&minted, &short]
         .iter()
@@ -387,7 +468,10 @@ async fn revocation_ends_minted_links(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_for_configured_origins() {
-    let server = Server::start(&Backend::Local, &["--http-cors-origin", "http://app.example"]);
+    let server = Server::start(
+        &Backend::Local,
+        &["--http-cors-origin", "http://app.example"],
+    );
     let media = upload(&server, MediaKind::File, "a.bin", "", &pattern(100, 1)).await;
     let url = mint(&server, &media.media_id, 0).await;
     let preflight = http()
@@ -399,12 +483,18 @@ async fn cors_for_configured_origins() {
         .await
         .expect("preflight");
     assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
-    assert_eq!(header_of(&preflight, "access-control-allow-origin"), "http://app.example");
+    assert_eq!(
+        header_of(&preflight, "access-control-allow-origin"),
+        "http://app.example"
+    );
     assert!(header_of(&preflight, "access-control-allow-methods").contains("GET"));
     assert!(header_of(&preflight, "access-control-allow-headers").contains("range"));
     assert_eq!(header_of(&preflight, "vary"), "Origin");
     let response = get(&url, &[("origin", "http://app.example")]).await;
-    assert_eq!(header_of(&response, "access-control-allow-origin"), "http://app.example");
+    assert_eq!(
+        header_of(&response, "access-control-allow-origin"),
+        "http://app.example"
+    );
     assert!(header_of(&response, "access-control-expose-headers").contains("content-range"));
     assert_eq!(header_of(&response, "vary"), "Origin");
     let stranger = get(&url, &[("origin", "http://evil.example")]).await;
@@ -417,14 +507,22 @@ async fn cors_for_configured_origins() {
 async fn public_url_and_public_cache() {
     let server = Server::start(
         &Backend::Local,
-        &["--public-url", "https://cdn.example/chat/", "--media-url-cache", "public"],
+        &[
+            "--public-url",
+            "https://cdn.example/chat/",
+            "--media-url-cache",
+            "public",
+        ],
     );
     let media = upload(&server, MediaKind::File, "a.bin", "", &pattern(100, 1)).await;
     let url = mint(&server, &media.media_id, 0).await;
     let prefix = format!("https://cdn.example/chat/media/v1/{}?", media.media_id);
     assert!(url.starts_with(&prefix), "{url}");
     // Fetched through the server itself, as the proxy would.
-    let direct = url.replace("https://cdn.example/chat", &format!("http://{}", server.addr));
+    let direct = url.replace(
+        "https://cdn.example/chat",
+        &format!("http://{}", server.addr),
+    );
     let response = get(&direct, &[]).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(header_of(&response, "cache-control").starts_with("public, max-age="));
@@ -434,13 +532,22 @@ async fn public_url_and_public_cache() {
 async fn deleted_or_expired_media_end_links_at_once() {
     let server = Server::start(&Backend::Local, &["--media-ttl", "3s"]);
     let media = upload(&server, MediaKind::File, "a.bin", "", &pattern(100, 1)).await;
-    let minted = mint_as(&server, &token("alice"), &media.media_id, 0, 600).await.expect("mint");
+    let minted = mint_as(&server, &token("alice"), &media.media_id, 0, 600)
+        .await
+        .expect("mint");
     let media_exp = media.expire_time.map(|t| t.seconds).unwrap_or(0);
-    assert!(minted.expire_time.map(|t| t.seconds).unwrap_or(0) <= media_exp, "never past the media");
+    assert!(
+        minted.expire_time.map(|t| t.seconds).unwrap_or(0) <= media_exp,
+        "never past the media"
+    );
     assert_eq!(get(&minted.url, &[]).await.status(), StatusCode::OK);
     // The record is read on each request: its removal is seen at once.
     let record = object_store::path::Path::from(format!("records/{}.json", media.media_id));
-    server.store.delete(&record).await.expect("delete the record");
+    server
+        .store
+        .delete(&record)
+        .await
+        .expect("delete the record");
     let response = get(&minted.url, &[]).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
@@ -466,7 +573,10 @@ async fn redirects_to_the_store_on_s3() {
     assert!(expires <= 60);
     let fetched = get(&location, &[]).await;
     assert_eq!(fetched.status(), StatusCode::OK);
-    assert_eq!(header_of(&fetched, "content-disposition"), "attachment; filename=\"v.webm\"; filename*=UTF-8''v.webm");
+    assert_eq!(
+        header_of(&fetched, "content-disposition"),
+        "attachment; filename=\"v.webm\"; filename*=UTF-8''v.webm"
+    );
     assert_eq!(sha256(&fetched.bytes().await.expect("body")), sha256(&data));
     let part = get(&location, &[("range", "bytes=5-9")]).await;
     assert_eq!(&part.bytes().await.expect("body")[..], &data[5..10]);
@@ -475,7 +585,10 @@ async fn redirects_to_the_store_on_s3() {
     assert_eq!(get(&tampered, &[]).await.status(), StatusCode::FORBIDDEN);
     // HEAD and conditionals are answered here.
     let etag = format!("\"{}\"", hex(&media.sha256));
-    assert_eq!(get(&url, &[("if-none-match", &etag)]).await.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        get(&url, &[("if-none-match", &etag)]).await.status(),
+        StatusCode::NOT_MODIFIED
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -145,7 +145,11 @@ const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
 /// `filename*=UTF-8''...`.
 pub fn disposition(inline: bool, file_name: &str) -> String {
     let kind = if inline { "inline" } else { "attachment" };
-    let name = if file_name.is_empty() { "download" } else { file_name };
+    let name = if file_name.is_empty() {
+        "download"
+    } else {
+        file_name
+    };
     let fallback: String = name
         .chars()
         .map(|c| {
@@ -198,7 +202,12 @@ mod tests {
     fn conditionals() {
         let modified = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
         let mut headers = HeaderMap::new();
-        headers.insert(header::IF_NONE_MATCH, "W/\"abc\", \"x\"".parse().unwrap_or(http::HeaderValue::from_static("")));
+        headers.insert(
+            header::IF_NONE_MATCH,
+            "W/\"abc\", \"x\""
+                .parse()
+                .unwrap_or(http::HeaderValue::from_static("")),
+        );
         assert!(not_modified(&headers, "\"abc\"", modified));
         assert!(!not_modified(&headers, "\"abd\"", modified));
         let mut headers = HeaderMap::new();
@@ -206,6 +215,9 @@ mod tests {
         headers.insert(header::IF_RANGE, http::HeaderValue::from_static("\"old\""));
         assert_eq!(wanted(&headers, 10, "\"new\"", modified), Wanted::Whole);
         headers.insert(header::IF_RANGE, http::HeaderValue::from_static("\"new\""));
-        assert_eq!(wanted(&headers, 10, "\"new\"", modified), Wanted::Part(0..2));
+        assert_eq!(
+            wanted(&headers, 10, "\"new\"", modified),
+            Wanted::Part(0..2)
+        );
     }
 }

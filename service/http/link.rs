@@ -128,7 +128,11 @@ pub fn parse_path(path: &str) -> Result<MediaId, Malformed> {
 pub fn parse_query(query: Option<&str>) -> Result<Params, Malformed> {
     let mut edge = None;
     let (mut exp, mut user, mut iat, mut sig) = (None, None, None, None);
-    for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
         let (name, value) = pair.split_once('=').ok_or(Malformed)?;
         let slot_taken = match name {
             "edge" => edge.replace(number(value)?).is_some(),
@@ -216,13 +220,31 @@ mod tests {
     fn any_changed_field_or_key_fails() {
         let key = LinkKey::derive(b"secret");
         let link = link();
-        let sig = signed_params(&key, &link).signed.map(|s| s.sig).unwrap_or_default();
+        let sig = signed_params(&key, &link)
+            .signed
+            .map(|s| s.sig)
+            .unwrap_or_default();
         let changes = [
-            Link { edge: 640, ..link.clone() },
-            Link { exp: link.exp + 1, ..link.clone() },
-            Link { user: "bob".into(), ..link.clone() },
-            Link { iat: link.iat + 1, ..link.clone() },
-            Link { media_id: MediaId::generate(), ..link.clone() },
+            Link {
+                edge: 640,
+                ..link.clone()
+            },
+            Link {
+                exp: link.exp + 1,
+                ..link.clone()
+            },
+            Link {
+                user: "bob".into(),
+                ..link.clone()
+            },
+            Link {
+                iat: link.iat + 1,
+                ..link.clone()
+            },
+            Link {
+                media_id: MediaId::generate(),
+                ..link.clone()
+            },
         ];
         for changed in &changes {
             assert!(!key.verify(changed, &sig), "{changed:?}");

@@ -24,7 +24,12 @@ pub struct Authority(pub String);
 pub fn authority_of<B>(request: &Request<B>) -> Option<Authority> {
     let text = match request.uri().authority() {
         Some(authority) => authority.as_str().to_owned(),
-        None => request.headers().get(header::HOST)?.to_str().ok()?.to_owned(),
+        None => request
+            .headers()
+            .get(header::HOST)?
+            .to_str()
+            .ok()?
+            .to_owned(),
     };
     // Only a well-formed host[:port] becomes part of a link.
     let parsed: uri::Authority = text.parse().ok()?;
@@ -55,6 +60,25 @@ pub struct Minter {
     pub expires: ExpiresAt,
     /// Where the call came to.
     pub authority: Option<Authority>,
+}
+
+impl Minter {
+    /// The minter of an authenticated gRPC request.
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<Self, Error> {
+        let extensions = request.extensions();
+        Ok(Self {
+            user: crate::auth::caller(request)?,
+            issued: extensions
+                .get::<IssuedAt>()
+                .copied()
+                .unwrap_or(IssuedAt(None)),
+            expires: extensions
+                .get::<ExpiresAt>()
+                .copied()
+                .ok_or_else(|| Error::Internal("a request without its token's expiry".into()))?,
+            authority: extensions.get::<Authority>().cloned(),
+        })
+    }
 }
 
 fn now_secs() -> u64 {
@@ -165,10 +189,22 @@ mod tests {
         let d = |seconds, nanos| prost_types::Duration { seconds, nanos };
         let s = settings();
         assert_eq!(lifetime(None, &s).ok(), Some(Duration::from_secs(300)));
-        assert_eq!(lifetime(Some(&d(0, 0)), &s).ok(), Some(Duration::from_secs(300)));
-        assert_eq!(lifetime(Some(&d(60, 0)), &s).ok(), Some(Duration::from_secs(60)));
-        assert_eq!(lifetime(Some(&d(7200, 0)), &s).ok(), Some(Duration::from_secs(3600)));
-        assert_eq!(lifetime(Some(&d(0, 5)), &s).ok(), Some(Duration::from_secs(1)));
+        assert_eq!(
+            lifetime(Some(&d(0, 0)), &s).ok(),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            lifetime(Some(&d(60, 0)), &s).ok(),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            lifetime(Some(&d(7200, 0)), &s).ok(),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            lifetime(Some(&d(0, 5)), &s).ok(),
+            Some(Duration::from_secs(1))
+        );
         assert!(lifetime(Some(&d(-1, 0)), &s).is_err());
     }
 

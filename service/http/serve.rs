@@ -58,6 +58,8 @@ struct Entity {
     etag: String,
     /// The size of the bytes served.
     size: u64,
+    /// The thumbnail size, or 0 for the object.
+    edge: u32,
 }
 
 /// Answers `request`, counts it and logs it (with the signature redacted).
@@ -97,14 +99,32 @@ async fn respond(shared: &Shared, request: &Parts) -> Result<Response<Body>, Ref
         .map_err(|_| Refusal(StatusCode::NOT_FOUND, "not a media link"))?;
     let (grant, edge) = authorize(shared, &request.headers, &id, params)?;
     let permit = shared.permits.clone().try_acquire_owned().map_err(|_| {
-        Refusal(StatusCode::SERVICE_UNAVAILABLE, "too many media requests; retry")
+        Refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many media requests; retry",
+        )
     })?;
     let entity = entity(shared, &id, edge).await.map_err(refusal_of)?;
+    let head = method == Method::HEAD;
+    serve_entity(shared, request, &id, &grant, entity, head, permit).await
+}
+
+/// Answers a checked request for `entity`: conditionals, the range, the type, then a
+/// redirect, the headers alone (HEAD) or the bytes.
+async fn serve_entity(
+    shared: &Shared,
+    request: &Parts,
+    id: &MediaId,
+    grant: &Grant,
+    entity: Entity,
+    head: bool,
+    permit: OwnedSemaphorePermit,
+) -> Result<Response<Body>, Refusal> {
     let modified = UNIX_EPOCH + Duration::from_millis(entity.record.created_ms);
     let mut response = Response::builder()
         .header(header::ETAG, &entity.etag)
         .header(header::LAST_MODIFIED, httpdate::fmt_http_date(modified))
-        .header(header::CACHE_CONTROL, cache_control(shared, &grant))
+        .header(header::CACHE_CONTROL, cache_control(shared, grant))
         .header(header::ACCEPT_RANGES, "bytes");
     if headers::not_modified(&request.headers, &entity.etag, modified) {
         return Ok(built(response.status(StatusCode::NOT_MODIFIED), empty()));
@@ -121,21 +141,23 @@ async fn respond(shared: &Shared, request: &Parts) -> Result<Response<Body>, Ref
         Wanted::Whole => None,
         Wanted::Part(range) => Some(range),
     };
-    let head = method == Method::HEAD;
     let (start, end) = range.clone().map_or((0, entity.size), |r| (r.start, r.end));
-    let redirect = shared.signer.as_ref().filter(|_| !head && entity.thumbnail.is_none());
+    let redirect = shared
+        .signer
+        .as_ref()
+        .filter(|_| !head && entity.thumbnail.is_none());
     // The first bytes tell the served type; a GET from the start reads them anyway.
     let keep = !head && start == 0 && redirect.is_none();
     let (content_type, opened) = match &entity.thumbnail {
         Some((_, content_type)) => (Some(*content_type), None),
-        None => sniff(&shared.media, &id, keep.then_some(end))
+        None => sniff(&shared.media, id, keep.then_some(end))
             .await
             .map_err(refusal_of)?,
     };
     let inline = content_type.is_some_and(|t| t.starts_with("image/"))
         && (entity.thumbnail.is_some() || entity.record.kind == MediaKind::Image);
     let file_name = match &entity.thumbnail {
-        Some((_, t)) => thumbnail_name(&entity.record.file_name, edge, t),
+        Some((_, t)) => thumbnail_name(&entity.record.file_name, entity.edge, t),
         None => entity.record.file_name.clone(),
     };
     response = response
@@ -169,26 +191,40 @@ async fn respond(shared: &Shared, request: &Parts) -> Result<Response<Body>, Ref
     if head {
         return Ok(built(response, empty()));
     }
-    let body = match entity.thumbnail {
-        Some((data, _)) => {
-            let part = data.slice(start as usize..end as usize);
-            metrics::http_sent_bytes(part.len() as u64);
-            Body::new(Full::new(part))
-        }
+    let body = body_of(shared, id, entity.thumbnail, opened, start..end, permit).await?;
+    Ok(built(response, body))
+}
+
+/// The bytes `range` of a thumbnail (in memory), or of the object: the download
+/// `opened` while sniffing, or one opened now.
+async fn body_of(
+    shared: &Shared,
+    id: &MediaId,
+    thumbnail: Option<(Bytes, &'static str)>,
+    opened: Option<Opened>,
+    range: std::ops::Range<u64>,
+    permit: OwnedSemaphorePermit,
+) -> Result<Body, Refusal> {
+    if let Some((data, _)) = thumbnail {
+        let part = data.slice(range.start as usize..range.end as usize);
+        metrics::http_sent_bytes(part.len() as u64);
+        return Ok(Body::new(Full::new(part)));
+    }
+    let (first, data) = match opened {
+        Some((first, rest)) => (Some(first), rest),
         None => {
-            let (first, data) = match opened {
-                Some((first, rest)) => (Some(first), rest),
-                None => {
-                    let download = open_download(&shared.media, &id, start, end - start)
-                        .await
-                        .map_err(refusal_of)?;
-                    (None, download.data)
-                }
-            };
-            stream_body(data, first, permit, shared.settings.idle_timeout)
+            let download = open_download(&shared.media, id, range.start, range.end - range.start)
+                .await
+                .map_err(refusal_of)?;
+            (None, download.data)
         }
     };
-    Ok(built(response, body))
+    Ok(stream_body(
+        data,
+        first,
+        permit,
+        shared.settings.idle_timeout,
+    ))
 }
 
 /// Checks the link's signature, expiry and minter, or the bearer token, and returns
@@ -209,7 +245,10 @@ fn authorize(
                 iat: signed.iat,
             };
             if !shared.key.verify(&link, &signed.sig) {
-                return Err(Refusal(StatusCode::FORBIDDEN, "the link's signature is wrong"));
+                return Err(Refusal(
+                    StatusCode::FORBIDDEN,
+                    "the link's signature is wrong",
+                ));
             }
             if now_secs() >= link.exp {
                 return Err(Refusal(StatusCode::GONE, "the link has expired"));
@@ -251,6 +290,7 @@ async fn entity(shared: &Shared, id: &MediaId, edge: u32) -> Result<Entity, Erro
         return Ok(Entity {
             etag: format!("\"{}\"", record.sha256),
             size: record.size,
+            edge,
             record,
             thumbnail: None,
         });
@@ -259,6 +299,7 @@ async fn entity(shared: &Shared, id: &MediaId, edge: u32) -> Result<Entity, Erro
     Ok(Entity {
         etag: format!("\"{}\"", hex::encode(Sha256::digest(&made.data))),
         size: made.data.len() as u64,
+        edge,
         record,
         thumbnail: Some((made.data, made.content_type)),
     })
@@ -292,7 +333,9 @@ async fn presign(
     let options = SignedUrlOptions::new().with_query([
         (
             "response-content-type",
-            content_type.unwrap_or("application/octet-stream").to_owned(),
+            content_type
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
         ),
         (
             "response-content-disposition",
@@ -342,7 +385,9 @@ fn stream_body(
                 Ok(Ok(())) if !failed => {}
                 Ok(_) => return,
                 Err(_) => {
-                    tracing::info!("an HTTP media client read nothing for the idle timeout; ending it");
+                    tracing::info!(
+                        "an HTTP media client read nothing for the idle timeout; ending it"
+                    );
                     return;
                 }
             }
@@ -397,7 +442,10 @@ fn allowed_origin(shared: &Shared, headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// Headers every answer carries: the safety ones, CORS, and `Allow` on a 405.
 fn common_headers(shared: &Shared, request: &HeaderMap, response: &mut HeaderMap) {
-    response.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    response.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     response.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("sandbox"),
@@ -426,7 +474,10 @@ fn refusal_of(e: Error) -> Refusal {
         }
         Code::Unavailable => {
             tracing::warn!(error = %e, "serving media over HTTP");
-            Refusal(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable; retry")
+            Refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is unavailable; retry",
+            )
         }
         _ => {
             tracing::error!(error = %e, "serving media over HTTP");
@@ -447,13 +498,20 @@ fn refusal(status: StatusCode, text: &'static str) -> Response<Body> {
         StatusCode::SERVICE_UNAVAILABLE => builder = builder.header(header::RETRY_AFTER, "1"),
         _ => {}
     }
-    built(builder, Body::new(Full::new(Bytes::from(format!("{text}\n")))))
+    built(
+        builder,
+        Body::new(Full::new(Bytes::from(format!("{text}\n")))),
+    )
 }
 
 /// The name of a thumbnail's file: the original's stem and the thumbnail's type.
 fn thumbnail_name(original: &str, edge: u32, content_type: &str) -> String {
     let stem = original.rsplit_once('.').map_or(original, |(stem, _)| stem);
-    let extension = if content_type == "image/png" { "png" } else { "jpg" };
+    let extension = if content_type == "image/png" {
+        "png"
+    } else {
+        "jpg"
+    };
     format!("{stem}-{edge}.{extension}")
 }
 

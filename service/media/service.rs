@@ -25,10 +25,10 @@ use super::{
     thumbnail, upload,
 };
 use crate::{
-    auth::{self, ExpiresAt, IssuedAt},
+    auth::{self, IssuedAt},
     error::{Error, Reason},
     http::{
-        Authority, LinkKey, LinkSettings,
+        LinkKey, LinkSettings,
         mint::{Minter, mint},
     },
     ids::MediaId,
@@ -340,16 +340,7 @@ impl media_service_server::MediaService for MediaServer {
         let Some(links) = &self.links else {
             return Err(Status::unimplemented("this server mints no media links"));
         };
-        let extensions = request.extensions();
-        let minter = Minter {
-            user: auth::caller(&request)?,
-            issued: extensions.get::<IssuedAt>().copied().unwrap_or(IssuedAt(None)),
-            expires: extensions
-                .get::<ExpiresAt>()
-                .copied()
-                .ok_or_else(|| Error::Internal("a request without its token's expiry".into()))?,
-            authority: extensions.get::<Authority>().cloned(),
-        };
+        let minter = Minter::of(&request)?;
         let (key, settings) = links.as_ref();
         let response = mint(
             &self.media,

@@ -1,11 +1,11 @@
 //! Server processes: start, restart, terminate, and look at their metrics and store.
 
 use std::{
+    collections::VecDeque,
     io::{BufRead, BufReader},
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    collections::VecDeque,
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };

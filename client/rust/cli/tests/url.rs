@@ -65,18 +65,29 @@ fn url_prints_a_link_any_http_client_fetches() {
     assert!(ok, "{link}");
     let url = link["url"].as_str().expect("url");
     assert!(url.starts_with(&format!("http://{}/media/v1/{media_id}?", server.addr)));
-    assert!(link["expire_time"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(
+        link["expire_time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
     let (status, _, body) = get(url, "");
     assert_eq!(status, 200);
     assert!(body == data, "byte-identical");
     let (status, head, body) = get(url, "range: bytes=262000-270000\r\n");
     assert_eq!(status, 206);
-    assert!(head.contains("content-range: bytes 262000-270000/307200"), "{head}");
+    assert!(
+        head.contains("content-range: bytes 262000-270000/307200"),
+        "{head}"
+    );
     assert!(body == data[262_000..270_001], "the right slice");
     // A thumbnail link of an image; of a file, NOT_AN_IMAGE.
     let picture = dir.path().join("p.png");
     std::fs::write(&picture, png(200, 100)).expect("write");
-    let (image, _) = json(&server, "alice", &["upload", "--image", picture.to_str().expect("utf-8")]);
+    let (image, _) = json(
+        &server,
+        "alice",
+        &["upload", "--image", picture.to_str().expect("utf-8")],
+    );
     let image_id = image["media_id"].as_str().expect("media_id");
     let (link, ok) = json(&server, "bob", &["url", image_id, "--max-edge", "90"]);
     assert!(ok);
