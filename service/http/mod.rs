@@ -40,6 +40,9 @@ use crate::{
     revocation::Revocations,
 };
 
+/// The gRPC path of GetMediaUrl (plain gRPC and gRPC-Web alike).
+const GET_MEDIA_URL: &str = "/courier.v1.MediaService/GetMediaUrl";
+
 /// How the HTTP side behaves, from the command line.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -170,8 +173,11 @@ where
             let http = self.http.clone();
             return Box::pin(async move { Ok(serve::handle(&http, request).await) });
         }
-        // The address the call came to, for the links GetMediaUrl builds.
-        if let Some(authority) = mint::authority_of(&request) {
+        // The address the call came to, for the links GetMediaUrl builds (only that
+        // call: no other pays for it).
+        if path == GET_MEDIA_URL
+            && let Some(authority) = mint::authority_of(&request)
+        {
             request.extensions_mut().insert(authority);
         }
         // The ready service serves this call; a fresh clone waits for the next.
