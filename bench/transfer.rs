@@ -13,6 +13,8 @@
 //! - how the time grows with object size (1 to 30 MiB) and with parallel transfers;
 //! - the server's peak RSS above idle during 9 × 30 MiB uploads and downloads.
 //!
+//! `--http`: media over plain HTTP (issue 29), in http.rs.
+//!
 //! `--slow-link`: the same transfers, one at a time and 10 MiB each, through a
 //! Toxiproxy proxy with 25 ms latency each way and a 20 MB/s bandwidth limit; the
 //! ceiling is a plain TCP byte stream through the same proxy.
@@ -47,6 +49,8 @@ use tonic::{
 
 #[path = "common.rs"]
 mod common;
+#[path = "http.rs"]
+mod http;
 use common::{BareServer, memory_kib};
 use courier_testkit::{Backend, Server as Courier, Toxiproxy, authed, token as mint};
 
@@ -95,6 +99,8 @@ async fn main() {
     }
     if args.iter().any(|a| a == "--slow-link") {
         slow_link().await;
+    } else if args.iter().any(|a| a == "--http") {
+        http::run().await;
     } else if args.iter().any(|a| a == "--resumable") {
         resumable().await;
     } else if let Some(i) = args.iter().position(|a| a == "--upload-loop") {
