@@ -32,6 +32,7 @@ func TestScenarios(t *testing.T) {
 	t.Run("file_to_channel", fileToChannel)
 	t.Run("offline_cached_then_delivered", offlineCachedThenDelivered)
 	t.Run("typed_errors", typedErrors)
+	t.Run("delete_media", deleteMedia)
 }
 
 func uploadWithProgress(t *testing.T) {
