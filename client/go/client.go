@@ -102,11 +102,11 @@ type Client struct {
 // Dial makes a client for the server at serverURL (`http://host:port`, or
 // `https://host:port` for TLS) acting as the user of the token given WithToken. It
 // does not wait for the server: the connection is made on the first call, and calls
-// that are safe to repeat are retried while the server is unavailable. A host name
-// that resolves to several addresses (a Kubernetes headless Service) is balanced as
-// DialReplicas balances its URLs. ctx is not used after Dial returns.
+// that are safe to repeat are retried while the server is unavailable. Every call
+// goes to one server (the first address the host name resolves to that answers); for
+// several replicas, use DialReplicas. ctx is not used after Dial returns.
 func Dial(ctx context.Context, serverURL string, opts ...Option) (*Client, error) {
-	return DialReplicas(ctx, []string{serverURL}, opts...)
+	return dial(ctx, []string{serverURL}, false, opts)
 }
 
 // DialReplicas makes a client for several replicas of one courier service (servers
@@ -114,8 +114,20 @@ func Dial(ctx context.Context, serverURL string, opts ...Option) (*Client, error
 // https://. Calls are spread over the replicas that are up, round robin, call by
 // call; a call that is safe to repeat and fails because its replica went away is
 // retried on another; a subscription whose replica dies reconnects through another
-// and resumes after its last cursor. Otherwise it is Dial.
+// and resumes after its last cursor. One URL whose host name resolves to several
+// addresses (a Kubernetes headless Service) is spread over all of them. Otherwise it
+// is Dial.
+//
+// A replica that goes away is reconnected to at once and then with backoff, skipped
+// meanwhile; while every replica is down, calls fail at once with ErrUnavailable
+// (calls that are safe to repeat after their retries).
 func DialReplicas(ctx context.Context, serverURLs []string, opts ...Option) (*Client, error) {
+	return dial(ctx, serverURLs, true, opts)
+}
+
+// dial makes the client of Dial (one server, gRPC's pick_first, which reconnects when
+// the next call comes) or of DialReplicas (balance: round_robin over every address).
+func dial(ctx context.Context, serverURLs []string, balance bool, opts []Option) (*Client, error) {
 	o := options{
 		deadline:     10 * time.Second,
 		retries:      4,
@@ -155,9 +167,12 @@ func DialReplicas(ctx context.Context, serverURLs []string, opts ...Option) (*Cl
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxBackoff},
 			MinConnectTimeout: o.deadline,
 		}),
+	}
+	if balance {
 		// gRPC pins a connection to one server; round_robin keeps one to every
 		// address and picks the next ready one for each call, skipping those down.
-		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}]}`),
+		dialOptions = append(dialOptions,
+			grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}]}`))
 	}
 	if resolve != nil {
 		dialOptions = append(dialOptions, grpc.WithResolvers(resolve))
@@ -177,7 +192,8 @@ func DialReplicas(ctx context.Context, serverURLs []string, opts ...Option) (*Cl
 }
 
 // replicaTarget is the gRPC target of serverURLs and its transport credentials: for
-// one URL its host and port, resolved by DNS (every address of the name is used);
+// one URL its host and port, resolved by DNS (with round_robin, every address of
+// the name is used);
 // for several a static resolver (returned, for this connection alone) that names
 // each replica.
 func replicaTarget(serverURLs []string, tlsConfig *tls.Config) (string, resolver.Builder, credentials.TransportCredentials, error) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func NATSBinary() string {
 }
 
 // StartNATS starts a nats-server with JetStream on a free port of 127.0.0.1, in a
-// folder of its own, stops it when the test ends, and returns its URL. With no
+// folder of its own (at most 4 GB on disk, 256 MB in memory), stops it when the test ends, and returns its URL. With no
 // nats-server it skips the test, or fails it when COURIER_TEST_REQUIRE_NATS=1 (as the
 // test command sets it).
 func StartNATS(t testing.TB) string {
@@ -45,7 +46,16 @@ func StartNATS(t testing.TB) string {
 	}
 	port := listener.Addr().(*net.TCPAddr).Port
 	listener.Close()
-	cmd := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-sd", t.TempDir())
+	// `-js -sd DIR` with the store's limits set: by default JetStream allows 75% of
+	// the disk's free space, which on a busy build machine can be less than courier's
+	// streams ask for.
+	dir := t.TempDir()
+	config := filepath.Join(dir, "nats.conf")
+	limits := fmt.Sprintf("jetstream {\n  store_dir: %q\n  max_file_store: 4GB\n  max_memory_store: 256MB\n}\n", filepath.Join(dir, "store"))
+	if err := os.WriteFile(config, []byte(limits), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", config, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(port))
 	out, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
