@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -37,12 +38,26 @@ func threeReplicas(t *testing.T) {
 	}
 	alice, bob := replicas("alice"), replicas("bob")
 
-	// check: 30 unary calls reach all three servers.
+	// check: 30 unary calls reach all three servers. round_robin connects to every
+	// replica at the first call and uses each once it is connected: first wait
+	// (bounded) until each has answered a call, then count 30 more.
 	const query = `method="QueryPeersOnlineStatus"`
-	var before []int64
-	for _, server := range servers {
-		before = append(before, server.MetricSum(t, "courier_grpc_requests_total", query))
+	answered := func() []int64 {
+		var counts []int64
+		for _, server := range servers {
+			counts = append(counts, server.MetricSum(t, "courier_grpc_requests_total", query))
+		}
+		return counts
 	}
+	for start := time.Now(); slices.Contains(answered(), 0); {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("after 10 s of calls, the servers answered %v", answered())
+		}
+		if _, err := alice.QueryOnlineStatus(ctx, "bob"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := answered()
 	for i := range 30 {
 		if _, err := alice.QueryOnlineStatus(ctx, "bob"); err != nil {
 			t.Fatalf("query %d: %v", i+1, err)
@@ -83,6 +98,13 @@ func threeReplicas(t *testing.T) {
 	servers[holder].Kill()
 	t.Logf("killed server %d, which held bob's stream", holder+1)
 	send(6) // while bob's feed is away; retried on another replica if it met the dead one
+	// Calls that are safe to repeat never fail while two replicas are up: one that
+	// met the dead replica is retried on another.
+	for i := range 10 {
+		if _, err := alice.QueryOnlineStatus(ctx, "bob"); err != nil {
+			t.Fatalf("query %d after the kill: %v", i+1, err)
+		}
+	}
 	disconnected, reconnected := false, false
 	for !reconnected {
 		switch e := nextEvent(t, feed).(type) {
