@@ -179,7 +179,7 @@ func dial(ctx context.Context, serverURLs []string, balance bool, opts []Option)
 	}
 	conn, err := grpc.NewClient(target, dialOptions...)
 	if err != nil {
-		return nil, invalidArgument(err, "server URLs %q: %v", serverURLs, err)
+		return nil, invalidArgument(err, "server URL %q: %v", strings.Join(serverURLs, ","), err)
 	}
 	return &Client{
 		conn:      conn,
@@ -192,10 +192,9 @@ func dial(ctx context.Context, serverURLs []string, balance bool, opts []Option)
 }
 
 // replicaTarget is the gRPC target of serverURLs and its transport credentials: for
-// one URL its host and port, resolved by DNS (with round_robin, every address of
-// the name is used);
-// for several a static resolver (returned, for this connection alone) that names
-// each replica.
+// one URL its host and port, resolved by DNS (with round_robin, every address of the
+// name is used); for several, a static resolver (returned, for this connection
+// alone) that lists each replica's address.
 func replicaTarget(serverURLs []string, tlsConfig *tls.Config) (string, resolver.Builder, credentials.TransportCredentials, error) {
 	if len(serverURLs) == 0 {
 		return "", nil, nil, invalidArgument(nil, "no server URL given")
