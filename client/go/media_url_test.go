@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"image/jpeg"
 	"io"
 	"net/http"
@@ -65,10 +64,6 @@ func mediaURL(t *testing.T) {
 	// that a GET without a token answers whole, with the ETag and nosniff.
 	minted := time.Now()
 	link, expires, err := alice.MediaURL(ctx, file.MediaID, courier.MediaURLOptions{})
-	var e *courier.Error
-	if errors.As(err, &e) && e.Code == codes.Unimplemented {
-		t.Skipf("this courier-server has no GetMediaUrl (issue 29, branch url): %v", err)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}

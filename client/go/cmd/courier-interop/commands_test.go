@@ -76,11 +76,6 @@ func TestURLPrintsALinkThatHTTPFetches(t *testing.T) {
 	data := testkit.Pattern(5000, 3)
 	id := uploaded(t, server, "alice", data)
 	code, lines := runAs(t, server, "bob", "url", id, "--ttl", "60s")
-	if code == 1 {
-		if c, _ := errorOf(t, lines[0]); c == "UNIMPLEMENTED" {
-			t.Skip("this courier-server has no GetMediaUrl (issue 29, branch url)")
-		}
-	}
 	if code != 0 {
 		t.Fatalf("url: %d %v", code, lines)
 	}
