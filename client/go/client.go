@@ -1,5 +1,6 @@
-// The connection to a courier server: the token on every call, a deadline on unary
-// calls, and retries with backoff where a call is safe to repeat.
+// The connection to a courier server or to several replicas of one (calls spread
+// round robin): the token on every call, a deadline on unary calls, and retries with
+// backoff where a call is safe to repeat.
 
 package courier
 
@@ -17,6 +18,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 
 	"github.com/courier-rtm/courier/client/go/internal/pb"
 )
@@ -91,16 +94,40 @@ type Client struct {
 	transfers *transferTable
 	// opts are the settings Dial was given.
 	opts options
-	// serverURL is the URL Dial was given, as resumable uploads record it.
+	// serverURL is the URL Dial was given (DialReplicas': its URLs joined by commas),
+	// as resumable uploads record it.
 	serverURL string
 }
 
 // Dial makes a client for the server at serverURL (`http://host:port`, or
 // `https://host:port` for TLS) acting as the user of the token given WithToken. It
 // does not wait for the server: the connection is made on the first call, and calls
-// that are safe to repeat are retried while the server is unavailable. ctx is not used
-// after Dial returns.
+// that are safe to repeat are retried while the server is unavailable. Every call
+// goes to one server (the first address the host name resolves to that answers); for
+// several replicas, use DialReplicas. ctx is not used after Dial returns.
 func Dial(ctx context.Context, serverURL string, opts ...Option) (*Client, error) {
+	return dial(ctx, []string{serverURL}, false, opts)
+}
+
+// DialReplicas makes a client for several replicas of one courier service (servers
+// that share a bus with --bus and one media store), one URL each, all http:// or all
+// https://. Calls are spread over the replicas that are up, round robin, call by
+// call; a call that is safe to repeat and fails because its replica went away is
+// retried on another; a subscription whose replica dies reconnects through another
+// and resumes after its last cursor. One URL whose host name resolves to several
+// addresses (a Kubernetes headless Service) is spread over all of them. Otherwise it
+// is Dial.
+//
+// A replica that goes away is reconnected to at once and then with backoff, skipped
+// meanwhile; while every replica is down, calls fail at once with ErrUnavailable
+// (calls that are safe to repeat after their retries).
+func DialReplicas(ctx context.Context, serverURLs []string, opts ...Option) (*Client, error) {
+	return dial(ctx, serverURLs, true, opts)
+}
+
+// dial makes the client of Dial (one server, gRPC's pick_first, which reconnects when
+// the next call comes) or of DialReplicas (balance: round_robin over every address).
+func dial(ctx context.Context, serverURLs []string, balance bool, opts []Option) (*Client, error) {
 	o := options{
 		deadline:     10 * time.Second,
 		retries:      4,
@@ -124,25 +151,35 @@ func Dial(ctx context.Context, serverURL string, opts ...Option) (*Client, error
 				"the token holds characters a header cannot carry")
 		}
 	}
-	target, transport, err := parseURL(serverURL, o.tlsConfig)
+	target, resolve, transport, err := replicaTarget(serverURLs, o.tlsConfig)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(target,
+	dialOptions := []grpc.DialOption{
 		grpc.WithTransportCredentials(transport),
 		grpc.WithPerRPCCredentials(bearer{token: o.token}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(8*1024*1024)),
-		grpc.WithInitialWindowSize(4*1024*1024),
-		grpc.WithInitialConnWindowSize(8*1024*1024),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(8 * 1024 * 1024)),
+		grpc.WithInitialWindowSize(4 * 1024 * 1024),
+		grpc.WithInitialConnWindowSize(8 * 1024 * 1024),
 		// Reconnect as the subscription does: from 100 ms, up to 5 s apart (gRPC's
 		// default waits up to 2 minutes).
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxBackoff},
 			MinConnectTimeout: o.deadline,
 		}),
-	)
+	}
+	if balance {
+		// gRPC pins a connection to one server; round_robin keeps one to every
+		// address and picks the next ready one for each call, skipping those down.
+		dialOptions = append(dialOptions,
+			grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}]}`))
+	}
+	if resolve != nil {
+		dialOptions = append(dialOptions, grpc.WithResolvers(resolve))
+	}
+	conn, err := grpc.NewClient(target, dialOptions...)
 	if err != nil {
-		return nil, invalidArgument(err, "server URL %q: %v", serverURL, err)
+		return nil, invalidArgument(err, "server URL %q: %v", strings.Join(serverURLs, ","), err)
 	}
 	return &Client{
 		conn:      conn,
@@ -150,8 +187,53 @@ func Dial(ctx context.Context, serverURL string, opts ...Option) (*Client, error
 		messaging: pb.NewMessagingServiceClient(conn),
 		transfers: newTransferTable(o.maxTransfers, o.queueTransfers),
 		opts:      o,
-		serverURL: serverURL,
+		serverURL: strings.Join(serverURLs, ","),
 	}, nil
+}
+
+// replicaTarget is the gRPC target of serverURLs and its transport credentials: for
+// one URL its host and port, resolved by DNS (with round_robin, every address of the
+// name is used); for several, a static resolver (returned, for this connection
+// alone) that lists each replica's address.
+func replicaTarget(serverURLs []string, tlsConfig *tls.Config) (string, resolver.Builder, credentials.TransportCredentials, error) {
+	if len(serverURLs) == 0 {
+		return "", nil, nil, invalidArgument(nil, "no server URL given")
+	}
+	if len(serverURLs) == 1 {
+		target, transport, err := parseURL(serverURLs[0], tlsConfig)
+		return target, nil, transport, err
+	}
+	var addresses []resolver.Address
+	var transport credentials.TransportCredentials
+	scheme := ""
+	for _, serverURL := range serverURLs {
+		target, _, err := parseURL(serverURL, tlsConfig)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		u, _ := url.Parse(serverURL) // parseURL has checked it
+		if scheme == "" {
+			scheme = u.Scheme
+		} else if u.Scheme != scheme {
+			return "", nil, nil, invalidArgument(nil, "server URLs %q: all http:// or all https://", serverURLs)
+		}
+		// ServerName is the authority of this replica's connection, and so the name
+		// its TLS certificate is checked against.
+		addresses = append(addresses, resolver.Address{Addr: target, ServerName: target})
+	}
+	if scheme == "https" {
+		// No ServerName here: each connection takes its address's.
+		config := &tls.Config{MinVersion: tls.VersionTLS12}
+		if tlsConfig != nil {
+			config = tlsConfig.Clone()
+		}
+		transport = credentials.NewTLS(config)
+	} else {
+		transport = insecure.NewCredentials()
+	}
+	static := manual.NewBuilderWithScheme("courier-replicas")
+	static.InitialState(resolver.State{Addresses: addresses})
+	return static.Scheme() + ":///replicas", static, transport, nil
 }
 
 // Close closes the connection; running transfers and subscriptions fail.

@@ -6,10 +6,13 @@ package courier_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -295,5 +298,71 @@ func TestABrokenDownloadKeepsItsPartialFileAndResumes(t *testing.T) {
 	expectFile(t, target, big)
 	if _, err := os.Stat(partial); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the partial file remains: %v", err)
+	}
+}
+
+func TestDialReplicasChecksItsURLs(t *testing.T) {
+	ctx := context.Background()
+	token := courier.WithToken(testkit.Token("alice"))
+	for _, urls := range [][]string{
+		nil,
+		{"http://127.0.0.1:1", "https://127.0.0.1:2"},
+		{"http://127.0.0.1:1", "ftp://127.0.0.1:2"},
+		{"http://127.0.0.1:1", "127.0.0.1:2"},
+	} {
+		if _, err := courier.DialReplicas(ctx, urls, token); !errors.Is(err, courier.ErrInvalidArgument) {
+			t.Errorf("%q: %v", urls, err)
+		}
+	}
+	// https:// replicas speak TLS to each (here plaintext servers: the handshake fails).
+	a, b := testkit.Start(t), testkit.Start(t)
+	urls := []string{strings.Replace(a.URL(), "http://", "https://", 1), strings.Replace(b.URL(), "http://", "https://", 1)}
+	client, err := courier.DialReplicas(ctx, urls, token, courier.WithRetries(1, 10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	e := expectKind(t, client.JoinChannel(ctx, "c"), courier.ErrUnavailable)
+	if !strings.Contains(e.Message, "tls") {
+		t.Fatalf("no TLS handshake happened: %v", e)
+	}
+}
+
+func TestReplicasOverTLSCheckEachCertificateAgainstItsHost(t *testing.T) {
+	bin, err := testkit.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command(bin, "tls-dev", "--out", dir).CombinedOutput(); err != nil {
+		t.Fatalf("tls-dev: %v\n%s", err, out)
+	}
+	flags := []string{"--tls-cert", filepath.Join(dir, "server.pem"), "--tls-key", filepath.Join(dir, "server.key")}
+	a, b := testkit.Start(t, flags...), testkit.Start(t, flags...)
+	ca, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca)
+	// The certificate names localhost and 127.0.0.1: one replica by each.
+	_, port, _ := net.SplitHostPort(b.Addr)
+	urls := []string{"https://" + a.Addr, "https://localhost:" + port}
+	client, err := courier.DialReplicas(context.Background(), urls, courier.WithToken(testkit.Token("alice")),
+		courier.WithTLSConfig(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	const query = `method="QueryPeersOnlineStatus"`
+	for i := range 10 {
+		if _, err := client.QueryOnlineStatus(context.Background(), "bob"); err != nil {
+			t.Fatalf("call %d over TLS: %v", i+1, err)
+		}
+	}
+	for _, server := range []*testkit.Server{a, b} {
+		if server.MetricSum(t, "courier_grpc_requests_total", query) == 0 {
+			t.Fatalf("%s answered none of the calls", server.Addr)
+		}
 	}
 }

@@ -8,16 +8,18 @@
 //
 // # Layout
 //
-//   - [Client]: the connection, made by [Dial] with options ([Option]); a deadline on every
-//     unary call (10 s) and retries with backoff for calls that are safe to repeat
-//     (client.go).
+//   - [Client]: the connection, made by [Dial] with options ([Option]), or by
+//     [DialReplicas] over several replicas, calls spread round robin; a deadline on
+//     every unary call (10 s) and retries with backoff for calls that are safe to
+//     repeat, on another replica when one went away (client.go).
 //   - Transfers: [Client.StartUpload] and [Client.StartDownloadFile] and their kin
 //     return a [Transfer] at once, with a [RequestID], the [Progress] so far and
 //     Cancel; [Client.Upload], [Client.DownloadFile], ... wait for it. At most 9 run at
 //     once per client (transfer.go, upload.go, download.go).
 //   - Messages: [TextMessage], [RawMessage], [ImageMessage], [FileMessage], sent with
 //     [Client.SendPeerMessage] and [Client.SendChannelMessage]; channels and presence
-//     (message.go); [Media] records (media.go).
+//     (message.go); [Media] records, thumbnails and [Client.DeleteMedia] (media.go);
+//     signed HTTP links, [Client.MediaURL] (media_url.go).
 //   - [Client.Subscribe]: a [Subscription] whose events ([ReceivedMessage], [Ready],
 //     [Disconnected], [Reconnected]) arrive on a channel; it reconnects by itself
 //     (subscribe.go).

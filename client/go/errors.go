@@ -75,6 +75,18 @@ var (
 	// byte was stored; Error.Metadata["committed_size"] gives the bytes stored
 	// (UPLOAD_OFFSET_MISMATCH).
 	ErrUploadOffsetMismatch = errors.New("upload offset mismatch")
+	// ErrMediaRejected: the operator's upload hook refused the content (a scanner
+	// found malware, moderation refused the image); nothing was kept, and the message
+	// is the hook's (MEDIA_REJECTED).
+	ErrMediaRejected = errors.New("media rejected")
+	// ErrMediaQuarantined: the content is held by the operator (its upload hook or an
+	// admin): it cannot be downloaded, linked or sent until an admin releases it; an
+	// upload of quarantined content is refused too (MEDIA_QUARANTINED).
+	ErrMediaQuarantined = errors.New("media quarantined")
+	// ErrMediaDeleted: the media was deleted, by its owner (DeleteMedia) or an admin:
+	// downloads, GetMedia, thumbnails and links are refused with it; messages already
+	// sent with it still arrive (MEDIA_DELETED, code NotFound).
+	ErrMediaDeleted = errors.New("media deleted")
 	// ErrTooSlow: a Subscribe stream fell too far behind and the server ended it
 	// (TOO_SLOW).
 	ErrTooSlow = errors.New("too slow")
@@ -180,6 +192,9 @@ var reasonKinds = map[pb.ErrorReason]error{
 	pb.ErrorReason_QUOTA_EXCEEDED:         ErrQuotaExceeded,
 	pb.ErrorReason_CHECKSUM_MISMATCH:      ErrChecksumMismatch,
 	pb.ErrorReason_UPLOAD_OFFSET_MISMATCH: ErrUploadOffsetMismatch,
+	pb.ErrorReason_MEDIA_REJECTED:         ErrMediaRejected,
+	pb.ErrorReason_MEDIA_QUARANTINED:      ErrMediaQuarantined,
+	pb.ErrorReason_MEDIA_DELETED:          ErrMediaDeleted,
 }
 
 // codeKinds sorts the gRPC codes of statuses without a known reason into kinds.

@@ -1,4 +1,4 @@
-// The record of a stored image or file, GetMedia and Thumbnail.
+// The record of a stored image or file, GetMedia, Thumbnail and DeleteMedia.
 
 package courier
 
@@ -158,6 +158,23 @@ func (c *Client) Thumbnail(ctx context.Context, mediaID string, maxEdge int) (Th
 		Height:      response.GetHeight(),
 		Data:        response.GetData(),
 	}, nil
+}
+
+// DeleteMedia deletes one of the caller's own media at once: from then on its ID is
+// refused with ErrMediaDeleted to downloads, GetMedia, thumbnails and links (those
+// minted before included), and new messages naming it with ErrMediaUnavailable;
+// messages already sent with it still arrive. Deleting it again succeeds as the first
+// time did. Another user's or an unknown media ID is ErrNotFound. The server frees the
+// caller's quota at once and removes the bytes once no other media names the same
+// content. Retried while the server is unavailable.
+func (c *Client) DeleteMedia(ctx context.Context, mediaID string) error {
+	if err := checkMediaID(mediaID); err != nil {
+		return err
+	}
+	_, err := retrying(c, ctx, func(ctx context.Context) (*pb.DeleteMediaResponse, error) {
+		return c.media.DeleteMedia(ctx, &pb.DeleteMediaRequest{MediaId: mediaID})
+	})
+	return err
 }
 
 // ImageMessageByMediaID is an image message for an already uploaded object, filled

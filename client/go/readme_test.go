@@ -1,5 +1,6 @@
 // The README's examples, as written: the first is built and run against a live
-// server, the second (a fragment) is compiled inside a function.
+// server, the second and third (fragments: receiving, several replicas) are compiled
+// inside functions.
 
 package courier_test
 
@@ -28,8 +29,8 @@ func readmeBlocks(t *testing.T) []string {
 	for _, m := range regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(text), -1) {
 		blocks = append(blocks, m[1])
 	}
-	if len(blocks) < 2 {
-		t.Fatalf("README.md has %d go blocks, expected 2", len(blocks))
+	if len(blocks) < 3 {
+		t.Fatalf("README.md has %d go blocks, expected 3", len(blocks))
 	}
 	return blocks
 }
@@ -54,6 +55,11 @@ func TestReadmeExample(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "receive", "receive.go"), []byte(receive), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	replicas := "package receive\n\nimport (\n\t\"context\"\n\t\"log\"\n\n\tcourier \"github.com/courier-rtm/courier/client/go\"\n)\n\n" +
+		"func replicas(ctx context.Context, token string) {\n" + blocks[2] + "}\n\nvar _ = replicas\n"
+	if err := os.WriteFile(filepath.Join(src, "receive", "replicas.go"), []byte(replicas), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	work := t.TempDir()
 	bin := filepath.Join(work, "readme-example")
 	build := exec.Command("go", "build", "-o", bin, "./"+src)
@@ -61,7 +67,7 @@ func TestReadmeExample(t *testing.T) {
 		t.Fatalf("the README example does not build: %v\n%s", err, out)
 	}
 	if out, err := exec.Command("go", "vet", "./"+src+"/receive").CombinedOutput(); err != nil {
-		t.Fatalf("the README's receiving fragment does not compile: %v\n%s", err, out)
+		t.Fatalf("the README's receiving or replicas fragment does not compile: %v\n%s", err, out)
 	}
 
 	server := testkit.Start(t)

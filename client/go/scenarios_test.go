@@ -1,7 +1,8 @@
-// The eight client scenarios of tests/scenarios.md, under their names, run through
-// the Go client against real courier-server processes:
-// go test -run 'TestScenarios/upload_with_progress'. The eighth, typed_errors, is in
-// typed_errors_test.go.
+// The client scenarios of tests/scenarios.md, under their names, run through the Go
+// client against real courier-server processes:
+// go test -run 'TestScenarios/upload_with_progress'. The first seven are here;
+// typed_errors is in typed_errors_test.go, delete_media (13) in deletion_test.go,
+// media_url (14) in media_url_test.go, three_replicas (15) in replicas_test.go.
 
 package courier_test
 
@@ -32,6 +33,9 @@ func TestScenarios(t *testing.T) {
 	t.Run("file_to_channel", fileToChannel)
 	t.Run("offline_cached_then_delivered", offlineCachedThenDelivered)
 	t.Run("typed_errors", typedErrors)
+	t.Run("delete_media", deleteMedia)
+	t.Run("media_url", mediaURL)
+	t.Run("three_replicas", threeReplicas)
 }
 
 func uploadWithProgress(t *testing.T) {

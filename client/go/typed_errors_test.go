@@ -139,4 +139,8 @@ func typedErrors(t *testing.T) {
 	expectKind(t, forged.JoinChannel(ctx, "c"), courier.ErrUnauthenticated)
 	expired := dial(t, server, "alice", courier.WithToken(testkit.TokenWith(testkit.Secret, "alice", -time.Minute)))
 	expectKind(t, expired.JoinChannel(ctx, "c"), courier.ErrUnauthenticated)
+
+	// Deleted media are "media deleted" (delete_media, deletion_test.go); held
+	// content is "media quarantined".
+	t.Run("quarantined", quarantinedMedia)
 }

@@ -40,6 +40,8 @@ func TestBadCommandLinesAreUsageErrors(t *testing.T) {
 		{"send", "--to", "bob", "--text", "x", "--file", "f"},
 		{"send", "--channel", "c", "--text", "x", "--offline"},
 		{"upload"}, {"upload", "a", "b"}, {"download", "id"}, {"listen", "--count", "x"}, {"online"}, {"nope"},
+		{"delete"}, {"delete", "a", "b"}, {"url"}, {"url", "id", "--max-edge", "-1"}, {"url", "id", "--ttl", "soon"},
+		{"url", "id", "--ttl", "0s"},
 	} {
 		if code := run(args); code != 2 {
 			t.Errorf("%v exited %d, expected 2", args, code)

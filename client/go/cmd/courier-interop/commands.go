@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -175,6 +176,34 @@ func thumbnail(ctx context.Context, c *courier.Client, mediaID string, maxEdge i
 	printLine(object{"event": "thumbnail", "media_id": mediaID, "content_type": thumb.ContentType,
 		"width": thumb.Width, "height": thumb.Height, "size": len(thumb.Data), "path": path})
 	return nil
+}
+
+// prepareURL checks the flags of `url MEDIA_ID [--max-edge N] [--ttl DURATION]`:
+// --max-edge 0 (the default) links to the object, --ttl is a Go duration (60s, 10m).
+func prepareURL(p parsed) (func(context.Context, *courier.Client) error, error) {
+	if err := p.exactly("MEDIA_ID"); err != nil {
+		return nil, err
+	}
+	maxEdge, err := p.count("max-edge")
+	if err != nil {
+		return nil, err
+	}
+	var lifetime time.Duration
+	if p.has("ttl") {
+		lifetime, err = time.ParseDuration(p.flags["ttl"])
+		if err != nil || lifetime <= 0 {
+			return nil, usagef("--ttl needs a positive duration such as 60s or 10m, not %q", p.flags["ttl"])
+		}
+	}
+	return func(ctx context.Context, c *courier.Client) error {
+		link, expires, err := c.MediaURL(ctx, p.positional[0], courier.MediaURLOptions{MaxEdge: maxEdge, Lifetime: lifetime})
+		if err != nil {
+			return err
+		}
+		// RFC 3339 in UTC with whole seconds, as the reference prints it.
+		printLine(object{"url": link, "expire_time": expires.UTC().Truncate(time.Second).Format(time.RFC3339)})
+		return nil
+	}, nil
 }
 
 // printSaved prints a saved line, with the SHA-256 of the bytes on disk (read back

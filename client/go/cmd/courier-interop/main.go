@@ -27,6 +27,8 @@ const usage = `usage: courier-interop COMMAND [ARGS]
   join CH | leave CH | members CH | online USER...
   download MEDIA_ID -o PATH
   thumbnail MEDIA_ID [--max-edge N] -o PATH
+  delete MEDIA_ID
+  url MEDIA_ID [--max-edge N] [--ttl DURATION]
   listen [--after CURSOR] [--save DIR] [--count N]
 every command also takes --server URL and --token TOKEN (default: $COURIER_SERVER, $COURIER_TOKEN)`
 
@@ -79,6 +81,8 @@ var specs = map[string]spec{
 	"download":  {values: []string{"output"}, aliases: map[string]string{"o": "output"}},
 	"listen":    {values: []string{"save", "count", "after"}},
 	"thumbnail": {values: []string{"output", "max-edge"}, aliases: map[string]string{"o": "output"}},
+	"delete":    {},
+	"url":       {values: []string{"max-edge", "ttl"}},
 }
 
 // command parses the command line of name, connects, and runs it.
@@ -184,6 +188,19 @@ func prepare(name string, p parsed) (func(context.Context, *courier.Client) erro
 		return func(ctx context.Context, c *courier.Client) error {
 			return thumbnail(ctx, c, p.positional[0], maxEdge, p.flags["output"])
 		}, nil
+	case "delete":
+		if err := p.exactly("MEDIA_ID"); err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, c *courier.Client) error {
+			if err := c.DeleteMedia(ctx, p.positional[0]); err != nil {
+				return err
+			}
+			printLine(object{"media_id": p.positional[0], "deleted": true})
+			return nil
+		}, nil
+	case "url":
+		return prepareURL(p)
 	case "listen":
 		if err := p.exactly(); err != nil {
 			return nil, err

@@ -172,6 +172,9 @@ func (s *Server) kill() {
 	s.cmd = nil
 }
 
+// Kill ends the server as a crash would (SIGKILL), keeping its data folder.
+func (s *Server) Kill() { s.kill() }
+
 // Stop kills the server and removes its data folder.
 func (s *Server) Stop() {
 	s.kill()
@@ -236,6 +239,35 @@ func (s *Server) Metric(t testing.TB, name string) int64 {
 	}
 	t.Fatalf("metric %s is missing from:\n%s", name, body)
 	return 0
+}
+
+// MetricSum is the sum of every series of the metric name whose labels contain
+// labels (such as `method="GetMedia"`; "" for every series), 0 when there is none.
+func (s *Server) MetricSum(t testing.TB, name, labels string) int64 {
+	t.Helper()
+	client := http.Client{Timeout: 5 * time.Second}
+	response, err := client.Get("http://" + s.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer response.Body.Close()
+	body, err := io.ReadAll(response.Body)
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		series, value, ok := strings.Cut(line, " ")
+		if !ok || (series != name && !strings.HasPrefix(series, name+"{")) || !strings.Contains(series, labels) {
+			continue
+		}
+		n, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			t.Fatalf("metric %s: %q: %v", series, value, err)
+		}
+		sum += n
+	}
+	return int64(sum)
 }
 
 // WaitInFlight waits (at most 10 s) until courier_transfers_in_flight is n.
