@@ -157,8 +157,10 @@ async function run(
       context.report(size, size);
       return reused;
     }
-    // The server checks the bytes it receives against the digest offered.
-    return send(connection, { ...header, sha256: digest }, source, context);
+    // The server checks the bytes it receives against the digest offered. A path or
+    // bytes can be read again: an upload that found its server unavailable starts over
+    // (on the next replica, with several), as a call safe to repeat.
+    return connection.retrying(() => send(connection, { ...header, sha256: digest }, source, context), context.signal);
   }
   return send(connection, header, source, context);
 }
