@@ -1,10 +1,12 @@
 /**
  * The browser demo of courier (client/typescript/demo): log in with a token, send an
- * image to a peer with a resumable upload (progress, pause, resume, cancel; the
- * upload's state survives a reload in localStorage), and see what arrives on the live
- * feed: an image with the server's thumbnail and its dimensions, and a button that
- * downloads it (DownloadMedia, server streaming). Everything goes over gRPC-Web to
- * the courier server's own port.
+ * image or a video to a peer with a resumable upload (progress, pause, resume, cancel;
+ * the upload's state survives a reload in localStorage), and see what arrives on the
+ * live feed: an image as its server thumbnail in an `<img src>` from a signed HTTP
+ * link (GetMediaUrl), with its dimensions and a link to the full image; a video in a
+ * `<video>` that plays and seeks from its link (byte ranges); and a button that
+ * downloads either (DownloadMedia, server streaming). The calls go over gRPC-Web, the
+ * links over plain HTTP, both to the courier server's own port.
  *
  * `#server=URL&token=TOKEN&peer=NAME` in the page's address logs in at once (the
  * end-to-end test uses it).
@@ -17,6 +19,7 @@ import {
   type ReceivedMessage,
   type ResumableResult,
   type Transfer,
+  fileMessage,
   imageMessage,
   sha256Hex,
   toCourierError,
@@ -148,18 +151,42 @@ function show(me: BrowserClient, event: ReceivedMessage): void {
       dims.dataset.height = String(message.height);
       dims.textContent = `${message.width} × ${message.height} pixels`;
       meta.append(dims);
+      // The server's thumbnail through a signed HTTP link (GetMediaUrl): a plain
+      // <img src>, which the browser loads, caches and decodes itself; the link to
+      // the full image opens it.
+      const full = document.createElement("a");
+      full.target = "_blank";
+      full.rel = "noopener";
       const img = document.createElement("img");
       img.className = "thumbnail";
       img.alt = `thumbnail of ${message.fileName}`;
-      row.append(img);
-      me.thumbnail(message.mediaId, 320).then(
-        (thumb) => {
-          img.src = URL.createObjectURL(new Blob([thumb.data as Uint8Array<ArrayBuffer>], { type: thumb.contentType }));
-          img.dataset.width = String(thumb.width);
-          img.dataset.height = String(thumb.height);
-          img.title = `server thumbnail ${thumb.width} × ${thumb.height}`;
-        },
+      img.onload = () => {
+        img.dataset.width = String(img.naturalWidth);
+        img.dataset.height = String(img.naturalHeight);
+        img.title = `server thumbnail ${img.naturalWidth} × ${img.naturalHeight}`;
+      };
+      img.onerror = () => (img.alt = `the thumbnail did not load`);
+      full.append(img);
+      row.append(full);
+      me.mediaUrl(message.mediaId, { maxEdge: 320 }).then(
+        (link) => (img.src = link.url),
         (error) => (img.alt = `no thumbnail: ${toCourierError(error).message}`),
+      );
+      me.mediaUrl(message.mediaId).then(
+        (link) => (full.href = link.url),
+        () => {},
+      );
+    } else if (isVideo(message.fileName)) {
+      // A video plays from its link: the player asks for byte ranges as it seeks.
+      const video = document.createElement("video");
+      video.className = "video";
+      video.controls = true;
+      video.preload = "metadata";
+      video.muted = true;
+      row.append(video);
+      me.mediaUrl(message.mediaId, { lifetimeMs: 60 * 60 * 1000 }).then(
+        (link) => (video.src = link.url),
+        (error) => (meta.append(` (no link: ${toCourierError(error).message})`)),
       );
     }
     const button = document.createElement("button");
@@ -174,6 +201,11 @@ function show(me: BrowserClient, event: ReceivedMessage): void {
   }
   row.append(meta);
   ui.messages.prepend(row);
+}
+
+/** Whether a received file is a video this page plays (by its name: WebM, MP4, Ogg). */
+function isVideo(fileName: string): boolean {
+  return /\.(webm|mp4|m4v|ogv)$/i.test(fileName);
 }
 
 /** Downloads `mediaId` into memory (checked against its SHA-256), then hands it to the browser as a file. */
@@ -206,8 +238,11 @@ async function upload(file: File): Promise<void> {
   const pause = new AbortController();
   uploadState("hashing", `reading ${file.name}…`);
   let start: number | undefined;
+  // An image goes as an image message (the server reads its size); anything else,
+  // a video say, as a file message.
+  const kind = file.type.startsWith("image/") ? "image" : "file";
   const transfer = me.uploadResumable(file, {
-    kind: "image",
+    kind,
     pause: pause.signal,
     onProgress: ({ done, total }) => {
       // The first report of a run is where it starts: what the server already held.
@@ -252,7 +287,7 @@ async function upload(file: File): Promise<void> {
   const media: Media = result.media;
   const resumed = result.resumedFrom > 0 ? `, resumed from ${bytes(result.resumedFrom)}` : "";
   try {
-    await me.sendPeerMessage(peer, imageMessage(media), { offline: true });
+    await me.sendPeerMessage(peer, kind === "image" ? imageMessage(media) : fileMessage(media), { offline: true });
   } catch (error) {
     uploadState("failed", `uploaded, but sending failed: ${toCourierError(error).message}`);
     return;

@@ -11,7 +11,15 @@ import type { Connection } from "./connection.js";
 import { InvalidArgumentError, NotFoundError, PeerUnreachableError } from "./errors.js";
 import { randomId } from "./bytes.js";
 import { PeerMessageState } from "./gen/courier/v1/messaging_service_pb.js";
-import { type Downloaded, type Media, type Thumbnail, mediaFromProto, toDate } from "./media.js";
+import {
+  type Downloaded,
+  type Media,
+  type MediaUrl,
+  type MediaUrlOptions,
+  type Thumbnail,
+  mediaFromProto,
+  toDate,
+} from "./media.js";
 import { downloadToMemory } from "./memory.js";
 import {
   type ChannelSendOptions,
@@ -90,6 +98,50 @@ export class BaseClient {
       height: response.height,
       data: response.data,
     };
+  }
+
+  /**
+   * Deletes one of this user's own media: from now on its ID is
+   * {@link MediaDeletedError} (a {@link NotFoundError}) for downloads, records,
+   * thumbnails and links (those minted before included), and new messages naming it
+   * are refused ({@link MediaUnavailableError}); messages already sent still arrive.
+   * Deleting it again is fine. Another user's or an unknown ID is {@link NotFoundError}.
+   * Retried while the server is unavailable (deleting is safe to repeat).
+   */
+  async deleteMedia(mediaId: string): Promise<void> {
+    const connection = this.connection;
+    await connection.retrying(() => connection.media.deleteMedia({ mediaId }, connection.unary));
+  }
+
+  /**
+   * A signed HTTP link to `mediaId`, or with `maxEdge` to its thumbnail (rounded up to
+   * 96, 320 or 640 as {@link BaseClient.thumbnail} does), that any HTTP client (an
+   * `<img>` or `<video>` tag, `fetch`, a CDN) can GET, with single byte ranges, until
+   * `expireTime`. **It is a capability**: whoever holds the URL can fetch the bytes,
+   * with no token, until it expires; revoking the user, or deleting the media, ends it
+   * sooner. `lifetimeMs` asks for its life (default the server's, 5 minutes; capped by
+   * the server, 1 hour, and by the media's and the token's expiry). Errors:
+   * {@link NotFoundError} (or {@link MediaDeletedError}) for an unknown, expired or
+   * deleted ID, {@link NotAnImageError} for a thumbnail of a file,
+   * {@link MediaQuarantinedError}, {@link InvalidArgumentError} for a negative option.
+   */
+  async mediaUrl(mediaId: string, options: MediaUrlOptions = {}): Promise<MediaUrl> {
+    const connection = this.connection;
+    const maxEdge = options.maxEdge ?? 0;
+    if (!(Number.isSafeInteger(maxEdge) && maxEdge >= 0)) {
+      throw new InvalidArgumentError(`maxEdge takes a whole number of pixels of 0 or more, not ${maxEdge}`);
+    }
+    const lifetimeMs = options.lifetimeMs;
+    if (lifetimeMs !== undefined && !(Number.isFinite(lifetimeMs) && lifetimeMs >= 0)) {
+      throw new InvalidArgumentError(`lifetimeMs takes milliseconds of 0 or more, not ${lifetimeMs}`);
+    }
+    const lifetime =
+      lifetimeMs === undefined
+        ? undefined
+        : { seconds: BigInt(Math.floor(lifetimeMs / 1000)), nanos: Math.round((lifetimeMs % 1000) * 1e6) };
+    const request = { mediaId, maxEdge: Math.min(maxEdge, 2 ** 31 - 1), lifetime };
+    const response = await connection.retrying(() => connection.media.getMediaUrl(request, connection.unary));
+    return { url: response.url, expireTime: toDate(response.expireTime) };
   }
 
   /** An image message for an already uploaded `mediaId`, without uploading again. */

@@ -106,12 +106,14 @@ export class BrowserClient extends BaseClient {
    * its own); a server that cannot be reached fails that call with UNAVAILABLE.
    */
   static async connect(serverUrl: string, token: string, options: BrowserClientOptions = {}): Promise<BrowserClient> {
-    const { origin, settings } = Connection.check(serverUrl, token, options);
+    // One origin: a page talks to the address it was given (a load balancer, an L7
+    // proxy or a Kubernetes Service spreads it over replicas), not to a list.
+    const { origins, settings } = Connection.check(serverUrl, token, options);
     const connection = new Connection(
-      origin,
+      origins,
       token,
       settings,
-      (interceptors) => createGrpcWebTransport({ baseUrl: origin, interceptors }),
+      (origin, interceptors) => createGrpcWebTransport({ baseUrl: origin, interceptors }),
       () => {},
     );
     const storage =

@@ -36,9 +36,16 @@ export class Client extends BaseClient {
    * Connects to `serverUrl` (`http://host:port`, or `https://` for TLS with Node's
    * roots) as the user named by `token`, retrying while the server cannot be reached;
    * fails with {@link UnavailableError} after the retries.
+   *
+   * Several replicas of one deployment: give their URLs as an array, or as one string
+   * separated by commas (`"http://a:50051,http://b:50051"`). Each call then goes to the
+   * next replica in turn; one found unavailable is passed over for a while, calls that
+   * are safe to repeat are retried on another, and the feed reconnects to another,
+   * resuming after its last cursor.
    */
-  static async connect(serverUrl: string, token: string, options: ClientOptions = {}): Promise<Client> {
-    return new Client(await openNode(serverUrl, token, options));
+  static async connect(serverUrl: string | readonly string[], token: string, options: ClientOptions = {}): Promise<Client> {
+    const urls = typeof serverUrl === "string" ? serverUrl.split(",").filter((u) => u.trim() !== "") : serverUrl;
+    return new Client(await openNode(urls, token, options));
   }
 
   /**

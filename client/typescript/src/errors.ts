@@ -120,6 +120,13 @@ export class TooLargeError extends reasoned(ErrorReason.MEDIA_TOO_LARGE, "INVALI
 export class MessageTooLargeError extends reasoned(ErrorReason.MESSAGE_TOO_LARGE, "INVALID_ARGUMENT") {}
 /** The media ID (or other object) does not exist, or has expired. */
 export class NotFoundError extends coded("NOT_FOUND") {}
+/**
+ * The media was deleted, by its owner ({@link BaseClient.deleteMedia}) or an admin
+ * (MEDIA_DELETED): a {@link NotFoundError} that says why.
+ */
+export class MediaDeletedError extends NotFoundError {
+  override readonly reason: ErrorReasonName | "" = reasonName(ErrorReason.MEDIA_DELETED);
+}
 /** A message points at media that do not exist or have expired (MEDIA_UNAVAILABLE). */
 export class MediaUnavailableError extends reasoned(ErrorReason.MEDIA_UNAVAILABLE, "FAILED_PRECONDITION") {}
 /** Too many uploads and downloads in flight: 9 per client, and per user on the server (TOO_MANY_TRANSFERS). */
@@ -148,6 +155,17 @@ export class ImageRefusedError extends reasoned(ErrorReason.IMAGE_REFUSED, "FAIL
  * before any byte was stored (QUOTA_EXCEEDED). Expiring media frees quota.
  */
 export class QuotaExceededError extends reasoned(ErrorReason.QUOTA_EXCEEDED, "RESOURCE_EXHAUSTED") {}
+
+/**
+ * The operator's upload hook (a scanner, a moderation service) rejected the upload:
+ * nothing was kept; the message carries the hook's word to the uploader (MEDIA_REJECTED).
+ */
+export class MediaRejectedError extends reasoned(ErrorReason.MEDIA_REJECTED, "FAILED_PRECONDITION") {}
+/**
+ * The media's content is quarantined by the operator: it cannot be downloaded, linked or
+ * sent until an admin releases it (MEDIA_QUARANTINED).
+ */
+export class MediaQuarantinedError extends reasoned(ErrorReason.MEDIA_QUARANTINED, "FAILED_PRECONDITION") {}
 
 /**
  * A part of a resumable upload did not match its CRC32C, or a commit's SHA-256 did not
@@ -251,6 +269,12 @@ function fromReason(
       return new QuotaExceededError(message, init);
     case ErrorReason.CHECKSUM_MISMATCH:
       return new ChecksumMismatchError(message, init);
+    case ErrorReason.MEDIA_REJECTED:
+      return new MediaRejectedError(message, init);
+    case ErrorReason.MEDIA_QUARANTINED:
+      return new MediaQuarantinedError(message, init);
+    case ErrorReason.MEDIA_DELETED:
+      return new MediaDeletedError(message, init);
     case ErrorReason.UPLOAD_OFFSET_MISMATCH: {
       const error = new UploadOffsetMismatchError(message, init);
       const committed = Number(metadata.committed_size);

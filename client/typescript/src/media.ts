@@ -90,3 +90,29 @@ export interface Thumbnail {
   /** The encoded image. */
   readonly data: Uint8Array;
 }
+
+/** What link {@link BaseClient.mediaUrl} asks for. */
+export interface MediaUrlOptions {
+  /**
+   * 0 (the default) for the object itself; otherwise a link to its thumbnail of at
+   * most this many pixels on the longer side, rounded up to 96, 320 or 640.
+   */
+  maxEdge?: number;
+  /**
+   * How long the link should work, in milliseconds (whole seconds on the wire); unset:
+   * the server's default (5 minutes). The server caps it (1 hour by default) and never
+   * lets it outlive the media or this client's token.
+   */
+  lifetimeMs?: number;
+}
+
+/** A signed HTTP link to stored media (or a thumbnail of it). */
+export interface MediaUrl {
+  /**
+   * The absolute URL (`http://` on a plaintext server, `https://` with TLS). Whoever
+   * holds it can fetch the bytes, with no token, until `expireTime`.
+   */
+  readonly url: string;
+  /** When the server stops answering it (HTTP 410 after). */
+  readonly expireTime: Date;
+}

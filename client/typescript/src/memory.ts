@@ -55,9 +55,13 @@ export async function openDownload(
   offset: number,
   signal: AbortSignal,
 ): Promise<{ media: Media; frames: AsyncIterable<Uint8Array> }> {
-  const stream = connection.media.downloadMedia({ mediaId, offset: BigInt(offset) }, { signal });
-  const iterator = stream[Symbol.asyncIterator]();
-  const first = await iterator.next();
+  // Opening is safe to repeat (nothing was received yet): retried while the server is
+  // unavailable, each time on the next replica.
+  const { iterator, first } = await connection.retrying(async () => {
+    const stream = connection.media.downloadMedia({ mediaId, offset: BigInt(offset) }, { signal });
+    const iterator = stream[Symbol.asyncIterator]();
+    return { iterator, first: await iterator.next() };
+  }, signal);
   if (first.done || first.value.frame.case !== "media") {
     throw new IntegrityError("the download did not start with the media record");
   }

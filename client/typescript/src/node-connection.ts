@@ -1,6 +1,8 @@
 /**
- * The Node transport: one HTTP/2 session speaking gRPC (connect-node's gRPC transport,
- * no proxy), opened at connect time with retries while the server cannot be reached.
+ * The Node transport: one HTTP/2 session per server speaking gRPC (connect-node's gRPC
+ * transport, no proxy; connect-node has no load balancer, so a client of several
+ * replicas keeps one session each and `Connection` rotates calls over them), opened
+ * at connect time with retries while no server can be reached.
  *
  * @module
  */
@@ -11,24 +13,40 @@ import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-no
 import { type ClientOptions, Connection, describe, retry } from "./connection.js";
 import { UnavailableError } from "./errors.js";
 
-/** Opens the HTTP/2 connection to `url`, retrying with backoff while it cannot be reached. */
-export async function openNode(url: string, token: string, options: ClientOptions): Promise<Connection> {
-  const { origin, settings } = Connection.check(url, token, options);
+/**
+ * Opens the HTTP/2 connection to `urls` (one server, or several replicas of one
+ * deployment): the first that answers is connected at once, retrying with backoff
+ * while none can be reached; the others connect on their first call.
+ */
+export async function openNode(urls: string | readonly string[], token: string, options: ClientOptions): Promise<Connection> {
+  const { origins, settings } = Connection.check(urls, token, options);
   // https:// is TLS with Node's roots; the windows let a download run at full speed.
-  const session = new Http2SessionManager(origin, {}, { settings: { initialWindowSize: 4 * 1024 * 1024 } });
+  const sessions = new Map(
+    origins.map((origin) => [
+      origin,
+      new Http2SessionManager(origin, {}, { settings: { initialWindowSize: 4 * 1024 * 1024 } }),
+    ]),
+  );
   await retry(settings, async () => {
-    if ((await connectWithin(session, settings.deadlineMs)) === "error") {
-      throw new UnavailableError(`cannot reach ${origin}: ${describe(session.error())}`, {
-        cause: session.error(),
-      });
+    let failed: { origin: string; session: Http2SessionManager } | undefined;
+    for (const [origin, session] of sessions) {
+      if ((await connectWithin(session, settings.deadlineMs)) !== "error") return;
+      failed = { origin, session };
     }
+    const which = sessions.size === 1 ? failed!.origin : `any of ${[...sessions.keys()].join(", ")}`;
+    throw new UnavailableError(`cannot reach ${which}: ${describe(failed!.session.error())}`, {
+      cause: failed!.session.error(),
+    });
   });
   return new Connection(
-    origin,
+    origins,
     token,
     settings,
-    (interceptors) => createGrpcTransport({ baseUrl: origin, sessionManager: session, interceptors }),
-    () => session.abort(),
+    (origin, interceptors) =>
+      createGrpcTransport({ baseUrl: origin, sessionManager: sessions.get(origin)!, interceptors }),
+    () => {
+      for (const session of sessions.values()) session.abort();
+    },
   );
 }
 

@@ -9,7 +9,7 @@
 export { BaseClient } from "./base-client.js";
 export { crc32c } from "./bytes.js";
 export type { ClientOptions } from "./connection.js";
-export type { Downloaded, Media, MediaKind, Thumbnail } from "./media.js";
+export type { Downloaded, Media, MediaKind, MediaUrl, MediaUrlOptions, Thumbnail } from "./media.js";
 export {
   fileMessage,
   imageMessage,

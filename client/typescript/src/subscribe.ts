@@ -1,7 +1,8 @@
 /**
  * The live feed: {@link Subscription} is an async iterator of typed events that keeps a
  * Subscribe call open, reconnects by itself with backoff (up to 5 s) when the
- * connection drops or the server restarts, and says when it did.
+ * connection drops or the server restarts (with several replicas, to another one),
+ * resuming after the last cursor it queued, and says when it did.
  *
  * @module
  */
@@ -26,6 +27,8 @@ export interface ReadyEvent {
   readonly eventsLost: boolean;
   /** The cursor of this user's latest event when the stream became live. */
   readonly cursor: number;
+  /** The origin of the server (the replica, with several) this stream is open on. */
+  readonly server: string;
 }
 
 /**
@@ -38,9 +41,14 @@ export interface DisconnectedEvent {
   readonly reason: string;
 }
 
-/** The feed is connected again after a {@link DisconnectedEvent}; a `ready` event follows. */
+/**
+ * The feed is connected again after a {@link DisconnectedEvent} (with several
+ * replicas, to the next one that is up); a `ready` event follows.
+ */
 export interface ReconnectedEvent {
   readonly type: "reconnected";
+  /** The origin of the server the feed is connected to now. */
+  readonly server: string;
 }
 
 /** Something that happened on the feed, told apart by `type`. */
@@ -170,13 +178,15 @@ export class Subscription implements AsyncIterableIterator<FeedEvent> {
       let reason: string;
       try {
         const request = { after: BigInt(this.#cursor) };
-        for await (const response of connection.messaging.subscribe(request, { signal })) {
+        // With several replicas, each (re)connect goes to the next one that is up.
+        const replica = connection.pick();
+        for await (const response of replica.messaging.subscribe(request, { signal })) {
           backoff = base;
           if (disconnected) {
             disconnected = false;
-            await this.#push({ type: "reconnected" });
+            await this.#push({ type: "reconnected", server: replica.origin });
           }
-          const event = convert(response);
+          const event = convert(response, replica.origin);
           // Resume after this event from now on: it is in the queue, which outlives
           // the call, so a reconnect neither misses nor repeats it. A cursor of 0 (a
           // server without cursors) moves nothing.
@@ -213,7 +223,7 @@ function reconnectable(error: CourierError): boolean {
 }
 
 /** The library's event from the generated one; undefined for one this client does not know. */
-function convert(response: SubscribeResponse): FeedEvent | undefined {
+function convert(response: SubscribeResponse, server: string): FeedEvent | undefined {
   const event = response.event;
   switch (event.case) {
     case "peerMessage":
@@ -226,6 +236,7 @@ function convert(response: SubscribeResponse): FeedEvent | undefined {
         offlineCount: event.value.offlineMessageCount,
         eventsLost: event.value.eventsLost,
         cursor: Number(event.value.cursor),
+        server,
       };
     default:
       return undefined;

@@ -19,10 +19,8 @@ import { stat } from "node:fs/promises";
 import { basename } from "node:path";
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
-
 import type { Connection } from "./connection.js";
-import { IntegrityError, InvalidArgumentError, fromFileError } from "./errors.js";
+import { CourierError, IntegrityError, InvalidArgumentError, fromFileError } from "./errors.js";
 import type { UploadMediaRequestSchema } from "./gen/courier/v1/media_service_pb.js";
 import { type Media, type MediaKind, kindToProto, mediaFromProto } from "./media.js";
 import type { Transfer, TransferContext, TransferOptions } from "./transfer.js";
@@ -159,8 +157,10 @@ async function run(
       context.report(size, size);
       return reused;
     }
-    // The server checks the bytes it receives against the digest offered.
-    return send(connection, { ...header, sha256: digest }, source, context);
+    // The server checks the bytes it receives against the digest offered. A path or
+    // bytes can be read again: an upload that found its server unavailable starts over
+    // (on the next replica, with several), as a call safe to repeat.
+    return connection.retrying(() => send(connection, { ...header, sha256: digest }, source, context), context.signal);
   }
   return send(connection, header, source, context);
 }
@@ -175,10 +175,12 @@ async function offer(connection: Connection, header: Header, signal: AbortSignal
   }
   let response;
   try {
-    response = await connection.media.uploadMedia(frames(), { signal });
+    // An offer stores nothing: retried while the server is unavailable, each time on
+    // the next replica (so that the upload that follows goes to one that answers).
+    response = await connection.retrying(() => connection.media.uploadMedia(frames(), { signal }), signal);
   } catch (error) {
     // Not content this user stored (or not stored at all): send the bytes.
-    if (error instanceof ConnectError && error.code === Code.InvalidArgument && !signal.aborted) return undefined;
+    if (error instanceof CourierError && error.code === "INVALID_ARGUMENT" && !signal.aborted) return undefined;
     throw error;
   }
   if (response.media === undefined) throw new IntegrityError("the server's answer holds no media record");

@@ -6,9 +6,14 @@
  * scripts/test does): the proxy cuts her connection mid-upload, and Resume continues
  * from the bytes the server holds; then the server itself is killed mid-upload (the
  * upload stops, its state kept in localStorage), started again on the same store, and
- * Resume completes the upload from where it stopped (resumed offset > 0). Bob's page shows the image with the server's thumbnail and its dimensions, and
- * downloads it; the downloaded bytes are identical (SHA-256). Screenshots of both
- * pages go to demo/screenshots/ (git-ignored).
+ * Resume completes the upload from where it stopped (resumed offset > 0). Bob's page
+ * shows the image with the server's thumbnail, an `<img src>` from a signed HTTP link
+ * (naturalWidth checked), and its dimensions, and downloads it; the downloaded bytes are
+ * identical (SHA-256). Then alice sends a WebM that Chromium records itself (canvas +
+ * MediaRecorder: no video file is committed); bob's page plays it in a `<video>` from
+ * its link and seeks, which the server answers with 206 (seen by the page, and in the
+ * server's `courier_http_requests_total`). Screenshots of both pages go to
+ * demo/screenshots/ (git-ignored).
  */
 
 import assert from "node:assert/strict";
@@ -77,8 +82,54 @@ async function uploadReaches(page: Page, states: string[], ms: number): Promise<
   });
 }
 
+/**
+ * Runs in the page: records `ms` of an animated canvas with MediaRecorder (VP8 WebM,
+ * which Debian's Chromium has; it has no H.264) and returns the file as base64.
+ */
+async function recordWebm(ms: number): Promise<string> {
+  const canvas = document.createElement("canvas");
+  canvas.width = 320;
+  canvas.height = 240;
+  const context = canvas.getContext("2d")!;
+  let frame = 0;
+  const draw = () => {
+    context.fillStyle = `hsl(${(frame * 7) % 360} 70% 50%)`;
+    context.fillRect(0, 0, 320, 240);
+    context.fillStyle = "#fff";
+    context.font = "48px sans-serif";
+    context.fillText(String(frame++), 20, 140);
+  };
+  draw();
+  const painter = setInterval(draw, 1000 / 30);
+  const recorder = new MediaRecorder(canvas.captureStream(30), { mimeType: "video/webm;codecs=vp8" });
+  const chunks: Blob[] = [];
+  recorder.ondataavailable = (event) => chunks.push(event.data);
+  const stopped = new Promise<void>((resolve) => (recorder.onstop = () => resolve()));
+  recorder.start(100);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  recorder.stop();
+  await stopped;
+  clearInterval(painter);
+  const bytes = new Uint8Array(await new Blob(chunks, { type: "video/webm" }).arrayBuffer());
+  let binary = "";
+  for (let at = 0; at < bytes.length; at += 0x8000) binary += String.fromCharCode(...bytes.subarray(at, at + 0x8000));
+  return btoa(binary);
+}
+
+/** How many HTTP media requests `server` answered with `status` (`courier_http_requests_total`). */
+async function httpRequests(server: Server, status: string): Promise<number> {
+  const body = await (await fetch(`http://${server.metricsAddr}/metrics`)).text();
+  let total = 0;
+  for (const line of body.split("\n")) {
+    if (line.startsWith("courier_http_requests_total{") && line.includes(`status="${status}"`)) {
+      total += Number(line.slice(line.lastIndexOf(" ") + 1));
+    }
+  }
+  return total;
+}
+
 test(
-  "the demo: a resumable upload survives a cut connection and a server crash; bob sees the thumbnail and downloads identical bytes",
+  "the demo: a resumable upload survives a cut connection and a server crash; bob sees the thumbnail from its link, downloads identical bytes, and plays and seeks a video",
   { timeout: 240_000 },
   async (t) => {
     if (!existsSync(CHROMIUM)) {
@@ -93,7 +144,15 @@ test(
     try {
       const origin = new URL(demo.url).origin;
       // Small parts, so that the crash lands mid-upload.
-      server = await Server.start(["--cors-allow-origin", origin, "--upload-part-size", String(256 * 1024)]);
+      server = await Server.start([
+        "--cors-allow-origin",
+        origin,
+        // The media links' HTTP side, for fetch() from the page (<img> and <video> need no CORS).
+        "--http-cors-origin",
+        origin,
+        "--upload-part-size",
+        String(256 * 1024),
+      ]);
       const live = server;
       const image = png(900, 600, true);
       const imagePath = join(dir, "noise.png");
@@ -204,7 +263,11 @@ test(
       assert.equal(thumbSize[0], 320, "the longer side rounded up to 320");
       assert.ok(Math.abs(thumbSize[1]! - 213.3) < 1, `the aspect kept: ${thumbSize}`);
       const shown = await thumbnail.evaluate((img) => [(img as HTMLImageElement).naturalWidth, (img as HTMLImageElement).naturalHeight]);
+      assert.ok(shown[0]! > 0, "the image loaded (naturalWidth > 0)");
       assert.deepEqual(shown, thumbSize, "the thumbnail decodes in the browser");
+      const src = (await thumbnail.getAttribute("src")) ?? "";
+      assert.ok(src.startsWith(`${live.url}/media/v1/${sent.mediaId}?`), `an <img src> from a media link: ${src}`);
+      assert.match(src, /[?&]edge=320(&|$)/, "the link names the 320 thumbnail");
       const dims = row.locator(".dims");
       assert.deepEqual([await dims.getAttribute("data-width"), await dims.getAttribute("data-height")], ["900", "600"]);
 
@@ -217,6 +280,57 @@ test(
       await download.saveAs(saved);
       assert.equal(download.suggestedFilename(), "noise.png");
       assert.equal(sha256(readFileSync(saved)), sha256(image), "downloaded bytes are identical");
+
+      // A video: a WebM made here by Chromium itself (canvas + MediaRecorder; nothing
+      // committed), sent by alice as a file; bob's page plays it from its link and seeks.
+      const webm = await alice.page.evaluate(recordWebm, 2_000);
+      t.diagnostic(`recorded a WebM of ${webm.length} base64 characters`);
+      const ranges: string[] = [];
+      bob.page.on("response", (response) => {
+        if (response.url().includes("/media/v1/") && response.status() === 206) {
+          ranges.push(response.headers()["content-range"] ?? "");
+        }
+      });
+      const servedBefore = await httpRequests(live, "206");
+      await alice.page.setInputFiles("#file", { name: "clip.webm", mimeType: "video/webm", buffer: Buffer.from(webm, "base64") });
+      await alice.page.click("#upload");
+      await alice.page.waitForFunction(
+        (first) => {
+          const status = document.getElementById("upload-status")!;
+          return status.dataset.state === "sent" && status.dataset.mediaId !== first;
+        },
+        sent.mediaId,
+        { timeout: 60_000, polling: 50 },
+      );
+      const clipId = await alice.page.locator("#upload-status").getAttribute("data-media-id");
+      const clip = bob.page.locator(`.message[data-media-id="${clipId}"] video`);
+      await clip.waitFor({ timeout: 30_000 });
+      const seeked = await clip.evaluate(
+        (element) =>
+          new Promise<{ time: number; src: string }>((resolve, reject) => {
+            const video = element as HTMLVideoElement;
+            const timer = setTimeout(() => reject(new Error(`no seek: readyState ${video.readyState}, error ${video.error?.message}`)), 30_000);
+            const seek = () => {
+              video.addEventListener(
+                "seeked",
+                () => {
+                  clearTimeout(timer);
+                  resolve({ time: video.currentTime, src: video.currentSrc });
+                },
+                { once: true },
+              );
+              video.currentTime = 1.2;
+            };
+            if (video.readyState >= 1) seek();
+            else video.addEventListener("loadedmetadata", seek, { once: true });
+            video.addEventListener("error", () => reject(new Error(`the video failed: ${video.error?.message}`)), { once: true });
+          }),
+      );
+      t.diagnostic(`the video seeked to ${seeked.time} s; 206 answers seen by the page: ${JSON.stringify(ranges)}`);
+      assert.ok(seeked.src.startsWith(`${live.url}/media/v1/${clipId}?`), `the <video> plays from a media link: ${seeked.src}`);
+      assert.ok(Math.abs(seeked.time - 1.2) < 0.5, `the video is at the time asked: ${seeked.time}`);
+      assert.ok(ranges.length > 0, "the page saw a 206 (a byte range) for the video");
+      assert.ok((await httpRequests(live, "206")) > servedBefore, "the server counted the 206 it served");
 
       mkdirSync(SCREENSHOTS, { recursive: true });
       await alice.page.screenshot({ path: join(SCREENSHOTS, "alice.png"), fullPage: true });

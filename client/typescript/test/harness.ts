@@ -8,7 +8,7 @@
 
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { createInterface } from "node:readline";
@@ -148,6 +148,17 @@ export class Server {
     throw new Error(`metric ${name} is missing from:\n${body}`);
   }
 
+  /** The sum of a metric over all its labels (`name{...} value` and `name value` lines). */
+  async metricTotal(name: string): Promise<number> {
+    const body = await (await fetch(`http://${this.metricsAddr}/metrics`)).text();
+    let total = 0;
+    for (const line of body.split("\n")) {
+      if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+      total += Number(line.slice(line.lastIndexOf(" ") + 1));
+    }
+    return total;
+  }
+
   /** Waits (at most 10 s) until `courier_transfers_in_flight` is `n`. */
   async waitInFlight(n: number): Promise<void> {
     const deadline = Date.now() + 10_000;
@@ -263,4 +274,78 @@ export function within<T>(ms: number, what: string, promise: Promise<T>): Promis
     timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** A free TCP port on 127.0.0.1 (bound, then released). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A nats-server with JetStream on 127.0.0.1 (`-js -a 127.0.0.1 -p PORT -sd DIR`, as
+ * tests/scenarios.md says), from `$COURIER_NATS_SERVER` or `nats-server` on the PATH;
+ * {@link Nats.stop} kills it and removes its store.
+ */
+export class Nats {
+  private constructor(
+    /** `nats://127.0.0.1:PORT`. */
+    readonly url: string,
+    readonly child: ChildProcess,
+    readonly dir: string,
+  ) {}
+
+  /** The binary: `$COURIER_NATS_SERVER`, else `nats-server` on the PATH, else undefined. */
+  static binary(): string | undefined {
+    const named = process.env.COURIER_NATS_SERVER;
+    if (named) return existsSync(named) ? named : undefined;
+    for (const dir of (process.env.PATH ?? "").split(":")) {
+      const path = join(dir, "nats-server");
+      if (dir && existsSync(path)) return path;
+    }
+    return undefined;
+  }
+
+  /** Starts it and waits (at most 20 s) until JetStream answers its health check. */
+  static async start(binary: string): Promise<Nats> {
+    const [port, monitor] = [await freePort(), await freePort()];
+    const dir = tempDir("courier-ts-nats-");
+    const child = spawn(
+      binary,
+      ["-js", "-a", "127.0.0.1", "-p", String(port), "-m", String(monitor), "-sd", dir],
+      { stdio: ["ignore", "ignore", process.env.COURIER_TEST_LOGS ? "inherit" : "ignore"] },
+    );
+    running.add(child);
+    child.once("exit", () => running.delete(child));
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      try {
+        const health = await fetch(`http://127.0.0.1:${monitor}/healthz?js-enabled-only=true`);
+        if (health.ok) break;
+      } catch {
+        // not listening yet
+      }
+      if (child.exitCode !== null) throw new Error(`nats-server exited with ${child.exitCode}`);
+      if (Date.now() > deadline) throw new Error("nats-server was not healthy within 20 s");
+      await pause(50);
+    }
+    return new Nats(`nats://127.0.0.1:${port}`, child, dir);
+  }
+
+  /** Kills it and removes its store. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      const exited = new Promise((resolve) => this.child.once("exit", resolve));
+      this.child.kill("SIGKILL");
+      await exited;
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
 }

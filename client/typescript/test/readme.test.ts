@@ -1,7 +1,8 @@
 /**
  * The README's example, run as written: its first `ts` block is type-checked with
  * `tsc --strict` and run with Node against a live server, with the tokens in
- * ALICE_TOKEN and BOB_TOKEN and a cat.png in the current folder, as the README says.
+ * ALICE_TOKEN and BOB_TOKEN and a cat.png in the current folder, as the README says;
+ * its other `ts` blocks (the several-replicas form) are type-checked.
  */
 
 import assert from "node:assert/strict";
@@ -31,6 +32,14 @@ test("the README example runs as written", { timeout: 120_000 }, async () => {
   const flags = ["--noEmit", "--strict", "--target", "es2022", "--module", "nodenext", "--skipLibCheck"];
   await run(tsc, [...flags, "--types", "node", join(dir, "example.mts")], { cwd: PACKAGE });
   writeFileSync(join(dir, "example.mjs"), example);
+  // The other ts blocks (the several-replicas form) are type-checked as written.
+  const others = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].slice(1).map((m) => m[1]!);
+  assert.ok(others.some((block) => block.includes("Client.connect(urls")), "the README shows several addresses");
+  for (const [i, block] of others.entries()) {
+    const path = join(dir, `block-${i + 2}.mts`);
+    writeFileSync(path, block);
+    await run(tsc, [...flags, "--types", "node", path], { cwd: PACKAGE });
+  }
 
   const server = await Server.start();
   try {

@@ -10,7 +10,16 @@ import { test } from "node:test";
 import { type DescEnum, type DescMessage, create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 
-import { CourierError, UploadOffsetMismatchError, crc32c, toCourierError } from "courier-client";
+import {
+  CourierError,
+  MediaDeletedError,
+  MediaQuarantinedError,
+  MediaRejectedError,
+  NotFoundError,
+  UploadOffsetMismatchError,
+  crc32c,
+  toCourierError,
+} from "courier-client";
 import { type KeyValueStorage, storageStateStore, uploadStateKey } from "courier-client/browser";
 
 // The generated code stays inside the library (no export names it); the tests read it
@@ -60,6 +69,21 @@ test("every server reason is sorted into its own error class", () => {
   assert.ok(without instanceof UploadOffsetMismatchError);
   assert.equal(without.committedSize, undefined);
   assert.equal(toCourierError(refusal("CHECKSUM_MISMATCH", Code.InvalidArgument)).code, "INVALID_ARGUMENT");
+
+  // The reasons of issue 30: hooks, quarantine and deletion.
+  const rejected = toCourierError(refusal("MEDIA_REJECTED", Code.FailedPrecondition));
+  assert.ok(rejected instanceof MediaRejectedError);
+  assert.deepEqual([rejected.code, rejected.reason], ["FAILED_PRECONDITION", "MEDIA_REJECTED"]);
+  const quarantined = toCourierError(refusal("MEDIA_QUARANTINED", Code.FailedPrecondition));
+  assert.ok(quarantined instanceof MediaQuarantinedError);
+  assert.deepEqual([quarantined.code, quarantined.reason], ["FAILED_PRECONDITION", "MEDIA_QUARANTINED"]);
+  const deleted = toCourierError(refusal("MEDIA_DELETED", Code.NotFound));
+  assert.ok(deleted instanceof MediaDeletedError);
+  assert.ok(deleted instanceof NotFoundError, "a deleted media ID is a not-found one that says why");
+  assert.deepEqual([deleted.code, deleted.reason, deleted.name], ["NOT_FOUND", "MEDIA_DELETED", "MediaDeletedError"]);
+  const plain = toCourierError(new ConnectError("gone", Code.NotFound));
+  assert.ok(plain instanceof NotFoundError && !(plain instanceof MediaDeletedError));
+  assert.equal(plain.reason, "");
 });
 
 test("browser upload state: keyed by name, size and modification time; saved, loaded, removed", async () => {

@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 /**
  * The TypeScript interop client of docs/interop.md, built on this library: `upload`,
- * `send`, `join`, `leave`, `members`, `online`, `download`, `thumbnail` and `listen`, printing one
+ * `send`, `join`, `leave`, `members`, `online`, `download`, `delete`, `url`, `thumbnail`
+ * and `listen`, printing one
  * JSON object per line on stdout as the Rust `courier --json` does. A refused call
  * prints `{"error": {"code", "reason", "message"}}` and exits 1; usage errors exit 2;
  * Ctrl-C cancels a transfer and exits 130. The server and token come from
- * `COURIER_SERVER` and `COURIER_TOKEN` (or `--server`, `--token`).
+ * `COURIER_SERVER` and `COURIER_TOKEN` (or `--server`, `--token`); several replicas'
+ * URLs, separated by commas, spread the calls over them.
  *
  * @module
  */
@@ -44,6 +46,8 @@ const USAGE = `usage: interop [--server URL] [--token TOKEN] COMMAND
        [--client-message-id ID]
   join CH | leave CH | members CH | online USER...
   download MEDIA_ID -o PATH
+  delete MEDIA_ID
+  url MEDIA_ID [--max-edge N] [--ttl DURATION]
   thumbnail MEDIA_ID [--max-edge N] -o PATH
   listen [--after CURSOR] [--save DIR] [--count N]`;
 
@@ -174,6 +178,21 @@ function count_(text: string, flag: string): number {
   const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
   if (!Number.isSafeInteger(n)) throw new UsageError(`${flag} takes a whole number of 0 or more, not ${text}`);
   return n;
+}
+
+/** A duration such as `60s`, `10m`, `1h30m` or `500ms`, in milliseconds (as humantime reads the Rust CLI's). */
+function duration(text: string, flag: string): number {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  const parts = [...text.matchAll(/([0-9]+)(ms|s|m|h|d)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join("") !== text) {
+    throw new UsageError(`${flag} takes a duration such as 60s or 10m, not ${text}`);
+  }
+  return parts.reduce((sum, [, n, unit]) => sum + Number(n) * units[unit!]!, 0);
+}
+
+/** A time in RFC 3339, UTC, whole seconds (`2026-01-02T03:04:05Z`), as the Rust CLI prints it. */
+function rfc3339Seconds(time: Date): string {
+  return new Date(Math.floor(time.getTime() / 1000) * 1000).toISOString().replace(/\.000Z$/, "Z");
 }
 
 /** Exactly one positional argument. */
@@ -359,6 +378,23 @@ function check(command: string, args: string[]): (client: Client) => Promise<voi
       const output = values.output;
       if (output === undefined) throw new UsageError("say where to write it: -o PATH");
       return async (client) => printSaved(await finish(client.downloadToFile(mediaId, output)), output);
+    }
+    case "delete": {
+      const mediaId = one(parse(args, {}).positionals, "MEDIA_ID");
+      return async (client) => {
+        await client.deleteMedia(mediaId);
+        print({ media_id: mediaId, deleted: true });
+      };
+    }
+    case "url": {
+      const { values, positionals } = parse(args, { "max-edge": { type: "string" }, ttl: { type: "string" } });
+      const mediaId = one(positionals, "MEDIA_ID");
+      const maxEdge = count_(values["max-edge"] ?? "0", "--max-edge");
+      const lifetimeMs = values.ttl === undefined ? undefined : duration(values.ttl, "--ttl");
+      return async (client) => {
+        const link = await client.mediaUrl(mediaId, lifetimeMs === undefined ? { maxEdge } : { maxEdge, lifetimeMs });
+        print({ url: link.url, expire_time: rfc3339Seconds(link.expireTime) });
+      };
     }
     case "thumbnail": {
       const { values, positionals } = parse(args, {
