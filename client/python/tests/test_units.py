@@ -99,6 +99,23 @@ def test_resumable_upload_reasons() -> None:
     assert bare.committed_size is None
 
 
+def test_hook_and_deletion_reasons() -> None:
+    # Issue 30: an upload hook's verdicts and deleted media, from the generated enum.
+    for code, reason, cls, parent in [
+        (grpc.StatusCode.FAILED_PRECONDITION, "MEDIA_REJECTED", courier.MediaRejectedError,
+         courier.FailedPreconditionError),
+        (grpc.StatusCode.FAILED_PRECONDITION, "MEDIA_QUARANTINED", courier.MediaQuarantinedError,
+         courier.FailedPreconditionError),
+        (grpc.StatusCode.NOT_FOUND, "MEDIA_DELETED", courier.MediaDeletedError,
+         courier.NotFoundError),
+    ]:
+        error = errors.from_status(code, "refused by the hook", trailer(reason))
+        assert type(error) is cls and isinstance(error, parent), reason
+        assert (error.code, error.reason, error.message) == (code, reason, "refused by the hook")
+        assert cls.reason_value == error_reason_pb2.ErrorReason.Value(reason)
+        assert cls("m").code == code and cls("m").reason == reason
+
+
 def test_client_side_errors_carry_the_nearest_code() -> None:
     assert courier.TooManyTransfersError("m").code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert courier.TooManyTransfersError("m").reason == "TOO_MANY_TRANSFERS"
