@@ -13,7 +13,14 @@ from google.rpc import error_details_pb2, status_pb2
 
 import courier
 from courier import _feed, errors
-from courier._connection import Auth, ClientOptions, Target, parse_server_url
+from courier._connection import (
+    Auth,
+    ClientOptions,
+    Target,
+    channel_options,
+    parse_server_url,
+    parse_servers,
+)
 from courier._download import MemoryDownload, check_media_id, partial_path
 from courier._transfers import TransferTable
 from courier._upload import UploadPlan
@@ -132,6 +139,40 @@ def test_server_urls() -> None:
     for bad in ["127.0.0.1:50051", "ftp://x", "http://", "http://x:99999", "http://x/path"]:
         with pytest.raises(courier.InvalidArgumentError):
             parse_server_url(bad)
+
+
+def test_several_servers_make_one_balanced_target() -> None:
+    three = "ipv4:127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"
+    for given in (
+        ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"],
+        ["http://127.0.0.1:1", "127.0.0.1:2", "http://127.0.0.1:3/"],
+        "127.0.0.1:1, 127.0.0.1:2,127.0.0.1:3",
+        three,
+    ):
+        target = parse_servers(given)
+        assert target == Target(three, False), given
+        assert target.authority == "127.0.0.1:1"  # never the commas of the target
+    assert parse_servers(["[::1]:1", "http://[::2]:2"]) == Target("ipv6:[::1]:1,[::2]:2", False)
+    assert parse_servers(["https://10.0.0.1:1", "https://10.0.0.2:2"]).secure
+    # One address is what it was; a DNS name spreads over what it resolves to.
+    one = parse_servers("http://courier.chat:50051")
+    assert (one, one.authority, one.label) == (
+        Target("courier.chat:50051", False), None, "http://courier.chat:50051"
+    )
+    assert parse_servers("dns:///courier:50051") == Target("dns:///courier:50051", False)
+    for bad in (
+        [],
+        ["127.0.0.1:1", ""],
+        ["127.0.0.1:1", "courier.chat:2"],
+        ["127.0.0.1:1", "[::1]:2"],
+        ["http://127.0.0.1:1", "https://127.0.0.1:2"],
+        "127.0.0.1:1,ftp://127.0.0.1:2",
+    ):
+        with pytest.raises(courier.InvalidArgumentError):
+            parse_servers(bad)
+    settings = dict(channel_options(ClientOptions(), parse_servers(three)))
+    assert settings["grpc.lb_policy_name"] == "round_robin"
+    assert settings["grpc.default_authority"] == "127.0.0.1:1"
 
 
 def test_tokens_are_read_per_call() -> None:

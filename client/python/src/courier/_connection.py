@@ -71,6 +71,9 @@ class Target:
     #: The servers as given, as one string: what a resumable upload's state file
     #: records as its server.
     label: str = field(default="", compare=False)
+    #: The ``:authority`` of every call when the target names several servers (its
+    #: own would hold commas, which servers refuse): the first address.
+    authority: str | None = field(default=None, compare=False)
 
 
 def parse_server_url(url: str) -> Target:
@@ -104,7 +107,9 @@ def parse_servers(servers: Servers) -> Target:
     if isinstance(servers, str):
         text = servers.strip()
         if text.startswith(_GRPC_SCHEMES):
-            return Target(text, False, text)
+            scheme, _, rest = text.partition(":")
+            several = scheme in ("ipv4", "ipv6") and "," in rest
+            return Target(text, False, text, rest.split(",")[0] if several else None)
         items = [item.strip() for item in text.split(",")]
     else:
         items = [item.strip() for item in servers]
@@ -131,16 +136,20 @@ def parse_servers(servers: Servers) -> Target:
     if len(families) > 1:
         raise InvalidArgumentError(f"bad servers {label!r}: mixes IPv4 and IPv6 addresses")
     scheme = "ipv4" if families == {4} else "ipv6"
-    return Target(f"{scheme}:" + ",".join(t.address for t in targets), targets[0].secure, label)
+    address = f"{scheme}:" + ",".join(t.address for t in targets)
+    return Target(address, targets[0].secure, label, targets[0].address)
 
 
-def channel_options(options: ClientOptions) -> list[tuple[str, int | str]]:
+def channel_options(options: ClientOptions, target: Target) -> list[tuple[str, int | str]]:
     """gRPC channel arguments: spread calls over every address of the target
     (``round_robin``: each call goes to the next ready server, so a retried call
     and a reconnecting subscription move off a server that died), reconnect quickly
     after a server restart, and accept data frames of up to 8 MiB."""
     backoff_ms = max(1, int(options.backoff * 1000))
-    return [
+    authority: list[tuple[str, int | str]] = (
+        [("grpc.default_authority", target.authority)] if target.authority else []
+    )
+    return authority + [
         ("grpc.lb_policy_name", "round_robin"),
         ("grpc.initial_reconnect_backoff_ms", backoff_ms),
         ("grpc.min_reconnect_backoff_ms", backoff_ms),

@@ -85,7 +85,7 @@ class AsyncClient:
         target = parse_servers(servers)
         self._server_url = target.label
         self._auth = Auth(token)
-        settings = channel_options(self._options)
+        settings = channel_options(self._options, target)
         if target.secure:
             credentials = grpc.ssl_channel_credentials(self._options.root_certificates)
             self._channel = grpc.aio.secure_channel(target.address, credentials, settings)
