@@ -173,6 +173,12 @@ def test_several_servers_make_one_balanced_target() -> None:
     settings = dict(channel_options(ClientOptions(), parse_servers(three)))
     assert settings["grpc.lb_policy_name"] == "round_robin"
     assert settings["grpc.default_authority"] == "127.0.0.1:1"
+    assert dict(channel_options(ClientOptions(), parse_servers("dns:///courier:1")))[
+        "grpc.lb_policy_name"
+    ] == "round_robin"
+    # One server keeps gRPC's pick_first: after a restart it reconnects on demand.
+    single = dict(channel_options(ClientOptions(), parse_servers("http://127.0.0.1:1")))
+    assert "grpc.lb_policy_name" not in single and "grpc.default_authority" not in single
 
 
 def test_tokens_are_read_per_call() -> None:

@@ -74,6 +74,11 @@ class Target:
     #: The ``:authority`` of every call when the target names several servers (its
     #: own would hold commas, which servers refuse): the first address.
     authority: str | None = field(default=None, compare=False)
+    #: True when calls are spread over every address of the target (several
+    #: addresses, or a ``dns:`` target): ``round_robin`` rather than gRPC's default
+    #: ``pick_first``, which for one server reconnects on demand after a restart
+    #: instead of failing calls fast until its next attempt.
+    balanced: bool = field(default=False, compare=False)
 
 
 def parse_server_url(url: str) -> Target:
@@ -103,13 +108,15 @@ def parse_servers(servers: Servers) -> Target:
     Several addresses become one ``ipv4:`` (or ``ipv6:``) target, which the channel
     balances call by call (``round_robin``): they must be IP addresses, all of one
     family and one scheme. A DNS name is one address; with ``round_robin`` its calls
-    spread over every address the name resolves to (a Kubernetes headless Service)."""
+    spread over every address the name resolves to (a Kubernetes headless Service)
+    when given as a gRPC ``dns:///name:port`` target."""
     if isinstance(servers, str):
         text = servers.strip()
         if text.startswith(_GRPC_SCHEMES):
             scheme, _, rest = text.partition(":")
             several = scheme in ("ipv4", "ipv6") and "," in rest
-            return Target(text, False, text, rest.split(",")[0] if several else None)
+            authority = rest.split(",")[0] if several else None
+            return Target(text, False, text, authority, several or scheme == "dns")
         items = [item.strip() for item in text.split(",")]
     else:
         items = [item.strip() for item in servers]
@@ -137,20 +144,21 @@ def parse_servers(servers: Servers) -> Target:
         raise InvalidArgumentError(f"bad servers {label!r}: mixes IPv4 and IPv6 addresses")
     scheme = "ipv4" if families == {4} else "ipv6"
     address = f"{scheme}:" + ",".join(t.address for t in targets)
-    return Target(address, targets[0].secure, label, targets[0].address)
+    return Target(address, targets[0].secure, label, targets[0].address, True)
 
 
 def channel_options(options: ClientOptions, target: Target) -> list[tuple[str, int | str]]:
-    """gRPC channel arguments: spread calls over every address of the target
-    (``round_robin``: each call goes to the next ready server, so a retried call
-    and a reconnecting subscription move off a server that died), reconnect quickly
-    after a server restart, and accept data frames of up to 8 MiB."""
+    """gRPC channel arguments: for a balanced target, spread calls over every
+    address (``round_robin``: each call goes to the next ready server, so a retried
+    call and a reconnecting subscription move off a server that died); reconnect
+    quickly after a server restart, and accept data frames of up to 8 MiB."""
     backoff_ms = max(1, int(options.backoff * 1000))
-    authority: list[tuple[str, int | str]] = (
-        [("grpc.default_authority", target.authority)] if target.authority else []
-    )
-    return authority + [
-        ("grpc.lb_policy_name", "round_robin"),
+    spread: list[tuple[str, int | str]] = []
+    if target.balanced:
+        spread.append(("grpc.lb_policy_name", "round_robin"))
+    if target.authority:
+        spread.append(("grpc.default_authority", target.authority))
+    return spread + [
         ("grpc.initial_reconnect_backoff_ms", backoff_ms),
         ("grpc.min_reconnect_backoff_ms", backoff_ms),
         ("grpc.max_reconnect_backoff_ms", max(backoff_ms, int(options.max_backoff * 1000))),
