@@ -129,11 +129,30 @@ async def test_three_replicas_async(replicas: list[Server]) -> None:
         after = [server.metric_total(REQUESTS) for server in replicas]
         assert all(a > b for a, b in zip(after, before)), f"before {before}, after {after}"
 
-        replicas[0].process.kill()
-        replicas[0].process.wait()
-        # Every call still succeeds: those that meet the dead replica are retried.
-        for n in range(10):
-            await alice.send_peer_message("bob", f"after {n}", offline=True)
-        data = pattern(100 * 1024, 17)
-        media = await alice.upload(data, file_name="after.bin")
-        assert (await alice.download_to_memory(media.media_id)).data == data
+        async with AsyncClient(addresses(replicas), token("bob")) as bob:
+            feed = bob.subscribe()
+            while not isinstance(await feed.next_event(timeout=10), Ready):
+                pass
+            await alice.send_peer_message("bob", "before", offline=True)
+            first = await feed.next_event(timeout=10)
+            assert isinstance(first, ReceivedMessage)
+
+            victim = holder(replicas)
+            victim.process.kill()
+            victim.process.wait()
+            # Every call still succeeds: those that meet the dead replica are retried.
+            for n in range(5):
+                await alice.send_peer_message("bob", f"after {n}", offline=True)
+            got: list[ReceivedMessage] = []
+            reconnected = False
+            while len(got) < 5 or not reconnected:
+                event = await feed.next_event(timeout=30)
+                if isinstance(event, ReceivedMessage):
+                    got.append(event)
+                reconnected = reconnected or (isinstance(event, Ready) and event.reconnected)
+            assert [m.message for m in got] == [TextMessage(f"after {n}") for n in range(5)]
+            assert all(m.cursor > first.cursor for m in got)
+            await feed.aclose()
+            data = pattern(100 * 1024, 17)
+            media = await alice.upload(data, file_name="after.bin")
+            assert (await bob.download_to_memory(media.media_id)).data == data

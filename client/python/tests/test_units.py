@@ -123,6 +123,22 @@ def test_hook_and_deletion_reasons() -> None:
         assert cls("m").code == code and cls("m").reason == reason
 
 
+def test_media_url_requests() -> None:
+    from datetime import timedelta
+
+    from courier import _convert
+
+    plain = _convert.media_url_request("m", 0, None)
+    assert (plain.media_id, plain.max_edge, plain.HasField("lifetime")) == ("m", 0, False)
+    assert not _convert.media_url_request("m", 0, 0).HasField("lifetime")
+    timed = _convert.media_url_request("m", 90, timedelta(seconds=90, milliseconds=500))
+    assert (timed.max_edge, timed.lifetime.seconds, timed.lifetime.nanos) == (90, 90, 500_000_000)
+    assert _convert.media_url_request("m", 2**40, 1).max_edge == 2**31 - 1
+    for max_edge, lifetime in ((-1, None), (0, -1.0), (0, timedelta(seconds=-1))):
+        with pytest.raises(courier.InvalidArgumentError):
+            _convert.media_url_request("m", max_edge, lifetime)
+
+
 def test_client_side_errors_carry_the_nearest_code() -> None:
     assert courier.TooManyTransfersError("m").code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert courier.TooManyTransfersError("m").reason == "TOO_MANY_TRANSFERS"
