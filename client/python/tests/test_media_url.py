@@ -1,4 +1,4 @@
-"""Scenario media_url of tests/scenarios.md (issue 29): `media_url` links fetched with
+"""Scenario 14 of tests/scenarios.md, media_url (issue 29): `media_url` links fetched with
 Python's own HTTP client (urllib, no token), on the sync and asyncio clients, and the
 interop client's `url` line, against a real server."""
 
@@ -20,8 +20,6 @@ import pytest
 from courier import (
     AsyncClient,
     Client,
-    CourierError,
-    MediaUrl,
     NotAnImageError,
     NotFoundError,
 )
@@ -41,22 +39,12 @@ def get(url: str, **headers: str) -> tuple[int, Message, bytes]:
         return e.code, e.headers, e.read()
 
 
-def served(client: Client, media_id: str) -> MediaUrl:
-    """``media_url`` of ``media_id``; skips the test on a server without GetMediaUrl."""
-    try:
-        return client.media_url(media_id)
-    except CourierError as e:
-        if e.code.name == "UNIMPLEMENTED":
-            pytest.skip(f"this courier-server has no GetMediaUrl yet: {e}")
-        raise
-
-
 def test_media_url(server: Server) -> None:
     data = pattern(300 * KIB, 29)
     with Client(server.url, token("alice")) as alice:
         file = alice.upload_file(data, file_name="report.bin")
         image = alice.upload_image(png(200, 100), file_name="wide.png")
-        url, expire_time = served(alice, file.media_id)
+        url, expire_time = alice.media_url(file.media_id)
         assert url.startswith(f"http://{server.addr}/"), url
         now = datetime.now(timezone.utc)
         assert now < expire_time <= now + timedelta(minutes=5, seconds=5), expire_time
@@ -100,12 +88,7 @@ async def test_media_url_async(server: Server) -> None:
     data = pattern(10 * KIB, 30)
     async with AsyncClient(server.url, token("alice")) as alice:
         file = await alice.upload_file(data, file_name="notes.bin")
-        try:
-            link = await alice.media_url(file.media_id, lifetime=timedelta(minutes=1))
-        except CourierError as e:
-            if e.code.name == "UNIMPLEMENTED":
-                pytest.skip(f"this courier-server has no GetMediaUrl yet: {e}")
-            raise
+        link = await alice.media_url(file.media_id, lifetime=timedelta(minutes=1))
         assert link.expire_time <= datetime.now(timezone.utc) + timedelta(seconds=65)
         assert get(link.url)[2] == data
 
@@ -114,18 +97,27 @@ def test_interop_url(server: Server) -> None:
     data = pattern(20 * KIB, 31)
     with Client(server.url, token("alice")) as alice:
         file = alice.upload_file(data, file_name="notes.bin")
-        served(alice, file.media_id)
     env = dict(os.environ, COURIER_SERVER=server.url, COURIER_TOKEN=token("bob"))
-    done = subprocess.run(
-        [sys.executable, "-m", "courier.interop", "url", file.media_id],
-        env=env, capture_output=True, text=True, timeout=60,
-    )
+
+    def url(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "courier.interop", "url", file.media_id, *args],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+
+    refused = url("--max-edge", "90")
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["error"]["reason"] == "NOT_AN_IMAGE"
+    assert url("--max-edge", "-1").returncode == 2
+    assert url("--ttl", "soon").returncode == 2
+    done = url("--ttl", "90s")
     assert done.returncode == 0, done.stderr
     [line] = [json.loads(text) for text in done.stdout.splitlines()]
     assert set(line) == {"url", "expire_time"}
     # RFC 3339, UTC, whole seconds, as the Rust CLI prints it.
     expires = datetime.strptime(line["expire_time"], "%Y-%m-%dT%H:%M:%SZ")
-    assert expires.replace(tzinfo=timezone.utc) > datetime.now(timezone.utc)
+    now = datetime.now(timezone.utc)
+    assert now < expires.replace(tzinfo=timezone.utc) <= now + timedelta(seconds=91)
     assert get(line["url"])[2] == data
     status, _, body = get(line["url"], Range="bytes=100-199")
     assert (status, body) == (206, data[100:200])
