@@ -106,10 +106,7 @@ async fn three_replicas() {
             .send_peer_message(
                 "bob",
                 Message::text(format!("m{i}")),
-                SendOptions {
-                    offline: true,
-                    ..SendOptions::default()
-                },
+                SendOptions { offline: true },
             )
             .await
             .expect("sends through another replica");
