@@ -11,6 +11,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import struct
 import subprocess
 import tempfile
@@ -203,6 +204,16 @@ class Server:
                 return int(float(line.split()[1]))
         raise AssertionError(f"metric {name} is missing from:\n{body}")
 
+    def metric_total(self, name: str) -> int:
+        """The sum of every series of a metric, whatever its labels."""
+        with urllib.request.urlopen(f"http://{self.metrics_addr}/metrics", timeout=5) as r:
+            body = r.read().decode()
+        return sum(
+            int(float(line.rsplit(" ", 1)[1]))
+            for line in body.splitlines()
+            if line.startswith((name + " ", name + "{"))
+        )
+
     def stored(self) -> list[str]:
         """Every file under the media store, staging files included."""
         if not self.media_dir.exists():
@@ -235,3 +246,49 @@ class SlowFile:
     def release(self, n: int = 1) -> None:
         for _ in range(n):
             self._released.release()
+
+
+def nats_server_binary() -> str | None:
+    """$COURIER_NATS_SERVER (which the test command sets), or nats-server on the PATH."""
+    binary = os.environ.get("COURIER_NATS_SERVER") or shutil.which("nats-server")
+    return binary if binary and os.access(binary, os.X_OK) else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NatsServer:
+    """A nats-server with JetStream on 127.0.0.1 and a fresh store folder; close()
+    kills it."""
+
+    def __init__(self, binary: str) -> None:
+        self.store = Path(tempfile.mkdtemp(prefix="courier-py-nats-"))
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.close()
+                    raise RuntimeError("nats-server did not start listening within 30 s")
+                time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        shutil.rmtree(self.store, ignore_errors=True)

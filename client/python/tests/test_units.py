@@ -13,7 +13,14 @@ from google.rpc import error_details_pb2, status_pb2
 
 import courier
 from courier import _feed, errors
-from courier._connection import Auth, ClientOptions, Target, parse_server_url
+from courier._connection import (
+    Auth,
+    ClientOptions,
+    Target,
+    channel_options,
+    parse_server_url,
+    parse_servers,
+)
 from courier._download import MemoryDownload, check_media_id, partial_path
 from courier._transfers import TransferTable
 from courier._upload import UploadPlan
@@ -99,6 +106,39 @@ def test_resumable_upload_reasons() -> None:
     assert bare.committed_size is None
 
 
+def test_hook_and_deletion_reasons() -> None:
+    # Issue 30: an upload hook's verdicts and deleted media, from the generated enum.
+    for code, reason, cls, parent in [
+        (grpc.StatusCode.FAILED_PRECONDITION, "MEDIA_REJECTED", courier.MediaRejectedError,
+         courier.FailedPreconditionError),
+        (grpc.StatusCode.FAILED_PRECONDITION, "MEDIA_QUARANTINED", courier.MediaQuarantinedError,
+         courier.FailedPreconditionError),
+        (grpc.StatusCode.NOT_FOUND, "MEDIA_DELETED", courier.MediaDeletedError,
+         courier.NotFoundError),
+    ]:
+        error = errors.from_status(code, "refused by the hook", trailer(reason))
+        assert type(error) is cls and isinstance(error, parent), reason
+        assert (error.code, error.reason, error.message) == (code, reason, "refused by the hook")
+        assert cls.reason_value == error_reason_pb2.ErrorReason.Value(reason)
+        assert cls("m").code == code and cls("m").reason == reason
+
+
+def test_media_url_requests() -> None:
+    from datetime import timedelta
+
+    from courier import _convert
+
+    plain = _convert.media_url_request("m", 0, None)
+    assert (plain.media_id, plain.max_edge, plain.HasField("lifetime")) == ("m", 0, False)
+    assert not _convert.media_url_request("m", 0, 0).HasField("lifetime")
+    timed = _convert.media_url_request("m", 90, timedelta(seconds=90, milliseconds=500))
+    assert (timed.max_edge, timed.lifetime.seconds, timed.lifetime.nanos) == (90, 90, 500_000_000)
+    assert _convert.media_url_request("m", 2**40, 1).max_edge == 2**31 - 1
+    for max_edge, lifetime in ((-1, None), (0, -1.0), (0, timedelta(seconds=-1))):
+        with pytest.raises(courier.InvalidArgumentError):
+            _convert.media_url_request("m", max_edge, lifetime)
+
+
 def test_client_side_errors_carry_the_nearest_code() -> None:
     assert courier.TooManyTransfersError("m").code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert courier.TooManyTransfersError("m").reason == "TOO_MANY_TRANSFERS"
@@ -115,6 +155,46 @@ def test_server_urls() -> None:
     for bad in ["127.0.0.1:50051", "ftp://x", "http://", "http://x:99999", "http://x/path"]:
         with pytest.raises(courier.InvalidArgumentError):
             parse_server_url(bad)
+
+
+def test_several_servers_make_one_balanced_target() -> None:
+    three = "ipv4:127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"
+    for given in (
+        ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"],
+        ["http://127.0.0.1:1", "127.0.0.1:2", "http://127.0.0.1:3/"],
+        "127.0.0.1:1, 127.0.0.1:2,127.0.0.1:3",
+        three,
+    ):
+        target = parse_servers(given)
+        assert target == Target(three, False), given
+        assert target.authority == "127.0.0.1:1"  # never the commas of the target
+    assert parse_servers(["[::1]:1", "http://[::2]:2"]) == Target("ipv6:[::1]:1,[::2]:2", False)
+    assert parse_servers(["https://10.0.0.1:1", "https://10.0.0.2:2"]).secure
+    # One address is what it was; a DNS name spreads over what it resolves to.
+    one = parse_servers("http://courier.chat:50051")
+    assert (one, one.authority, one.label) == (
+        Target("courier.chat:50051", False), None, "http://courier.chat:50051"
+    )
+    assert parse_servers("dns:///courier:50051") == Target("dns:///courier:50051", False)
+    for bad in (
+        [],
+        ["127.0.0.1:1", ""],
+        ["127.0.0.1:1", "courier.chat:2"],
+        ["127.0.0.1:1", "[::1]:2"],
+        ["http://127.0.0.1:1", "https://127.0.0.1:2"],
+        "127.0.0.1:1,ftp://127.0.0.1:2",
+    ):
+        with pytest.raises(courier.InvalidArgumentError):
+            parse_servers(bad)
+    settings = dict(channel_options(ClientOptions(), parse_servers(three)))
+    assert settings["grpc.lb_policy_name"] == "round_robin"
+    assert settings["grpc.default_authority"] == "127.0.0.1:1"
+    assert dict(channel_options(ClientOptions(), parse_servers("dns:///courier:1")))[
+        "grpc.lb_policy_name"
+    ] == "round_robin"
+    # One server keeps gRPC's pick_first: after a restart it reconnects on demand.
+    single = dict(channel_options(ClientOptions(), parse_servers("http://127.0.0.1:1")))
+    assert "grpc.lb_policy_name" not in single and "grpc.default_authority" not in single
 
 
 def test_tokens_are_read_per_call() -> None:

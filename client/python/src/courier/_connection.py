@@ -1,11 +1,13 @@
 """How a client reaches the server, shared by the synchronous and asyncio clients: the
-server URL, the token sent with every call, channel settings, retry pauses."""
+server URL (or several replicas' addresses), the token sent with every call, channel
+settings, retry pauses."""
 
 from __future__ import annotations
 
+import ipaddress
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Union
 from urllib.parse import urlsplit
 
@@ -14,6 +16,15 @@ from courier.errors import InvalidArgumentError, UnauthenticatedError
 #: A token, or a function that returns the current one (read before every call, so a
 #: refreshed token is used without reconnecting).
 TokenSource = Union[str, Callable[[], str]]
+
+#: Where the server is: an ``http://host:port`` (``https://`` for TLS) URL; several
+#: replicas' addresses, as a list (``["127.0.0.1:50051", "127.0.0.1:50052"]``, items
+#: with or without ``http://``) or comma-separated in one string; or a gRPC target
+#: string (``ipv4:10.0.0.1:50051,10.0.0.2:50051``, ``dns:///courier.chat:50051``).
+Servers = Union[str, Sequence[str]]
+
+#: The gRPC target schemes taken as they are (plaintext).
+_GRPC_SCHEMES = ("ipv4:", "ipv6:", "dns:", "unix:", "unix-abstract:")
 
 #: Metadata of one call.
 Metadata = tuple[tuple[str, str], ...]
@@ -57,6 +68,17 @@ class Target:
     address: str
     #: True for TLS (an ``https://`` URL).
     secure: bool
+    #: The servers as given, as one string: what a resumable upload's state file
+    #: records as its server.
+    label: str = field(default="", compare=False)
+    #: The ``:authority`` of every call when the target names several servers (its
+    #: own would hold commas, which servers refuse): the first address.
+    authority: str | None = field(default=None, compare=False)
+    #: True when calls are spread over every address of the target (several
+    #: addresses, or a ``dns:`` target): ``round_robin`` rather than gRPC's default
+    #: ``pick_first``, which for one server reconnects on demand after a restart
+    #: instead of failing calls fast until its next attempt.
+    balanced: bool = field(default=False, compare=False)
 
 
 def parse_server_url(url: str) -> Target:
@@ -80,11 +102,63 @@ def parse_server_url(url: str) -> Target:
     return Target(f"{host}:{port or (443 if secure else 80)}", secure)
 
 
-def channel_options(options: ClientOptions) -> list[tuple[str, int]]:
-    """gRPC channel arguments: reconnect quickly after a server restart, and accept
-    data frames of up to 8 MiB."""
+def parse_servers(servers: Servers) -> Target:
+    """The gRPC target of ``servers`` (see :data:`Servers`).
+
+    Several addresses become one ``ipv4:`` (or ``ipv6:``) target, which the channel
+    balances call by call (``round_robin``): they must be IP addresses, all of one
+    family and one scheme. A DNS name is one address; with ``round_robin`` its calls
+    spread over every address the name resolves to (a Kubernetes headless Service)
+    when given as a gRPC ``dns:///name:port`` target."""
+    if isinstance(servers, str):
+        text = servers.strip()
+        if text.startswith(_GRPC_SCHEMES):
+            scheme, _, rest = text.partition(":")
+            several = scheme in ("ipv4", "ipv6") and "," in rest
+            authority = rest.split(",")[0] if several else None
+            return Target(text, False, text, authority, several or scheme == "dns")
+        items = [item.strip() for item in text.split(",")]
+    else:
+        items = [item.strip() for item in servers]
+    if not items or not all(items):
+        raise InvalidArgumentError(f"bad servers {servers!r}: expected one address or more")
+    targets = [
+        parse_server_url(item if "://" in item else f"http://{item}") for item in items
+    ]
+    label = ",".join(items)
+    if len(targets) == 1:
+        return Target(targets[0].address, targets[0].secure, label)
+    if len({t.secure for t in targets}) > 1:
+        raise InvalidArgumentError(f"bad servers {label!r}: mixes http:// and https://")
+    families = set()
+    for item, t in zip(items, targets):
+        host = t.address.rsplit(":", 1)[0].strip("[]")
+        try:
+            families.add(ipaddress.ip_address(host).version)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"bad servers {label!r}: {item!r} is not an IP address (several addresses "
+                "must be; a DNS name that resolves to every replica may be given alone)"
+            ) from None
+    if len(families) > 1:
+        raise InvalidArgumentError(f"bad servers {label!r}: mixes IPv4 and IPv6 addresses")
+    scheme = "ipv4" if families == {4} else "ipv6"
+    address = f"{scheme}:" + ",".join(t.address for t in targets)
+    return Target(address, targets[0].secure, label, targets[0].address, True)
+
+
+def channel_options(options: ClientOptions, target: Target) -> list[tuple[str, int | str]]:
+    """gRPC channel arguments: for a balanced target, spread calls over every
+    address (``round_robin``: each call goes to the next ready server, so a retried
+    call and a reconnecting subscription move off a server that died); reconnect
+    quickly after a server restart, and accept data frames of up to 8 MiB."""
     backoff_ms = max(1, int(options.backoff * 1000))
-    return [
+    spread: list[tuple[str, int | str]] = []
+    if target.balanced:
+        spread.append(("grpc.lb_policy_name", "round_robin"))
+    if target.authority:
+        spread.append(("grpc.default_authority", target.authority))
+    return spread + [
         ("grpc.initial_reconnect_backoff_ms", backoff_ms),
         ("grpc.min_reconnect_backoff_ms", backoff_ms),
         ("grpc.max_reconnect_backoff_ms", max(backoff_ms, int(options.max_backoff * 1000))),

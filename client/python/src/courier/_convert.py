@@ -4,9 +4,9 @@ place that knows the wire shapes of requests and answers."""
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from courier.errors import InvalidArgumentError, PeerUnreachableError
 from courier.records import (
@@ -16,6 +16,7 @@ from courier.records import (
     ImageMessage,
     Media,
     MediaKind,
+    MediaUrl,
     Message,
     RawMessage,
     Ready,
@@ -55,6 +56,33 @@ def media(record: media_pb.Media) -> Media:
         created=timestamp(record.create_time),
         expires=timestamp(record.expire_time),
     )
+
+
+def media_url_request(
+    media_id: str, max_edge: int, lifetime: float | timedelta | None
+) -> media_pb.GetMediaUrlRequest:
+    """The GetMediaUrl request: a thumbnail's ``max_edge`` (0: the object itself) and
+    the link's ``lifetime`` in seconds (None or 0: the server's default).
+
+    Raises:
+        InvalidArgumentError: a negative ``max_edge`` or ``lifetime``.
+    """
+    if max_edge < 0:
+        raise InvalidArgumentError(f"max_edge must be 0 (the object) or more, not {max_edge}")
+    seconds = lifetime.total_seconds() if isinstance(lifetime, timedelta) else lifetime
+    if seconds is not None and seconds < 0:
+        raise InvalidArgumentError(f"lifetime must not be negative, not {seconds} s")
+    request = media_pb.GetMediaUrlRequest(media_id=media_id, max_edge=min(max_edge, 2**31 - 1))
+    if seconds:
+        request.lifetime.CopyFrom(
+            duration_pb2.Duration(seconds=int(seconds), nanos=int(seconds % 1 * 1e9))
+        )
+    return request
+
+
+def media_url(response: media_pb.GetMediaUrlResponse) -> MediaUrl:
+    """The library's link for a GetMediaUrl answer."""
+    return MediaUrl(response.url, timestamp(response.expire_time))
 
 
 def message_to_proto(message: Message | str) -> messaging_pb.Message:

@@ -12,6 +12,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TypeVar
 
 import grpc
@@ -22,8 +23,9 @@ from courier._connection import (
     ClientOptions,
     TokenSource,
     backoff_delays,
+    Servers,
     channel_options,
-    parse_server_url,
+    parse_servers,
 )
 from courier._download import Download, FileDownload, MemoryDownload, partial_path
 from courier._transfers import ProgressCallback, Transfer, TransferState, TransferTable
@@ -45,6 +47,7 @@ from courier.records import (
     ImageMessage,
     Media,
     MediaKind,
+    MediaUrl,
     Message,
     SendReceipt,
     Thumbnail,
@@ -65,8 +68,12 @@ T = TypeVar("T")
 class Client:
     """A connection to a courier server as one user.
 
-    ``server_url`` is ``http://host:port``, or ``https://host:port`` for TLS (with the
-    system's roots, or ``options.root_certificates``). ``token`` is the user's token,
+    ``servers`` is ``http://host:port``, or ``https://host:port`` for TLS (with the
+    system's roots, or ``options.root_certificates``); or several replicas'
+    addresses, as a list (``["10.0.0.1:50051", "10.0.0.2:50051"]``) or a gRPC
+    target (``"ipv4:10.0.0.1:50051,10.0.0.2:50051"``): calls are spread over them
+    (``round_robin``), and a retried call or a reconnecting subscription moves to
+    another replica when one dies. ``token`` is the user's token,
     or a function returning the current one, read before every call; ``set_token()``
     replaces it. Neither needs a new connection.
 
@@ -78,16 +85,16 @@ class Client:
 
     def __init__(
         self,
-        server_url: str,
+        servers: Servers,
         token: TokenSource,
         *,
         options: ClientOptions | None = None,
     ) -> None:
         self._options = options or ClientOptions()
-        self._server_url = server_url
-        target = parse_server_url(server_url)
+        target = parse_servers(servers)
+        self._server_url = target.label
         self._auth = Auth(token)
-        settings = channel_options(self._options)
+        settings = channel_options(self._options, target)
         if target.secure:
             credentials = grpc.ssl_channel_credentials(self._options.root_certificates)
             self._channel = grpc.secure_channel(target.address, credentials, settings)
@@ -178,6 +185,38 @@ class Client:
             height=response.height,
             data=response.data,
         )
+
+    def media_url(
+        self, media_id: str, max_edge: int = 0, lifetime: float | timedelta | None = None
+    ) -> MediaUrl:
+        """A signed HTTP link to ``media_id`` (with ``max_edge`` above 0, to its
+        thumbnail of at most that many pixels, rounded up as :meth:`thumbnail` does)
+        and when it expires: ``url, expire_time = client.media_url(media_id)``.
+
+        Any HTTP client (an ``<img>`` tag, a video player, a CDN) can GET it without
+        a token until then: whoever holds the URL can. ``lifetime`` (seconds or a
+        timedelta) asks for a life other than the server's default (5 minutes); the
+        server caps it (1 hour) and never lets it outlive the media or the token.
+
+        Raises:
+            NotFoundError: unknown or expired (MediaDeletedError: deleted).
+            NotAnImageError: a thumbnail link of media that is not an image.
+            MediaQuarantinedError: the content is quarantined.
+        """
+        request = _convert.media_url_request(media_id, max_edge, lifetime)
+        return _convert.media_url(self._unary(self._media.GetMediaUrl, request, idempotent=True))
+
+    def delete_media(self, media_id: str) -> None:
+        """Deletes one of this user's media: from now on its ID is refused with
+        :class:`MediaDeletedError` for downloads, its record, its thumbnails and its
+        links, and new messages naming it with :class:`MediaUnavailableError`;
+        messages already sent with it still arrive. Deleting it again is fine.
+
+        Raises:
+            NotFoundError: unknown, expired, or another user's.
+        """
+        request = media_pb.DeleteMediaRequest(media_id=media_id)
+        self._unary(self._media.DeleteMedia, request, idempotent=True)
 
     def image_message_from_media_id(self, media_id: str) -> ImageMessage:
         """An image message for an already uploaded ``media_id``, without uploading

@@ -41,6 +41,7 @@ __all__ = [
     "MediaTooLargeError",
     "MessageTooLargeError",
     "NotFoundError",
+    "MediaDeletedError",
     "ResourceExhaustedError",
     "TooManyTransfersError",
     "RateLimitedError",
@@ -51,6 +52,8 @@ __all__ = [
     "FailedPreconditionError",
     "MediaUnavailableError",
     "NotAMemberError",
+    "MediaRejectedError",
+    "MediaQuarantinedError",
     "NotAnImageError",
     "ImageRefusedError",
     "QuotaExceededError",
@@ -146,6 +149,13 @@ class NotFoundError(CourierError):
     default_code = grpc.StatusCode.NOT_FOUND
 
 
+class MediaDeletedError(NotFoundError):
+    """The media was deleted by its owner (or an admin): downloads, its record, its
+    thumbnails and its links are refused from then on."""
+
+    reason_value = error_reason_pb2.MEDIA_DELETED
+
+
 class ResourceExhaustedError(CourierError):
     """A limit was reached (``RESOURCE_EXHAUSTED``); the subclass says which."""
 
@@ -223,6 +233,20 @@ class NotAMemberError(FailedPreconditionError):
     """A channel message from a user who has not joined the channel."""
 
     reason_value = error_reason_pb2.NOT_A_MEMBER
+
+
+class MediaRejectedError(FailedPreconditionError):
+    """The server's upload hook (a scanner, moderation) refused the upload; the
+    message is the hook's. Nothing was kept."""
+
+    reason_value = error_reason_pb2.MEDIA_REJECTED
+
+
+class MediaQuarantinedError(FailedPreconditionError):
+    """The content is quarantined by the server's upload hook or an admin: it cannot
+    be downloaded, sent or uploaded again until an admin releases it."""
+
+    reason_value = error_reason_pb2.MEDIA_QUARANTINED
 
 
 class NotAnImageError(FailedPreconditionError):
@@ -360,6 +384,9 @@ _BY_REASON: dict[int, type[CourierError]] = {
         QuotaExceededError,
         ChecksumMismatchError,
         UploadOffsetMismatchError,
+        MediaRejectedError,
+        MediaQuarantinedError,
+        MediaDeletedError,
     )
 }
 

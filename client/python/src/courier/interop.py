@@ -2,7 +2,8 @@
 
 A small command-line program on the library, driven by the cross-language matrix
 (``client/python/interop`` runs it): ``upload``, ``send``, ``join``, ``leave``,
-``members``, ``online``, ``download``, ``thumbnail`` and ``listen``, each printing JSON lines on
+``members``, ``online``, ``download``, ``thumbnail``, ``url``, ``delete`` and
+``listen``, each printing JSON lines on
 stdout. The server and token come from ``--server`` / ``COURIER_SERVER`` and
 ``--token`` / ``COURIER_TOKEN``. A refused call prints
 ``{"error": {"code", "reason", "message"}}`` on stdout and exits 1; usage errors exit
@@ -17,6 +18,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -226,6 +228,17 @@ def cmd_thumbnail(client: Client, args: argparse.Namespace) -> None:
     emit(thumbnail_json(args.media_id, thumb, path))
 
 
+def cmd_url(client: Client, args: argparse.Namespace) -> None:
+    link = client.media_url(args.media_id, args.max_edge, args.ttl)
+    expire_time = link.expire_time.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    emit({"url": link.url, "expire_time": expire_time})
+
+
+def cmd_delete(client: Client, args: argparse.Namespace) -> None:
+    client.delete_media(args.media_id)
+    emit({"media_id": args.media_id, "deleted": True})
+
+
 def cmd_listen(client: Client, args: argparse.Namespace) -> None:
     save: Path | None = Path(args.save) if args.save is not None else None
     if save is not None:
@@ -376,6 +389,24 @@ def parser() -> argparse.ArgumentParser:
     )
     thumbnail.add_argument("-o", "--output", required=True, metavar="PATH")
     thumbnail.set_defaults(run=cmd_thumbnail)
+
+    url = commands.add_parser(
+        "url", parents=[flags()], help="print a signed HTTP link to an image or file (or its thumbnail)"
+    )
+    url.add_argument("media_id")
+    url.add_argument(
+        "--max-edge", type=_natural, default=0, metavar="N",
+        help="a link to the thumbnail of at most N pixels on the longer side (0, the default: the object)",
+    )
+    url.add_argument(
+        "--ttl", type=_duration, metavar="DURATION",
+        help="how long the link works (60s, 10m, 1h); default: the server's (5 minutes)",
+    )
+    url.set_defaults(run=cmd_url)
+
+    delete = commands.add_parser("delete", parents=[flags()], help="delete one of your uploads")
+    delete.add_argument("media_id")
+    delete.set_defaults(run=cmd_delete)
     return top
 
 
@@ -384,6 +415,22 @@ def _natural(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value
+
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def _duration(text: str) -> float:
+    """Seconds of ``60s``, ``10m``, ``1h``, ``500ms`` (or a bare number of seconds)."""
+    number = text.rstrip("mshMSH")
+    unit = text[len(number):].lower() or "s"
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (60s, 10m, 1h)") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return seconds
 
 
 def _positive(text: str) -> int:

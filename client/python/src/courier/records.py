@@ -9,12 +9,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, NamedTuple, Union
 
 if TYPE_CHECKING:
     from courier.errors import CourierError
 
 __all__ = [
+    "MediaUrl",
     "MediaKind",
     "Media",
     "TextMessage",
@@ -120,6 +121,21 @@ class Thumbnail:
     height: int
     #: The encoded image.
     data: bytes
+
+
+class MediaUrl(NamedTuple):
+    """A signed HTTP link to stored media (or to one of its thumbnails), from
+    ``media_url()``; it unpacks as ``url, expire_time = client.media_url(...)``.
+
+    The link is a capability: whoever holds it can GET the bytes, with no token,
+    until ``expire_time`` (single byte ranges, ETag and If-None-Match work). A
+    deletion, a quarantine or the revocation of the user who minted it ends it
+    sooner; a CDN's cached copy may outlive those."""
+
+    #: The absolute ``http://`` (``https://`` on a TLS server) URL.
+    url: str
+    #: When the link stops working (HTTP 410 after), an aware UTC datetime.
+    expire_time: datetime
 
 
 @dataclass(frozen=True)
