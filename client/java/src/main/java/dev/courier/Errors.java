@@ -10,6 +10,9 @@ import dev.courier.errors.CourierException;
 import dev.courier.errors.DeadlineExceededException;
 import dev.courier.errors.InvalidArgumentException;
 import dev.courier.errors.LocalIoException;
+import dev.courier.errors.MediaDeletedException;
+import dev.courier.errors.MediaQuarantinedException;
+import dev.courier.errors.MediaRejectedException;
 import dev.courier.errors.MediaTooLargeException;
 import dev.courier.errors.MediaUnavailableException;
 import dev.courier.errors.MessageTooLargeException;
@@ -91,6 +94,9 @@ final class Errors {
           case CHECKSUM_MISMATCH -> new ChecksumMismatchException(message, code, cause);
           case UPLOAD_OFFSET_MISMATCH ->
               new UploadOffsetMismatchException(message, code, committedSize, cause);
+          case MEDIA_REJECTED -> new MediaRejectedException(message, code, cause);
+          case MEDIA_QUARANTINED -> new MediaQuarantinedException(message, code, cause);
+          case MEDIA_DELETED -> new MediaDeletedException(message, code, cause);
           case ERROR_REASON_UNSPECIFIED, UNRECOGNIZED -> null;
         };
     if (byReason != null) {
