@@ -185,6 +185,31 @@ final class TestServer implements AutoCloseable {
     return fail("metric " + name + " is missing from:\n" + body);
   }
 
+  /**
+   * The sum of every series of metric {@code name} (all its label sets), 0 when it has none
+   * yet.
+   */
+  long metricSum(String name) throws IOException, InterruptedException {
+    HttpRequest request =
+        HttpRequest.newBuilder(URI.create("http://" + metricsAddr + "/metrics"))
+            .timeout(Duration.ofSeconds(5))
+            .build();
+    String body = HTTP.send(request, HttpResponse.BodyHandlers.ofString()).body();
+    double sum = 0;
+    for (String line : body.split("\n")) {
+      if (line.startsWith(name + " ") || line.startsWith(name + "{")) {
+        sum += Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1).trim());
+      }
+    }
+    return (long) sum;
+  }
+
+  /** Kills the process at once (SIGKILL, as a crash would), keeping its folders. */
+  void kill() throws InterruptedException {
+    process.destroyForcibly();
+    process.waitFor(10, TimeUnit.SECONDS);
+  }
+
   /** Waits (at most 10 s) until the server has {@code n} transfers in flight. */
   void waitInFlight(long n) throws IOException, InterruptedException {
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
@@ -230,7 +255,15 @@ final class TestServer implements AutoCloseable {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
-    try (Stream<Path> files = Files.walk(dataDir)) {
+    deleteTree(dataDir);
+  }
+
+  /** Removes a folder and everything in it (nothing when it is gone already). */
+  static void deleteTree(Path dir) throws IOException {
+    if (!Files.exists(dir)) {
+      return;
+    }
+    try (Stream<Path> files = Files.walk(dir)) {
       for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
         Files.deleteIfExists(p);
       }
