@@ -63,6 +63,10 @@ import java.util.concurrent.CompletionException;
  * {@link dev.courier.errors.TooManyTransfersException} (or waits, with
  * {@link Builder#queueTransfers(boolean)}).
  *
+ * <p>Several replicas of one deployment are given with {@link Builder#endpoints(String...)}:
+ * calls are then spread over them (gRPC's {@code round_robin}), and retried calls and the
+ * live feed move to another replica when one dies.
+ *
  * <p>A client is safe to share between threads. Close it to end its connection, its
  * transfers and its subscriptions.
  */
