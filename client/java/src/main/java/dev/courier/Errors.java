@@ -62,9 +62,15 @@ final class Errors {
       // Not a gRPC failure at all: a bug or a runtime error in this process.
       return new CourierException(describe(t), Status.Code.INTERNAL, null, t);
     }
+    if (status.getCode() == Status.Code.UNKNOWN && status.getCause() instanceof IOException) {
+      // grpc-java reports a connection that closed under a call ("channel closed") as
+      // UNKNOWN with the I/O error as its cause; a status from the server has no cause.
+      // The server went away: UNAVAILABLE, so that the call is retried (on another
+      // replica when there are several).
+      status = Status.UNAVAILABLE.withDescription("connection lost").withCause(status.getCause());
+    }
     return fromStatus(status, reasonOf(t), t, committedSizeOf(t));
   }
-
 
   /**
    * The exception for {@code status}, sorted by {@code reason} first, then by code; {@code

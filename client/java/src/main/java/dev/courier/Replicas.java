@@ -61,7 +61,8 @@ final class Replicas {
 
     @Override
     protected int priority() {
-      return 5;
+      // The lowest: the registry's default scheme (for targets without one) stays DNS's.
+      return 0;
     }
 
     @Override

@@ -103,6 +103,22 @@ class ErrorsTest {
   }
 
   @Test
+  void a_connection_closed_under_a_call_is_unavailable() {
+    CourierException lost =
+        Errors.from(
+            Status.UNKNOWN
+                .withDescription("channel closed")
+                .withCause(new java.nio.channels.ClosedChannelException())
+                .asRuntimeException());
+    assertInstanceOf(dev.courier.errors.UnavailableException.class, lost);
+    assertEquals(Status.Code.UNAVAILABLE, lost.code());
+    assertEquals(true, lost.isRetryable(), "retried, on another replica when there are several");
+    CourierException fromServer =
+        Errors.from(Status.UNKNOWN.withDescription("a server's own UNKNOWN").asRuntimeException());
+    assertEquals(Status.Code.UNKNOWN, fromServer.code());
+  }
+
+  @Test
   void unknown_reasons_and_other_domains_fall_back_on_the_code() {
     CourierException unknown =
         Errors.from(refusal(Status.Code.NOT_FOUND, Errors.DOMAIN, "SOMETHING_NEW"));

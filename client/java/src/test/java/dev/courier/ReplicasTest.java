@@ -47,6 +47,29 @@ class ReplicasTest {
     }
   }
 
+  @Test
+  void a_replica_that_is_down_is_skipped() throws Exception {
+    int closed;
+    try (java.net.ServerSocket socket = new java.net.ServerSocket(0)) {
+      closed = socket.getLocalPort();
+    }
+    try (TestServer server = TestServer.start();
+        CourierClient alice =
+            CourierClient.builder()
+                .endpoints("http://127.0.0.1:" + closed, server.url())
+                .token(server.token("alice"))
+                .retries(0)
+                .build()) {
+      // Without retries, no call may be sent to the address that refuses connections.
+      for (int i = 0; i < 10; i++) {
+        assertEquals(
+            java.util.Map.of("bob", false), alice.queryPeersOnlineStatus(List.of("bob")));
+      }
+      Media media = alice.upload(UploadArgs.builder().bytes(pattern(1024, 3), "a.bin").build()).await();
+      assertEquals(media.sha256(), sha256(alice.downloadToMemory(media.mediaId()).await().bytes()));
+    }
+  }
+
   private static CourierClient client(List<TestServer> replicas, String user) throws Exception {
     return CourierClient.builder()
         .endpoints(replicas.stream().map(TestServer::url).toList())

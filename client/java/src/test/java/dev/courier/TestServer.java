@@ -91,6 +91,8 @@ final class TestServer implements AutoCloseable {
     process = builder.start();
     CompletableFuture<String> listening = new CompletableFuture<>();
     Process started = process;
+    // The last lines before "listening", to say why a server that exited early did.
+    java.util.Deque<String> early = new java.util.ArrayDeque<>();
     // Reports the listening line, then keeps draining so the server never blocks on a
     // full pipe.
     Thread reader =
@@ -102,14 +104,28 @@ final class TestServer implements AutoCloseable {
                 for (String line = lines.readLine(); line != null; line = lines.readLine()) {
                   if (line.contains("courier-server listening")) {
                     listening.complete(line);
-                  } else if (System.getenv("COURIER_TEST_LOGS") != null) {
+                  } else if (!listening.isDone()) {
+                    synchronized (early) {
+                      early.addLast(line);
+                      if (early.size() > 20) {
+                        early.removeFirst();
+                      }
+                    }
+                  }
+                  if (!line.contains("courier-server listening")
+                      && System.getenv("COURIER_TEST_LOGS") != null) {
                     System.err.println("server: " + line);
                   }
                 }
               } catch (IOException e) {
                 listening.completeExceptionally(e);
               }
-              listening.completeExceptionally(new IOException("the server exited before listening"));
+              String last;
+              synchronized (early) {
+                last = String.join("\n", early);
+              }
+              listening.completeExceptionally(
+                  new IOException("the server exited before listening; its last lines:\n" + last));
             },
             "courier-server-log");
     reader.setDaemon(true);
