@@ -137,6 +137,22 @@ pub struct Authenticator {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IssuedAt(pub Option<u64>);
 
+/// When the caller's token expires (its `exp` claim, seconds since the Unix epoch): a
+/// request extension beside the [`UserId`], so that a media link never outlives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiresAt(pub u64);
+
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The user.
+    pub user: UserId,
+    /// Its issue time.
+    pub issued: IssuedAt,
+    /// Its expiry.
+    pub expires: ExpiresAt,
+}
+
 impl Authenticator {
     /// An authenticator for tokens signed with `secret`, none revoked.
     pub fn new(secret: &[u8]) -> Self {
@@ -164,6 +180,12 @@ impl Authenticator {
 
     /// [`Authenticator::verify`], also returning when the token was issued.
     pub fn verify_issued(&self, authorization: Option<&str>) -> Result<(UserId, IssuedAt), Error> {
+        self.verify_token(authorization)
+            .map(|verified| (verified.user, verified.issued))
+    }
+
+    /// [`Authenticator::verify`], returning everything the token says.
+    pub fn verify_token(&self, authorization: Option<&str>) -> Result<Verified, Error> {
         let header = authorization.ok_or_else(|| {
             Error::Unauthenticated("missing `authorization: Bearer <token>` metadata".into())
         })?;
@@ -209,7 +231,11 @@ impl Authenticator {
                 "the token was revoked; ask for a new one".into(),
             ));
         }
-        Ok((UserId(data.claims.sub), IssuedAt(data.claims.iat)))
+        Ok(Verified {
+            user: UserId(data.claims.sub),
+            issued: IssuedAt(data.claims.iat),
+            expires: ExpiresAt(data.claims.exp),
+        })
     }
 }
 
@@ -219,9 +245,10 @@ impl Interceptor for Authenticator {
             .metadata()
             .get("authorization")
             .map(|v| v.to_str().unwrap_or_default());
-        let (user, issued) = self.verify_issued(header)?;
-        request.extensions_mut().insert(user);
-        request.extensions_mut().insert(issued);
+        let verified = self.verify_token(header)?;
+        request.extensions_mut().insert(verified.user);
+        request.extensions_mut().insert(verified.issued);
+        request.extensions_mut().insert(verified.expires);
         Ok(request)
     }
 }

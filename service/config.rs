@@ -287,6 +287,49 @@ pub struct ServeConfig {
     #[arg(long = "cors-allow-origin", env = "COURIER_CORS_ALLOW_ORIGIN", value_delimiter = ',', value_parser = cors_origin)]
     pub cors_allow_origins: Vec<String>,
 
+    /// The lifetime of a GetMediaUrl link whose request names none.
+    #[arg(long, env = "COURIER_MEDIA_URL_TTL", default_value = "5m", value_parser = positive_duration)]
+    pub media_url_ttl: Duration,
+
+    /// The longest lifetime a GetMediaUrl link may be given; longer requests are cut
+    /// to it.
+    #[arg(long, env = "COURIER_MEDIA_URL_MAX_TTL", default_value = "1h", value_parser = positive_duration)]
+    pub media_url_max_ttl: Duration,
+
+    /// The `Cache-Control` of media served through signed links: `private` (the
+    /// default: only the fetching browser keeps a copy) or `public` (a CDN or shared
+    /// proxy may keep it too, for the link's life; such a copy outlives a revocation
+    /// or a deletion).
+    #[arg(long, env = "COURIER_MEDIA_URL_CACHE", default_value = "private", value_parser = ["private", "public"])]
+    pub media_url_cache: String,
+
+    /// The base of the links GetMediaUrl mints (for example `https://chat.example.com`,
+    /// when a proxy or load balancer is in front). Default: built from the address
+    /// each call came to, `https://` when TLS is on.
+    #[arg(long, env = "COURIER_PUBLIC_URL", value_parser = public_url)]
+    pub public_url: Option<String>,
+
+    /// Let web pages from this origin read media links with `fetch` or XHR (CORS on
+    /// `/media/v1/`; repeat the flag for more, or `*` for any). `<img>` and `<video>`
+    /// need none.
+    #[arg(long = "http-cors-origin", env = "COURIER_HTTP_CORS_ORIGIN", value_delimiter = ',', value_parser = cors_origin)]
+    pub http_cors_origins: Vec<String>,
+
+    /// On S3: answer each GET of a media link, after the same checks, with a redirect
+    /// to a presigned S3 URL living at most 60 s, so that the bytes need not pass
+    /// through the server. Refused at start on a local folder.
+    #[arg(long, env = "COURIER_HTTP_REDIRECT_TO_STORE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub http_redirect_to_store: bool,
+
+    /// How many HTTP media requests (GET and HEAD, bodies included) the server serves
+    /// at once, over all users; more are answered 503 with `Retry-After`.
+    #[arg(long, env = "COURIER_HTTP_MAX_REQUESTS", default_value_t = 256, value_parser = positive_count)]
+    pub http_max_requests: usize,
+
+    /// An HTTP media response whose client reads nothing for this long is ended.
+    #[arg(long, env = "COURIER_HTTP_IDLE_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    pub http_idle_timeout: Duration,
+
     /// How long a shutdown waits for calls in flight before the process exits.
     #[arg(long, env = "COURIER_SHUTDOWN_GRACE", default_value = "25s", value_parser = positive_duration)]
     pub shutdown_grace: Duration,
@@ -365,4 +408,17 @@ fn cors_origin(text: &str) -> Result<String, String> {
         ));
     }
     Ok(origin)
+}
+
+/// The base of minted links: `http(s)://host[:port]` with an optional path prefix,
+/// without a query; stored without a trailing slash.
+fn public_url(text: &str) -> Result<String, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err("must be an http(s)://host[:port] URL".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must have no query or fragment".into());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }

@@ -8,6 +8,8 @@
 //! - [`health`]: the health service, NOT_SERVING everywhere at shutdown but on the
 //!   liveness name.
 //! - [`admin`]: `courier-server media ...`, the operator's commands on stored media.
+//! - [`http`]: media over plain HTTP on the gRPC port (`/media/v1/`, GetMediaUrl's
+//!   signed links).
 //! - [`auth`]: HS256 JWT bearer tokens, the secret, and the interceptor.
 //! - [`media`]: MediaService — uploads, downloads, records, slots, expiry.
 //! - [`messaging`]: MessagingService (peer and channel messages, presence).
@@ -30,6 +32,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod http;
 pub mod ids;
 pub mod media;
 pub mod messaging;

@@ -42,6 +42,8 @@ pub mod names {
     pub const GRPC_IN_FLIGHT: &str = "courier_grpc_requests_in_flight";
     pub const GRPC_RECEIVED_BYTES: &str = "courier_grpc_received_bytes_total";
     pub const GRPC_SENT_BYTES: &str = "courier_grpc_sent_bytes_total";
+    pub const HTTP_REQUESTS: &str = "courier_http_requests_total";
+    pub const HTTP_SENT_BYTES: &str = "courier_http_sent_bytes_total";
     pub const BUILD_INFO: &str = "courier_build_info";
     pub const THUMBNAILS_MADE: &str = "courier_thumbnails_made_total";
     pub const THUMBNAILS_STORED: &str = "courier_thumbnails_served_stored_total";
@@ -217,6 +219,10 @@ fn describe() {
             names::THUMBNAILS_REFUSED,
             "Thumbnails refused (not an image, over the limits, corrupt).",
         ),
+        (
+            names::HTTP_SENT_BYTES,
+            "Body bytes sent by HTTP media responses (/media/v1/).",
+        ),
     ];
     for (name, help) in counters {
         describe_counter!(name, help);
@@ -281,6 +287,10 @@ fn describe() {
         Unit::Seconds,
         "Time to apply and commit (with its fsync) one group of one server's event log."
     );
+    describe_counter!(
+        names::HTTP_REQUESTS,
+        "HTTP media requests (/media/v1/) answered, by status."
+    );
     describe_gauge!(names::BUILD_INFO, "Always 1; the version is a label.");
     gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
@@ -303,4 +313,14 @@ pub fn record_group(size: usize, took: std::time::Duration) {
 pub fn set_offline_cache(messages: u64, bytes: u64) {
     gauge!(names::OFFLINE_MESSAGES).set(messages as f64);
     gauge!(names::OFFLINE_BYTES).set(bytes as f64);
+}
+
+/// Counts one HTTP media request answered with `status`.
+pub fn http_request(status: u16) {
+    counter!(names::HTTP_REQUESTS, "status" => status.to_string()).increment(1);
+}
+
+/// Counts body bytes handed to an HTTP media response.
+pub fn http_sent_bytes(n: u64) {
+    counter!(names::HTTP_SENT_BYTES).increment(n);
 }

@@ -4,7 +4,8 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use http::{HeaderName, HeaderValue, Method};
+use ::http::{HeaderName, HeaderValue, Method};
+use object_store::signer::Signer;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_util::task::TaskTracker;
 use tonic::{
@@ -26,6 +27,7 @@ use crate::{
     config::ServeConfig,
     error::Error,
     health::Health,
+    http::{HttpLayer, HttpSettings, LinkKey, LinkSettings, MediaHttp},
     media::{
         MediaLimits, MediaServer, MediaStore, QuotaLimits, ResumableSettings, Thumbnailer,
         TransferSlots, spawn_sweeper,
@@ -57,7 +59,10 @@ const ABORT_WAIT: Duration = Duration::from_secs(5);
 type MeasuredRouter = Router<
     Stack<
         OversizeLayer,
-        Stack<GrpcMetricsLayer, Stack<GrpcWebLayer, Stack<Either<CorsLayer, Identity>, Identity>>>,
+        Stack<
+            GrpcMetricsLayer,
+            Stack<GrpcWebLayer, Stack<Either<CorsLayer, Identity>, Stack<HttpLayer, Identity>>>,
+        >,
     >,
 >;
 
@@ -79,6 +84,10 @@ struct Parts {
     revocations: Revocations,
     /// The tasks that follow them.
     revocation_watchers: Vec<JoinHandle<()>>,
+    /// Signs and checks media links: a key derived from the token secret.
+    link_key: LinkKey,
+    /// With `--http-redirect-to-store` on S3: presigns the redirects.
+    signer: Option<Arc<dyn Signer>>,
 }
 
 /// What messaging runs on.
@@ -171,7 +180,18 @@ impl Parts {
         if let Some(bus) = messages.bus() {
             revocation_watchers.push(revocations.watch_bus(bus).await?);
         }
+        let signer = match (config.http_redirect_to_store, storage::signer(&location)?) {
+            (false, _) => None,
+            (true, Some(signer)) => Some(signer),
+            (true, None) => {
+                return Err(Error::invalid(
+                    "--http-redirect-to-store needs S3 storage (--storage s3://bucket/prefix)",
+                ));
+            }
+        };
         Ok(Self {
+            link_key: LinkKey::derive(&secret),
+            signer,
             authenticator: Authenticator::with_revocations(&secret, revocations.clone()),
             revocations,
             revocation_watchers,
@@ -224,14 +244,16 @@ impl Parts {
                 RateLimit::Local(RateLimiter::new(config.rate_limit, config.rate_window)),
             ),
         };
+        let thumbnailer = Thumbnailer::new(config.thumbnail_concurrency);
         let media = MediaServer::new(
             self.media.clone(),
             self.slots.clone(),
             signals.abort,
             self.transfers.clone(),
         )
-        .with_thumbnailer(Thumbnailer::new(config.thumbnail_concurrency))
-        .with_revocations(self.revocations.clone());
+        .with_thumbnailer(thumbnailer.clone())
+        .with_revocations(self.revocations.clone())
+        .with_links(self.link_key.clone(), link_settings(config));
         let messaging = MessagingServer::new(
             router,
             self.media.clone(),
@@ -244,6 +266,9 @@ impl Parts {
             // gRPC-Web on the same port: browsers speak it over HTTP/1.1 (or HTTP/2
             // through TLS); native gRPC over HTTP/2 passes through untouched.
             .accept_http1(true)
+            // Media over plain HTTP (`/media/v1/`) on the same port, answered before
+            // any gRPC layer sees the request.
+            .layer(HttpLayer::new(self.media_http(config, thumbnailer)))
             .layer(cors(&config.cors_allow_origins)?)
             .layer(GrpcWebLayer::new())
             .layer(GrpcMetricsLayer)
@@ -382,6 +407,39 @@ fn transport(builder: Server, config: &ServeConfig) -> Server {
         .http2_adaptive_window(Some(config.http2_adaptive_window))
         .max_frame_size(config.http2_max_frame_size)
         .http2_max_header_list_size(MAX_HEADER_LIST)
+}
+
+impl Parts {
+    /// The HTTP side of media links.
+    fn media_http(&self, config: &ServeConfig, thumbnailer: Thumbnailer) -> MediaHttp {
+        let http = MediaHttp::new(
+            self.media.clone(),
+            thumbnailer,
+            self.link_key.clone(),
+            self.authenticator.clone(),
+            self.revocations.clone(),
+            HttpSettings {
+                cache_public: config.media_url_cache == "public",
+                cors_origins: config.http_cors_origins.clone(),
+                idle_timeout: config.http_idle_timeout,
+                max_requests: config.http_max_requests,
+            },
+        );
+        match &self.signer {
+            Some(signer) => http.with_redirects(signer.clone()),
+            None => http,
+        }
+    }
+}
+
+/// The lifetime rules and base of GetMediaUrl's links.
+fn link_settings(config: &ServeConfig) -> LinkSettings {
+    LinkSettings {
+        default_ttl: config.media_url_ttl,
+        max_ttl: config.media_url_max_ttl.max(config.media_url_ttl),
+        public_url: config.public_url.clone(),
+        tls: config.tls_cert.is_some(),
+    }
 }
 
 /// The request headers a gRPC-Web page may send: its token, the protocol's own, and a

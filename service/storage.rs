@@ -12,7 +12,7 @@ use std::{
 
 use object_store::{
     BackoffConfig, ObjectStore, RetryConfig, aws::AmazonS3Builder, local::LocalFileSystem,
-    multipart::MultipartStore, prefix::PrefixStore,
+    multipart::MultipartStore, prefix::PrefixStore, signer::Signer,
 };
 
 use crate::error::Error;
@@ -104,6 +104,25 @@ pub fn open_with_parts(
             } else {
                 let s3 = Arc::new(PrefixStore::new(s3, prefix.as_str()));
                 Ok((s3.clone(), Some(s3)))
+            }
+        }
+    }
+}
+
+/// With S3: a signer of presigned URLs for the store at `location` (prefix
+/// included); a local folder has none.
+pub fn signer(location: &Location) -> Result<Option<Arc<dyn Signer>>, Error> {
+    match location {
+        Location::Local(_) => Ok(None),
+        Location::S3 { bucket, prefix } => {
+            let s3 = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(s3_retries())
+                .build()?;
+            if prefix.is_empty() {
+                Ok(Some(Arc::new(s3)))
+            } else {
+                Ok(Some(Arc::new(PrefixStore::new(s3, prefix.as_str()))))
             }
         }
     }

@@ -154,7 +154,8 @@ impl Tls {
             None => builder.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(resolver.clone());
-        config.alpn_protocols = vec![b"h2".to_vec()];
+        // HTTP/2 first (gRPC); HTTP/1.1 for media links fetched by HTTP/1 clients.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let reloader = tokio::spawn(async move {
             let mut seen = stamps(&files);
             loop {

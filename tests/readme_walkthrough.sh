@@ -6,6 +6,7 @@
 #   alice  — a SendPeerMessage from "another terminal", which bob must receive;
 #   refusal — a channel send before joining: grpcurl shows the ErrorInfo's reason
 #            (the error details are in reflection);
+#   http   — GetMediaUrl, then curl of the link: whole, a range, the headers, a 304;
 #   quick-bob / quick-alice — the quick start: `courier listen --save inbox` as bob,
 #            `courier send --to bob --image cat.png` as alice; the picture must land;
 #   admin  — "Deleting media": `courier-server media list|quarantine|release` on ./data
@@ -91,6 +92,16 @@ fi
 expect refusal.txt 'Code: FailedPrecondition' '"@type": "type.googleapis.com/google.rpc.ErrorInfo"' \
   '"reason": "NOT_A_MEMBER"'
 
+# Media over HTTP: a link from GetMediaUrl, fetched with curl whole, by range, and
+# conditionally.
+run "$(block http)" >http.txt 2>&1 || { cat http.txt >&2; exit 1; }
+expect http.txt '"url": "http://127.0.0.1:50051/media/v1/' '"expireTime"' hello hell \
+  'HTTP/1.1 200 OK' 'accept-ranges: bytes' 'x-content-type-options: nosniff' \
+  'content-disposition: attachment; filename="hello.txt"'
+[ "$(tail -n 1 http.txt)" = 304 ] || { echo "the conditional GET should answer 304" >&2; cat http.txt >&2; exit 1; }
+[ "$(grep -c '^hello$' http.txt)" -eq 1 ] && grep -q '^hell$' http.txt \
+  || { echo "the whole file and its first 4 bytes should both show" >&2; cat http.txt >&2; exit 1; }
+
 # The quick start: a real PNG as cat.png, bob listening, alice sending.
 python3 - <<'PY'
 import struct, zlib
@@ -123,5 +134,5 @@ run "$(block tls-client)" >tls-client.txt 2>&1 || { cat tls-server.txt tls-clien
 expect tls-client.txt alice '"status": "SERVING"'
 expect tls-server.txt '"tls":true'
 
-cat media.txt alice.txt bob.txt refusal.txt quick-bob.txt admin.txt tls-client.txt
-echo "README walkthrough: 9 passed, 0 failed"
+cat media.txt alice.txt bob.txt refusal.txt http.txt quick-bob.txt admin.txt tls-client.txt
+echo "README walkthrough: 10 passed, 0 failed"

@@ -109,6 +109,7 @@ use object_store::{
 pub use delete::{
     Tombstone, all_records, delete_content, delete_own, remove as delete_media, tombstone,
 };
+pub use dims::detect as detect_image;
 pub use download::{Download, open_download};
 pub use quota::QuotaLimits;
 pub use record::{Kind as MediaKind, Record, now_millis};
@@ -116,7 +117,7 @@ pub use resumable::ResumableSettings;
 pub use service::MediaServer;
 pub use slots::{SlotGuard, TransferSlots};
 pub use sweeper::{spawn_sweeper, sweep_once};
-pub use thumbnail::{Thumbnail, Thumbnailer, thumbnail};
+pub use thumbnail::{Thumbnail, Thumbnailer, size_for as thumbnail_size, thumbnail};
 pub use upload::{Frame, upload};
 pub use verdict::{Verdict, VerdictState};
 pub use writer::PendingAborts;
@@ -250,6 +251,11 @@ impl MediaStore {
             check_sha256_hex(&record.sha256)?;
             Ok(Self::content_path(&record.sha256))
         }
+    }
+
+    /// The store key of `record`'s bytes (for presigning a GET of them).
+    pub fn bytes_key(record: &Record) -> Result<Path, Error> {
+        Self::bytes_path(record)
     }
 
     /// The record of a live object that may be served: NOT_FOUND when unknown or

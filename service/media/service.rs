@@ -27,6 +27,10 @@ use super::{
 use crate::{
     auth::{self, IssuedAt},
     error::{Error, Reason},
+    http::{
+        LinkKey, LinkSettings,
+        mint::{Minter, mint},
+    },
     ids::MediaId,
     metrics::METRICS,
     pb::{self, download_media_response, media_service_server, upload_media_request},
@@ -55,6 +59,8 @@ pub struct MediaServer {
     held: HeldUploads,
     /// Revoked tokens: an upload or download running on one ends with UNAUTHENTICATED.
     revocations: Revocations,
+    /// Signs GetMediaUrl's links, with their lifetime rules; `None`: not served.
+    links: Option<Arc<(LinkKey, LinkSettings)>>,
 }
 
 impl MediaServer {
@@ -75,7 +81,14 @@ impl MediaServer {
             tasks,
             thumbnailer: Thumbnailer::new(DEFAULT_THUMBNAIL_CONCURRENCY),
             revocations: Revocations::default(),
+            links: None,
         }
+    }
+
+    /// The same service, minting links signed with `key` under `settings`.
+    pub fn with_links(mut self, key: LinkKey, settings: LinkSettings) -> Self {
+        self.links = Some(Arc::new((key, settings)));
+        self
     }
 
     /// The same service, ending the uploads and downloads of tokens in `revocations`
@@ -323,10 +336,23 @@ impl media_service_server::MediaService for MediaServer {
 
     async fn get_media_url(
         &self,
-        _request: Request<pb::GetMediaUrlRequest>,
+        request: Request<pb::GetMediaUrlRequest>,
     ) -> Result<Response<pb::GetMediaUrlResponse>, Status> {
-        // Being built (issue 29): answered as not implemented until the HTTP side lands.
-        Err(Status::unimplemented("GetMediaUrl is not served yet"))
+        let Some(links) = &self.links else {
+            return Err(Status::unimplemented("this server mints no media links"));
+        };
+        let minter = Minter::of(&request)?;
+        let (key, settings) = links.as_ref();
+        let response = mint(
+            &self.media,
+            &self.thumbnailer,
+            key,
+            settings,
+            &minter,
+            request.into_inner(),
+        )
+        .await?;
+        Ok(Response::new(response))
     }
 
     async fn delete_media(

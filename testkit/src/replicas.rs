@@ -32,4 +32,14 @@ impl Replicas {
     pub fn r(&self, n: usize) -> &Server {
         &self.servers[n - 1]
     }
+
+    /// Replica `n`, to kill or restart.
+    pub fn r_mut(&mut self, n: usize) -> &mut Server {
+        &mut self.servers[n - 1]
+    }
+
+    /// The three replicas' URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(Server::url).collect()
+    }
 }

@@ -1,11 +1,12 @@
 //! Server processes: start, restart, terminate, and look at their metrics and store.
 
 use std::{
+    collections::VecDeque,
     io::{BufRead, BufReader},
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -95,7 +96,13 @@ pub struct Server {
     pub store: Arc<dyn ObjectStore>,
     /// The local media folder, when the backend is local.
     pub local_media: Option<PathBuf>,
+    /// The latest lines the server logged (at most [`LOG_LINES`]), for tests that check
+    /// what is written to the log.
+    log: Arc<Mutex<VecDeque<String>>>,
 }
+
+/// How many log lines a [`Server`] keeps.
+const LOG_LINES: usize = 10_000;
 
 fn unique(prefix: &str) -> String {
     let nanos = SystemTime::now()
@@ -192,6 +199,7 @@ impl Server {
             }
         };
         let secret = secret.map(str::to_owned);
+        let log = Arc::new(Mutex::new(VecDeque::new()));
         let (child, addr, metrics_addr) = spawn(
             listen,
             data_dir.path(),
@@ -199,8 +207,10 @@ impl Server {
             secret.as_deref(),
             extra,
             &env,
+            log.clone(),
         );
         Self {
+            log,
             child,
             addr,
             metrics_addr,
@@ -234,6 +244,7 @@ impl Server {
             self.secret.as_deref(),
             extra,
             &self.env,
+            self.log.clone(),
         );
         self.child = child;
         self.addr = addr;
@@ -307,6 +318,12 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// The lines the server has logged so far (the latest few thousand).
+    pub fn log_lines(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.iter().cloned().collect()
     }
 
     /// Reads one value from the metrics endpoint.
@@ -418,6 +435,7 @@ fn spawn(
     secret: Option<&str>,
     extra: &[&str],
     env: &[(String, String)],
+    log: Arc<Mutex<VecDeque<String>>>,
 ) -> (Child, SocketAddr, SocketAddr) {
     let mut command = Command::new(server_binary());
     command
@@ -447,11 +465,16 @@ fn spawn(
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if line.contains("courier-server listening") {
                 if let Some(tx) = tx.take() {
-                    let _ = tx.send(line);
+                    let _ = tx.send(line.clone());
                 }
             } else if std::env::var_os("COURIER_TEST_LOGS").is_some() {
                 eprintln!("server: {line}");
             }
+            let mut kept = log.lock().unwrap_or_else(|p| p.into_inner());
+            if kept.len() == LOG_LINES {
+                kept.pop_front();
+            }
+            kept.push_back(line);
         }
     });
     let line = rx

@@ -5,7 +5,7 @@ use std::{
     future::Future,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -76,6 +76,9 @@ impl Default for ClientOptions {
     }
 }
 
+/// How long an address that was unavailable is passed over.
+const DOWN_FOR: Duration = Duration::from_secs(30);
+
 /// A connection to a courier server as one user. Cheap to clone; clones share the
 /// connection and the transfer limit.
 #[derive(Clone)]
@@ -86,10 +89,17 @@ pub struct Client {
 
 pub(crate) struct Inner {
     /// One HTTP/2 connection per server address (each reconnects by itself); calls
-    /// go to the current one, and move on to the next when it is unavailable.
+    /// go to each in turn, passing over those recently unavailable.
     pub(crate) channels: Vec<Channel>,
-    /// The index of the current connection.
+    /// The turn: the next call goes to the connection after it.
     pub(crate) current: AtomicUsize,
+    /// The connection the last call was given, which a failure is blamed on.
+    pub(crate) last: AtomicUsize,
+    /// Per connection: until when (milliseconds since `started`) it is passed over,
+    /// after it was unavailable.
+    pub(crate) down_until: Vec<AtomicU64>,
+    /// The clock's origin.
+    pub(crate) started: std::time::Instant,
     /// `Bearer <token>`.
     pub(crate) authorization: MetadataValue<Ascii>,
     /// Running transfers, by request ID.
@@ -125,10 +135,11 @@ impl Client {
         Self::connect_any_with(&[server_url], token, options).await
     }
 
-    /// Connects to the first of `server_urls` that answers: replicas of one courier
-    /// deployment. When the server in use becomes unavailable (it died, or is
+    /// Connects to `server_urls`, replicas of one courier deployment, once the first
+    /// that answers does; calls then go to each address in turn (round robin), so they
+    /// spread over the replicas. When a server becomes unavailable (it died, or is
     /// restarting), calls that are safe to repeat and the live feed move on to the
-    /// next address in the list.
+    /// next address.
     pub async fn connect_any(server_urls: &[&str], token: &str) -> Result<Self, Error> {
         Self::connect_any_with(server_urls, token, ClientOptions::default()).await
     }
@@ -171,6 +182,9 @@ impl Client {
             inner: Arc::new(Inner {
                 channels,
                 current: AtomicUsize::new(first),
+                last: AtomicUsize::new(first),
+                down_until: server_urls.iter().map(|_| AtomicU64::new(0)).collect(),
+                started: std::time::Instant::now(),
                 authorization,
                 transfers: TransferTable::new(options.max_transfers),
                 options,
@@ -179,18 +193,33 @@ impl Client {
         })
     }
 
-    /// The connection calls go to now.
+    /// The connection the next call goes to: the addresses in turn, so that calls
+    /// spread over every replica (round robin).
     pub(crate) fn channel(&self) -> Channel {
-        let i = self.inner.current.load(Ordering::Relaxed) % self.inner.channels.len();
-        self.inner.channels[i].clone()
+        let inner = &self.inner;
+        let n = inner.channels.len();
+        let now = inner.started.elapsed().as_millis() as u64;
+        let mut i = inner.current.fetch_add(1, Ordering::Relaxed) % n;
+        // Past the ones unavailable of late, unless every one is.
+        for _ in 0..n {
+            if inner.down_until[i].load(Ordering::Relaxed) <= now {
+                break;
+            }
+            i = inner.current.fetch_add(1, Ordering::Relaxed) % n;
+        }
+        inner.last.store(i, Ordering::Relaxed);
+        inner.channels[i].clone()
     }
 
-    /// Moves on to the next server address (after the current one was unavailable).
+    /// Passes over the address that just failed for a while ([`DOWN_FOR`]): calls,
+    /// including those that cannot be repeated (uploads), go to the others.
     pub(crate) fn fail_over(&self) {
-        let n = self.inner.channels.len();
-        if n > 1 {
-            let next = (self.inner.current.load(Ordering::Relaxed) + 1) % n;
-            self.inner.current.store(next, Ordering::Relaxed);
+        let inner = &self.inner;
+        if inner.channels.len() > 1 {
+            let until = inner.started.elapsed().as_millis() as u64 + DOWN_FOR.as_millis() as u64;
+            let i = inner.last.load(Ordering::Relaxed);
+            inner.down_until[i].store(until, Ordering::Relaxed);
+            inner.current.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -24,6 +24,8 @@
 //! - [`Client::thumbnail`]: the server's thumbnail of an image, and image messages
 //!   that carry one (`thumbnail`).
 //! - [`Client::delete_media`]: deleting one's own media (`delete`).
+//! - [`Client::media_url`]: signed HTTP links to media, for image loaders, video
+//!   players and CDNs (`url`).
 //! - [`Error`]: one enum to match on (`error`).
 //! - [`safe_file_name`], [`unique_path`]: where to save received files (`names`).
 //! - [`pb`]: the generated gRPC types, for anything the typed layer does not cover.
@@ -43,6 +45,7 @@ mod subscribe;
 mod thumbnail;
 mod transfer;
 mod upload;
+mod url;
 
 pub use client::{Client, ClientOptions};
 pub use download::Downloaded;
@@ -58,3 +61,4 @@ pub use resumable::{ResumableOutcome, ResumedUpload, state_path as resumable_sta
 pub use subscribe::{Event, Subscription};
 pub use thumbnail::{MESSAGE_THUMBNAIL_EDGE, Thumbnail};
 pub use transfer::{Progress, RequestId, Transfer};
+pub use url::{MediaUrl, MediaUrlOptions};

@@ -246,7 +246,8 @@ async fn a_message_to_ten_thousand_members_is_one_store_write() {
         panic!("a temp dir")
     };
     let feed = Feed::new(16);
-    let Ok(store) = RedbStore::open(Some(&dir.path().join("c.redb")), limits(), feed.clone()) else {
+    let Ok(store) = RedbStore::open(Some(&dir.path().join("c.redb")), limits(), feed.clone())
+    else {
         panic!("opens")
     };
     let store = Arc::new(store);

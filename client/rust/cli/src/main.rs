@@ -117,6 +117,20 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Print a signed HTTP link to a stored image or file (or its thumbnail), which any
+    /// HTTP client can fetch until it expires; whoever holds it can.
+    Url {
+        /// The media ID.
+        media_id: String,
+        /// A link to the thumbnail of at most this many pixels on the longer side
+        /// (rounded up by the server to 96, 320 or 640); 0, the default: the object.
+        #[arg(long, default_value_t = 0)]
+        max_edge: u32,
+        /// How long the link works (for example 60s, 10m); default: the server's
+        /// (5 minutes), capped by the server (1 hour) and by the token's expiry.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+    },
     /// Download an image or file by its media ID.
     Download {
         /// The media ID.
@@ -268,6 +282,17 @@ async fn run(cli: Cli, out: &Output) -> Result<(), Error> {
             let thumb = client.thumbnail(&media_id, max_edge).await?;
             std::fs::write(&output, &thumb.data)?;
             out.thumbnail(&media_id, &thumb, &output);
+        }
+        Command::Url {
+            media_id,
+            max_edge,
+            ttl,
+        } => {
+            let options = courier_client::MediaUrlOptions {
+                max_edge,
+                lifetime: ttl,
+            };
+            out.url(&client.media_url(&media_id, options).await?);
         }
         Command::Download { media_id, output } => {
             let download = client.download_to_file(&media_id, &output)?;

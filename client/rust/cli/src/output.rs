@@ -241,6 +241,14 @@ impl Output {
         );
     }
 
+    /// A signed HTTP link: the URL alone in text mode, so that `curl "$(courier url ID)"`
+    /// works.
+    pub fn url(&self, url: &courier_client::MediaUrl) {
+        let expire_time = humantime::format_rfc3339_seconds(url.expires).to_string();
+        let value = json!({"url": url.url, "expire_time": expire_time});
+        self.line(value, url.url.clone());
+    }
+
     /// A file saved at `path`; `sha256` is the digest of the bytes on disk.
     pub fn saved(&self, media: &Media, path: &Path, sha256: &str) {
         let mut value = media_json(media);
