@@ -25,8 +25,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 /**
- * Scenario 14 of tests/scenarios.md ({@code media_url}, numbered 13 on the {@code url}
- * branch): a link from {@link CourierClient#mediaUrl} that a plain HTTP client, Java's own
+ * Scenario 14 of tests/scenarios.md, {@code media_url}: a link from {@link CourierClient#mediaUrl} that a plain HTTP client, Java's own
  * {@link HttpClient} with no token, fetches whole, by range, conditionally and as a
  * thumbnail.
  */
