@@ -43,7 +43,7 @@ final class Connection {
   /** The largest frame accepted from the server (data frames are at most 1 MiB). */
   private static final int MAX_INBOUND = 8 * 1024 * 1024;
 
-  /** The HTTP/2 connection; it reconnects by itself. */
+  /** The HTTP/2 connection (one per replica with several); it reconnects by itself. */
   private final ManagedChannel managed;
 
   /** The connection with {@code authorization: Bearer <token>} on every call. */
@@ -103,10 +103,10 @@ final class Connection {
         tls ? TlsChannelCredentials.create() : InsecureChannelCredentials.create();
     ManagedChannelBuilder<?> builder;
     if (addresses.size() == 1) {
+      // One server: DNS as usual (pick_first over the name's addresses).
       URI only = parse(endpoints.get(0));
-      builder =
-          Grpc.newChannelBuilderForAddress(
-              only.getHost(), only.getPort() >= 0 ? only.getPort() : (tls ? 443 : 80), credentials);
+      int port = only.getPort() >= 0 ? only.getPort() : (tls ? 443 : 80);
+      builder = Grpc.newChannelBuilderForAddress(only.getHost(), port, credentials);
     } else {
       builder =
           Grpc.newChannelBuilder(Replicas.target(addresses), credentials)
