@@ -10,12 +10,16 @@ import io.grpc.ClientInterceptors;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
 import io.grpc.Metadata;
 import io.grpc.TlsChannelCredentials;
 import io.grpc.stub.MetadataUtils;
 import io.grpc.stub.StreamObserver;
 import java.net.URI;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
@@ -39,7 +43,7 @@ final class Connection {
   /** The largest frame accepted from the server (data frames are at most 1 MiB). */
   private static final int MAX_INBOUND = 8 * 1024 * 1024;
 
-  /** The HTTP/2 connection; it reconnects by itself. */
+  /** The HTTP/2 connection (one per replica with several); it reconnects by itself. */
   private final ManagedChannel managed;
 
   /** The connection with {@code authorization: Bearer <token>} on every call. */
@@ -48,7 +52,7 @@ final class Connection {
   /** Deadlines, retries, limits. */
   final Options options;
 
-  /** The server URL as the client was given it (resumable uploads record it). */
+  /** The (first) server URL as the client was given it (resumable uploads record it). */
   final String endpoint;
 
   /** Runs transfers: one thread each while they run; daemon threads. */
@@ -66,33 +70,49 @@ final class Connection {
       boolean queueTransfers,
       int chunkSize) {}
 
-  Connection(String endpoint, String token, Options options) {
+  /**
+   * Connects to {@code endpoints}: one server URL, or several replicas of one deployment
+   * (all {@code http://} or all {@code https://}), over which calls are balanced with
+   * gRPC's {@code round_robin}: each call goes to the next replica that is connected, so a
+   * retried call or a reconnecting subscription moves on from a replica that died.
+   */
+  Connection(List<String> endpoints, String token, Options options) {
+    if (endpoints.isEmpty()) {
+      throw new IllegalArgumentException("no server URL given");
+    }
     this.options = options;
-    this.endpoint = endpoint;
-    URI uri;
-    try {
-      uri = URI.create(endpoint.trim());
-    } catch (IllegalArgumentException e) {
-      throw new IllegalArgumentException("bad server URL " + endpoint + ": " + e.getMessage(), e);
+    this.endpoint = endpoints.get(0);
+    List<String> addresses = new ArrayList<>();
+    Boolean tls = null;
+    for (String url : endpoints) {
+      URI uri = parse(url);
+      boolean secure = uri.getScheme().equalsIgnoreCase("https");
+      if (tls != null && tls != secure) {
+        throw new IllegalArgumentException(
+            "the server URLs mix http:// and https://: replicas of one deployment share one");
+      }
+      tls = secure;
+      int port = uri.getPort() >= 0 ? uri.getPort() : (secure ? 443 : 80);
+      addresses.add(uri.getHost() + ":" + port); // getHost keeps an IPv6 literal's brackets
     }
-    String scheme = uri.getScheme() == null ? "" : uri.getScheme().toLowerCase();
-    if (!scheme.equals("http") && !scheme.equals("https") || uri.getHost() == null) {
-      throw new IllegalArgumentException(
-          "bad server URL " + endpoint + ": expected http://host:port or https://host:port");
-    }
-    boolean tls = scheme.equals("https");
-    int port = uri.getPort() >= 0 ? uri.getPort() : (tls ? 443 : 80);
     String value = "Bearer " + token.trim();
     if (!value.chars().allMatch(c -> c >= 0x20 && c < 0x7f)) {
       throw new IllegalArgumentException("the token holds characters a header cannot carry");
     }
     ChannelCredentials credentials =
         tls ? TlsChannelCredentials.create() : InsecureChannelCredentials.create();
-    this.managed =
-        Grpc.newChannelBuilderForAddress(uri.getHost(), port, credentials)
-            .maxInboundMessageSize(MAX_INBOUND)
-            .userAgent("courier-java")
-            .build();
+    ManagedChannelBuilder<?> builder;
+    if (addresses.size() == 1) {
+      // One server: DNS as usual (pick_first over the name's addresses).
+      URI only = parse(endpoints.get(0));
+      int port = only.getPort() >= 0 ? only.getPort() : (tls ? 443 : 80);
+      builder = Grpc.newChannelBuilderForAddress(only.getHost(), port, credentials);
+    } else {
+      builder =
+          Grpc.newChannelBuilder(Replicas.target(addresses), credentials)
+              .defaultLoadBalancingPolicy("round_robin");
+    }
+    this.managed = builder.maxInboundMessageSize(MAX_INBOUND).userAgent("courier-java").build();
     Metadata headers = new Metadata();
     headers.put(Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER), value);
     this.channel =
@@ -187,6 +207,22 @@ final class Connection {
     } catch (RuntimeException e) {
       out.completeExceptionally(Errors.from(e));
     }
+  }
+
+  /** A server URL, checked: {@code http://host:port} or {@code https://host:port}. */
+  private static URI parse(String endpoint) {
+    URI uri;
+    try {
+      uri = URI.create(endpoint.trim());
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException("bad server URL " + endpoint + ": " + e.getMessage(), e);
+    }
+    String scheme = uri.getScheme() == null ? "" : uri.getScheme().toLowerCase(Locale.ROOT);
+    if (!scheme.equals("http") && !scheme.equals("https") || uri.getHost() == null) {
+      throw new IllegalArgumentException(
+          "bad server URL " + endpoint + ": expected http://host:port or https://host:port");
+    }
+    return uri;
   }
 
   static Duration min(Duration a, Duration b) {

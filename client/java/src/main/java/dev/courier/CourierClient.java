@@ -1,7 +1,11 @@
 package dev.courier;
 
+import courier.v1.MediaServiceOuterClass.DeleteMediaRequest;
+import courier.v1.MediaServiceOuterClass.DeleteMediaResponse;
 import courier.v1.MediaServiceOuterClass.GetMediaRequest;
 import courier.v1.MediaServiceOuterClass.GetMediaResponse;
+import courier.v1.MediaServiceOuterClass.GetMediaUrlRequest;
+import courier.v1.MediaServiceOuterClass.GetMediaUrlResponse;
 import courier.v1.MediaServiceOuterClass.GetThumbnailRequest;
 import courier.v1.MediaServiceOuterClass.GetThumbnailResponse;
 import courier.v1.MessagingServiceOuterClass.GetChannelMembersRequest;
@@ -23,6 +27,7 @@ import dev.courier.errors.CourierException;
 import dev.courier.errors.NoSuchTransferException;
 import dev.courier.errors.NotFoundException;
 import dev.courier.errors.PeerUnreachableException;
+import java.net.URI;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Collection;
@@ -58,6 +63,10 @@ import java.util.concurrent.CompletionException;
  * {@link dev.courier.errors.TooManyTransfersException} (or waits, with
  * {@link Builder#queueTransfers(boolean)}).
  *
+ * <p>Several replicas of one deployment are given with {@link Builder#endpoints(String...)}:
+ * calls are then spread over them (gRPC's {@code round_robin}), and retried calls and the
+ * live feed move to another replica when one dies.
+ *
  * <p>A client is safe to share between threads. Close it to end its connection, its
  * transfers and its subscriptions.
  */
@@ -74,7 +83,7 @@ public final class CourierClient implements AutoCloseable {
   private CourierClient(Builder b) {
     this.connection =
         new Connection(
-            b.endpoint,
+            b.endpoints,
             b.token,
             new Connection.Options(
                 b.deadline, b.retries, b.backoff, b.maxTransfers, b.queueTransfers, b.chunkSize));
@@ -293,6 +302,77 @@ public final class CourierClient implements AutoCloseable {
    */
   public Thumbnail thumbnail(String mediaId, int maxEdge) throws CourierException {
     return Connection.await(thumbnailAsync(mediaId, maxEdge));
+  }
+
+  /**
+   * Deletes one of the caller's own media: its ID is then not found (reason {@code
+   * MEDIA_DELETED}) for downloads, records, thumbnails and links, those minted before
+   * included, and new messages naming it are refused ({@link
+   * dev.courier.errors.MediaUnavailableException}). Messages already sent with it still
+   * arrive. Deleting it again succeeds as the first time did, so the call is retried while
+   * the server is unavailable.
+   *
+   * @param mediaId the media ID
+   * @return a future that completes once deleted; it fails with {@link NotFoundException}
+   *     for an unknown or expired ID and for another user's media
+   */
+  public CompletableFuture<Void> deleteMediaAsync(String mediaId) {
+    DeleteMediaRequest request = DeleteMediaRequest.newBuilder().setMediaId(mediaId).build();
+    return connection
+        .<DeleteMediaResponse>unary(true, o -> connection.mediaUnary().deleteMedia(request, o))
+        .thenApply(response -> null);
+  }
+
+  /**
+   * Deletes one of the caller's own media; see {@link #deleteMediaAsync}.
+   *
+   * @param mediaId the media ID
+   * @throws CourierException {@link NotFoundException} for an unknown or expired ID and for
+   *     another user's media
+   */
+  public void deleteMedia(String mediaId) throws CourierException {
+    Connection.await(deleteMediaAsync(mediaId));
+  }
+
+  /**
+   * A signed HTTP link to {@code mediaId} (or, with {@link MediaUrlOptions#withMaxEdge}, to
+   * its thumbnail) that any HTTP client can GET without a token until it expires: whoever
+   * holds the link can fetch the bytes, so hand it only to who may see them.
+   *
+   * @param mediaId the media ID
+   * @param options the thumbnail size (0 for the object) and the link's lifetime
+   * @return the future link; it fails with {@link NotFoundException} for an unknown or
+   *     expired ID ({@link dev.courier.errors.MediaDeletedException} for a deleted one),
+   *     {@code NotAnImageException} for a thumbnail of a file, {@code
+   *     MediaQuarantinedException} for quarantined content
+   */
+  public CompletableFuture<MediaUrl> mediaUrlAsync(String mediaId, MediaUrlOptions options) {
+    GetMediaUrlRequest.Builder request =
+        GetMediaUrlRequest.newBuilder().setMediaId(mediaId).setMaxEdge(options.maxEdge());
+    if (options.lifetime() != null) {
+      request.setLifetime(
+          com.google.protobuf.Duration.newBuilder()
+              .setSeconds(options.lifetime().getSeconds())
+              .setNanos(options.lifetime().getNano()));
+    }
+    GetMediaUrlRequest built = request.build();
+    return connection
+        .<GetMediaUrlResponse>unary(true, o -> connection.mediaUnary().getMediaUrl(built, o))
+        .thenApply(
+            response ->
+                new MediaUrl(URI.create(response.getUrl()), Protos.instant(response.getExpireTime())));
+  }
+
+  /**
+   * A signed HTTP link to {@code mediaId}; see {@link #mediaUrlAsync}.
+   *
+   * @param mediaId the media ID
+   * @param options the thumbnail size (0 for the object) and the link's lifetime
+   * @return the link and its expiry
+   * @throws CourierException as {@link #mediaUrlAsync} fails
+   */
+  public MediaUrl mediaUrl(String mediaId, MediaUrlOptions options) throws CourierException {
+    return Connection.await(mediaUrlAsync(mediaId, options));
   }
 
   // ---- Messages -----------------------------------------------------------------------
@@ -608,7 +688,7 @@ public final class CourierClient implements AutoCloseable {
 
   /** Builds a {@link CourierClient}; {@code endpoint} and {@code token} are required. */
   public static final class Builder {
-    private String endpoint;
+    private List<String> endpoints;
     private String token;
     private Duration deadline = Duration.ofSeconds(10);
     private int retries = 4;
@@ -627,8 +707,38 @@ public final class CourierClient implements AutoCloseable {
      * @return this builder
      */
     public Builder endpoint(String endpoint) {
-      this.endpoint = Objects.requireNonNull(endpoint, "endpoint");
+      this.endpoints = List.of(Objects.requireNonNull(endpoint, "endpoint"));
       return this;
+    }
+
+    /**
+     * The URLs of several replicas of one deployment (all {@code http://} or all {@code
+     * https://}; with TLS, every replica's certificate names the first URL's host). Calls
+     * are spread over them with gRPC's {@code round_robin} policy: each call goes to the
+     * next replica that is connected, a call retried after UNAVAILABLE goes to another one,
+     * and a subscription whose replica died reconnects to another and resumes after its
+     * last cursor. Replicas need a shared bus ({@code --bus}) and media store.
+     *
+     * @param endpoints the URLs, at least one
+     * @return this builder
+     */
+    public Builder endpoints(Collection<String> endpoints) {
+      List<String> copy = List.copyOf(endpoints);
+      if (copy.isEmpty()) {
+        throw new IllegalArgumentException("endpoints needs at least one URL");
+      }
+      this.endpoints = copy;
+      return this;
+    }
+
+    /**
+     * The URLs of several replicas; see {@link #endpoints(Collection)}.
+     *
+     * @param endpoints the URLs, at least one
+     * @return this builder
+     */
+    public Builder endpoints(String... endpoints) {
+      return endpoints(List.of(endpoints));
     }
 
     /**
@@ -732,7 +842,7 @@ public final class CourierClient implements AutoCloseable {
      * @throws IllegalArgumentException for a missing or malformed URL or token
      */
     public CourierClient build() {
-      if (endpoint == null || token == null) {
+      if (endpoints == null || token == null) {
         throw new IllegalArgumentException("both endpoint(...) and token(...) are required");
       }
       return new CourierClient(this);

@@ -10,6 +10,9 @@ import dev.courier.errors.CourierException;
 import dev.courier.errors.DeadlineExceededException;
 import dev.courier.errors.InvalidArgumentException;
 import dev.courier.errors.LocalIoException;
+import dev.courier.errors.MediaDeletedException;
+import dev.courier.errors.MediaQuarantinedException;
+import dev.courier.errors.MediaRejectedException;
 import dev.courier.errors.MediaTooLargeException;
 import dev.courier.errors.MediaUnavailableException;
 import dev.courier.errors.MessageTooLargeException;
@@ -59,9 +62,15 @@ final class Errors {
       // Not a gRPC failure at all: a bug or a runtime error in this process.
       return new CourierException(describe(t), Status.Code.INTERNAL, null, t);
     }
+    if (status.getCode() == Status.Code.UNKNOWN && status.getCause() instanceof IOException) {
+      // grpc-java reports a connection that closed under a call ("channel closed") as
+      // UNKNOWN with the I/O error as its cause; a status from the server has no cause.
+      // The server went away: UNAVAILABLE, so that the call is retried (on another
+      // replica when there are several).
+      status = Status.UNAVAILABLE.withDescription("connection lost").withCause(status.getCause());
+    }
     return fromStatus(status, reasonOf(t), t, committedSizeOf(t));
   }
-
 
   /**
    * The exception for {@code status}, sorted by {@code reason} first, then by code; {@code
@@ -91,6 +100,9 @@ final class Errors {
           case CHECKSUM_MISMATCH -> new ChecksumMismatchException(message, code, cause);
           case UPLOAD_OFFSET_MISMATCH ->
               new UploadOffsetMismatchException(message, code, committedSize, cause);
+          case MEDIA_REJECTED -> new MediaRejectedException(message, code, cause);
+          case MEDIA_QUARANTINED -> new MediaQuarantinedException(message, code, cause);
+          case MEDIA_DELETED -> new MediaDeletedException(message, code, cause);
           case ERROR_REASON_UNSPECIFIED, UNRECOGNIZED -> null;
         };
     if (byReason != null) {

@@ -11,6 +11,9 @@ import dev.courier.errors.ChecksumMismatchException;
 import dev.courier.errors.CourierException;
 import dev.courier.errors.InvalidArgumentException;
 import dev.courier.errors.LocalIoException;
+import dev.courier.errors.MediaDeletedException;
+import dev.courier.errors.MediaQuarantinedException;
+import dev.courier.errors.MediaRejectedException;
 import dev.courier.errors.NotFoundException;
 import dev.courier.errors.UploadOffsetMismatchException;
 import io.grpc.Status;
@@ -68,6 +71,51 @@ class ErrorsTest {
     assertInstanceOf(
         ChecksumMismatchException.class,
         Errors.from(refusal(Status.Code.INVALID_ARGUMENT, Errors.DOMAIN, "CHECKSUM_MISMATCH")));
+  }
+
+  @Test
+  void hook_verdicts_and_deletions_have_their_kinds() {
+    CourierException rejected =
+        Errors.from(
+            refusal(
+                Status.Code.FAILED_PRECONDITION, Errors.DOMAIN, ErrorReason.MEDIA_REJECTED.name()));
+    assertInstanceOf(MediaRejectedException.class, rejected);
+    assertEquals(Status.Code.FAILED_PRECONDITION, rejected.code());
+    CourierException quarantined =
+        Errors.from(
+            refusal(
+                Status.Code.FAILED_PRECONDITION,
+                Errors.DOMAIN,
+                ErrorReason.MEDIA_QUARANTINED.name()));
+    assertInstanceOf(MediaQuarantinedException.class, quarantined);
+    assertEquals(ErrorReason.MEDIA_QUARANTINED, quarantined.reason());
+    CourierException deleted =
+        Errors.from(
+            refusal(Status.Code.NOT_FOUND, Errors.DOMAIN, ErrorReason.MEDIA_DELETED.name()));
+    assertInstanceOf(MediaDeletedException.class, deleted);
+    // Code that handles unknown media handles deleted media too.
+    assertInstanceOf(NotFoundException.class, deleted);
+    assertEquals("MEDIA_DELETED", deleted.reasonName());
+    assertEquals(Status.Code.NOT_FOUND, deleted.code());
+    assertEquals(Status.Code.NOT_FOUND, new MediaDeletedException("gone").code());
+    assertEquals(
+        Status.Code.FAILED_PRECONDITION, new MediaQuarantinedException("held").code());
+  }
+
+  @Test
+  void a_connection_closed_under_a_call_is_unavailable() {
+    CourierException lost =
+        Errors.from(
+            Status.UNKNOWN
+                .withDescription("channel closed")
+                .withCause(new java.nio.channels.ClosedChannelException())
+                .asRuntimeException());
+    assertInstanceOf(dev.courier.errors.UnavailableException.class, lost);
+    assertEquals(Status.Code.UNAVAILABLE, lost.code());
+    assertEquals(true, lost.isRetryable(), "retried, on another replica when there are several");
+    CourierException fromServer =
+        Errors.from(Status.UNKNOWN.withDescription("a server's own UNKNOWN").asRuntimeException());
+    assertEquals(Status.Code.UNKNOWN, fromServer.code());
   }
 
   @Test

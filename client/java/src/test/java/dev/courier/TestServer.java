@@ -91,6 +91,8 @@ final class TestServer implements AutoCloseable {
     process = builder.start();
     CompletableFuture<String> listening = new CompletableFuture<>();
     Process started = process;
+    // The last lines before "listening", to say why a server that exited early did.
+    java.util.Deque<String> early = new java.util.ArrayDeque<>();
     // Reports the listening line, then keeps draining so the server never blocks on a
     // full pipe.
     Thread reader =
@@ -102,14 +104,28 @@ final class TestServer implements AutoCloseable {
                 for (String line = lines.readLine(); line != null; line = lines.readLine()) {
                   if (line.contains("courier-server listening")) {
                     listening.complete(line);
-                  } else if (System.getenv("COURIER_TEST_LOGS") != null) {
+                  } else if (!listening.isDone()) {
+                    synchronized (early) {
+                      early.addLast(line);
+                      if (early.size() > 20) {
+                        early.removeFirst();
+                      }
+                    }
+                  }
+                  if (!line.contains("courier-server listening")
+                      && System.getenv("COURIER_TEST_LOGS") != null) {
                     System.err.println("server: " + line);
                   }
                 }
               } catch (IOException e) {
                 listening.completeExceptionally(e);
               }
-              listening.completeExceptionally(new IOException("the server exited before listening"));
+              String last;
+              synchronized (early) {
+                last = String.join("\n", early);
+              }
+              listening.completeExceptionally(
+                  new IOException("the server exited before listening; its last lines:\n" + last));
             },
             "courier-server-log");
     reader.setDaemon(true);
@@ -185,6 +201,31 @@ final class TestServer implements AutoCloseable {
     return fail("metric " + name + " is missing from:\n" + body);
   }
 
+  /**
+   * The sum of every series of metric {@code name} (all its label sets), 0 when it has none
+   * yet.
+   */
+  long metricSum(String name) throws IOException, InterruptedException {
+    HttpRequest request =
+        HttpRequest.newBuilder(URI.create("http://" + metricsAddr + "/metrics"))
+            .timeout(Duration.ofSeconds(5))
+            .build();
+    String body = HTTP.send(request, HttpResponse.BodyHandlers.ofString()).body();
+    double sum = 0;
+    for (String line : body.split("\n")) {
+      if (line.startsWith(name + " ") || line.startsWith(name + "{")) {
+        sum += Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1).trim());
+      }
+    }
+    return (long) sum;
+  }
+
+  /** Kills the process at once (SIGKILL, as a crash would), keeping its folders. */
+  void kill() throws InterruptedException {
+    process.destroyForcibly();
+    process.waitFor(10, TimeUnit.SECONDS);
+  }
+
   /** Waits (at most 10 s) until the server has {@code n} transfers in flight. */
   void waitInFlight(long n) throws IOException, InterruptedException {
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
@@ -230,7 +271,15 @@ final class TestServer implements AutoCloseable {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
     }
-    try (Stream<Path> files = Files.walk(dataDir)) {
+    deleteTree(dataDir);
+  }
+
+  /** Removes a folder and everything in it (nothing when it is gone already). */
+  static void deleteTree(Path dir) throws IOException {
+    if (!Files.exists(dir)) {
+      return;
+    }
+    try (Stream<Path> files = Files.walk(dir)) {
       for (Path p : files.sorted(Comparator.reverseOrder()).toList()) {
         Files.deleteIfExists(p);
       }

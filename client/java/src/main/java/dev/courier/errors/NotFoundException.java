@@ -1,9 +1,13 @@
 package dev.courier.errors;
 
+import courier.v1.ErrorReasonOuterClass.ErrorReason;
 import io.grpc.Status;
 
-/** The media ID does not exist, or has expired. */
-public final class NotFoundException extends CourierException {
+/**
+ * The media ID (or upload ID) does not exist, or has expired; {@link MediaDeletedException},
+ * a subclass, says that it was deleted.
+ */
+public class NotFoundException extends CourierException {
   private static final long serialVersionUID = 1L;
 
   /**
@@ -15,6 +19,18 @@ public final class NotFoundException extends CourierException {
    */
   public NotFoundException(String message, Status.Code code, Throwable cause) {
     super(message, code, null, cause);
+  }
+
+  /**
+   * An error with a reason, for the subclasses that say why the ID is not found.
+   *
+   * @param message what went wrong
+   * @param code the gRPC status code
+   * @param reason the ErrorInfo reason
+   * @param cause the underlying exception, or {@code null}
+   */
+  protected NotFoundException(String message, Status.Code code, ErrorReason reason, Throwable cause) {
+    super(message, code, reason, cause);
   }
 
   /**

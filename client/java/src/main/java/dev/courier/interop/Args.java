@@ -82,7 +82,8 @@ final class Args {
       case "download" -> valued = Set.of("-o", "--output");
       case "thumbnail" -> valued = Set.of("-o", "--output", "--max-edge");
       case "listen" -> valued = Set.of("--save", "--count", "--after");
-      case "join", "leave", "members", "online" -> {}
+      case "url" -> valued = Set.of("--max-edge", "--ttl");
+      case "join", "leave", "members", "online", "delete" -> {}
       default -> throw new Usage("unknown command " + command);
     }
     for (int i = 0; i < rest.size(); i++) {

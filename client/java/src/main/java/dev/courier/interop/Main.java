@@ -7,6 +7,8 @@ import dev.courier.FileNames;
 import dev.courier.ImageMessage;
 import dev.courier.Media;
 import dev.courier.MediaKind;
+import dev.courier.MediaUrl;
+import dev.courier.MediaUrlOptions;
 import dev.courier.Message;
 import dev.courier.RawMessage;
 import dev.courier.ReceivedMessage;
@@ -32,12 +34,17 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
+import java.time.Duration;
 import java.time.Instant;
+import java.time.temporal.ChronoUnit;
+import java.util.Arrays;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.LinkedBlockingQueue;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 /**
  * The Java interop client of docs/interop.md: one command per run, one JSON object per
@@ -115,6 +122,11 @@ public final class Main {
         }
       }
       case "join", "leave", "members" -> args.exactly(1, "one channel");
+      case "delete" -> args.exactly(1, "one MEDIA_ID");
+      case "url" -> {
+        args.exactly(1, "one MEDIA_ID");
+        urlOptions(args);
+      }
       case "online" -> {
         if (args.positional.isEmpty()) {
           throw new Usage("online takes one or more user IDs");
@@ -176,6 +188,46 @@ public final class Main {
     return Integer.parseInt(edge);
   }
 
+  /** The --max-edge (0 when absent: the object itself) and --ttl of a link. */
+  private static MediaUrlOptions urlOptions(Args args) throws Usage {
+    MediaUrlOptions options = MediaUrlOptions.defaults();
+    String edge = args.value("--max-edge");
+    if (edge != null) {
+      if (!edge.matches("[0-9]{1,9}")) {
+        throw new Usage("--max-edge takes a number of pixels (0 for the object itself)");
+      }
+      options = options.withMaxEdge(Integer.parseInt(edge));
+    }
+    String ttl = args.value("--ttl");
+    if (ttl != null) {
+      options = options.withLifetime(duration(ttl));
+    }
+    return options;
+  }
+
+  /** A duration as the Rust CLI takes it: {@code 90s}, {@code 10m}, {@code 1h}, {@code 500ms}, {@code 1m30s}. */
+  static Duration duration(String text) throws Usage {
+    Matcher part = Pattern.compile("([0-9]{1,9})(ms|s|m|h)").matcher(text.trim());
+    Duration total = Duration.ZERO;
+    int at = 0;
+    while (part.find() && part.start() == at) {
+      long n = Long.parseLong(part.group(1));
+      total =
+          total.plus(
+              switch (part.group(2)) {
+                case "ms" -> Duration.ofMillis(n);
+                case "s" -> Duration.ofSeconds(n);
+                case "m" -> Duration.ofMinutes(n);
+                default -> Duration.ofHours(n);
+              });
+      at = part.end();
+    }
+    if (at == 0 || at != text.trim().length() || total.isZero()) {
+      throw new Usage("--ttl takes a positive duration such as 60s, 10m or 1h");
+    }
+    return total;
+  }
+
   private static String output(Args args) {
     return args.value("-o") != null ? args.value("-o") : args.value("--output");
   }
@@ -190,7 +242,10 @@ public final class Main {
       throw new UnauthenticatedException(
           "no token: pass --token or set COURIER_TOKEN (courier-server token --user NAME mints one)");
     }
-    return CourierClient.builder().endpoint(server).token(token).build();
+    // Several replicas' URLs, comma-separated, spread the calls over them.
+    List<String> servers =
+        Arrays.stream(server.split(",")).map(String::trim).filter(u -> !u.isEmpty()).toList();
+    return CourierClient.builder().endpoints(servers).token(token).build();
   }
 
   private static void command(CourierClient client, Args args)
@@ -244,6 +299,23 @@ public final class Main {
         line(saved(media, path));
       }
       case "thumbnail" -> thumbnail(client, args);
+      case "delete" -> {
+        client.deleteMedia(args.positional.get(0));
+        line(Json.of("media_id", args.positional.get(0), "deleted", true));
+      }
+      case "url" -> {
+        MediaUrl link;
+        try {
+          link = client.mediaUrl(args.positional.get(0), urlOptions(args));
+        } catch (Usage e) {
+          throw new IllegalStateException("validated: url", e);
+        }
+        // RFC 3339 in UTC with whole seconds, as the Rust CLI prints it.
+        line(
+            Json.of(
+                "url", link.url().toString(),
+                "expire_time", link.expireTime().truncatedTo(ChronoUnit.SECONDS).toString()));
+      }
       case "listen" -> listen(client, args);
       default -> throw new IllegalStateException("validated: " + args.command);
     }

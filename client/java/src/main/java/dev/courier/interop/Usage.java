@@ -12,8 +12,11 @@ final class Usage extends Exception {
         join CH | leave CH | members CH | online USER...
         download MEDIA_ID -o PATH
         thumbnail MEDIA_ID [--max-edge N] -o PATH
+        url MEDIA_ID [--max-edge N] [--ttl DURATION]
+        delete MEDIA_ID
         listen [--after CURSOR] [--save DIR] [--count N]
-      The server and token also come from COURIER_SERVER and COURIER_TOKEN.""";
+      The server and token also come from COURIER_SERVER and COURIER_TOKEN; several
+      replicas' URLs may be given, comma-separated.""";
 
   Usage(String message) {
     super(message);
