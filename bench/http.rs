@@ -161,7 +161,10 @@ pub async fn run() {
         let (mut via_link, mut via_bare, mut via_grpc) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             via_link.push(mbps(BIG, get(&http, &big_url, BIG).await));
-            via_bare.push(mbps(BIG, get(&http, &format!("http://{bare}/big"), BIG).await));
+            via_bare.push(mbps(
+                BIG,
+                get(&http, &format!("http://{bare}/big"), BIG).await,
+            ));
             let started = Instant::now();
             courier.download(BIG).await;
             via_grpc.push(mbps(BIG, started.elapsed().as_secs_f64()));
@@ -169,7 +172,10 @@ pub async fn run() {
         let link_small = many(&small_url).await;
         let bare_small = many(&format!("http://{bare}/small")).await;
         let (l, b, g) = (median(via_link), median(via_bare), median(via_grpc));
-        let (lp99, bp99) = (percentile(link_small.clone(), 0.99), percentile(bare_small.clone(), 0.99));
+        let (lp99, bp99) = (
+            percentile(link_small.clone(), 0.99),
+            percentile(bare_small.clone(), 0.99),
+        );
         println!(
             "| {name} | {l:.0} | {b:.0} | {g:.0} | {:.2} | {:.2} | {:.1} / {lp99:.1} | {:.1} / {bp99:.1} | {:.2} |",
             l / b,
