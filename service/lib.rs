@@ -32,6 +32,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod hooks;
 pub mod http;
 pub mod ids;
 pub mod media;
