@@ -1,4 +1,4 @@
-"""The Helm chart's part of k8s/check (called by check.py's main).
+"""The Helm chart's part of k8s/check (called by check.py's main; the checks it shares with the overlays are in manifests.py and live.py).
 
 For each example values file (k8s/chart/examples/NAME.yaml): `helm lint --strict`,
 `helm template` as release `courier`, the same checks as the overlay NAME's render
@@ -18,13 +18,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
+import secrets
+import shutil
+import socket
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import yaml
 
-import check as k
+import live
+import manifests as k
 
 CHART = k.K8S / "chart" / "courier"
 EXAMPLES = k.K8S / "chart" / "examples"
@@ -343,7 +350,7 @@ def probe_tls_server(tls: dict) -> None:
     with the CA (and a client certificate) gets SERVING, a plaintext one nothing; then
     SIGTERM stops it."""
     name = tls["name"]
-    work = Path(k.tempfile.mkdtemp(prefix="courier-k8s-check-tls-"))
+    work = Path(tempfile.mkdtemp(prefix="courier-k8s-check-tls-"))
     servers: list[subprocess.Popen] = []
     try:
         dev = work / "dev"
@@ -352,26 +359,26 @@ def probe_tls_server(tls: dict) -> None:
         secret.mkdir()
         for key, made in (("tls.crt", "server.pem"), ("tls.key", "server.key"), ("ca.crt", "ca.pem")):
             (secret / key).write_bytes((dev / made).read_bytes())
-        env = {key: v for key, v in k.os.environ.items() if not key.startswith(("COURIER_", "AWS_"))}
+        env = {key: v for key, v in os.environ.items() if not key.startswith(("COURIER_", "AWS_"))}
         env.update(tls["env"])
         for var, key in tls["files"].items():
             env[var] = str(secret / key)
         (work / "data").mkdir()
-        env.update(COURIER_LISTEN="127.0.0.1:0", COURIER_METRICS_LISTEN="127.0.0.1:0", COURIER_DATA_DIR=str(work / "data"), COURIER_JWT_SECRET=k.secrets.token_hex(32))
-        started = k.start_server(name, tls["container"], env, servers)
+        env.update(COURIER_LISTEN="127.0.0.1:0", COURIER_METRICS_LISTEN="127.0.0.1:0", COURIER_DATA_DIR=str(work / "data"), COURIER_JWT_SECRET=secrets.token_hex(32))
+        started = live.start_server(name, tls["container"], env, servers)
         if started is None:
             return
         addr = started[0]
         host, port = addr.rsplit(":", 1)
         if tls["probes"] == "tcp":
-            with k.socket.create_connection((host, int(port)), timeout=5):
+            with socket.create_connection((host, int(port)), timeout=5):
                 print(f"{name}: the TCP probe connects to the TLS port")
         else:
             for kind in ("startup", "liveness", "readiness"):
                 service = tls["container"][f"{kind}Probe"]["grpc"].get("service", "")
-                deadline, status = k.time.monotonic() + 15, ""
-                while k.time.monotonic() < deadline and (status := k.health(addr, service, ["-insecure"])) != "SERVING":
-                    k.time.sleep(0.5)
+                deadline, status = time.monotonic() + 15, ""
+                while time.monotonic() < deadline and (status := live.health(addr, service, ["-insecure"])) != "SERVING":
+                    time.sleep(0.5)
                 if status != "SERVING":
                     k.problem(name, f"{kind} probe over TLS (service {service!r}) got {status}")
                 else:
@@ -379,17 +386,17 @@ def probe_tls_server(tls: dict) -> None:
         client = ["-cacert", str(dev / "ca.pem"), "-servername", "localhost"]
         if "COURIER_TLS_CLIENT_CA" in env:
             client += ["-cert", str(dev / "client.pem"), "-key", str(dev / "client.key")]
-        status = k.health(addr, "", client)
+        status = live.health(addr, "", client)
         if status != "SERVING":
             k.problem(name, f"a TLS client with the Secret's CA got {status}")
         else:
             print(f"{name}: a client with the Secret's ca.crt{' and a client certificate' if len(client) > 4 else ''}: SERVING")
-        if k.health(addr, "") == "SERVING":
+        if live.health(addr, "") == "SERVING":
             k.problem(name, "a plaintext client is served on the TLS port")
-        code = k.stop(servers[0], int(env["COURIER_SHUTDOWN_GRACE"].rstrip("s")) + k.ABORT_WAIT_SECONDS)
+        code = live.stop(servers[0], int(env["COURIER_SHUTDOWN_GRACE"].rstrip("s")) + k.ABORT_WAIT_SECONDS)
         if code != 0:
             k.problem(name, f"the server exited with {code} on SIGTERM")
     finally:
         for server in servers:
-            k.stop(server, 5)
-        k.shutil.rmtree(work, ignore_errors=True)
+            live.stop(server, 5)
+        shutil.rmtree(work, ignore_errors=True)
