@@ -377,6 +377,44 @@ async fn malformed_ids_and_empty_messages_are_refused() {
         .await,
         Code::InvalidArgument,
     );
+    // A text without text and a raw message without payload are empty too, to a peer
+    // and to a channel; nothing reaches the receiver.
+    let raw = |description: &str| pb::Message {
+        body: Some(Body::Raw(pb::RawMessage {
+            payload: Default::default(),
+            description: description.into(),
+        })),
+    };
+    let mut bob = Feed::open(&server, "bob").await;
+    let join = pb::JoinChannelRequest {
+        channel_id: "empty".into(),
+    };
+    for user in [&alice, &token("bob")] {
+        client
+            .join_channel(authed(user, join.clone()))
+            .await
+            .expect("join");
+    }
+    for (empty, field) in [(text(""), "message.text.text"), (raw("png"), "message.raw.payload")] {
+        let refused = expect_code(
+            send_peer(&mut client, &alice, "bob", empty.clone(), false).await,
+            Code::InvalidArgument,
+        );
+        assert!(refused.contains(field), "{refused}");
+        let to_channel = pb::SendChannelMessageRequest {
+            channel_id: "empty".into(),
+            message: Some(empty),
+            ..Default::default()
+        };
+        let refused = expect_code(
+            client
+                .send_channel_message(authed(&alice, to_channel))
+                .await,
+            Code::InvalidArgument,
+        );
+        assert!(refused.contains(field), "{refused}");
+    }
+    expect_nothing_before_marker(&server, &mut bob, "bob").await;
     let bad = pb::JoinChannelRequest {
         channel_id: "tab\there".into(),
     };

@@ -1,4 +1,5 @@
-//! Checks a message before it is sent: a body, the 32 KiB limit, and for image and
+//! Checks a message before it is sent: a body (a text with some text, a raw message
+//! with some payload), the 32 KiB limit, and for image and
 //! file messages a live media ID (an image's must be an image), a file name held to the
 //! upload's rules and a size that agrees with the record, which fills what the sender
 //! left empty.
@@ -33,6 +34,19 @@ pub async fn prepare(
             "message must hold a text, raw, image or file body",
         ));
     };
+    match &body {
+        Body::Text(text) if text.text.is_empty() => {
+            return Err(Error::invalid(
+                "message.text.text is empty: a text message must hold some text",
+            ));
+        }
+        Body::Raw(raw) if raw.payload.is_empty() => {
+            return Err(Error::invalid(
+                "message.raw.payload is empty: a raw message must hold some bytes",
+            ));
+        }
+        _ => {}
+    }
     let size = counted_bytes(&body);
     if size > MAX_MESSAGE_BYTES {
         return Err(Error::Refused(

@@ -203,7 +203,8 @@ func (*Message_File) isMessage_Body() {}
 // TextMessage carries UTF-8 text.
 type TextMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The text. It counts towards the 32 KiB message limit.
+	// The text; not empty (INVALID_ARGUMENT). It counts towards the 32 KiB message
+	// limit.
 	Text          string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -249,7 +250,8 @@ func (x *TextMessage) GetText() string {
 // RawMessage carries bytes that courier does not interpret.
 type RawMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The payload. It counts towards the 32 KiB message limit.
+	// The payload; not empty (INVALID_ARGUMENT). It counts towards the 32 KiB message
+	// limit.
 	Payload []byte `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
 	// A short description of the payload for receivers, such as a format name. It
 	// counts towards the 32 KiB message limit.

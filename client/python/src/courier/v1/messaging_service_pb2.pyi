@@ -100,7 +100,9 @@ class TextMessage(_message.Message):
 
     TEXT_FIELD_NUMBER: _builtins.int
     text: _builtins.str
-    """The text. It counts towards the 32 KiB message limit."""
+    """The text; not empty (INVALID_ARGUMENT). It counts towards the 32 KiB message
+    limit.
+    """
     def __init__(
         self,
         *,
@@ -123,7 +125,9 @@ class RawMessage(_message.Message):
     PAYLOAD_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     payload: _builtins.bytes
-    """The payload. It counts towards the 32 KiB message limit."""
+    """The payload; not empty (INVALID_ARGUMENT). It counts towards the 32 KiB message
+    limit.
+    """
     description: _builtins.str
     """A short description of the payload for receivers, such as a format name. It
     counts towards the 32 KiB message limit.

@@ -74,7 +74,8 @@ export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
  */
 export type TextMessage = Message$1<"courier.v1.TextMessage"> & {
   /**
-   * The text. It counts towards the 32 KiB message limit.
+   * The text; not empty (INVALID_ARGUMENT). It counts towards the 32 KiB message
+   * limit.
    *
    * @generated from field: string text = 1;
    */
@@ -95,7 +96,8 @@ export const TextMessageSchema: GenMessage<TextMessage> = /*@__PURE__*/
  */
 export type RawMessage = Message$1<"courier.v1.RawMessage"> & {
   /**
-   * The payload. It counts towards the 32 KiB message limit.
+   * The payload; not empty (INVALID_ARGUMENT). It counts towards the 32 KiB message
+   * limit.
    *
    * @generated from field: bytes payload = 1;
    */
