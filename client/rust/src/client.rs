@@ -21,7 +21,8 @@ use crate::{
     pb::{
         media_service_client::MediaServiceClient, messaging_service_client::MessagingServiceClient,
     },
-    transfer::{RequestId, TransferTable},
+    request_id::RequestId,
+    transfer::TransferTable,
 };
 
 /// How a [`Client`] behaves; the defaults suit most applications.

@@ -4,7 +4,7 @@
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
-use crate::{pb::ErrorReason, transfer::RequestId};
+use crate::{pb::ErrorReason, request_id::RequestId};
 
 /// The `google.rpc.ErrorInfo` domain of courier's refusals.
 const DOMAIN: &str = "courier.v1";

@@ -15,8 +15,8 @@
 //! # Layout
 //! - [`Client`]: the connection, with deadlines and retries (`client`).
 //! - Transfers: uploads and downloads run in the background and hand back a
-//!   [`Transfer`] with a request ID, progress and cancel (`transfer`, `upload`,
-//!   `download`).
+//!   [`Transfer`] with a [`RequestId`], progress and cancel (`transfer`, `upload`,
+//!   `download`; the ID alone in `request_id`).
 //! - Messages: [`Message`] to send, [`Event`]s from [`Client::subscribe`], which
 //!   reconnects by itself (`message`, `subscribe`).
 //! - [`Client::upload_resumable`]: uploads that continue after a broken connection or a
@@ -40,6 +40,7 @@ mod media;
 mod message;
 mod names;
 pub mod pb;
+mod request_id;
 mod resumable;
 mod subscribe;
 mod thumbnail;
@@ -57,8 +58,9 @@ pub use message::{
 };
 pub use names::{safe_file_name, unique_path};
 pub use pb::ErrorReason;
+pub use request_id::RequestId;
 pub use resumable::{ResumableOutcome, ResumedUpload, state_path as resumable_state_path};
 pub use subscribe::{Event, Subscription};
 pub use thumbnail::{MESSAGE_THUMBNAIL_EDGE, Thumbnail};
-pub use transfer::{Progress, RequestId, Transfer};
+pub use transfer::{Progress, Transfer};
 pub use url::{MediaUrl, MediaUrlOptions};

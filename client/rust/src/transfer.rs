@@ -17,10 +17,7 @@ use futures::Stream;
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_stream::wrappers::WatchStream;
 
-use crate::error::Error;
-
-/// Identifies a transfer of this client while it runs.
-pub type RequestId = u64;
+use crate::{error::Error, request_id::RequestId};
 
 /// How far a transfer has come.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 """How a client reaches the server, shared by the synchronous and asyncio clients: the
 server URL (or several replicas' addresses), the token sent with every call, channel
-settings, retry pauses."""
+settings and the channel, retry pauses."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import ipaddress
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Union
+from typing import TypeVar, Union
 from urllib.parse import urlsplit
+
+import grpc
 
 from courier.errors import InvalidArgumentError, UnauthenticatedError
 
@@ -28,6 +30,12 @@ _GRPC_SCHEMES = ("ipv4:", "ipv6:", "dns:", "unix:", "unix-abstract:")
 
 #: Metadata of one call.
 Metadata = tuple[tuple[str, str], ...]
+
+#: gRPC channel arguments.
+ChannelArgs = list[tuple[str, Union[int, str]]]
+
+#: A channel, blocking (``grpc.Channel``) or asyncio (``grpc.aio.Channel``).
+C = TypeVar("C")
 
 
 @dataclass(frozen=True)
@@ -147,13 +155,13 @@ def parse_servers(servers: Servers) -> Target:
     return Target(address, targets[0].secure, label, targets[0].address, True)
 
 
-def channel_options(options: ClientOptions, target: Target) -> list[tuple[str, int | str]]:
+def channel_options(options: ClientOptions, target: Target) -> ChannelArgs:
     """gRPC channel arguments: for a balanced target, spread calls over every
     address (``round_robin``: each call goes to the next ready server, so a retried
     call and a reconnecting subscription move off a server that died); reconnect
     quickly after a server restart, and accept data frames of up to 8 MiB."""
     backoff_ms = max(1, int(options.backoff * 1000))
-    spread: list[tuple[str, int | str]] = []
+    spread: ChannelArgs = []
     if target.balanced:
         spread.append(("grpc.lb_policy_name", "round_robin"))
     if target.authority:
@@ -168,6 +176,23 @@ def channel_options(options: ClientOptions, target: Target) -> list[tuple[str, i
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
     ]
+
+
+def open_channel(
+    target: Target,
+    options: ClientOptions,
+    secure: Callable[[str, grpc.ChannelCredentials, ChannelArgs], C],
+    insecure: Callable[[str, ChannelArgs], C],
+) -> C:
+    """The channel to ``target`` with :func:`channel_options`: made by ``secure``
+    (with the system's roots, or ``options.root_certificates``) for TLS, by
+    ``insecure`` otherwise; ``grpc.secure_channel`` and ``grpc.insecure_channel`` for
+    the synchronous client, their ``grpc.aio`` namesakes for the asyncio one."""
+    settings = channel_options(options, target)
+    if target.secure:
+        credentials = grpc.ssl_channel_credentials(options.root_certificates)
+        return secure(target.address, credentials, settings)
+    return insecure(target.address, settings)
 
 
 class Auth:

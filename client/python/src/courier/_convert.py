@@ -23,6 +23,7 @@ from courier.records import (
     ReceivedMessage,
     SendReceipt,
     TextMessage,
+    Thumbnail,
 )
 from courier.v1 import media_service_pb2 as media_pb
 from courier.v1 import messaging_service_pb2 as messaging_pb
@@ -55,6 +56,24 @@ def media(record: media_pb.Media) -> Media:
         height=record.height,
         created=timestamp(record.create_time),
         expires=timestamp(record.expire_time),
+    )
+
+
+def thumbnail_request(media_id: str, max_edge: int) -> media_pb.GetThumbnailRequest:
+    """The GetThumbnail request; ``max_edge`` clamped to the field's range, so that the
+    server (not an overflow here) refuses one of 0 or less."""
+    return media_pb.GetThumbnailRequest(
+        media_id=media_id, max_edge=max(-(2**31), min(max_edge, 2**31 - 1))
+    )
+
+
+def thumbnail(response: media_pb.GetThumbnailResponse) -> Thumbnail:
+    """The library's thumbnail for a GetThumbnail answer."""
+    return Thumbnail(
+        content_type=response.content_type,
+        width=response.width,
+        height=response.height,
+        data=response.data,
     )
 
 
@@ -201,6 +220,11 @@ def peer_receipt(peer_id: str, response: messaging_pb.SendPeerMessageResponse) -
 def channel_receipt(response: messaging_pb.SendChannelMessageResponse) -> SendReceipt:
     """The receipt of a channel message."""
     return SendReceipt(response.message_id, timestamp(response.server_time), Delivery.DELIVERED)
+
+
+def online_statuses(response: messaging_pb.QueryPeersOnlineStatusResponse) -> dict[str, bool]:
+    """Whether each user is online, in the order of the answer (that of the question)."""
+    return {s.user_id: s.online for s in response.statuses}
 
 
 def event(response: messaging_pb.SubscribeResponse, reconnected: bool) -> Event | None:

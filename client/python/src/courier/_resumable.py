@@ -10,26 +10,39 @@ the same file (same size and SHA-256) to the same server asks the server how muc
 holds (QueryUpload) and writes on from there; an unknown or expired upload (NOT_FOUND)
 starts over.
 
-Shared by both clients: this module plans and checks; the clients run the calls."""
+Shared by both clients: :class:`ResumablePlan` plans and checks, :func:`upload` is the
+protocol, written once as a flow (:mod:`courier._calls`) that each client runs its own
+way."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
 import os
 import stat
 from dataclasses import dataclass
+from functools import partial
 
 import google_crc32c
 
 from courier import _convert
+from courier._calls import Flow, blocking, rpc
 from courier._transfers import TransferState
-from courier.errors import InvalidArgumentError, local_file_error
+from courier.errors import (
+    ChecksumMismatchError,
+    CourierError,
+    InvalidArgumentError,
+    NotFoundError,
+    TransferCancelledError,
+    UploadOffsetMismatchError,
+    local_file_error,
+)
 from courier.records import Media, MediaKind
 from courier.v1 import media_service_pb2 as media_pb
 
-__all__ = ["STATE_SUFFIX", "ResumablePlan", "ResumedUpload", "crc32c", "state_path"]
+__all__ = ["STATE_SUFFIX", "ResumablePlan", "ResumedUpload", "crc32c", "state_path", "upload"]
 
 #: What follows the file's path in the name of its upload state file.
 STATE_SUFFIX = ".courier-upload"
@@ -199,3 +212,134 @@ class ResumablePlan:
                 f"{self.file_name} ended after {offset + len(data)} of {self.size} bytes"
             )
         return media_pb.WriteUploadRequest(offset=offset, data=data, crc32c=crc32c(data))
+
+
+def upload(
+    state: TransferState[ResumedUpload], plan: ResumablePlan, max_parts: int | None
+) -> Flow[ResumedUpload]:
+    """A resumable upload from start to end: hashes the file, goes on with the upload
+    its state file names while the server still holds it (else creates one), writes
+    the parts (at most ``max_parts``, then stops without committing) and commits. An
+    upload that expires under it starts over, at most :data:`RESTARTS` times; a
+    cancelled one is abandoned on the server and its state file removed."""
+    if not (yield from blocking(partial(plan.hash, state))):
+        raise TransferCancelledError()
+    upload_id, part_size, committed = "", 0, 0
+    saved = plan.saved_upload()
+    if saved is not None:
+        try:
+            query = yield from _query(saved)
+            upload_id, part_size, committed = saved, query.part_size, query.committed_size
+        except (NotFoundError, InvalidArgumentError):
+            pass  # expired, never was, or not an upload ID: start over
+    restarts = 0
+    while True:
+        try:
+            if not upload_id:
+                created = yield from rpc(
+                    "media",
+                    "CreateUpload",
+                    plan.create_request(),
+                    media_pb.CreateUploadResponse,
+                    idempotent=False,
+                )
+                upload_id, part_size, committed = created.upload_id, created.part_size, 0
+                plan.save(upload_id, part_size)
+            resumed_from = committed
+            state.report(committed, plan.size)
+            return (
+                yield from _write_parts(
+                    state, plan, upload_id, part_size, committed, resumed_from, max_parts
+                )
+            )
+        except NotFoundError:
+            # The upload expired under us: start over, a bounded number of times.
+            restarts += 1
+            if restarts > RESTARTS or state.cancelled:
+                raise
+            upload_id = ""
+        except (TransferCancelledError, asyncio.CancelledError):
+            # cancel(): the asyncio client's task is cancelled, the other's work sees it.
+            if upload_id:
+                yield from _abandon(upload_id)
+            plan.forget()
+            raise
+
+
+def _write_parts(
+    state: TransferState[ResumedUpload],
+    plan: ResumablePlan,
+    upload_id: str,
+    part_size: int,
+    committed: int,
+    resumed_from: int,
+    max_parts: int | None,
+) -> Flow[ResumedUpload]:
+    """Writes the parts from ``committed`` on, then commits."""
+    if part_size <= 0:
+        raise CourierError(f"the server gave upload {upload_id} a part size of {part_size}")
+    written = checksum_failures = 0
+    while committed < plan.size:
+        if max_parts is not None and written >= max_parts:
+            return ResumedUpload(None, upload_id, resumed_from, committed)
+        if state.cancelled:
+            raise TransferCancelledError()
+        request = yield from blocking(partial(plan.part, committed, part_size))
+        request.upload_id = upload_id
+        try:
+            answer = yield from rpc(
+                "media", "WriteUpload", request, media_pb.WriteUploadResponse, idempotent=True
+            )
+        except ChecksumMismatchError:
+            checksum_failures += 1
+            if checksum_failures > CHECKSUM_RETRIES:
+                raise
+            continue
+        except UploadOffsetMismatchError:
+            committed = (yield from _query(upload_id)).committed_size
+            continue
+        committed = answer.committed_size
+        written += 1
+        checksum_failures = 0
+        state.report(committed, plan.size)
+    if state.cancelled:
+        raise TransferCancelledError()
+    response = yield from rpc(
+        "media",
+        "CommitUpload",
+        media_pb.CommitUploadRequest(upload_id=upload_id, sha256=plan.digest),
+        media_pb.CommitUploadResponse,
+        # The server keeps a committed upload's record for a while: a commit whose
+        # answer was lost can be sent again and gets the same record.
+        idempotent=True,
+    )
+    plan.forget()
+    state.report(plan.size, plan.size)
+    return ResumedUpload(_convert.media(response.media), upload_id, resumed_from, plan.size)
+
+
+def _query(upload_id: str) -> Flow[media_pb.QueryUploadResponse]:
+    """How much of ``upload_id`` the server holds, and its part size."""
+    return (
+        yield from rpc(
+            "media",
+            "QueryUpload",
+            media_pb.QueryUploadRequest(upload_id=upload_id),
+            media_pb.QueryUploadResponse,
+            idempotent=True,
+        )
+    )
+
+
+def _abandon(upload_id: str) -> Flow[None]:
+    """Cancels an upload on the server, as far as it can be reached."""
+    try:
+        yield from rpc(
+            "media",
+            "CancelUpload",
+            media_pb.CancelUploadRequest(upload_id=upload_id),
+            media_pb.CancelUploadResponse,
+            idempotent=False,
+        )
+    except CourierError:
+        pass  # it expires by itself

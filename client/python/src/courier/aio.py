@@ -1,8 +1,11 @@
 """The asyncio client (``grpc.aio``): the same calls as :class:`courier.Client`, as
 coroutines; transfers are tasks; the subscription is an async iterator.
 
-Everything but running the calls (validation, records, errors, partial files,
-retries, reconnection) lives in modules shared with :mod:`courier.client`.
+Everything but running the calls lives in modules shared with
+:mod:`courier.client` (see there): the state and the waiting-free calls in
+:mod:`courier._base`, what each call sends and makes of the answer in
+:mod:`courier._calls` and :mod:`courier._resumable`, the channel in
+:mod:`courier._connection`.
 """
 
 from __future__ import annotations
@@ -17,30 +20,15 @@ from typing import TypeVar
 import grpc
 import grpc.aio
 
-from courier import _convert, _transfers
-from courier._connection import (
-    Auth,
-    ClientOptions,
-    TokenSource,
-    backoff_delays,
-    Servers,
-    channel_options,
-    parse_servers,
-)
-from courier._download import Download, FileDownload, MemoryDownload, partial_path
-from courier._transfers import AsyncTransfer, ProgressCallback, TransferState, TransferTable
-from courier._resumable import CHECKSUM_RETRIES, RESTARTS, ResumablePlan, ResumedUpload
+from courier import _calls, _resumable, _transfers
+from courier._base import ClientBase
+from courier._calls import Blocking, Flow, Step
+from courier._connection import ClientOptions, Servers, TokenSource, backoff_delays, open_channel
+from courier._download import Download, FileDownload, MemoryDownload
+from courier._resumable import ResumedUpload
+from courier._transfers import AsyncTransfer, ProgressCallback, TransferState
 from courier._upload import Source, UploadPlan, reuse_refused
-from courier.errors import (
-    ChecksumMismatchError,
-    CourierError,
-    InvalidArgumentError,
-    NotFoundError,
-    TransferCancelledError,
-    UnavailableError,
-    UploadOffsetMismatchError,
-    from_rpc_error,
-)
+from courier.errors import TransferCancelledError, UnavailableError, from_rpc_error
 from courier.records import (
     Downloaded,
     FileMessage,
@@ -55,7 +43,6 @@ from courier.records import (
 from courier.subscription import AsyncSubscription
 from courier.v1 import media_service_pb2 as media_pb
 from courier.v1 import media_service_pb2_grpc as media_grpc
-from courier.v1 import messaging_service_pb2 as messaging_pb
 from courier.v1 import messaging_service_pb2_grpc as messaging_grpc
 
 __all__ = ["AsyncClient"]
@@ -65,7 +52,7 @@ Resp = TypeVar("Resp")
 T = TypeVar("T")
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """A connection to a courier server as one user, for asyncio.
 
     Make it inside a running event loop (``async with AsyncClient(url, token) as
@@ -81,29 +68,18 @@ class AsyncClient:
         *,
         options: ClientOptions | None = None,
     ) -> None:
-        self._options = options or ClientOptions()
-        target = parse_servers(servers)
-        self._server_url = target.label
-        self._auth = Auth(token)
-        settings = channel_options(self._options, target)
-        if target.secure:
-            credentials = grpc.ssl_channel_credentials(self._options.root_certificates)
-            self._channel = grpc.aio.secure_channel(target.address, credentials, settings)
-        else:
-            self._channel = grpc.aio.insecure_channel(target.address, settings)
+        super().__init__(servers, token, options)
+        self._channel = open_channel(
+            self._target, self._options, grpc.aio.secure_channel, grpc.aio.insecure_channel
+        )
         self._media = media_grpc.MediaServiceStub(self._channel)
         self._messaging = messaging_grpc.MessagingServiceStub(self._channel)
-        self._transfers = TransferTable(self._options.max_transfers, self._options.queued_transfers)
         # Transfer tasks, kept here so that none is collected while it runs.
         self._tasks: set[asyncio.Task[None]] = set()
         # Open subscriptions, closed with the client.
         self._subscriptions: weakref.WeakSet[AsyncSubscription] = weakref.WeakSet()
 
     # -- lifecycle --------------------------------------------------------------
-
-    def set_token(self, token: TokenSource) -> None:
-        """Uses ``token`` (or the function returning it) from the next call on."""
-        self._auth.set(token)
 
     async def close(self) -> None:
         """Closes every subscription, cancels every transfer and closes the
@@ -120,11 +96,6 @@ class AsyncClient:
 
     async def __aexit__(self, *_: object) -> None:
         await self.close()
-
-    @property
-    def options(self) -> ClientOptions:
-        """The options this client runs with."""
-        return self._options
 
     async def _unary(
         self,
@@ -148,15 +119,25 @@ class AsyncClient:
                     raise error from None
             await asyncio.sleep(pause)
 
+    async def _run(self, flow: Flow[T]) -> T:
+        """Runs a call of :mod:`courier._calls`: each RPC through :meth:`_unary`,
+        blocking work in a worker thread, so that a file never holds up the loop."""
+        return await _calls.run_async(flow, self._take)
+
+    async def _take(self, step: Step) -> object:
+        if isinstance(step, Blocking):
+            return await asyncio.to_thread(step.work)
+        stub = self._media if step.service == "media" else self._messaging
+        return await self._unary(
+            getattr(stub, step.method), step.request, idempotent=step.idempotent
+        )
+
     # -- media ------------------------------------------------------------------
 
     async def get_media(self, media_id: str) -> Media:
         """The record of ``media_id``, without its bytes (NotFoundError: unknown or
         expired)."""
-        response = await self._unary(
-            self._media.GetMedia, media_pb.GetMediaRequest(media_id=media_id), idempotent=True
-        )
-        return _convert.media(response.media)
+        return await self._run(_calls.get_media(media_id))
 
     async def thumbnail(self, media_id: str, max_edge: int) -> Thumbnail:
         """The server's thumbnail of image ``media_id``, at most ``max_edge`` pixels on
@@ -168,16 +149,7 @@ class AsyncClient:
             NotAnImageError: not a JPEG, PNG, GIF, WebP or BMP image.
             ImageRefusedError: over the server's limits, truncated or corrupt.
         """
-        request = media_pb.GetThumbnailRequest(
-            media_id=media_id, max_edge=max(-(2**31), min(max_edge, 2**31 - 1))
-        )
-        response = await self._unary(self._media.GetThumbnail, request, idempotent=True)
-        return Thumbnail(
-            content_type=response.content_type,
-            width=response.width,
-            height=response.height,
-            data=response.data,
-        )
+        return await self._run(_calls.thumbnail(media_id, max_edge))
 
     async def media_url(
         self, media_id: str, max_edge: int = 0, lifetime: float | timedelta | None = None
@@ -196,8 +168,7 @@ class AsyncClient:
             NotAnImageError: a thumbnail link of media that is not an image.
             MediaQuarantinedError: the content is quarantined.
         """
-        request = _convert.media_url_request(media_id, max_edge, lifetime)
-        return _convert.media_url(await self._unary(self._media.GetMediaUrl, request, idempotent=True))
+        return await self._run(_calls.media_url(media_id, max_edge, lifetime))
 
     async def delete_media(self, media_id: str) -> None:
         """Deletes one of this user's media: from now on its ID is refused with
@@ -208,8 +179,7 @@ class AsyncClient:
         Raises:
             NotFoundError: unknown, expired, or another user's.
         """
-        request = media_pb.DeleteMediaRequest(media_id=media_id)
-        await self._unary(self._media.DeleteMedia, request, idempotent=True)
+        await self._run(_calls.delete_media(media_id))
 
     async def image_message_from_media_id(self, media_id: str) -> ImageMessage:
         """An image message for an already uploaded ``media_id``."""
@@ -238,14 +208,7 @@ class AsyncClient:
         Arguments and errors are those of :meth:`courier.Client.start_upload`;
         ``progress`` is called in the event loop, and files are read in a worker
         thread."""
-        plan = UploadPlan(
-            source,
-            kind=kind,
-            file_name=file_name,
-            size=size,
-            content_type=content_type,
-            chunk_size=self._options.chunk_size,
-        )
+        plan = self._upload_plan(source, kind, file_name, size, content_type)
         return self._start(progress, lambda state: lambda: self._run_upload(state, plan))
 
     async def upload(
@@ -302,16 +265,10 @@ class AsyncClient:
     ) -> AsyncTransfer[ResumedUpload]:
         """Starts a resumable upload of the file at ``path`` as a task; see
         :meth:`courier.Client.start_upload_resumable`."""
-        if max_parts is not None and max_parts < 0:
-            raise InvalidArgumentError(f"max_parts must be 0 or more, not {max_parts}")
-        plan = ResumablePlan(
-            path,
-            server_url=self._server_url,
-            kind=kind,
-            file_name=file_name,
-            content_type=content_type,
+        plan = self._resumable_plan(path, kind, file_name, content_type, max_parts)
+        return self._start(
+            progress, lambda state: lambda: self._run(_resumable.upload(state, plan, max_parts))
         )
-        return self._start(progress, lambda state: lambda: self._run_resumable(state, plan, max_parts))
 
     async def upload_resumable(
         self,
@@ -374,17 +331,6 @@ class AsyncClient:
         """Downloads ``media_id`` into memory: its record and its checked bytes."""
         return await self.start_download_to_memory(media_id, progress=progress)
 
-    def cancel(self, request_id: int) -> None:
-        """Cancels a running (or queued) transfer by its request ID.
-
-        Raises:
-            NoSuchTransferError: no such transfer runs (it ended, or never was).
-        """
-        self._transfers.cancel(request_id)
-
-    #: Where a download to ``path`` keeps its unfinished bytes.
-    partial_path = staticmethod(partial_path)
-
     def _start(
         self,
         progress: ProgressCallback | None,
@@ -426,109 +372,6 @@ class AsyncClient:
                 raise plan.error from plan.error.__cause__
             raise
         return plan.finish(state, response)
-
-    async def _run_resumable(
-        self, state: TransferState[ResumedUpload], plan: ResumablePlan, max_parts: int | None
-    ) -> ResumedUpload:
-        if not await asyncio.to_thread(plan.hash, state):
-            raise TransferCancelledError()
-        upload_id, part_size, committed = "", 0, 0
-        saved = plan.saved_upload()
-        if saved is not None:
-            try:
-                query = await self._unary(
-                    self._media.QueryUpload,
-                    media_pb.QueryUploadRequest(upload_id=saved),
-                    idempotent=True,
-                )
-                upload_id, part_size, committed = saved, query.part_size, query.committed_size
-            except (NotFoundError, InvalidArgumentError):
-                pass  # expired, never was, or not an upload ID: start over
-        restarts = 0
-        while True:
-            try:
-                if not upload_id:
-                    created = await self._unary(
-                        self._media.CreateUpload, plan.create_request(), idempotent=False
-                    )
-                    upload_id, part_size, committed = created.upload_id, created.part_size, 0
-                    plan.save(upload_id, part_size)
-                resumed_from = committed
-                state.report(committed, plan.size)
-                return await self._write_parts(
-                    state, plan, upload_id, part_size, committed, resumed_from, max_parts
-                )
-            except NotFoundError:
-                restarts += 1
-                if restarts > RESTARTS or state.cancelled:
-                    raise
-                upload_id = ""
-            except (TransferCancelledError, asyncio.CancelledError):
-                if upload_id:
-                    await self._abandon(upload_id)
-                plan.forget()
-                raise
-
-    async def _write_parts(
-        self,
-        state: TransferState[ResumedUpload],
-        plan: ResumablePlan,
-        upload_id: str,
-        part_size: int,
-        committed: int,
-        resumed_from: int,
-        max_parts: int | None,
-    ) -> ResumedUpload:
-        if part_size <= 0:
-            raise CourierError(f"the server gave upload {upload_id} a part size of {part_size}")
-        written = checksum_failures = 0
-        while committed < plan.size:
-            if max_parts is not None and written >= max_parts:
-                return ResumedUpload(None, upload_id, resumed_from, committed)
-            if state.cancelled:
-                raise TransferCancelledError()
-            request = await asyncio.to_thread(plan.part, committed, part_size)
-            request.upload_id = upload_id
-            try:
-                answer = await self._unary(self._media.WriteUpload, request, idempotent=True)
-            except ChecksumMismatchError:
-                checksum_failures += 1
-                if checksum_failures > CHECKSUM_RETRIES:
-                    raise
-                continue
-            except UploadOffsetMismatchError:
-                query = await self._unary(
-                    self._media.QueryUpload,
-                    media_pb.QueryUploadRequest(upload_id=upload_id),
-                    idempotent=True,
-                )
-                committed = query.committed_size
-                continue
-            committed = answer.committed_size
-            written += 1
-            checksum_failures = 0
-            state.report(committed, plan.size)
-        response = await self._unary(
-            self._media.CommitUpload,
-            media_pb.CommitUploadRequest(upload_id=upload_id, sha256=plan.digest),
-            # The server keeps a committed upload's record for a while: a commit whose
-            # answer was lost can be sent again and gets the same record.
-            idempotent=True,
-        )
-        plan.forget()
-        state.report(plan.size, plan.size)
-        return ResumedUpload(_convert.media(response.media), upload_id, resumed_from, plan.size)
-
-    async def _abandon(self, upload_id: str) -> None:
-        """Cancels an upload on the server, as far as it can be reached."""
-        try:
-            await self._unary(
-                self._media.CancelUpload,
-                media_pb.CancelUploadRequest(upload_id=upload_id),
-                idempotent=False,
-            )
-        except CourierError:
-            pass  # it expires by itself
 
     async def _offer_upload(self, state: TransferState[Media], plan: UploadPlan) -> Media | None:
         """Offers the content by header alone: its record when this user stored it
@@ -588,42 +431,34 @@ class AsyncClient:
         :meth:`courier.Client.send_peer_message` (PeerUnreachableError when the peer
         is offline and ``offline`` is False; retried with the same
         ``client_message_id``, given or generated, while the server is unavailable)."""
-        request = _convert.peer_request(peer_id, message, offline, client_message_id)
-        response = await self._unary(self._messaging.SendPeerMessage, request, idempotent=True)
-        return _convert.peer_receipt(peer_id, response)
+        return await self._run(
+            _calls.send_peer_message(peer_id, message, offline, client_message_id)
+        )
 
     async def send_channel_message(
         self, channel_id: str, message: Message | str, *, client_message_id: str | None = None
     ) -> SendReceipt:
         """Sends ``message`` to every other member of ``channel_id``; retried as
         :meth:`send_peer_message` is."""
-        request = _convert.channel_request(channel_id, message, client_message_id)
-        response = await self._unary(self._messaging.SendChannelMessage, request, idempotent=True)
-        return _convert.channel_receipt(response)
+        return await self._run(
+            _calls.send_channel_message(channel_id, message, client_message_id)
+        )
 
     async def join_channel(self, channel_id: str) -> None:
         """Joins ``channel_id`` (joining twice is fine)."""
-        request = messaging_pb.JoinChannelRequest(channel_id=channel_id)
-        await self._unary(self._messaging.JoinChannel, request, idempotent=True)
+        await self._run(_calls.join_channel(channel_id))
 
     async def leave_channel(self, channel_id: str) -> None:
         """Leaves ``channel_id``; delivery stops at once."""
-        request = messaging_pb.LeaveChannelRequest(channel_id=channel_id)
-        await self._unary(self._messaging.LeaveChannel, request, idempotent=True)
+        await self._run(_calls.leave_channel(channel_id))
 
     async def channel_members(self, channel_id: str) -> list[str]:
         """The user IDs of the members of ``channel_id``, sorted."""
-        request = messaging_pb.GetChannelMembersRequest(channel_id=channel_id)
-        response = await self._unary(self._messaging.GetChannelMembers, request, idempotent=True)
-        return list(response.user_ids)
+        return await self._run(_calls.channel_members(channel_id))
 
     async def query_online_status(self, user_ids: list[str]) -> dict[str, bool]:
         """Whether each user is online, in the order asked."""
-        request = messaging_pb.QueryPeersOnlineStatusRequest(user_ids=user_ids)
-        response = await self._unary(
-            self._messaging.QueryPeersOnlineStatus, request, idempotent=True
-        )
-        return {s.user_id: s.online for s in response.statuses}
+        return await self._run(_calls.query_online_status(user_ids))
 
     def subscribe(self, *, after: int = 0) -> AsyncSubscription:
         """Opens this user's live feed, at once, first with the events after cursor
