@@ -1,11 +1,8 @@
 //! Downloads: the record, then the requested range of bytes in frames of bounded size.
 
-use std::io::{Seek, SeekFrom};
-
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use object_store::{GetOptions, GetRange, GetResultPayload};
-use tokio::io::AsyncReadExt;
 
 use super::{MediaStore, Record};
 use crate::{error::Error, ids::MediaId};
@@ -75,35 +72,35 @@ pub async fn open_download(
     })
 }
 
-/// Reads `len` bytes from `offset` of a local file in frames of [`FRAME_SIZE`].
+/// Reads `len` bytes from `offset` of a local file in frames of [`FRAME_SIZE`]: each
+/// frame one positioned read on the blocking pool, straight into the frame's buffer
+/// (tokio's `File` would read into a buffer of its own and copy it over).
 fn read_file(
-    mut file: std::fs::File,
+    file: std::fs::File,
     offset: u64,
     len: u64,
 ) -> Result<BoxStream<'static, Result<Bytes, Error>>, Error> {
-    // One lseek, before the stream starts; it does not block on data.
-    file.seek(SeekFrom::Start(offset)).map_err(io_error)?;
-    let state = (tokio::fs::File::from_std(file), len);
+    let file = std::sync::Arc::new(file);
     Ok(
-        futures::stream::try_unfold(state, |(mut file, left)| async move {
+        futures::stream::try_unfold((file, offset, len), |(file, at, left)| async move {
             if left == 0 {
                 return Ok(None);
             }
             let want = left.min(FRAME_SIZE as u64) as usize;
-            let mut buf = BytesMut::with_capacity(want);
-            while buf.len() < want {
-                let n = (&mut file)
-                    .take((want - buf.len()) as u64)
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(io_error)?;
-                if n == 0 {
-                    return Err(Error::Internal(
-                        "a stored object is shorter than its record".into(),
-                    ));
+            let reader = file.clone();
+            let frame = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0; want];
+                std::os::unix::fs::FileExt::read_exact_at(&*reader, &mut buf, at).map(|()| buf)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("reading a stored object: {e}")))?
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => {
+                    Error::Internal("a stored object is shorter than its record".into())
                 }
-            }
-            Ok(Some((buf.freeze(), (file, left - want as u64))))
+                _ => io_error(e),
+            })?;
+            Ok(Some((Bytes::from(frame), (file, at + want as u64, left - want as u64))))
         })
         .boxed(),
     )
