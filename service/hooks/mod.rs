@@ -15,6 +15,8 @@
 //!
 //! [Standard Webhooks]: https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
 
+pub mod events;
+
 use std::{path::Path, time::Duration};
 
 use base64::{Engine, engine::general_purpose::STANDARD};
