@@ -79,7 +79,7 @@ pub struct HookEvent {
 #[tonic::async_trait]
 pub trait EventSource: Send + 'static {
     /// What settles one event.
-    type Held: Send + 'static;
+    type Held: Send + Sync + 'static;
 
     /// The next events after the cursor (at most `most`), waiting up to `wait` for
     /// one; an empty batch when none came.
@@ -95,7 +95,7 @@ pub trait EventSource: Send + 'static {
 
     /// Tells the store the event is still being posted (retries can outlast a
     /// store's redelivery timer).
-    async fn working(&self, _held: &Self::Held) {}
+    async fn working(_held: &Self::Held) {}
 
     /// Makes the settled cursor durable; `last` on shutdown, when it must reach disk
     /// now.

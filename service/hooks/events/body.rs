@@ -111,14 +111,16 @@ fn describe(body: &Body, contents: bool, data: &mut Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{messaging::event::peer_event, pb};
+    use crate::pb;
 
     fn cached_text() -> HookEvent {
         HookEvent {
             sequence: 42,
             kind: HookKind::Cached,
             recipient: "bob".into(),
-            event: peer_event(pb::PeerMessageReceived {
+            event: pb::SubscribeResponse {
+                cursor: 0,
+                event: Some(Kind::PeerMessage(pb::PeerMessageReceived {
                 sender_id: "alice".into(),
                 message_id: "m1".into(),
                 server_time: Some(prost_types::Timestamp {
@@ -131,7 +133,8 @@ mod tests {
                         text: "secret words".into(),
                     })),
                 }),
-            }),
+            })),
+            },
             written_ms: 0,
         }
     }

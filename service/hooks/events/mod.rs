@@ -174,7 +174,6 @@ impl Poster {
                 let body = render(&event, self.contents);
                 let held_ms = event.written_ms;
                 let outcome = {
-                    let source = &source;
                     let held = &held;
                     retry::deliver(
                         || self.hook.post(&id, body.clone()),
@@ -183,7 +182,7 @@ impl Poster {
                         || {
                             let lag = crate::media::now_millis().saturating_sub(held_ms);
                             metrics::set_event_hook_lag(lag as f64 / 1000.0);
-                            source.working(held)
+                            S::working(held)
                         },
                     )
                     .await

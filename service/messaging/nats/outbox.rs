@@ -195,7 +195,7 @@ impl EventSource for NatsEvents {
             .map_err(|e| unavailable("acking an event hook's event", e))
     }
 
-    async fn working(&self, message: &Message) {
+    async fn working(message: &Message) {
         let _ = message.ack_with(AckKind::Progress).await;
     }
 
