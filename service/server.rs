@@ -342,8 +342,13 @@ pub async fn run(
         Messages::Local(cache) => Some(cache),
         Messages::Bus(_) => None,
     };
-    let event_hook =
-        hooks::events::start(&config.event_hook, local, parts.messages.bus(), stop.clone()).await?;
+    let event_hook = hooks::events::start(
+        &config.event_hook,
+        local,
+        parts.messages.bus(),
+        stop.clone(),
+    )
+    .await?;
     let mut stop_serving = stop;
     let stopped = async move {
         let _ = stop_serving.wait_for(|stop| *stop).await;

@@ -163,7 +163,9 @@ async fn answer(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let key = STANDARD.decode(SECRET.strip_prefix("whsec_").unwrap()).unwrap();
+    let key = STANDARD
+        .decode(SECRET.strip_prefix("whsec_").unwrap())
+        .unwrap();
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
     let mut signed = format!("{id}.{timestamp}.").into_bytes();
     signed.extend_from_slice(&body);
@@ -234,9 +236,15 @@ async fn send_cached(server: &Server, n: usize, within: Duration) -> Vec<String>
     let mut ids = Vec::new();
     for i in 0..n {
         let started = Instant::now();
-        let sent = send_peer(&mut alice, &token("alice"), "bob", text(&format!("secret {i}")), true)
-            .await
-            .expect("send");
+        let sent = send_peer(
+            &mut alice,
+            &token("alice"),
+            "bob",
+            text(&format!("secret {i}")),
+            true,
+        )
+        .await
+        .expect("send");
         assert_eq!(sent.state(), PeerMessageState::Cached);
         assert!(
             started.elapsed() < within,
@@ -258,7 +266,12 @@ fn once_each(delivered: &[Attempt]) -> Vec<String> {
     assert!(twice.is_empty(), "delivered more than once: {twice:?}");
     delivered
         .iter()
-        .map(|a| a.body["data"]["message_id"].as_str().unwrap_or("").to_owned())
+        .map(|a| {
+            a.body["data"]["message_id"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
         .collect()
 }
 
@@ -325,9 +338,15 @@ async fn every_event_with_contents_when_asked() {
     let server = Server::start(&Backend::Local, &strs(&flags));
     let mut carol = Feed::open(&server, "carol").await;
     let mut alice = messaging(&server).await;
-    send_peer(&mut alice, &token("alice"), "carol", text("live words"), true)
-        .await
-        .unwrap();
+    send_peer(
+        &mut alice,
+        &token("alice"),
+        "carol",
+        text("live words"),
+        true,
+    )
+    .await
+    .unwrap();
     carol.next_peer().await;
     send_cached(&server, 1, Duration::from_secs(2)).await;
     let delivered = hook.wait_delivered(2, Duration::from_secs(20)).await;
@@ -379,7 +398,11 @@ async fn a_permanent_refusal_is_skipped() {
     let ids = send_cached(&server, 2, Duration::from_secs(2)).await;
     let delivered = hook.wait_delivered(1, Duration::from_secs(20)).await;
     assert_eq!(once_each(&delivered), ids[1..]);
-    let refused: Vec<_> = hook.attempts().into_iter().filter(|a| a.status == 400).collect();
+    let refused: Vec<_> = hook
+        .attempts()
+        .into_iter()
+        .filter(|a| a.status == 400)
+        .collect();
     assert_eq!(refused.len(), 1, "a 400 was retried");
     assert_eq!(
         server
@@ -397,7 +420,10 @@ async fn a_backend_down_for_a_while_loses_nothing() {
     let server = Server::start(&Backend::Local, &strs(&hook_flags(&hook)));
     let ids = send_cached(&server, 30, Duration::from_millis(500)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(lag_seconds(&server).await >= 1.0, "the lag gauge did not grow");
+    assert!(
+        lag_seconds(&server).await >= 1.0,
+        "the lag gauge did not grow"
+    );
     hook.listen().await;
     let delivered = hook.wait_delivered(30, Duration::from_secs(30)).await;
     assert_eq!(once_each(&delivered), ids);
@@ -418,7 +444,10 @@ async fn a_restart_with_events_pending_delivers_them_after_it_none_twice() {
     let flags = hook_flags(&hook);
     let mut server = Server::start(&Backend::Local, &strs(&flags));
     let first = send_cached(&server, 5, Duration::from_secs(2)).await;
-    assert_eq!(hook.wait_delivered(5, Duration::from_secs(20)).await.len(), 5);
+    assert_eq!(
+        hook.wait_delivered(5, Duration::from_secs(20)).await.len(),
+        5
+    );
     hook.stop();
     let pending = send_cached(&server, 5, Duration::from_secs(2)).await;
     server.terminate();
@@ -446,7 +475,9 @@ async fn replicas_post_each_event_exactly_once() {
     let backend = Backend::shared(media.path());
     let mut flags = vec!["--bus".to_owned(), nats.url()];
     flags.extend(hook_flags(&hook));
-    let mut replicas: Vec<Server> = (0..3).map(|_| Server::start(&backend, &strs(&flags))).collect();
+    let mut replicas: Vec<Server> = (0..3)
+        .map(|_| Server::start(&backend, &strs(&flags)))
+        .collect();
     let mut expected = Vec::new();
     // Sent through every replica while the backend is down.
     for replica in &replicas {

@@ -34,13 +34,19 @@ pub fn render(event: &HookEvent, contents: bool) -> Vec<u8> {
             data.insert("message_id".into(), json!(m.message_id));
             data.insert("sender_id".into(), json!(m.sender_id));
             data.insert("recipient_id".into(), json!(event.recipient));
-            (m.server_time, m.message.as_ref().and_then(|m| m.body.as_ref()))
+            (
+                m.server_time,
+                m.message.as_ref().and_then(|m| m.body.as_ref()),
+            )
         }
         Some(Kind::ChannelMessage(m)) => {
             data.insert("message_id".into(), json!(m.message_id));
             data.insert("sender_id".into(), json!(m.sender_id));
             data.insert("channel_id".into(), json!(m.channel_id));
-            (m.server_time, m.message.as_ref().and_then(|m| m.body.as_ref()))
+            (
+                m.server_time,
+                m.message.as_ref().and_then(|m| m.body.as_ref()),
+            )
         }
         _ => (None, None),
     };
@@ -121,19 +127,19 @@ mod tests {
             event: pb::SubscribeResponse {
                 cursor: 0,
                 event: Some(Kind::PeerMessage(pb::PeerMessageReceived {
-                sender_id: "alice".into(),
-                message_id: "m1".into(),
-                server_time: Some(prost_types::Timestamp {
-                    seconds: 1_700_000_000,
-                    nanos: 0,
-                }),
-                offline: true,
-                message: Some(pb::Message {
-                    body: Some(Body::Text(pb::TextMessage {
-                        text: "secret words".into(),
-                    })),
-                }),
-            })),
+                    sender_id: "alice".into(),
+                    message_id: "m1".into(),
+                    server_time: Some(prost_types::Timestamp {
+                        seconds: 1_700_000_000,
+                        nanos: 0,
+                    }),
+                    offline: true,
+                    message: Some(pb::Message {
+                        body: Some(Body::Text(pb::TextMessage {
+                            text: "secret words".into(),
+                        })),
+                    }),
+                })),
             },
             written_ms: 0,
         }

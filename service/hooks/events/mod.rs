@@ -47,12 +47,22 @@ pub struct EventHookArgs {
 
     /// The event hook's signing secret, `whsec_<base64>`; two (comma-separated or
     /// the flag twice) while rotating.
-    #[arg(long = "event-hook-secret", env = "COURIER_EVENT_HOOK_SECRET", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "event-hook-secret",
+        env = "COURIER_EVENT_HOOK_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub secrets: Vec<String>,
 
     /// Which events are posted: `cached` (peer messages cached for an offline
     /// receiver) or `all` (every peer and channel message).
-    #[arg(long = "event-hook-events", env = "COURIER_EVENT_HOOK_EVENTS", value_enum, default_value = "cached")]
+    #[arg(
+        long = "event-hook-events",
+        env = "COURIER_EVENT_HOOK_EVENTS",
+        value_enum,
+        default_value = "cached"
+    )]
     pub events: HookEvents,
 
     /// Include the message's contents (text, raw payload, file name, thumbnail) in

@@ -97,8 +97,12 @@ where
         crate::metrics::event_hook_post("retried");
         let delay = backoff.delay(failures, &mut rand::rng());
         match &result {
-            Ok(answer) => tracing::warn!(status = answer.status, attempt = failures, retry_in = ?delay, "event hook: the hook failed; retrying"),
-            Err(error) => tracing::warn!(%error, attempt = failures, retry_in = ?delay, "event hook: the hook failed; retrying"),
+            Ok(answer) => {
+                tracing::warn!(status = answer.status, attempt = failures, retry_in = ?delay, "event hook: the hook failed; retrying")
+            }
+            Err(error) => {
+                tracing::warn!(%error, attempt = failures, retry_in = ?delay, "event hook: the hook failed; retrying")
+            }
         }
         if *stop.borrow() {
             return Outcome::Stopped;

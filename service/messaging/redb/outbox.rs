@@ -164,7 +164,10 @@ impl RedbEvents {
                 let (sequence, value) = (key.value(), value.value());
                 if expiry(value) <= now {
                     metrics::event_hook_post("expired");
-                    tracing::warn!(sequence, "event hook: an event expired before it was posted");
+                    tracing::warn!(
+                        sequence,
+                        "event hook: an event expired before it was posted"
+                    );
                     skipped_to = Some(sequence);
                     continue;
                 }
