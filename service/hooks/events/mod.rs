@@ -153,6 +153,7 @@ impl Poster {
         for result in ["delivered", "retried", "failed", "expired"] {
             metrics::event_hook_post_init(result);
         }
+        metrics::set_event_hook_lag(0.0);
         tracing::info!(url = %self.hook.url(), "event hook: posting events");
         tokio::spawn(self.run(source, stop))
     }
