@@ -97,6 +97,10 @@ pub trait EventSource: Send + 'static {
     /// store's redelivery timer).
     async fn working(_held: &Self::Held) {}
 
+    /// Hands an event back unposted, at shutdown (it is posted after the restart,
+    /// or by another replica).
+    async fn release(_held: Self::Held) {}
+
     /// Makes the settled cursor durable; `last` on shutdown, when it must reach disk
     /// now.
     async fn flush(&mut self, last: bool) -> Result<(), Error>;

@@ -178,7 +178,8 @@ impl Poster {
             if batch.is_empty() {
                 metrics::set_event_hook_lag(0.0);
             }
-            for (event, held) in batch {
+            let mut batch = batch.into_iter();
+            while let Some((event, held)) = batch.next() {
                 let lag = crate::media::now_millis().saturating_sub(event.written_ms);
                 metrics::set_event_hook_lag(lag as f64 / 1000.0);
                 let id = webhook_id(&event);
@@ -204,7 +205,14 @@ impl Poster {
                         metrics::event_hook_post("failed");
                         tracing::error!(%id, status, "event hook: the hook refused an event for good; skipped");
                     }
-                    Outcome::Stopped => break,
+                    Outcome::Stopped => {
+                        // Handed back at once, for another replica to take.
+                        S::release(held).await;
+                        for (_, held) in batch.by_ref() {
+                            S::release(held).await;
+                        }
+                        break;
+                    }
                 }
                 if let Err(error) = source.settle(held).await {
                     tracing::warn!(%error, "event hook: settling an event failed");

@@ -10,6 +10,9 @@ use tokio::sync::watch;
 
 use crate::hooks::{Answer, HookError};
 
+/// How often a store is told an event is still being worked on while it waits.
+const WORKING_EVERY: Duration = Duration::from_secs(5);
+
 /// The delays between attempts.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -107,10 +110,16 @@ where
         if *stop.borrow() {
             return Outcome::Stopped;
         }
-        working().await;
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            _ = stop.wait_for(|s| *s) => return Outcome::Stopped,
+        // Told again every few seconds: a store may redeliver an event whose poster
+        // went quiet.
+        let until = tokio::time::Instant::now() + delay;
+        while tokio::time::Instant::now() < until {
+            working().await;
+            let step = until.min(tokio::time::Instant::now() + WORKING_EVERY);
+            tokio::select! {
+                () = tokio::time::sleep_until(step) => {}
+                _ = stop.wait_for(|s| *s) => return Outcome::Stopped,
+            }
         }
     }
 }

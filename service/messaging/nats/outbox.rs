@@ -11,7 +11,10 @@
 //! Entries that are not subscribed to (membership edges, reserved cursors, and with
 //! `cached` delivered and channel messages) are acked as they pass.
 
-use std::time::Duration;
+use std::{
+    collections::{BTreeSet, HashSet},
+    time::Duration,
+};
 
 use async_nats::jetstream::{
     AckKind, Message,
@@ -40,12 +43,16 @@ pub struct NatsEvents {
     bus: Bus,
     messages: pull::Stream,
     events: HookEvents,
-    /// The highest stream sequence handed out: a message at or below it again is a
-    /// redelivery of one this replica holds or settled.
-    handed: u64,
-    /// The highest stream sequence settled.
-    settled: u64,
+    /// The stream sequences handed out and not yet settled: a redelivery of one is
+    /// left alone (this replica is posting it).
+    holding: HashSet<u64>,
+    /// The latest stream sequences settled here (at most [`SETTLED_KEPT`]): a
+    /// redelivery of one is acked again, not posted.
+    settled: BTreeSet<u64>,
 }
+
+/// How many settled sequences are remembered.
+const SETTLED_KEPT: usize = 4096;
 
 impl NatsEvents {
     /// Joins (or creates) the consumer; a new one starts at the log's end. `timeout`
@@ -61,7 +68,7 @@ impl NatsEvents {
             description: Some("courier: events for the event webhook".into()),
             deliver_policy: DeliverPolicy::New,
             ack_policy: AckPolicy::Explicit,
-            ack_wait: (timeout * 3).max(Duration::from_secs(60)),
+            ack_wait: (timeout * 3).max(Duration::from_secs(15)),
             max_deliver: -1,
             max_ack_pending: 1024,
             priority_policy: PriorityPolicy::PinnedClient,
@@ -87,8 +94,8 @@ impl NatsEvents {
             bus,
             messages,
             events,
-            handed: 0,
-            settled: 0,
+            holding: HashSet::new(),
+            settled: BTreeSet::new(),
         })
     }
 
@@ -98,10 +105,11 @@ impl NatsEvents {
         let info = message.info().ok()?;
         let sequence = info.stream_sequence;
         let written_ms = (info.published.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
-        if sequence <= self.handed {
-            if sequence <= self.settled {
-                let _ = message.ack().await;
-            }
+        if self.holding.contains(&sequence) {
+            return None;
+        }
+        if self.settled.contains(&sequence) {
+            let _ = message.ack().await;
             return None;
         }
         let token = message.subject.as_str().rsplit('.').next().unwrap_or("");
@@ -121,7 +129,7 @@ impl NatsEvents {
         let event = decode_entry(headers, message.payload.clone());
         match (wanted, recipient, event) {
             (Some(kind), Some(recipient), Some(event)) => {
-                self.handed = sequence;
+                self.holding.insert(sequence);
                 Some((
                     HookEvent {
                         sequence,
@@ -135,8 +143,6 @@ impl NatsEvents {
             }
             _ => {
                 let _ = message.ack().await;
-                self.handed = self.handed.max(sequence);
-                self.settled = self.settled.max(sequence);
                 None
             }
         }
@@ -187,7 +193,12 @@ impl EventSource for NatsEvents {
 
     async fn settle(&mut self, message: Message) -> Result<(), Error> {
         if let Ok(info) = message.info() {
-            self.settled = self.settled.max(info.stream_sequence);
+            let sequence = info.stream_sequence;
+            self.holding.remove(&sequence);
+            self.settled.insert(sequence);
+            if self.settled.len() > SETTLED_KEPT {
+                self.settled.pop_first();
+            }
         }
         message
             .ack()
@@ -197,6 +208,10 @@ impl EventSource for NatsEvents {
 
     async fn working(message: &Message) {
         let _ = message.ack_with(AckKind::Progress).await;
+    }
+
+    async fn release(message: Message) {
+        let _ = message.ack_with(AckKind::Nak(None)).await;
     }
 
     async fn flush(&mut self, _last: bool) -> Result<(), Error> {
