@@ -340,6 +340,10 @@ pub struct ServeConfig {
     /// Default: no traces.
     #[arg(long, env = "COURIER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+
+    /// The event webhook (--event-hook and its flags).
+    #[command(flatten)]
+    pub event_hook: crate::hooks::events::EventHookArgs,
 }
 
 /// The flags of `token`.

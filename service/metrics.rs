@@ -52,6 +52,8 @@ pub mod names {
     pub const RUNTIME_TASKS: &str = "courier_runtime_alive_tasks";
     pub const LOG_GROUP_SIZE: &str = "courier_event_log_group_size";
     pub const LOG_COMMIT: &str = "courier_event_log_commit_seconds";
+    pub const EVENT_HOOK_LAG: &str = "courier_event_hook_lag_seconds";
+    pub const EVENT_HOOK_POSTS: &str = "courier_event_hook_posts_total";
 }
 
 /// The latency buckets of gRPC calls, in seconds: sub-millisecond unary calls up to
@@ -291,6 +293,14 @@ fn describe() {
         names::HTTP_REQUESTS,
         "HTTP media requests (/media/v1/) answered, by status."
     );
+    describe_gauge!(
+        names::EVENT_HOOK_LAG,
+        "How far the event webhook is behind: the age in seconds of the oldest event not yet posted (0 when caught up)."
+    );
+    describe_counter!(
+        names::EVENT_HOOK_POSTS,
+        "Event webhook posts by result: delivered, retried (one failed attempt), failed (a permanent 4xx, skipped), expired (past the log's retention, skipped)."
+    );
     describe_gauge!(names::BUILD_INFO, "Always 1; the version is a label.");
     gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
@@ -313,6 +323,22 @@ pub fn record_group(size: usize, took: std::time::Duration) {
 pub fn set_offline_cache(messages: u64, bytes: u64) {
     gauge!(names::OFFLINE_MESSAGES).set(messages as f64);
     gauge!(names::OFFLINE_BYTES).set(bytes as f64);
+}
+
+/// Counts one event webhook attempt or outcome (`delivered`, `retried`, `failed`,
+/// `expired`).
+pub fn event_hook_post(result: &'static str) {
+    counter!(names::EVENT_HOOK_POSTS, "result" => result).increment(1);
+}
+
+/// Shows an event webhook counter at 0 before its first event.
+pub fn event_hook_post_init(result: &'static str) {
+    counter!(names::EVENT_HOOK_POSTS, "result" => result).increment(0);
+}
+
+/// Sets the event webhook's lag, in seconds.
+pub fn set_event_hook_lag(seconds: f64) {
+    gauge!(names::EVENT_HOOK_LAG).set(seconds);
 }
 
 /// Counts one HTTP media request answered with `status`.

@@ -27,6 +27,7 @@ use crate::{
     config::ServeConfig,
     error::Error,
     health::Health,
+    hooks,
     http::{HttpLayer, HttpSettings, LinkKey, LinkSettings, MediaHttp},
     media::{
         MediaLimits, MediaServer, MediaStore, QuotaLimits, ResumableSettings, Thumbnailer,
@@ -154,7 +155,7 @@ impl Parts {
                 Messages::Bus(Box::new(Replicated { bus, leases }))
             }
             // The file keeps its name: an older server's offline cache moves into the log.
-            None => Messages::Local(RedbStore::open(
+            None => Messages::Local(RedbStore::open_with_hook(
                 (!config.event_log_in_memory)
                     .then(|| config.data_dir.join("offline.redb"))
                     .as_deref(),
@@ -169,6 +170,7 @@ impl Parts {
                     channel_ttl: config.channel_history_ttl,
                 },
                 feed.clone(),
+                config.event_hook.recorded(),
             )?),
         };
         let mut slots = TransferSlots::new(config.max_transfers_per_user);
@@ -336,6 +338,17 @@ pub async fn run(
         offline_chore,
         tokio::spawn(metrics::serve(metrics, prometheus, gauges)),
     ];
+    let local = match &parts.messages {
+        Messages::Local(cache) => Some(cache),
+        Messages::Bus(_) => None,
+    };
+    let event_hook = hooks::events::start(
+        &config.event_hook,
+        local,
+        parts.messages.bus(),
+        stop.clone(),
+    )
+    .await?;
     let mut stop_serving = stop;
     let stopped = async move {
         let _ = stop_serving.wait_for(|stop| *stop).await;
@@ -388,6 +401,12 @@ pub async fn run(
         }
     };
     store_check.abort();
+    if let Some(task) = event_hook {
+        // It finishes the post in flight and saves its cursor.
+        let _ = stop_tx.send(true);
+        let wait = config.event_hook.timeout + ABORT_WAIT;
+        let _ = tokio::time::timeout(wait, task).await;
+    }
     for task in background.into_iter().chain(parts.revocation_watchers) {
         task.abort();
     }

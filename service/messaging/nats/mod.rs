@@ -16,6 +16,7 @@ mod append;
 mod channels;
 mod dedup;
 mod listen;
+mod outbox;
 
 use std::{
     collections::HashMap,
@@ -32,6 +33,8 @@ use async_nats::{
 use bytes::Bytes;
 use prost::Message as _;
 use tracing::Instrument;
+
+pub use outbox::NatsEvents;
 
 use super::{
     event::{Dedup, Event, Sent, channel_event, peer_event},

@@ -14,6 +14,7 @@
 //! Reads (replay, hand-over marks) use read transactions beside the writer.
 
 mod channels;
+mod outbox;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -25,6 +26,7 @@ use std::{path::Path, sync::Arc};
 use redb::{Database, ReadableDatabase};
 use tokio::sync::{mpsc, oneshot};
 
+pub use outbox::RedbEvents;
 pub use tables::LogLimits;
 use tables::{ENTRIES, HANDED, USERS, event_of, expiry_of, internal, kind_of, now_ms};
 pub use upkeep::spawn_purger;
@@ -33,6 +35,7 @@ use writer::Op;
 use super::{
     event::{Dedup, Sent},
     feed::{Feed, Stream},
+    outbox::HookEvents,
     roster::Roster,
     store::{Append, Entry, Handed, Hold, Kind, Span, Store},
 };
@@ -57,6 +60,8 @@ pub struct RedbStore {
     feed: Feed,
     /// Entries committed since the store opened.
     written: Arc<std::sync::atomic::AtomicU64>,
+    /// Woken when the writer commits events for the event webhook.
+    outbox_ready: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -73,6 +78,17 @@ impl RedbStore {
     /// Blocking: reads the membership. With `path` `None` the store is kept in memory
     /// (for comparison in benchmarks: nothing survives the process).
     pub fn open(path: Option<&Path>, limits: LogLimits, feed: Feed) -> Result<Self, Error> {
+        Self::open_with_hook(path, limits, feed, None)
+    }
+
+    /// Like [`RedbStore::open`], with the writer also recording `events` for the
+    /// event webhook ([`RedbStore::hook_events`]).
+    pub fn open_with_hook(
+        path: Option<&Path>,
+        limits: LogLimits,
+        feed: Feed,
+        events: Option<HookEvents>,
+    ) -> Result<Self, Error> {
         let db = Arc::new(upkeep::open(path, &limits)?);
         let roster = Roster::default();
         for (channel, user) in upkeep::memberships(&db)? {
@@ -80,15 +96,22 @@ impl RedbStore {
         }
         let (writer, queue) = mpsc::channel(QUEUE);
         let written = Arc::default();
+        let outbox = outbox::Outbox {
+            events,
+            ready: Arc::default(),
+        };
+        let outbox_ready = outbox.ready.clone();
         writer::start(
             db.clone(),
             limits,
             feed.clone(),
             roster.clone(),
             Arc::clone(&written),
+            outbox,
             queue,
         )?;
         Ok(Self {
+            outbox_ready,
             written,
             db,
             limits,
@@ -126,6 +149,12 @@ impl RedbStore {
         })
         .await
         .map_err(|e| Error::Internal(format!("event log task: {e}")))?
+    }
+
+    /// The events recorded for the event webhook, after its saved cursor. Blocking (a
+    /// short read).
+    pub fn hook_events(&self) -> Result<RedbEvents, Error> {
+        RedbEvents::open(self.db.clone(), self.outbox_ready.clone())
     }
 
     /// How many entries were committed since the store opened (a channel message is

@@ -69,6 +69,10 @@ pub const CHANNELS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("ch
 /// bytes each (big-endian; `leave` is `u64::MAX` while a member).
 pub const SPANS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("member_spans");
 
+/// Events for the event webhook: position → kind, expiry, time written, receiver, event
+/// ([`super::outbox`]).
+pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("event_hook_outbox");
+
 /// The layout this code writes: 4 stores a channel message once (3 copied it to every
 /// member's log, with per-user cursors).
 pub const LAYOUT: u64 = 4;
@@ -193,6 +197,9 @@ pub struct Tables<'t> {
     pub channel_log: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     pub channels: redb::Table<'t, &'static str, (u64, u64)>,
     pub spans: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    pub outbox: redb::Table<'t, u64, &'static [u8]>,
+    /// Whether this transaction wrote outbox rows (the poster is woken after it).
+    pub outboxed: bool,
     /// The last position taken.
     pub seq: u64,
     /// How many entries this transaction wrote (own and channel ones).
@@ -226,6 +233,8 @@ impl<'t> Tables<'t> {
             channel_log: txn.open_table(CHANNEL_LOG).map_err(internal)?,
             channels: txn.open_table(CHANNELS).map_err(internal)?,
             spans: txn.open_table(SPANS).map_err(internal)?,
+            outbox: txn.open_table(OUTBOX).map_err(internal)?,
+            outboxed: false,
             rows: std::collections::HashMap::new(),
             entries: txn.open_table(ENTRIES).map_err(internal)?,
             users: txn.open_table(USERS).map_err(internal)?,

@@ -16,7 +16,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use super::RedbStore;
 use super::tables::{
     CACHED, CHANNEL_LOG, CHANNELS, COUNTERS, DEDUP, ENTRIES, HANDED, LAYOUT, LogLimits, MEMBERS,
-    OLD_MESSAGES, SENDERS, SPANS, Tables, USERS, entry, expiry_of, internal, now_ms,
+    OLD_MESSAGES, OUTBOX, SENDERS, SPANS, Tables, USERS, entry, expiry_of, internal, now_ms,
 };
 use crate::{error::Error, messaging::event::peer_event, pb, periodic::spawn_periodic};
 
@@ -51,6 +51,7 @@ pub fn open(path: Option<&Path>, limits: &LogLimits) -> Result<Database, Error> 
         txn.open_table(HANDED).map_err(internal)?;
         txn.open_table(USERS).map_err(internal)?;
         txn.open_table(SENDERS).map_err(internal)?;
+        txn.open_table(OUTBOX).map_err(internal)?;
         // Older servers marked a running log, to raise cursors after a crash; every
         // commit is durable now, so nothing is lost in one.
         txn.open_table(COUNTERS)
@@ -123,6 +124,7 @@ pub fn purge(db: &Database, limits: &LogLimits) -> Result<usize, Error> {
             tables.save_row(&user, row)?;
         }
         tables.purge_dedup(now)?;
+        tables.purge_outbox(now)?;
         let channels = tables.purge_channels(limits)?;
         tables.save()?;
         expired.len() + channels

@@ -13,12 +13,16 @@ use std::{
 use redb::Database;
 use tokio::sync::{mpsc, oneshot};
 
-use super::tables::{CACHED, LOGGED, LogLimits, Tables, entry, internal, now_ms};
+use super::{
+    outbox::Outbox,
+    tables::{CACHED, LOGGED, LogLimits, Tables, entry, internal, now_ms},
+};
 use crate::{
     error::Error,
     messaging::{
         event::{Dedup, Event, Sent, channel_event, peer_event},
         feed::{Feed, Permit, Stream},
+        outbox::HookKind,
         roster::Roster,
         store::Append,
     },
@@ -86,6 +90,8 @@ struct Writer {
     roster: Roster,
     /// Entries committed, for [`super::RedbStore::entries_written`].
     written: Arc<AtomicU64>,
+    /// The event webhook's outbox, written with the entries.
+    outbox: Outbox,
 }
 
 /// Starts the writer thread on `queue`; it ends when every sender is gone.
@@ -95,6 +101,7 @@ pub fn start(
     feed: Feed,
     roster: Roster,
     written: Arc<AtomicU64>,
+    outbox: Outbox,
     mut queue: mpsc::Receiver<Op>,
 ) -> Result<(), Error> {
     let writer = Writer {
@@ -103,6 +110,7 @@ pub fn start(
         feed,
         roster,
         written,
+        outbox,
     };
     std::thread::Builder::new()
         .name("event-log-writer".into())
@@ -141,7 +149,7 @@ impl Writer {
     /// the whole group.
     fn apply(&self, ops: Vec<Op>, then: &mut Vec<Then>) -> Result<(), Error> {
         let mut ops = ops.into_iter();
-        let written;
+        let (written, outboxed);
         let txn = match self.db.begin_write() {
             Ok(txn) => txn,
             Err(e) => {
@@ -169,9 +177,13 @@ impl Writer {
                 }
             }
             written = tables.written;
+            outboxed = tables.outboxed;
             tables.save()?;
         }
         txn.commit().map_err(internal)?;
+        if outboxed {
+            self.outbox.ready.notify_one();
+        }
         self.written.fetch_add(written, Ordering::Relaxed);
         METRICS
             .log_entries_written
@@ -294,6 +306,8 @@ impl Writer {
                 let expires = now_ms().saturating_add(self.limits.channel_ttl.as_millis() as u64);
                 let value = entry(LOGGED, expires, &event);
                 tables.append_channel(&channel, seq, &value, &self.limits)?;
+                self.outbox
+                    .record(tables, seq, HookKind::Channel, "", &event, expires)?;
                 // The members as of this position: the roster as committed, with
                 // this group's earlier joins and leaves.
                 let mut members: Vec<String> = self.roster.members(&channel).to_vec();
@@ -336,8 +350,11 @@ impl Writer {
             let mut row = tables.row(peer)?;
             tables.next(&mut row);
             let event = Arc::new(peer_event(message.clone()));
-            let value = entry(LOGGED, self.limits.expiry(LOGGED), &event);
+            let expires = self.limits.expiry(LOGGED);
+            let value = entry(LOGGED, expires, &event);
             tables.append(peer, row, cursor, &value, &self.limits)?;
+            self.outbox
+                .record(tables, cursor, HookKind::Delivered, peer, &event, expires)?;
             deliveries.push((permits, event, cursor));
             return Ok(Sent::peer(&message, pb::PeerMessageState::Delivered));
         }
@@ -347,11 +364,15 @@ impl Writer {
         message.offline = true;
         let sent = Sent::peer(&message, pb::PeerMessageState::Cached);
         let sender = message.sender_id.clone();
-        let value = entry(CACHED, self.limits.expiry(CACHED), &peer_event(message));
+        let expires = self.limits.expiry(CACHED);
+        let event = peer_event(message);
+        let value = entry(CACHED, expires, &event);
         tables.check_cache(peer, &sender, value.len(), &self.limits)?;
         let mut row = tables.row(peer)?;
         let cursor = tables.next(&mut row);
         tables.append(peer, row, cursor, &value, &self.limits)?;
+        self.outbox
+            .record(tables, cursor, HookKind::Cached, peer, &event, expires)?;
         Ok(sent)
     }
 
