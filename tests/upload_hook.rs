@@ -250,6 +250,36 @@ async fn reject_keeps_nothing_and_shows_the_message(backend: Backend) {
     // Rejection stores no verdict: the same bytes are asked about again.
     let _ = put(&server, "alice", "bad.bin", &data).await;
     assert_eq!(calls.lock().expect("calls").len(), 2);
+    // A resumable upload's commit passes the hook too, and keeps nothing either.
+    let dir = tempfile::tempdir().expect("a folder");
+    let path = dir.path().join("bad.bin");
+    std::fs::write(&path, &data).expect("written");
+    let client = courier_client::Client::connect(&server.url(), &token("carol"))
+        .await
+        .expect("connects");
+    let resumed = client
+        .upload_resumable(&path, courier_client::MediaKind::File)
+        .expect("starts")
+        .await
+        .expect_err("rejected");
+    assert!(
+        matches!(resumed, courier_client::Error::MediaRejected(_)),
+        "{resumed:?}"
+    );
+    assert_eq!(calls.lock().expect("calls").len(), 3);
+    let left: Vec<_> = server
+        .stored()
+        .await
+        .into_iter()
+        .filter(|k| {
+            !k.starts_with("jwt")
+                && (k.contains("resumable")
+                    || k.contains("uploads")
+                    || k.contains("records")
+                    || k.contains("content"))
+        })
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
 }
 
 async fn quarantine_keeps_the_record_and_holds_for_everyone(backend: Backend) {

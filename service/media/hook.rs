@@ -274,6 +274,17 @@ pub(super) async fn may_reuse(media: &MediaStore, sha256: &str) -> Result<bool, 
     Ok(verdict::read(media, sha256).await?.is_some())
 }
 
+/// Whether a failed publish ends a resumable upload (its state removed, nothing
+/// kept): a quarantine, a rejection, or no verdict from a failing hook.
+pub(super) fn ends_upload(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Refused(Reason::MediaQuarantined | Reason::MediaRejected, _)
+            | Error::RefusedWith(Reason::MediaQuarantined, ..)
+            | Error::Unavailable(_)
+    )
+}
+
 /// The refusal of an upload quarantined by the hook; its record is kept.
 pub(super) fn quarantined(record: &Record) -> Error {
     Error::RefusedWith(
