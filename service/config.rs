@@ -128,6 +128,36 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_QUOTA_BYTES_PER_HOUR", value_parser = clap::value_parser!(u64).range(1..))]
     pub quota_bytes_per_hour: Option<u64>,
 
+    /// The upload hook: POST each new content's record (signed JSON, with a link to
+    /// its bytes) to this http(s) URL before its media ID is usable, and act on the
+    /// verdict (accept, reject, quarantine). See README "Upload hook". Default: none.
+    #[arg(long, env = "COURIER_UPLOAD_HOOK", requires = "upload_hook_secrets")]
+    pub upload_hook: Option<String>,
+
+    /// The upload hook's Standard Webhooks secrets (`whsec_<base64>`; two, comma
+    /// separated, while rotating).
+    #[arg(
+        long = "upload-hook-secret",
+        env = "COURIER_UPLOAD_HOOK_SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub upload_hook_secrets: Vec<String>,
+
+    /// How long the upload hook may take to answer.
+    #[arg(long, env = "COURIER_UPLOAD_HOOK_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub upload_hook_timeout: Duration,
+
+    /// What a hook that fails or times out means: `closed` (the upload fails with
+    /// UNAVAILABLE, nothing kept) or `open` (accepted, logged, counted).
+    #[arg(long, env = "COURIER_UPLOAD_HOOK_FAILURE", default_value = "closed", value_parser = ["open", "closed"])]
+    pub upload_hook_failure: String,
+
+    /// A PEM CA certificate trusted for the upload hook's https:// URL, beside the
+    /// system's roots.
+    #[arg(long, env = "COURIER_UPLOAD_HOOK_CA_FILE")]
+    pub upload_hook_ca_file: Option<PathBuf>,
+
     /// The part size of resumable uploads (CreateUpload/WriteUpload), in bytes: every
     /// WriteUpload carries exactly this many bytes but the last. Default: 1 MiB on a
     /// local folder, 5 MiB on S3 (whose parts must be at least 5 MiB). At most 7 MiB,

@@ -48,6 +48,8 @@ pub mod names {
     pub const THUMBNAILS_MADE: &str = "courier_thumbnails_made_total";
     pub const THUMBNAILS_STORED: &str = "courier_thumbnails_served_stored_total";
     pub const THUMBNAILS_REFUSED: &str = "courier_thumbnails_refused_total";
+    pub const UPLOAD_HOOK_CALLS: &str = "courier_upload_hook_calls_total";
+    pub const UPLOAD_HOOK_DURATION: &str = "courier_upload_hook_duration_seconds";
 
     pub const RUNTIME_TASKS: &str = "courier_runtime_alive_tasks";
     pub const LOG_GROUP_SIZE: &str = "courier_event_log_group_size";
@@ -301,6 +303,15 @@ fn describe() {
         names::EVENT_HOOK_POSTS,
         "Event webhook posts by result: delivered, retried (one failed attempt), failed (a permanent 4xx, skipped), expired (past the log's retention, skipped)."
     );
+    describe_counter!(
+        names::UPLOAD_HOOK_CALLS,
+        "Calls to the upload hook, by verdict (accept, reject, quarantine, failed_open, failed_closed)."
+    );
+    describe_histogram!(
+        names::UPLOAD_HOOK_DURATION,
+        Unit::Seconds,
+        "Time from posting to the upload hook to its verdict (or failure)."
+    );
     describe_gauge!(names::BUILD_INFO, "Always 1; the version is a label.");
     gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }
@@ -349,4 +360,10 @@ pub fn http_request(status: u16) {
 /// Counts body bytes handed to an HTTP media response.
 pub fn http_sent_bytes(n: u64) {
     counter!(names::HTTP_SENT_BYTES).increment(n);
+}
+
+/// Counts one call to the upload hook ending in `verdict`, which took `took`.
+pub fn upload_hook_call(verdict: &'static str, took: std::time::Duration) {
+    counter!(names::UPLOAD_HOOK_CALLS, "verdict" => verdict).increment(1);
+    metrics::histogram!(names::UPLOAD_HOOK_DURATION).record(took.as_secs_f64());
 }

@@ -30,8 +30,8 @@ use crate::{
     hooks,
     http::{HttpLayer, HttpSettings, LinkKey, LinkSettings, MediaHttp},
     media::{
-        MediaLimits, MediaServer, MediaStore, QuotaLimits, ResumableSettings, Thumbnailer,
-        TransferSlots, spawn_sweeper,
+        HookFailure, MediaLimits, MediaServer, MediaStore, QuotaLimits, ResumableSettings,
+        Thumbnailer, TransferSlots, UploadHook, spawn_sweeper,
     },
     messaging::{
         Engine, Feed, HubLimits, LogLimits, MessagingServer, NatsStore, RateLimit, RateLimiter,
@@ -302,7 +302,13 @@ pub async fn run(
     metrics: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
-    let parts = Parts::open(&config).await?;
+    let mut parts = Parts::open(&config).await?;
+    let addr = grpc
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("the gRPC address: {e}")))?;
+    if let Some(hook) = upload_hook(&config, &parts.link_key, addr)? {
+        parts.media = parts.media.with_hook(hook);
+    }
     let (stop_tx, stop) = watch::channel(false);
     let (abort_tx, abort) = watch::channel(false);
     let signals = Signals {
@@ -311,9 +317,6 @@ pub async fn run(
     };
     let prometheus = metrics::install();
     let (router, health) = parts.router(&config, signals).await?;
-    let addr = grpc
-        .local_addr()
-        .map_err(|e| Error::Internal(format!("the gRPC address: {e}")))?;
     let metrics_addr = metrics
         .local_addr()
         .map_err(|e| Error::Internal(format!("the metrics address: {e}")))?;
@@ -449,6 +452,49 @@ impl Parts {
             None => http,
         }
     }
+}
+
+/// The upload hook of `--upload-hook`, whose links to staged bytes start with
+/// `--public-url`, else this server's own address (`addr`; 127.0.0.1 for 0.0.0.0).
+fn upload_hook(
+    config: &ServeConfig,
+    key: &LinkKey,
+    addr: std::net::SocketAddr,
+) -> Result<Option<UploadHook>, Error> {
+    let Some(url) = &config.upload_hook else {
+        return Ok(None);
+    };
+    let signer = hooks::Signer::new(&config.upload_hook_secrets).map_err(Error::invalid)?;
+    let timeout = config.upload_hook_timeout;
+    let client = hooks::Hook::new(url, signer, timeout, config.upload_hook_ca_file.as_deref())
+        .map_err(Error::invalid)?;
+    let failure = match config.upload_hook_failure.as_str() {
+        "open" => HookFailure::Open,
+        _ => HookFailure::Closed,
+    };
+    let base = match &config.public_url {
+        Some(base) => base.clone(),
+        None => {
+            let mut local = addr;
+            if local.ip().is_unspecified() {
+                local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let scheme = if config.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{local}")
+        }
+    };
+    tracing::info!(url = %client.url(), ?failure, %base, "upload hook configured");
+    Ok(Some(UploadHook::new(
+        client,
+        timeout,
+        failure,
+        key.clone(),
+        &base,
+    )))
 }
 
 /// The lifetime rules and base of GetMediaUrl's links.

@@ -11,6 +11,8 @@
 #            `courier send --to bob --image cat.png` as alice; the picture must land;
 #   admin  — "Deleting media": `courier-server media list|quarantine|release` on ./data
 #            beside the running server, and `courier delete`;
+#   hook-server / hook-client — "Upload hook": the example scanner as the hook of a
+#            second server; a clean upload kept, the EICAR file refused;
 #   tls-server / tls-client — the Security section: `tls-dev` makes a CA, a server
 #            serves TLS with it, the CLI and grpcurl call it over TLS.
 # The one substitution: release binaries (`cargo run -q --release --`,
@@ -128,11 +130,22 @@ expect admin.txt '"owner":"alice"' '"quarantined":true' 'media quarantined' \
 cmp note.txt copy.txt || { echo "the released download differs" >&2; exit 1; }
 
 # Security: a throwaway CA, a TLS server, the CLI and grpcurl over TLS with that CA.
+# The upload hook: the example scanner as the hook of a second server. The EICAR file
+# is put together here, so that no file of the repository holds it.
+ln -s "$(dirname "$README")/examples" examples
+printf '%s%s%s%s' 'X5O!P%@AP[4\PZX54(P^)7CC)7}$' 'EICAR-STANDARD-' 'ANTIVIRUS-TEST-' 'FILE!$H+H*' > eicar.com
+run_bg "$(block hook-server)" hook-server.txt
+wait_for_text hook-server.txt 'scanner listening'
+wait_for_text hook-server.txt 'courier-server listening'
+run "$(block hook-client)" >hook-client.txt 2>&1 || { cat hook-server.txt hook-client.txt >&2; exit 1; }
+expect hook-client.txt 'media rejected: this file is the EICAR' 'refused by the scanner' '"file_name":"clean.txt"'
+! grep -q '"file_name":"eicar.com"' hook-client.txt || { echo "the EICAR upload was kept" >&2; exit 1; }
+
 run_bg "$(block tls-server)" tls-server.txt
 wait_for_text tls-server.txt 'courier-server listening'
 run "$(block tls-client)" >tls-client.txt 2>&1 || { cat tls-server.txt tls-client.txt >&2; exit 1; }
 expect tls-client.txt alice '"status": "SERVING"'
 expect tls-server.txt '"tls":true'
 
-cat media.txt alice.txt bob.txt refusal.txt http.txt quick-bob.txt admin.txt tls-client.txt
-echo "README walkthrough: 10 passed, 0 failed"
+cat media.txt alice.txt bob.txt refusal.txt http.txt quick-bob.txt admin.txt hook-client.txt tls-client.txt
+echo "README walkthrough: 12 passed, 0 failed"

@@ -17,6 +17,12 @@ use crate::ids::MediaId;
 /// The path prefix of media links.
 pub const PREFIX: &str = "/media/v1/";
 
+/// The path prefix of links to an upload's staged bytes, minted only for the upload
+/// hook: `/media/v1/staged/<media_id>?exp=<secs>&sig=<mac>`, the MAC over a text of
+/// its own kind (see [`LinkKey::staged_query`]), so that it never opens a stored media
+/// nor a media link opens staged bytes.
+pub const STAGED_PREFIX: &str = "/media/v1/staged/";
+
 /// What the link key is derived with, apart from the token secret.
 const KEY_LABEL: &[u8] = b"courier media url v1";
 
@@ -57,6 +63,18 @@ impl LinkKey {
         query
     }
 
+    /// The query of a link to the staged bytes of upload `id`, until `exp` (seconds
+    /// since the Unix epoch).
+    pub fn staged_query(&self, id: &MediaId, exp: u64) -> String {
+        let mac = hmac::sign(&self.0, staged_text(id, exp).as_bytes());
+        format!("exp={exp}&sig={}", URL_SAFE_NO_PAD.encode(mac.as_ref()))
+    }
+
+    /// Whether `sig` signs the staged-bytes link of `id` until `exp`.
+    pub fn verify_staged(&self, id: &MediaId, exp: u64, sig: &[u8]) -> bool {
+        hmac::verify(&self.0, staged_text(id, exp).as_bytes(), sig).is_ok()
+    }
+
     /// Whether `sig` (the decoded `sig` parameter) is the signature of `link`;
     /// compared in constant time.
     pub fn verify(&self, link: &Link, sig: &[u8]) -> bool {
@@ -89,6 +107,35 @@ impl Link {
             self.media_id, self.edge, self.exp, self.user, self.iat
         )
     }
+}
+
+/// The text a staged-bytes link's MAC covers: a tag no media link's text starts with.
+fn staged_text(id: &MediaId, exp: u64) -> String {
+    format!("staged v1\n{id}\n{exp}")
+}
+
+/// The upload ID, expiry and signature of a staged-bytes link (path and query).
+pub fn parse_staged(path: &str, query: Option<&str>) -> Result<(MediaId, u64, Vec<u8>), Malformed> {
+    let id = path.strip_prefix(STAGED_PREFIX).ok_or(Malformed)?;
+    let id = MediaId::parse(id).map_err(|_| Malformed)?;
+    let (mut exp, mut sig) = (None, None);
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let taken = match pair.split_once('=').ok_or(Malformed)? {
+            ("exp", value) => exp.replace(number(value)?).is_some(),
+            ("sig", value) => sig
+                .replace(URL_SAFE_NO_PAD.decode(value).map_err(|_| Malformed)?)
+                .is_some(),
+            _ => return Err(Malformed),
+        };
+        if taken {
+            return Err(Malformed);
+        }
+    }
+    Ok((id, exp.ok_or(Malformed)?, sig.ok_or(Malformed)?))
 }
 
 /// The parameters of a request to a media path, each as given (before its check).
@@ -275,6 +322,34 @@ mod tests {
         assert_eq!(parse_query(Some("edge=96")).map(|p| p.edge), Ok(96));
         assert!(parse_path("/media/v1/../etc").is_err());
         assert!(parse_path("/media/v1/").is_err());
+    }
+
+    #[test]
+    fn staged_links_open_only_staged_bytes() {
+        let key = LinkKey::derive(b"secret");
+        let id = MediaId::generate();
+        let query = key.staged_query(&id, 1_900_000_000);
+        let path = format!("{STAGED_PREFIX}{id}");
+        let (parsed, exp, sig) = parse_staged(&path, Some(&query)).expect("parses");
+        assert_eq!((parsed.clone(), exp), (id.clone(), 1_900_000_000));
+        assert!(key.verify_staged(&id, exp, &sig));
+        assert!(!key.verify_staged(&id, exp + 1, &sig));
+        assert!(!key.verify_staged(&MediaId::generate(), exp, &sig));
+        // Neither kind of signature stands in for the other.
+        let media = Link {
+            media_id: id.clone(),
+            edge: 0,
+            exp,
+            user: String::new(),
+            iat: 0,
+        };
+        assert!(!key.verify(&media, &sig));
+        let media_sig = signed_params(&key, &media)
+            .signed
+            .map(|s| s.sig)
+            .unwrap_or_default();
+        assert!(!key.verify_staged(&id, exp, &media_sig));
+        assert!(parse_path(&path).is_err());
     }
 
     #[test]

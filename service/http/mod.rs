@@ -8,6 +8,7 @@
 //! - [`link`]: what a signed link says, its URL form, and its signature.
 //! - [`mint`]: GetMediaUrl's logic (the link's lifetime and base URL).
 //! - [`serve`]: answering one request: checks, conditionals, ranges, headers, body.
+//! - [`staged`]: the upload hook's links to an upload's bytes before its verdict.
 //! - [`headers`]: the pure header rules (ranges, entity tags, content disposition).
 //!
 //! The contract (statuses, headers) is written up in `docs/http.md`.
@@ -16,6 +17,7 @@ mod headers;
 pub mod link;
 pub mod mint;
 mod serve;
+mod staged;
 
 use std::{
     sync::Arc,
@@ -169,6 +171,10 @@ where
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let path = request.uri().path();
+        if path.starts_with(link::STAGED_PREFIX) {
+            let http = self.http.clone();
+            return Box::pin(async move { Ok(staged::handle(&http, request).await) });
+        }
         if path.starts_with(link::PREFIX) || path == link::PREFIX.trim_end_matches('/') {
             let http = self.http.clone();
             return Box::pin(async move { Ok(serve::handle(&http, request).await) });

@@ -38,7 +38,7 @@ const REDIRECT_LIFE: Duration = Duration::from_secs(60);
 const PREFLIGHT_MAX_AGE: &str = "3600";
 
 /// A refusal: its status and the short text of its body.
-struct Refusal(StatusCode, &'static str);
+pub(super) struct Refusal(pub(super) StatusCode, pub(super) &'static str);
 
 /// Who may fetch: a signed link until its expiry, or a token's holder.
 enum Grant {
@@ -352,7 +352,7 @@ async fn presign(
 
 /// The body of a download: `first` then `data`, fed by a task that gives up when the
 /// client reads nothing for `idle` (or leaves), and holds `permit` until then.
-fn stream_body(
+pub(super) fn stream_body(
     mut data: BoxStream<'static, Result<Bytes, Error>>,
     first: Option<Bytes>,
     permit: OwnedSemaphorePermit,
@@ -466,7 +466,7 @@ fn common_headers(shared: &Shared, request: &HeaderMap, response: &mut HeaderMap
 
 /// The HTTP status of an error reading media: gone or unavailable media is 404, a
 /// store that cannot be reached 503; anything else is logged and 500.
-fn refusal_of(e: Error) -> Refusal {
+pub(super) fn refusal_of(e: Error) -> Refusal {
     use tonic::Code;
     match e.code() {
         Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument | Code::OutOfRange => {
@@ -487,7 +487,7 @@ fn refusal_of(e: Error) -> Refusal {
 }
 
 /// A refusal's response: a line of text, never cached.
-fn refusal(status: StatusCode, text: &'static str) -> Response<Body> {
+pub(super) fn refusal(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut builder = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
@@ -521,7 +521,7 @@ fn empty() -> Body {
 
 /// The response of `builder` and `body`; headers built here are all valid, and a
 /// failure (which would be a bug) is a 500 rather than a panic.
-fn built(builder: http::response::Builder, body: Body) -> Response<Body> {
+pub(super) fn built(builder: http::response::Builder, body: Body) -> Response<Body> {
     builder.body(body).unwrap_or_else(|e| {
         tracing::error!(error = %e, "building an HTTP media response");
         let mut response = Response::new(Body::empty());
@@ -530,7 +530,7 @@ fn built(builder: http::response::Builder, body: Body) -> Response<Body> {
     })
 }
 
-fn now_secs() -> u64 {
+pub(super) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

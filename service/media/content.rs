@@ -5,7 +5,7 @@
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 
-use super::{MediaStore, Record, ignore_not_found, record, verdict};
+use super::{MediaStore, Record, hook, ignore_not_found, record, upload, verdict};
 use crate::{error::Error, ids::MediaId};
 
 /// A live record of `owner` for the content `sha256` (hex) of `size` bytes, whose
@@ -65,7 +65,10 @@ pub(super) async fn find_own(
 }
 
 /// Publishes a verified upload: refuses quarantined content (MEDIA_QUARANTINED; the
-/// caller removes the staged bytes), copies `uploads/<id>` to `content/<sha256>`, writes
+/// caller removes the staged bytes), asks the upload hook when one is configured
+/// (a rejection or a failure is an error, and the caller removes the staged bytes;
+/// a quarantine publishes, counts the upload, and then answers MEDIA_QUARANTINED),
+/// copies `uploads/<id>` to `content/<sha256>`, writes
 /// the record (the upload becomes visible), makes sure the content survived a
 /// concurrent sweep, indexes it for its owner and removes the staged copy.
 pub(super) async fn publish(
@@ -77,6 +80,7 @@ pub(super) async fn publish(
     let staging = MediaStore::staging_path(id);
     let content = MediaStore::content_path(&record.sha256);
     verdict::check_upload(media, &record.sha256).await?;
+    let judged = hook::judge(media, id, record).await?;
     store.copy(&staging, &content).await?;
     crash_point("after-copy");
     media.put_record(record).await?;
@@ -100,6 +104,10 @@ pub(super) async fn publish(
     // Left behind on failure, a staged copy is swept after the grace period.
     if let Err(e) = ignore_not_found(store.delete(&staging).await) {
         tracing::warn!(error = %e, media_id = %id, "could not remove a staged upload");
+    }
+    if judged == hook::Judged::Quarantine {
+        upload::counted(media, record).await;
+        return Err(hook::quarantined(record));
     }
     Ok(())
 }

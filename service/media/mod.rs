@@ -16,7 +16,8 @@
 //! - `usage/<sha256(owner)>/<created>-<expires>-<size>-<id>`: an empty key per upload
 //!   while storage quotas are on (see `quota.rs`); deleted with the record.
 //! - `verdicts/<sha256>.json`: the operator's verdict on a content (quarantined, or
-//!   released), shared by every record naming it (see `verdict.rs`).
+//!   released or accepted by the upload hook), shared by every record naming it (see
+//!   `verdict.rs`, `hook.rs`).
 //! - `deleted/<id>.json`: the tombstone of a deleted media until its original expiry,
 //!   so that its ID answers MEDIA_DELETED (see `delete.rs`).
 //!
@@ -88,6 +89,7 @@ mod delete;
 mod digest;
 mod dims;
 mod download;
+mod hook;
 mod quota;
 mod record;
 mod resumable;
@@ -111,6 +113,7 @@ pub use delete::{
 };
 pub use dims::detect as detect_image;
 pub use download::{Download, open_download};
+pub use hook::{HookFailure, UploadHook, open_staged};
 pub use quota::QuotaLimits;
 pub use record::{Kind as MediaKind, Record, now_millis};
 pub use resumable::ResumableSettings;
@@ -156,6 +159,8 @@ pub struct MediaStore {
     /// With S3: the store's multipart API, so that a resumable upload's parts are S3
     /// parts; `None` on a local folder.
     multipart: Parts,
+    /// The operator's upload hook, when configured (see `hook.rs`).
+    hook: Option<Arc<UploadHook>>,
 }
 
 /// The low-level multipart API of an S3 store, or none.
@@ -181,7 +186,20 @@ impl MediaStore {
             pending_aborts: PendingAborts::default(),
             resumable: ResumableSettings::default(),
             multipart: Parts::default(),
+            hook: None,
         }
+    }
+
+    /// The same library, with every new content judged by `hook` before it is
+    /// published.
+    pub fn with_hook(mut self, hook: UploadHook) -> Self {
+        self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// The upload hook, when configured.
+    fn upload_hook(&self) -> Option<&UploadHook> {
+        self.hook.as_deref()
     }
 
     /// The same library, with resumable uploads of `settings` whose parts go through

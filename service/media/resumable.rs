@@ -606,8 +606,8 @@ pub(super) async fn commit(
     );
     if let Err(e) = content::publish(media, &media_id, &record).await {
         let _ = ignore_not_found(media.object_store().delete(&staging).await);
-        // Quarantined content: nothing of the upload is kept.
-        if matches!(e, Error::Refused(Reason::MediaQuarantined, _)) {
+        // Quarantined, rejected or not judged (hook down): nothing of the upload is kept.
+        if super::hook::ends_upload(&e) {
             remove(media, &id, Some(&loaded.state)).await?;
         }
         return Err(e);

@@ -10,7 +10,9 @@
 //! A header that carries `sha256` and is followed by no data frame asks to reuse
 //! content: it completes at once when the same owner has that content stored, and
 //! otherwise fails exactly as any upload without data does, so that it never tells
-//! whether somebody else stored it.
+//! whether somebody else stored it. With an upload hook, content that has no verdict
+//! yet (stored before the hook was configured) is not reused: the client then sends
+//! the bytes, and the hook judges them (see `hook.rs`).
 
 use std::{sync::atomic::Ordering, time::Duration};
 
@@ -20,8 +22,8 @@ use object_store::ObjectStoreExt;
 use tracing::Instrument;
 
 use super::{
-    MediaStore, Record, content, digest::Digester, dims, ignore_not_found, quota, record, verdict,
-    writer::BlobWriter,
+    MediaStore, Record, content, digest::Digester, dims, hook, ignore_not_found, quota, record,
+    verdict, writer::BlobWriter,
 };
 use crate::{
     error::{Error, Reason},
@@ -158,6 +160,10 @@ async fn reuse(
     let Some(found) = content::find_own(media, owner, &sha256, header.size).await? else {
         return Ok(None);
     };
+    // Content stored before the upload hook was configured is sent again and judged.
+    if !hook::may_reuse(media, &sha256).await? {
+        return Ok(None);
+    }
     let content_type = if header.content_type.is_empty() {
         found.content_type
     } else {
