@@ -395,7 +395,10 @@ async fn malformed_ids_and_empty_messages_are_refused() {
             .await
             .expect("join");
     }
-    for (empty, field) in [(text(""), "message.text.text"), (raw("png"), "message.raw.payload")] {
+    for (empty, field) in [
+        (text(""), "message.text.text"),
+        (raw("png"), "message.raw.payload"),
+    ] {
         let refused = expect_code(
             send_peer(&mut client, &alice, "bob", empty.clone(), false).await,
             Code::InvalidArgument,

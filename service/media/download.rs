@@ -100,7 +100,10 @@ fn read_file(
                 }
                 _ => io_error(e),
             })?;
-            Ok(Some((Bytes::from(frame), (file, at + want as u64, left - want as u64))))
+            Ok(Some((
+                Bytes::from(frame),
+                (file, at + want as u64, left - want as u64),
+            )))
         })
         .boxed(),
     )
