@@ -390,3 +390,55 @@ on_every_backend!(
     a_silent_hook_fails_open_when_asked,
     a_hook_that_is_down_refuses_uploads,
 );
+
+/// Two replicas sharing one store (and a bus when a nats-server is at hand), both
+/// with the same hook: a verdict given through one holds on the other, which does not
+/// ask the hook again — accepted content is served, quarantined content refused and
+/// not taken again from anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_hold_across_replicas_sharing_a_store() {
+    let nats = common::Nats::start();
+    let bus: Vec<String> = nats
+        .iter()
+        .flat_map(|n| ["--bus".to_owned(), n.url()])
+        .collect();
+    let flags: Vec<&str> = bus.iter().map(String::as_str).collect();
+    for verdict in ["accept", "quarantine"] {
+        let dir = tempfile::tempdir().expect("a shared folder");
+        let backend = Backend::shared(dir.path());
+        let answer = format!(r#"{{"verdict":"{verdict}"}}"#);
+        let (url, calls) = hook(Mode::Verdict(answer)).await;
+        let one = start(&backend, &url, &flags);
+        let two = start(&backend, &url, &flags);
+        let data = png(30, 20);
+        let first = put(&one, "alice", "cat.png", &data).await;
+        let again = put(&two, "bob", "same.png", &data).await;
+        assert_eq!(
+            calls.lock().expect("calls").len(),
+            1,
+            "{verdict}: the other replica reads the verdict instead of asking"
+        );
+        let mut client = two.media().await;
+        match verdict {
+            "accept" => {
+                let id = first.expect("accepted").media_id;
+                again.expect("accepted through the other");
+                let (_, bytes) = common::download(&mut client, &token("bob"), &id, 0, 0)
+                    .await
+                    .expect("served by the other");
+                assert_eq!(bytes, data.to_vec());
+            }
+            _ => {
+                let status = first.expect_err("quarantined");
+                let id = status
+                    .get_error_details()
+                    .error_info()
+                    .and_then(|i| i.metadata.get("media_id").cloned())
+                    .expect("the media ID");
+                assert_eq!(refusal(again).1, "MEDIA_QUARANTINED");
+                let fetched = common::download(&mut client, &token("alice"), &id, 0, 0).await;
+                assert_eq!(refusal(fetched).1, "MEDIA_QUARANTINED");
+            }
+        }
+    }
+}
