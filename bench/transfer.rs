@@ -101,6 +101,8 @@ async fn main() {
         slow_link().await;
     } else if args.iter().any(|a| a == "--http") {
         http::run().await;
+    } else if args.iter().any(|a| a == "--hook") {
+        hook_cost().await;
     } else if args.iter().any(|a| a == "--resumable") {
         resumable().await;
     } else if let Some(i) = args.iter().position(|a| a == "--upload-loop") {
@@ -1066,4 +1068,112 @@ async fn serve_bare() {
         r = tuned => r.expect("serve"),
         () = plain => {},
     }
+}
+
+/// A hook that accepts at once: HTTP/1.1 with keep-alive on 127.0.0.1, answering every
+/// POST `{"verdict":"accept"}` without reading the bytes. Returns its URL.
+async fn accepting_hook() -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut socket = BufReader::new(socket);
+                loop {
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if socket.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let answer = r#"{"verdict":"accept"}"#;
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    if socket
+                        .get_mut()
+                        .write_all(response.as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// `./bench/transfer --hook`: the cost of an upload hook that accepts at once. 1 MiB
+/// uploads of new content (a unique stamp each, made before the clock starts, so the
+/// hook is asked every time) to a server without a hook and to one with it, on a
+/// folder, interleaved one by one; p50 and p99 of each and their ratio.
+async fn hook_cost() {
+    const UPLOADS: usize = 300;
+    let data = pattern(MIB);
+    let hook = accepting_hook().await;
+    let plain = Courier::start(&Backend::Local, &[]);
+    let hooked = Courier::start(
+        &Backend::Local,
+        &[
+            "--upload-hook",
+            &hook,
+            "--upload-hook-secret",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ],
+    );
+    let mut without = Target::courier(&plain.url(), &[], &data).await;
+    let mut with = Target::courier(&hooked.url(), &[], &data).await;
+    let (mut a, mut b) = (Vec::with_capacity(UPLOADS), Vec::with_capacity(UPLOADS));
+    for i in 0..UPLOADS {
+        for (target, times) in [(&mut without, &mut a), (&mut with, &mut b)] {
+            let mut unique = data.to_vec();
+            unique[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let unique = Bytes::from(unique);
+            let start = Instant::now();
+            target.upload_id(&unique).await;
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    };
+    let (a50, a99, b50, b99) = (
+        pct(&mut a, 0.5),
+        pct(&mut a, 0.99),
+        pct(&mut b, 0.5),
+        pct(&mut b, 0.99),
+    );
+    println!(
+        "\n## Upload hook cost (issue 30), {UPLOADS} uploads of 1 MiB each way, interleaved, folder"
+    );
+    println!("| path | p50 ms | p99 ms |");
+    println!("| --- | ---: | ---: |");
+    println!("| no hook | {a50:.2} | {a99:.2} |");
+    println!("| hook that accepts at once | {b50:.2} | {b99:.2} |");
+    println!(
+        "| ratio hook / none | {:.2} | {:.2} |",
+        b50 / a50,
+        b99 / a99
+    );
 }
