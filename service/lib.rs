@@ -35,6 +35,7 @@ pub mod health;
 pub mod hooks;
 pub mod http;
 pub mod ids;
+pub mod link;
 pub mod media;
 pub mod messaging;
 pub mod metrics;

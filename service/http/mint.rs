@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{Request, header, uri};
 
-use super::link::{Link, LinkKey, PREFIX};
+use crate::link::{Link, LinkKey, PREFIX};
 use crate::{
     auth::{ExpiresAt, IssuedAt, UserId},
     error::Error,

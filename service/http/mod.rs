@@ -5,7 +5,8 @@
 //! # Layout
 //! - here: the tower layer that sends requests under `/media/v1/` to this module and
 //!   every other request to the gRPC services, and the shared state.
-//! - [`link`]: what a signed link says, its URL form, and its signature.
+//! - `crate::link`: what a signed link says, its URL form, and its signature (apart,
+//!   so that the upload hook in `media` signs its links without importing this module).
 //! - [`mint`]: GetMediaUrl's logic (the link's lifetime and base URL).
 //! - [`serve`]: answering one request: checks, conditionals, ranges, headers, body.
 //! - [`staged`]: the upload hook's links to an upload's bytes before its verdict.
@@ -14,7 +15,6 @@
 //! The contract (statuses, headers) is written up in `docs/http.md`.
 
 mod headers;
-pub mod link;
 pub mod mint;
 mod serve;
 mod staged;
@@ -33,11 +33,12 @@ use tonic::body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use link::LinkKey;
+pub use crate::link::LinkKey;
 pub use mint::{Authority, LinkSettings};
 
 use crate::{
     auth::Authenticator,
+    link,
     media::{MediaStore, Thumbnailer},
     revocation::Revocations,
 };

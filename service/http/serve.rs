@@ -19,11 +19,11 @@ use tonic::body::Body;
 use super::{
     MediaHttp, Shared,
     headers::{self, DETECT_BYTES, Wanted},
-    link::{self, Link},
 };
 use crate::{
     error::Error,
     ids::MediaId,
+    link::{self, Link},
     media::{MediaKind, MediaStore, Record, open_download, thumbnail, thumbnail_size},
     metrics,
 };

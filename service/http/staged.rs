@@ -9,10 +9,13 @@ use tonic::body::Body;
 
 use super::{
     MediaHttp,
-    link::{self, parse_staged},
     serve::{Refusal, built, now_secs, refusal, refusal_of, stream_body},
 };
-use crate::{media::open_staged, metrics};
+use crate::{
+    link::{self, parse_staged},
+    media::open_staged,
+    metrics,
+};
 
 /// Answers a request under [`link::STAGED_PREFIX`], counts it and logs it.
 pub async fn handle(http: &MediaHttp, request: Request<Body>) -> Response<Body> {

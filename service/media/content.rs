@@ -5,7 +5,7 @@
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 
-use super::{MediaStore, Record, hook, ignore_not_found, record, upload, verdict};
+use super::{MediaStore, Record, hook, ignore_not_found, quota, record, verdict};
 use crate::{error::Error, ids::MediaId};
 
 /// A live record of `owner` for the content `sha256` (hex) of `size` bytes, whose
@@ -106,7 +106,7 @@ pub(super) async fn publish(
         tracing::warn!(error = %e, media_id = %id, "could not remove a staged upload");
     }
     if judged == hook::Judged::Quarantine {
-        upload::counted(media, record).await;
+        quota::counted(media, record).await;
         return Err(hook::quarantined(record));
     }
     Ok(())

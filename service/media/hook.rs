@@ -28,8 +28,8 @@ use super::{MediaStore, Record, verdict};
 use crate::{
     error::{Error, Reason},
     hooks::{Hook, HookError},
-    http::LinkKey,
     ids::MediaId,
+    link::LinkKey,
     metrics,
 };
 
@@ -238,7 +238,7 @@ async fn ask(hook: &UploadHook, id: &MediaId, record: &Record) -> Result<Answer,
         fetch_url: format!(
             "{}{}{id}?{}",
             hook.base,
-            crate::http::link::STAGED_PREFIX,
+            crate::link::STAGED_PREFIX,
             hook.key.staged_query(id, expires)
         ),
         fetch_expires: expires,

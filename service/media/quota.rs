@@ -136,3 +136,11 @@ pub(super) async fn count(media: &MediaStore, record: &Record) -> Result<(), Err
 pub(super) async fn forget(media: &MediaStore, record: &Record) -> Result<(), Error> {
     ignore_not_found(media.object_store().delete(&usage_path(record)).await)
 }
+
+/// Counts a stored upload against its owner's quotas. The upload has succeeded
+/// whatever happens here: a failure is logged, and the upload goes uncounted.
+pub(super) async fn counted(media: &MediaStore, record: &Record) {
+    if let Err(e) = count(media, record).await {
+        tracing::warn!(error = %e, media_id = %record.media_id, "counting an upload against its owner's quota");
+    }
+}

@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     MediaStore, Record, content, dims, ignore_not_found, quota, record,
-    upload::{Header, Received, check_header, counted, finished_record},
+    upload::{Header, Received, check_header, finished_record},
     writer::BlobWriter,
 };
 use crate::{
@@ -612,7 +612,7 @@ pub(super) async fn commit(
         }
         return Err(e);
     }
-    counted(media, &record).await;
+    quota::counted(media, &record).await;
     mark_committed(media, &mut loaded).await?;
     Ok(record)
 }

@@ -92,7 +92,7 @@ where
     let first = next_frame(&mut frames, idle).await?;
     if first.is_none() {
         if let Some(record) = reuse(media, &id, owner, &header).await? {
-            counted(media, &record).await;
+            quota::counted(media, &record).await;
             return Ok(record);
         }
         // The stream ended after the header: no data frame at all.
@@ -132,16 +132,8 @@ where
         let _ = ignore_not_found(media.object_store().delete(&staging).await);
         return Err(e);
     }
-    counted(media, &record).await;
+    quota::counted(media, &record).await;
     Ok(record)
-}
-
-/// Counts a stored upload against its owner's quotas. The upload has succeeded
-/// whatever happens here: a failure is logged, and the upload goes uncounted.
-pub(super) async fn counted(media: &MediaStore, record: &Record) {
-    if let Err(e) = quota::count(media, record).await {
-        tracing::warn!(error = %e, media_id = %record.media_id, "counting an upload against its owner's quota");
-    }
 }
 
 /// A header-only upload of content that `owner` already stored: a new record for it,
