@@ -18,7 +18,11 @@
 //! owner index, the quota ledger and thumbnails work the same. The state then records
 //! the commit (a repeated commit answers the same record) and the parts are deleted.
 
-use std::{collections::BTreeMap, sync::atomic::Ordering, time::Duration};
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::atomic::Ordering,
+    time::Duration,
+};
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
@@ -286,8 +290,19 @@ pub(super) async fn load(media: &MediaStore, id: &MediaId, owner: &str) -> Resul
     Ok(loaded)
 }
 
-/// Removes every key of upload `id` and aborts its S3 multipart upload.
+/// The quota hold that open upload `id` took when it was created.
+fn hold(media: &MediaStore, id: &MediaId, state: &State) -> quota::Hold {
+    quota::Hold::of_resumable(media, &state.owner, id, state.created_ms, state.size)
+}
+
+/// Removes every key of upload `id`, aborts its S3 multipart upload and, while it is
+/// open, releases its quota hold.
 async fn remove(media: &MediaStore, id: &MediaId, state: Option<&State>) -> Result<(), Error> {
+    if let Some(state) = state
+        && state.committed_ms.is_none()
+    {
+        hold(media, id, state).release(media).await;
+    }
     if let (Some(state), Some(parts)) = (state, &media.multipart.0)
         && let Some(multipart) = &state.multipart
         && state.committed_ms.is_none()
@@ -340,14 +355,23 @@ pub(super) async fn create(
     owner: &str,
     header: pb::UploadHeader,
 ) -> Result<pb::CreateUploadResponse, Error> {
-    let header = checked(media, owner, header).await?;
+    let header = check_header(header, media.limits().max_upload_size)?;
+    // Quotas are checked here, and the declared bytes held until the upload is
+    // committed, cancelled or swept.
+    let created_ms = record::now_millis();
+    let hold = quota::Hold::resumable(media, owner, id, created_ms, header.size).await?;
     let media_id = MediaId::generate();
     let multipart = match &media.multipart.0 {
-        Some(parts) => Some(
-            parts
-                .create_multipart(&MediaStore::staging_path(&media_id))
-                .await?,
-        ),
+        Some(parts) => match parts
+            .create_multipart(&MediaStore::staging_path(&media_id))
+            .await
+        {
+            Ok(multipart) => Some(multipart),
+            Err(e) => {
+                hold.release(media).await;
+                return Err(e.into());
+            }
+        },
         None => None,
     };
     let state = State {
@@ -358,15 +382,18 @@ pub(super) async fn create(
         content_type: header.content_type,
         header_sha256: header.sha256.map(hex::encode),
         part_size: media.resumable.part_size,
-        created_ms: record::now_millis(),
+        created_ms,
         media_id: media_id.to_string(),
         multipart,
         committed_ms: None,
     };
     if let Err(e) = write_state(media, id, &state).await {
+        // The hold too: the state is of an open upload.
         let _ = remove(media, id, Some(&state)).await;
         return Err(e);
     }
+    // From here on the state names the hold (see `hold`).
+    let _ = hold;
     Ok(pb::CreateUploadResponse {
         upload_id: id.to_string(),
         part_size: state.part_size,
@@ -374,17 +401,6 @@ pub(super) async fn create(
             state.created_ms.saturating_add(ttl_ms(media.resumable.ttl)),
         )),
     })
-}
-
-/// The header checks of UploadMedia, then the quotas.
-async fn checked(
-    media: &MediaStore,
-    owner: &str,
-    header: pb::UploadHeader,
-) -> Result<Header, Error> {
-    let header = check_header(header, media.limits().max_upload_size)?;
-    quota::check(media, owner, header.size).await?;
-    Ok(header)
 }
 
 /// WriteUpload: stores part `offset / part_size` after checking its place, length and
@@ -612,7 +628,9 @@ pub(super) async fn commit(
         }
         return Err(e);
     }
-    quota::counted(media, &record).await;
+    hold(media, &loaded.id, &loaded.state)
+        .count(media, &record)
+        .await;
     mark_committed(media, &mut loaded).await?;
     Ok(record)
 }
@@ -750,8 +768,9 @@ async fn assemble(media: &MediaStore, loaded: &Loaded) -> Result<Received, Error
 }
 
 /// For the sweeper: removes the resumable uploads idle past the TTL, and the states of
-/// committed ones kept for a TTL after their commit; returns how many.
-pub(super) async fn sweep(media: &MediaStore) -> Result<usize, Error> {
+/// committed ones kept for a TTL after their commit; returns how many, and the upload
+/// IDs of those still open.
+pub(super) async fn sweep(media: &MediaStore) -> Result<(usize, HashSet<String>), Error> {
     let listing: Vec<ObjectMeta> = media
         .object_store()
         .list(Some(&Path::from("resumable")))
@@ -767,6 +786,7 @@ pub(super) async fn sweep(media: &MediaStore) -> Result<usize, Error> {
     let now = record::now_millis();
     let grace = content::grace_ms(media);
     let mut removed = 0;
+    let mut open = HashSet::new();
     for id in ids {
         match read_state(media, &id).await {
             Ok(Some(state)) => {
@@ -777,6 +797,8 @@ pub(super) async fn sweep(media: &MediaStore) -> Result<usize, Error> {
                 if gone {
                     remove(media, &id, Some(&state)).await?;
                     removed += 1;
+                } else if state.committed_ms.is_none() {
+                    open.insert(id.to_string());
                 }
             }
             // Keys without a state (a crash while creating or removing): after grace.
@@ -798,9 +820,11 @@ pub(super) async fn sweep(media: &MediaStore) -> Result<usize, Error> {
                 }
             }
             Err(e) => {
+                // Unread, it counts as open: its hold stays.
+                open.insert(id.to_string());
                 tracing::warn!(error = %e, upload_id = %id, "reading a resumable upload's state")
             }
         }
     }
-    Ok(removed)
+    Ok((removed, open))
 }

@@ -9,7 +9,9 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStoreExt, path::Path};
 use tokio::sync::watch;
 
-use super::{MediaStore, Record, content, delete, ignore_not_found, record, resumable, verdict};
+use super::{
+    MediaStore, Record, content, delete, ignore_not_found, quota, record, resumable, verdict,
+};
 use crate::{error::Error, ids::MediaId, metrics::METRICS, periodic::spawn_periodic};
 
 /// Runs [`sweep_once`] every `interval` until `shutdown` turns true.
@@ -26,7 +28,8 @@ pub fn spawn_sweeper(
 
 /// Retries the aborts of failed uploads that the store refused earlier, deletes every
 /// expired record once, then the content and staged uploads nothing needs, and the
-/// resumable uploads idle past their TTL (or committed a TTL ago), the tombstones of
+/// resumable uploads idle past their TTL (or committed a TTL ago) and the quota holds
+/// no upload will end, the tombstones of
 /// deleted media past their original expiry and released verdicts of content no live
 /// record names; returns
 /// how many uploads, records and objects were removed.
@@ -39,10 +42,19 @@ pub async fn sweep_once(media: &MediaStore) -> Result<usize, Error> {
     let unreferenced = sweep_content(media, &live.content, cutoff).await?;
     let staged = sweep_staged(media, cutoff).await?;
     let thumbs = sweep_thumbs(media, &live.digests).await?;
-    let resumable = resumable::sweep(media).await?;
+    let (resumable, open) = resumable::sweep(media).await?;
+    let holds = quota::sweep_holds(media, &open, cutoff).await?;
     let tombstones = delete::sweep_tombstones(media).await?;
     let verdicts = verdict::sweep(media, &live.digests, cutoff).await?;
-    Ok(aborted + expired + unreferenced + staged + thumbs + resumable + tombstones + verdicts)
+    Ok(aborted
+        + expired
+        + unreferenced
+        + staged
+        + thumbs
+        + resumable
+        + holds
+        + tombstones
+        + verdicts)
 }
 
 /// What the live records name.

@@ -82,17 +82,39 @@ where
         }
         None => return Err(Error::invalid("the upload sent no header")),
     };
-    // Quotas are checked at the header, before any byte is stored.
-    quota::check(media, owner, header.size).await?;
+    // Quotas are checked at the header, before any byte is stored, and the declared
+    // bytes held until the upload ends.
+    let id = MediaId::generate();
+    let hold = quota::Hold::streaming(media, owner, &id, header.size).await?;
+    let stored = store(media, owner, &id, header, &mut frames).await;
+    match &stored {
+        Ok(record) => hold.count(media, record).await,
+        Err(_) => hold.release(media).await,
+    }
+    stored
+}
+
+/// The rest of an upload after its header: reuse, or receiving, storing and
+/// publishing the bytes. On any error nothing is kept (but a quarantined upload, whose
+/// record stays).
+async fn store<S>(
+    media: &MediaStore,
+    owner: &str,
+    id: &MediaId,
+    header: Header,
+    frames: &mut S,
+) -> Result<Record, Error>
+where
+    S: Stream<Item = Result<Frame, Error>> + Unpin,
+{
+    let idle = media.limits().idle_timeout;
     // Content known by its header to be quarantined is refused before any byte.
     if let Some(sha256) = header.sha256 {
         verdict::check_upload(media, &hex::encode(sha256)).await?;
     }
-    let id = MediaId::generate();
-    let first = next_frame(&mut frames, idle).await?;
+    let first = next_frame(frames, idle).await?;
     if first.is_none() {
-        if let Some(record) = reuse(media, &id, owner, &header).await? {
-            quota::counted(media, &record).await;
+        if let Some(record) = reuse(media, id, owner, &header).await? {
             return Ok(record);
         }
         // The stream ended after the header: no data frame at all.
@@ -105,11 +127,11 @@ where
     }
     let mut writer = BlobWriter::new(
         media.object_store().clone(),
-        MediaStore::staging_path(&id),
+        MediaStore::staging_path(id),
         media.limits().part_size,
         media.pending_aborts().clone(),
     );
-    let mut frames = futures::stream::iter(first.map(Ok)).chain(&mut frames);
+    let mut frames = futures::stream::iter(first.map(Ok)).chain(frames);
     let received = match receive(&mut frames, &header, &mut writer, idle).await {
         Ok(received) => received,
         Err(e) => {
@@ -117,7 +139,7 @@ where
             return Err(e);
         }
     };
-    let staging = MediaStore::staging_path(&id);
+    let staging = MediaStore::staging_path(id);
     if let Err(e) = writer.finish().await {
         writer.abort().await;
         // A lost answer to a put that did land would leave bytes without a record.
@@ -126,13 +148,12 @@ where
     }
     content::crash_point("after-staging");
 
-    let record = finished_record(&id, owner, header, received, media.limits().ttl);
+    let record = finished_record(id, owner, header, received, media.limits().ttl);
     let span = crate::telemetry::otel_span!("storage.publish", media_id = %id);
-    if let Err(e) = content::publish(media, &id, &record).instrument(span).await {
+    if let Err(e) = content::publish(media, id, &record).instrument(span).await {
         let _ = ignore_not_found(media.object_store().delete(&staging).await);
         return Err(e);
     }
-    quota::counted(media, &record).await;
     Ok(record)
 }
 

@@ -173,8 +173,11 @@ export enum ErrorReason {
    * An upload would take its owner past a storage quota: the bytes of live media
    * (--quota-bytes) or the bytes uploaded in the last hour (--quota-bytes-per-hour).
    * Refused at the header, so no byte was stored. The ErrorInfo metadata says which:
-   * `quota` ("live_bytes" or "bytes_per_hour"), `limit` and `used` (bytes), and
-   * `requested` (the header's size). Media expiring frees quota.
+   * `quota` ("live_bytes" or "bytes_per_hour"), `limit` and `used` (bytes), `held`
+   * (the bytes of `used` held by the owner's uploads still in progress: open
+   * resumable uploads and running streaming ones count from their admission) and
+   * `requested` (the header's size). Media expiring frees quota; a cancelled or
+   * failed upload gives its held bytes back at once.
    *
    * Returned by MediaService.UploadMedia and MediaService.CreateUpload with code
    * RESOURCE_EXHAUSTED.
