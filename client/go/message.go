@@ -174,14 +174,34 @@ type Receipt struct {
 	Delivery Delivery
 }
 
+// checkMessage is the send methods' check, made before any call: no message, a text
+// message with no text and a raw message with no payload are refused, as the server
+// refuses them (INVALID_ARGUMENT).
+func checkMessage(message Message) error {
+	switch m := message.(type) {
+	case nil:
+		return invalidArgument(nil, "no message to send")
+	case TextMessage:
+		if m.Text == "" {
+			return invalidArgument(nil, "a text message needs text: an empty one cannot be sent")
+		}
+	case RawMessage:
+		if len(m.Payload) == 0 {
+			return invalidArgument(nil, "a raw message needs a payload: an empty one cannot be sent")
+		}
+	}
+	return nil
+}
+
 // SendPeerMessage sends message to the user peer (Agora's sendMessageToPeer). When
 // the peer is offline and opts.Offline is not set, nothing is kept: the receipt (with
 // Delivery PeerUnreachable) comes back with an error matching ErrPeerUnreachable. The
 // send carries opts.ClientMessageID (or a generated one) and is retried with it while
-// the server is unavailable: the server delivers it once.
+// the server is unavailable: the server delivers it once. An empty text or raw message
+// is refused with ErrInvalidArgument before any call.
 func (c *Client) SendPeerMessage(ctx context.Context, peer string, message Message, opts SendOptions) (Receipt, error) {
-	if message == nil {
-		return Receipt{}, invalidArgument(nil, "no message to send")
+	if err := checkMessage(message); err != nil {
+		return Receipt{}, err
 	}
 	request := &pb.SendPeerMessageRequest{
 		PeerId:          peer,
@@ -212,10 +232,11 @@ func (c *Client) SendPeerMessage(ctx context.Context, peer string, message Messa
 
 // SendChannelMessage sends message to every other member of channel (Agora's
 // sendMessage on a channel); the caller must be a member. Retried as SendPeerMessage
-// is, with opts' ClientMessageID (Offline does not apply to channels).
+// is, with opts' ClientMessageID (Offline does not apply to channels). An empty text or
+// raw message is refused with ErrInvalidArgument before any call.
 func (c *Client) SendChannelMessage(ctx context.Context, channel string, message Message, opts ...SendOptions) (Receipt, error) {
-	if message == nil {
-		return Receipt{}, invalidArgument(nil, "no message to send")
+	if err := checkMessage(message); err != nil {
+		return Receipt{}, err
 	}
 	id := ""
 	for _, o := range opts {

@@ -4,6 +4,7 @@ names, upload checks, the transfer table, the download and subscription policies
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import grpc
@@ -413,3 +414,99 @@ def test_a_resumable_upload_keeps_its_state_beside_the_file(tmp_path: Path) -> N
             tmp_path / "missing", server_url="http://s:1", kind=MediaKind.FILE,
             file_name=None, content_type="",
         )
+
+
+# An address where nothing listens: the clients connect lazily, so sends refused by
+# the client itself never notice.
+NOWHERE = "http://127.0.0.1:1"
+EMPTY_MESSAGES: list[courier.Message | str] = [
+    "",
+    courier.TextMessage(""),
+    courier.RawMessage(b"", "nothing inside"),
+]
+
+
+class Reached(Exception):
+    """Raised by a client's stand-in for its RPCs: the send got as far as a call."""
+
+
+def calls_of(
+    client: courier.Client | courier.aio.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """Replaces the client's unary RPCs with one that records the method and raises
+    :class:`Reached`; returns the record."""
+    made: list[str] = []
+
+    def record(method: object, request: object, *, idempotent: bool) -> object:
+        made.append(type(request).__name__)
+        raise Reached()
+
+    async def record_async(method: object, request: object, *, idempotent: bool) -> object:
+        return record(method, request, idempotent=idempotent)
+
+    is_async = isinstance(client, courier.aio.AsyncClient)
+    monkeypatch.setattr(client, "_unary", record_async if is_async else record)
+    return made
+
+
+def assert_refused_locally(error: pytest.ExceptionInfo[courier.InvalidArgumentError]) -> None:
+    assert type(error.value) is courier.InvalidArgumentError
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT and error.value.reason == ""
+    assert "cannot be sent" in error.value.message
+
+
+def test_empty_messages_are_refused_before_any_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    with courier.Client(NOWHERE, "t") as client:
+        made = calls_of(client, monkeypatch)
+        for message in EMPTY_MESSAGES:
+            with pytest.raises(courier.InvalidArgumentError) as peer:
+                client.send_peer_message("bob", message, offline=True)
+            assert_refused_locally(peer)
+            with pytest.raises(courier.InvalidArgumentError) as channel:
+                client.send_channel_message("team", message)
+            assert_refused_locally(channel)
+        assert made == []
+        # A message with something in it does get as far as the call.
+        with pytest.raises(Reached):
+            client.send_peer_message("bob", courier.RawMessage(b"\x00"))
+        with pytest.raises(Reached):
+            client.send_channel_message("team", " ")
+        assert made == ["SendPeerMessageRequest", "SendChannelMessageRequest"]
+
+
+@pytest.mark.asyncio
+async def test_empty_messages_are_refused_before_any_call_async(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with courier.aio.AsyncClient(NOWHERE, "t") as client:
+        made = calls_of(client, monkeypatch)
+        for message in EMPTY_MESSAGES:
+            with pytest.raises(courier.InvalidArgumentError) as peer:
+                await client.send_peer_message("bob", message, offline=True)
+            assert_refused_locally(peer)
+            with pytest.raises(courier.InvalidArgumentError) as channel:
+                await client.send_channel_message("team", message)
+            assert_refused_locally(channel)
+        assert made == []
+        with pytest.raises(Reached):
+            await client.send_peer_message("bob", courier.RawMessage(b"\x00"))
+        with pytest.raises(Reached):
+            await client.send_channel_message("team", " ")
+        assert made == ["SendPeerMessageRequest", "SendChannelMessageRequest"]
+
+
+def test_interop_refuses_an_empty_text_as_invalid_argument(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Not a usage error (2): the contract's error line and status 1, found by the
+    # client (nothing listens at NOWHERE, which would be UNAVAILABLE).
+    from courier import interop
+
+    for where in (["--to", "bob"], ["--channel", "team"]):
+        status = interop.main(["--server", NOWHERE, "--token", "t", "send", *where, "--text", ""])
+        out = capsys.readouterr().out.splitlines()
+        assert status == 1, where
+        assert len(out) == 1
+        error = json.loads(out[0])["error"]
+        assert (error["code"], error["reason"]) == ("INVALID_ARGUMENT", ""), where
+        assert "cannot be sent" in error["message"]

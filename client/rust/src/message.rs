@@ -304,7 +304,8 @@ impl Client {
         Ok(self.get_media(media_id).await?.file_message())
     }
 
-    /// Sends `message` to `peer`. An offline peer is [`Error::PeerUnreachable`]
+    /// Sends `message` to `peer` (an empty text or raw payload is
+    /// [`Error::InvalidArgument`], without a call). An offline peer is [`Error::PeerUnreachable`]
     /// unless `options.offline` is set, which caches the message instead.
     /// The send carries a new client message ID and is retried with it while the
     /// server is unavailable: the server delivers it once.
@@ -329,6 +330,7 @@ impl Client {
         options: SendOptions,
         client_message_id: &str,
     ) -> Result<SendReceipt, Error> {
+        check_not_empty(&message)?;
         let request = pb::SendPeerMessageRequest {
             peer_id: peer.to_owned(),
             message: Some(message.to_proto()),
@@ -382,6 +384,7 @@ impl Client {
         message: Message,
         client_message_id: &str,
     ) -> Result<SendReceipt, Error> {
+        check_not_empty(&message)?;
         let request = pb::SendChannelMessageRequest {
             channel_id: channel.to_owned(),
             message: Some(message.to_proto()),
@@ -478,4 +481,18 @@ impl Client {
 /// A new client message ID: 32 lowercase hex characters from 128 random bits.
 pub fn new_client_message_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// Refuses an empty message before any call, as the server would: a text message
+/// with empty text, or a raw message with an empty payload.
+fn check_not_empty(message: &Message) -> Result<(), Error> {
+    match message {
+        Message::Text(text) if text.is_empty() => Err(Error::InvalidArgument(
+            "a text message needs text: an empty one cannot be sent".into(),
+        )),
+        Message::Raw { payload, .. } if payload.is_empty() => Err(Error::InvalidArgument(
+            "a raw message needs a payload: an empty one cannot be sent".into(),
+        )),
+        _ => Ok(()),
+    }
 }

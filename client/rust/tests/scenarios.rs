@@ -407,6 +407,29 @@ async fn typed_errors() {
     ));
     let result = alice.download_to_memory(unknown).expect("starts").await;
     assert!(matches!(result, Err(Error::NotFound(_))), "{result:?}");
+    // Empty messages are refused by the library, before a call (the server's
+    // refusal words it otherwise).
+    let empty = [
+        Message::Text(String::new()),
+        Message::Raw {
+            payload: bytes::Bytes::new(),
+            description: "nothing".into(),
+        },
+    ];
+    for message in empty {
+        let result = alice
+            .send_peer_message("bob", message.clone(), SendOptions::offline())
+            .await;
+        assert!(
+            matches!(&result, Err(Error::InvalidArgument(m)) if m.contains("cannot be sent")),
+            "{result:?}"
+        );
+        let result = alice.send_channel_message("team", message).await;
+        assert!(
+            matches!(&result, Err(Error::InvalidArgument(m)) if m.contains("cannot be sent")),
+            "{result:?}"
+        );
+    }
     let image = Message::Image(courier_client::ImageMessage {
         media_id: unknown.into(),
         ..Default::default()

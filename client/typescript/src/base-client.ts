@@ -29,6 +29,7 @@ import {
   type OnlineStatus,
   type SendOptions,
   type SendReceipt,
+  checkSendable,
   fileMessage,
   imageMessage,
   messageToProto,
@@ -159,9 +160,11 @@ export class BaseClient {
    * `options.offline` is set, which caches the message instead. The send carries a
    * client message ID (`options.clientMessageId`, or 32 random hex characters) and is
    * retried with it while the server is unavailable: the server answers a repeated ID
-   * as it answered the first send, and delivers the message once.
+   * as it answered the first send, and delivers the message once. An empty text or raw
+   * payload is refused with {@link InvalidArgumentError} before any call.
    */
   async sendPeerMessage(peer: string, message: MessageInit, options: SendOptions = {}): Promise<SendReceipt> {
+    checkSendable(message);
     const connection = this.connection;
     const request = {
       peerId: peer,
@@ -184,9 +187,11 @@ export class BaseClient {
   /**
    * Sends `message` to every other member of `channel`; the caller must be a member
    * ({@link NotAMemberError}). Carries a client message ID and is retried with it, as
-   * {@link BaseClient.sendPeerMessage}.
+   * {@link BaseClient.sendPeerMessage}. An empty text or raw payload is refused with
+   * {@link InvalidArgumentError} before any call.
    */
   async sendChannelMessage(channel: string, message: MessageInit, options: ChannelSendOptions = {}): Promise<SendReceipt> {
+    checkSendable(message);
     const connection = this.connection;
     const request = {
       channelId: channel,

@@ -13,6 +13,7 @@ import {
   type ChannelMessageReceived,
   type PeerMessageReceived,
 } from "./gen/courier/v1/messaging_service_pb.js";
+import { InvalidArgumentError } from "./errors.js";
 import { type Media, toDate } from "./media.js";
 
 /** A text message. */
@@ -111,6 +112,19 @@ export function fileMessage(media: Media): FileMessage {
 /** An image message for an image, a file message for anything else. */
 export function mediaMessage(media: Media): ImageMessage | FileMessage {
   return media.kind === "image" ? imageMessage(media) : fileMessage(media);
+}
+
+/**
+ * Refuses, before any call, a message the server would refuse with INVALID_ARGUMENT:
+ * a text message with empty text, or a raw message with an empty payload.
+ */
+export function checkSendable(message: MessageInit): void {
+  if (message.type === "text" && !message.text) {
+    throw new InvalidArgumentError("a text message needs text: an empty one cannot be sent");
+  }
+  if (message.type === "raw" && !message.payload?.length) {
+    throw new InvalidArgumentError("a raw message needs a payload: an empty one cannot be sent");
+  }
 }
 
 /** The generated message of a {@link MessageInit}. */

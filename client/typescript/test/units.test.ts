@@ -1,7 +1,8 @@
 /**
  * The client's own pieces that need no server: CRC32C against known vectors, every
  * server reason sorted into its own error class (the two of resumable uploads too,
- * with `committed_size`), and the browser's upload-state keys and store.
+ * with `committed_size`), the browser's upload-state keys and store, and the refusal of
+ * empty messages before any call.
  */
 
 import assert from "node:assert/strict";
@@ -12,15 +13,19 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 import {
   CourierError,
+  InvalidArgumentError,
   MediaDeletedError,
   MediaQuarantinedError,
   MediaRejectedError,
   NotFoundError,
   UploadOffsetMismatchError,
+  UnavailableError,
   crc32c,
+  rawMessage,
+  textMessage,
   toCourierError,
 } from "courier-client";
-import { type KeyValueStorage, storageStateStore, uploadStateKey } from "courier-client/browser";
+import { BrowserClient, type KeyValueStorage, storageStateStore, uploadStateKey } from "courier-client/browser";
 
 // The generated code stays inside the library (no export names it); the tests read it
 // from the build, beside this file's own build folder.
@@ -108,4 +113,36 @@ test("browser upload state: keyed by name, size and modification time; saved, lo
   assert.equal(await store.load(), undefined, "a damaged state is no state");
   await store.remove();
   assert.equal(map.size, 0);
+});
+
+test("an empty text or raw message is refused before any call, to a peer and to a channel", async () => {
+  // The browser client sends nothing until a call, through globalThis.fetch: a fetch
+  // that counts and fails (as an unreachable server does) shows whether a call was made.
+  const realFetch = globalThis.fetch;
+  let calls = 0;
+  globalThis.fetch = async () => {
+    calls++;
+    throw new TypeError("fetch failed");
+  };
+  try {
+    const client = await BrowserClient.connect("http://127.0.0.1:1", "token", { retries: 0 });
+    const empties = [
+      ["text", textMessage(""), /^a text message needs text: an empty one cannot be sent$/],
+      ["raw", rawMessage(new Uint8Array(), "bytes"), /^a raw message needs a payload: an empty one cannot be sent$/],
+    ] as const;
+    for (const [what, message, words] of empties) {
+      const refused = (e: unknown) =>
+        e instanceof InvalidArgumentError && e.code === "INVALID_ARGUMENT" && words.test(e.message);
+      await assert.rejects(client.sendPeerMessage("bob", message), refused, `${what} to a peer`);
+      await assert.rejects(client.sendPeerMessage("bob", message, { offline: true }), refused, `${what} offline`);
+      await assert.rejects(client.sendChannelMessage("team", message), refused, `${what} to a channel`);
+    }
+    assert.equal(calls, 0, "nothing was sent");
+    // A message with content does make the call (here refused by the failing fetch).
+    await assert.rejects(client.sendPeerMessage("bob", rawMessage(new Uint8Array([0]))), UnavailableError);
+    assert.equal(calls, 1);
+    client.close();
+  } finally {
+    globalThis.fetch = realFetch;
+  }
 });

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -45,6 +46,26 @@ func TestBadCommandLinesAreUsageErrors(t *testing.T) {
 	} {
 		if code := run(args); code != 2 {
 			t.Errorf("%v exited %d, expected 2", args, code)
+		}
+	}
+}
+
+// An empty --text is no usage error: the library refuses it before any call (so no
+// server is needed here) and the command prints the contract's error line, exit 1.
+func TestEmptyTextIsRefusedAsAnInvalidArgument(t *testing.T) {
+	for _, args := range [][]string{
+		{"send", "--to", "bob", "--text", ""},
+		{"send", "--to", "bob", "--text="},
+		{"send", "--channel", "lobby", "--text", ""},
+	} {
+		code, lines := runAt(t, "http://127.0.0.1:1", "any-token", args...)
+		if code != 1 || len(lines) != 1 {
+			t.Fatalf("%q: exit %d, %v", args, code, lines)
+		}
+		c, reason := errorOf(t, lines[0])
+		message, _ := lines[0]["error"].(map[string]any)["message"].(string)
+		if c != "INVALID_ARGUMENT" || reason != "" || !strings.Contains(message, "cannot be sent") {
+			t.Errorf("%q: %v", args, lines[0])
 		}
 	}
 }

@@ -20,8 +20,15 @@ import (
 // its stdout lines, parsed.
 func runAs(t *testing.T, server *testkit.Server, user string, args ...string) (int, []map[string]any) {
 	t.Helper()
-	t.Setenv("COURIER_SERVER", server.URL())
-	t.Setenv("COURIER_TOKEN", testkit.Token(user))
+	return runAt(t, server.URL(), testkit.Token(user), args...)
+}
+
+// runAt runs the command line with COURIER_SERVER and COURIER_TOKEN set to serverURL
+// and token, and returns its exit status and its stdout lines, parsed.
+func runAt(t *testing.T, serverURL, token string, args ...string) (int, []map[string]any) {
+	t.Helper()
+	t.Setenv("COURIER_SERVER", serverURL)
+	t.Setenv("COURIER_TOKEN", token)
 	reader, writer, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)

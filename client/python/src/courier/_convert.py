@@ -105,12 +105,23 @@ def media_url(response: media_pb.GetMediaUrlResponse) -> MediaUrl:
 
 
 def message_to_proto(message: Message | str) -> messaging_pb.Message:
-    """The proto ``Message`` for a message (a ``str`` is a text message)."""
+    """The proto ``Message`` for a message to send (a ``str`` is a text message).
+
+    Raises:
+        InvalidArgumentError: an empty text message or a raw message without payload,
+            which the server refuses, so that no call is made for them.
+    """
     if isinstance(message, str):
         message = TextMessage(message)
     if isinstance(message, TextMessage):
+        if not message.text:
+            raise InvalidArgumentError("a text message needs text: an empty one cannot be sent")
         return messaging_pb.Message(text=messaging_pb.TextMessage(text=message.text))
     if isinstance(message, RawMessage):
+        if not message.payload:
+            raise InvalidArgumentError(
+                "a raw message needs a payload: an empty one cannot be sent"
+            )
         return messaging_pb.Message(
             raw=messaging_pb.RawMessage(payload=message.payload, description=message.description)
         )

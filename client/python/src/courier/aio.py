@@ -430,7 +430,9 @@ class AsyncClient(ClientBase):
         """Sends ``message`` to the user ``peer_id``; see
         :meth:`courier.Client.send_peer_message` (PeerUnreachableError when the peer
         is offline and ``offline`` is False; retried with the same
-        ``client_message_id``, given or generated, while the server is unavailable)."""
+        ``client_message_id``, given or generated, while the server is unavailable).
+        An empty text message or a raw message without payload is refused at once,
+        before any call, with InvalidArgumentError."""
         return await self._run(
             _calls.send_peer_message(peer_id, message, offline, client_message_id)
         )
@@ -439,7 +441,8 @@ class AsyncClient(ClientBase):
         self, channel_id: str, message: Message | str, *, client_message_id: str | None = None
     ) -> SendReceipt:
         """Sends ``message`` to every other member of ``channel_id``; retried as
-        :meth:`send_peer_message` is."""
+        :meth:`send_peer_message` is. An empty text message or a raw message without
+        payload is refused at once, before any call, with InvalidArgumentError."""
         return await self._run(
             _calls.send_channel_message(channel_id, message, client_message_id)
         )

@@ -479,6 +479,8 @@ class Client(ClientBase):
         nothing again. Pass your own ID to make your own retries as safe.
 
         Raises:
+            InvalidArgumentError: an empty text message or a raw message without
+                payload is refused at once, before any call.
             PeerUnreachableError: the peer is offline and ``offline`` is False.
             MessageTooLargeError, MediaUnavailableError, RateLimitedError: as named.
         """
@@ -492,6 +494,8 @@ class Client(ClientBase):
         :meth:`send_peer_message` is.
 
         Raises:
+            InvalidArgumentError: an empty text message or a raw message without
+                payload is refused at once, before any call.
             NotAMemberError: the caller has not joined the channel.
         """
         return self._run(_calls.send_channel_message(channel_id, message, client_message_id))

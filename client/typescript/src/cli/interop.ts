@@ -36,6 +36,7 @@ import {
   textMessage,
   uniquePath,
 } from "../index.js";
+import { checkSendable } from "../messages.js";
 
 /** A mistake in the command line: exit 2. */
 class UsageError extends Error {}
@@ -201,7 +202,12 @@ function one(positionals: string[], what: string): string {
   return positionals[0]!;
 }
 
-async function send(client: Client, args: string[]): Promise<void> {
+/**
+ * The arguments of `send`, checked before connecting: usage errors first, then an
+ * empty `--text`, which is refused input (INVALID_ARGUMENT, exit 1) as the library
+ * refuses it, not a usage error.
+ */
+function sendArgs(args: string[]) {
   const { values, positionals } = parse(args, {
     to: { type: "string" },
     channel: { type: "string" },
@@ -218,13 +224,18 @@ async function send(client: Client, args: string[]): Promise<void> {
   if ((values.to === undefined) === (values.channel === undefined)) {
     throw new UsageError("say where to send: --to PEER or --channel CH");
   }
+  if (values["client-message-id"] === "") throw new UsageError("--client-message-id cannot be empty");
+  if (values.text !== undefined) checkSendable(textMessage(values.text));
+  return values;
+}
+
+async function send(client: Client, values: ReturnType<typeof sendArgs>): Promise<void> {
   let message: MessageInit;
   if (values.text !== undefined) message = textMessage(values.text);
   else if (values.image !== undefined) message = imageMessage(await finish(client.uploadImage(values.image)));
   else if (values.file !== undefined) message = fileMessage(await finish(client.uploadFile(values.file)));
   else message = mediaMessage(await client.getMedia(values["media-id"]!));
   const clientMessageId = values["client-message-id"];
-  if (clientMessageId === "") throw new UsageError("--client-message-id cannot be empty");
   const id = clientMessageId === undefined ? {} : { clientMessageId };
   let receipt: SendReceipt;
   if (values.to !== undefined) {
@@ -338,18 +349,10 @@ function check(command: string, args: string[]): (client: Client) => Promise<voi
         print(mediaJson(await finish(upload)));
       };
     }
-    case "send":
-      parse(args, {
-        to: { type: "string" },
-        channel: { type: "string" },
-        text: { type: "string" },
-        image: { type: "string" },
-        file: { type: "string" },
-        "media-id": { type: "string" },
-        offline: { type: "boolean" },
-        "client-message-id": { type: "string" },
-      });
-      return (client) => send(client, args);
+    case "send": {
+      const values = sendArgs(args);
+      return (client) => send(client, values);
+    }
     case "join":
     case "leave": {
       const channel = one(parse(args, {}).positionals, "channel");

@@ -16,6 +16,7 @@ import courier.v1.MessagingServiceOuterClass.SendMessageOptions;
 import courier.v1.MessagingServiceOuterClass.SendPeerMessageRequest;
 import courier.v1.MessagingServiceOuterClass.SendPeerMessageResponse;
 import dev.courier.errors.CourierException;
+import dev.courier.errors.InvalidArgumentException;
 import dev.courier.errors.PeerUnreachableException;
 import java.util.Collection;
 import java.util.LinkedHashMap;
@@ -38,7 +39,8 @@ abstract sealed class MessagingCalls extends MediaCalls permits CourierClient {
   /**
    * Sends {@code message} to {@code peer} (Agora's {@code sendMessageToPeer}). The send
    * carries the options' client message ID (or a generated one) and is retried with it
-   * while the server is unavailable: the server delivers it once.
+   * while the server is unavailable: the server delivers it once. An empty text or raw
+   * payload fails with {@link InvalidArgumentException}, without a call.
    *
    * @param peer the receiver's user ID
    * @param message the message
@@ -48,6 +50,11 @@ abstract sealed class MessagingCalls extends MediaCalls permits CourierClient {
    */
   public CompletableFuture<SendReceipt> sendPeerMessageAsync(
       String peer, Message message, SendOptions options) {
+    try {
+      checkNotEmpty(message);
+    } catch (InvalidArgumentException e) {
+      return CompletableFuture.failedFuture(e);
+    }
     SendPeerMessageRequest request =
         SendPeerMessageRequest.newBuilder()
             .setPeerId(peer)
@@ -83,7 +90,8 @@ abstract sealed class MessagingCalls extends MediaCalls permits CourierClient {
    * @param options offline messaging on or off
    * @return the receipt: delivered, or cached for an offline peer
    * @throws CourierException {@link PeerUnreachableException} for an offline peer without
-   *     offline messaging, {@link dev.courier.errors.MessageTooLargeException},
+   *     offline messaging, {@link InvalidArgumentException} for an empty text or raw
+   *     payload, {@link dev.courier.errors.MessageTooLargeException},
    *     {@link dev.courier.errors.MediaUnavailableException},
    *     {@link dev.courier.errors.RateLimitedException}, ...
    */
@@ -95,7 +103,8 @@ abstract sealed class MessagingCalls extends MediaCalls permits CourierClient {
   /**
    * Sends {@code message} to every other member of {@code channel} (Agora's
    * {@code RtmChannel.sendMessage}); the caller must be a member. Retried with a generated
-   * client message ID, as {@link #sendPeerMessageAsync} is.
+   * client message ID, as {@link #sendPeerMessageAsync} is. An empty text or raw payload
+   * fails with {@link InvalidArgumentException}, without a call.
    *
    * @param channel the channel ID
    * @param message the message
@@ -107,7 +116,8 @@ abstract sealed class MessagingCalls extends MediaCalls permits CourierClient {
 
   /**
    * Sends {@code message} to every other member of {@code channel} with the options'
-   * client message ID (their offline flag does not apply to channels).
+   * client message ID (their offline flag does not apply to channels). An empty text or
+   * raw payload fails with {@link InvalidArgumentException}, without a call.
    *
    * @param channel the channel ID
    * @param message the message
@@ -116,6 +126,11 @@ abstract sealed class MessagingCalls extends MediaCalls permits CourierClient {
    */
   public CompletableFuture<SendReceipt> sendChannelMessageAsync(
       String channel, Message message, SendOptions options) {
+    try {
+      checkNotEmpty(message);
+    } catch (InvalidArgumentException e) {
+      return CompletableFuture.failedFuture(e);
+    }
     SendChannelMessageRequest request =
         SendChannelMessageRequest.newBuilder()
             .setChannelId(channel)
@@ -159,6 +174,21 @@ abstract sealed class MessagingCalls extends MediaCalls permits CourierClient {
   public SendReceipt sendChannelMessage(String channel, Message message, SendOptions options)
       throws CourierException {
     return Connection.await(sendChannelMessageAsync(channel, message, options));
+  }
+
+  /**
+   * Refuses an empty message before any call, as the server would: a text message with
+   * empty text, or a raw message with an empty payload.
+   */
+  private static void checkNotEmpty(Message message) throws InvalidArgumentException {
+    if (message instanceof TextMessage t && t.text().isEmpty()) {
+      throw new InvalidArgumentException(
+          "a text message needs text: an empty one cannot be sent");
+    }
+    if (message instanceof RawMessage r && r.payload().length == 0) {
+      throw new InvalidArgumentException(
+          "a raw message needs a payload: an empty one cannot be sent");
+    }
   }
 
   // ---- Channels and presence ----------------------------------------------------------
