@@ -88,10 +88,7 @@ pub fn now_millis() -> u64 {
 
 /// A time in milliseconds since the Unix epoch as a protobuf timestamp.
 pub(super) fn timestamp(ms: u64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: (ms / 1000) as i64,
-        nanos: ((ms % 1000) * 1_000_000) as i32,
-    }
+    (UNIX_EPOCH + Duration::from_millis(ms)).into()
 }
 
 impl Record {

@@ -123,12 +123,9 @@ fn new_message_id() -> String {
     hex::encode(bytes)
 }
 
+/// Now, to the millisecond (as the stores keep times).
 fn timestamp_now() -> prost_types::Timestamp {
-    let ms = now_millis();
-    prost_types::Timestamp {
-        seconds: (ms / 1000) as i64,
-        nanos: ((ms % 1000) * 1_000_000) as i32,
-    }
+    (std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_millis())).into()
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;

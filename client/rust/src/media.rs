@@ -1,6 +1,6 @@
 //! The record of a stored image or file.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::pb;
 
@@ -47,11 +47,11 @@ pub struct Media {
     pub expires: SystemTime,
 }
 
+/// A protobuf timestamp as a `SystemTime`; none, or one out of range, is the epoch.
 pub(crate) fn system_time(timestamp: Option<prost_types::Timestamp>) -> SystemTime {
-    let Some(t) = timestamp else {
-        return UNIX_EPOCH;
-    };
-    UNIX_EPOCH + Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32)
+    timestamp
+        .and_then(|t| SystemTime::try_from(t).ok())
+        .unwrap_or(UNIX_EPOCH)
 }
 
 impl Media {
