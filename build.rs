@@ -24,6 +24,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ],
             &["proto"],
         )?;
+    // The operator's AdminService, apart: its own folder (prost would write an empty
+    // `courier.v1.rs` for the imported package over the one above) and descriptor
+    // set, served by the reflection of the admin listener only.
+    let admin_dir = out_dir.join("admin");
+    std::fs::create_dir_all(&admin_dir)?;
+    tonic_prost_build::configure()
+        .out_dir(&admin_dir)
+        .file_descriptor_set_path(out_dir.join("courier_admin_descriptor.bin"))
+        .bytes(".")
+        .codec_path("crate::codec::StrictCodec")
+        .extern_path(".courier.v1", "crate::pb::courier::v1")
+        .compile_protos(&["proto/courier/admin/v1/admin_service.proto"], &["proto"])?;
     tonic_prost_build::configure()
         .bytes(".")
         .compile_protos(&["bench/proto/bench.proto"], &["bench/proto"])?;

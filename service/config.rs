@@ -105,6 +105,17 @@ pub struct ServeConfig {
     #[arg(long, env = "COURIER_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
     pub metrics_listen: SocketAddr,
 
+    /// Serve the operator's AdminService (list, delete, quarantine and release media)
+    /// on this address, a listener of its own (plain gRPC: bind it to loopback or a
+    /// private network). Off by default; needs --admin-secret.
+    #[arg(long, env = "COURIER_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// The bearer secret of the AdminService (32 characters or more), apart from the
+    /// users' token secret: calls need `authorization: Bearer <secret>`.
+    #[arg(long, env = "COURIER_ADMIN_SECRET", hide_env_values = true)]
+    pub admin_secret: Option<String>,
+
     /// The secret that signs tokens. Default: one made at first start in the data
     /// folder (file `jwt-secret`, mode 0600).
     #[arg(long, env = "COURIER_JWT_SECRET", hide_env_values = true)]

@@ -43,10 +43,54 @@ async fn serve_until_shutdown(config: ServeConfig) -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(format!("cannot listen on {}: {e}", config.metrics_listen)),
     };
-    match server::run(config, grpc, metrics, shutdown_signal()).await {
+    let admin = match admin_service(&config).await {
+        Ok(admin) => admin,
+        Err(e) => return fail(e),
+    };
+    let result = server::run(config, grpc, metrics, shutdown_signal()).await;
+    if let Some((stop, task)) = admin {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e.to_string()),
     }
+}
+
+/// The AdminService on `--admin-listen`, when set: the sender that stops it and its
+/// task.
+async fn admin_service(
+    config: &ServeConfig,
+) -> Result<
+    Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+    String,
+> {
+    let Some(addr) = config.admin_listen else {
+        return Ok(None);
+    };
+    let secret =
+        admin::grpc::check_secret(config.admin_secret.as_deref()).map_err(|e| e.to_string())?;
+    let media = admin::grpc::open_store(config.storage.as_deref(), &config.data_dir)
+        .map_err(|e| format!("opening the media store for the admin service: {e}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(target: "courier::admin", admin_listen = %bound, "courier-server admin service listening");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = admin::grpc::serve(listener, media, secret, shutdown).await {
+            tracing::error!(error = %e, "the admin service failed");
+        }
+    });
+    Ok(Some((stop, task)))
 }
 
 /// Prints a token for `args.user`.
