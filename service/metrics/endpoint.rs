@@ -1,5 +1,9 @@
 //! The metrics endpoint: `GET /metrics` in the Prometheus text format, served by hyper
 //! (HTTP/1.1, one request per connection) on the `--metrics-listen` socket.
+//!
+//! Not the exporter's own HTTP listener (`PrometheusBuilder::with_http_listener`):
+//! that one renders on each scrape but offers no hook before it, and the offline
+//! cache's gauges are sampled just before each render ([`Refresh`]).
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
