@@ -8,16 +8,14 @@ mod common;
 
 use std::process::Command;
 
-use common::{Backend, Server, authed, download, header, png, sha256, token, upload_bytes};
+use common::{
+    Backend, Server, authed, download, header, png, refusal, sha256, token, upload_bytes,
+};
 use courier_server::pb::{
     MediaKind,
-    admin::{
-        self, admin_service_client::AdminServiceClient, delete_media_request,
-        quarantine_content_request, release_content_request,
-    },
+    admin::{self, admin_service_client::AdminServiceClient, media_target::Target},
 };
 use tonic::{Code, Status, transport::Channel};
-use tonic_types::StatusExt;
 
 /// The admin secret the tests start servers with.
 const ADMIN_SECRET: &str = "admin-secret-for-the-tests-0123456789";
@@ -53,6 +51,27 @@ async fn client(addr: &str) -> AdminServiceClient<Channel> {
         .expect("connects to the admin listener")
 }
 
+/// A request's target.
+fn target(target: Target) -> Option<admin::MediaTarget> {
+    Some(admin::MediaTarget {
+        target: Some(target),
+    })
+}
+
+/// DeleteMedia of `target` with the admin secret.
+async fn delete(
+    admin: &mut AdminServiceClient<Channel>,
+    target: Target,
+) -> Result<admin::DeleteMediaResponse, Status> {
+    let request = admin::DeleteMediaRequest {
+        target: self::target(target),
+    };
+    Ok(admin
+        .delete_media(bearer(ADMIN_SECRET, request))
+        .await?
+        .into_inner())
+}
+
 fn bearer<T>(secret: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert(
@@ -60,17 +79,6 @@ fn bearer<T>(secret: &str, message: T) -> tonic::Request<T> {
         format!("Bearer {secret}").parse().expect("metadata"),
     );
     request
-}
-
-/// The gRPC code and ErrorInfo reason of a refusal ("" without one).
-fn refusal<T: std::fmt::Debug>(result: Result<T, Status>) -> (Code, String) {
-    let status = result.expect_err("refused");
-    let reason = status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default();
-    (status.code(), reason)
 }
 
 async fn admin_service_lists_quarantines_releases_and_deletes(backend: Backend) {
@@ -131,7 +139,7 @@ async fn admin_service_lists_quarantines_releases_and_deletes(backend: Backend) 
         .quarantine_content(bearer(
             ADMIN_SECRET,
             admin::QuarantineContentRequest {
-                target: Some(quarantine_content_request::Target::MediaId(id.clone())),
+                target: target(Target::MediaId(id.clone())),
             },
         ))
         .await
@@ -155,9 +163,7 @@ async fn admin_service_lists_quarantines_releases_and_deletes(backend: Backend) 
         .release_content(bearer(
             ADMIN_SECRET,
             admin::ReleaseContentRequest {
-                target: Some(release_content_request::Target::Sha256(
-                    quarantined.sha256.to_uppercase(),
-                )),
+                target: target(Target::Sha256(quarantined.sha256.to_uppercase())),
             },
         ))
         .await
@@ -167,38 +173,17 @@ async fn admin_service_lists_quarantines_releases_and_deletes(backend: Backend) 
         .expect("downloadable again");
     assert_eq!(bytes, data.to_vec());
 
-    let bad = admin
-        .delete_media(bearer(
-            ADMIN_SECRET,
-            admin::DeleteMediaRequest {
-                target: Some(delete_media_request::Target::Sha256("abc".into())),
-            },
-        ))
-        .await;
+    let bad = delete(&mut admin, Target::Sha256("abc".into())).await;
     assert_eq!(refusal(bad).0, Code::InvalidArgument);
-    let unknown = admin
-        .delete_media(bearer(
-            ADMIN_SECRET,
-            admin::DeleteMediaRequest {
-                target: Some(delete_media_request::Target::MediaId(
-                    "0123456789abcdef0123456789abcdef".into(),
-                )),
-            },
-        ))
-        .await;
+    let unknown = delete(
+        &mut admin,
+        Target::MediaId("0123456789abcdef0123456789abcdef".into()),
+    )
+    .await;
     assert_eq!(refusal(unknown).0, Code::NotFound);
-    let deleted = admin
-        .delete_media(bearer(
-            ADMIN_SECRET,
-            admin::DeleteMediaRequest {
-                target: Some(delete_media_request::Target::Sha256(
-                    quarantined.sha256.clone(),
-                )),
-            },
-        ))
+    let deleted = delete(&mut admin, Target::Sha256(quarantined.sha256.clone()))
         .await
-        .expect("deletes every media of the content")
-        .into_inner();
+        .expect("deletes every media of the content");
     assert_eq!(deleted.deleted_media_ids, vec![id.clone()]);
     let fetched = download(&mut media, &token("bob"), &id, 0, 0).await;
     assert_eq!(refusal(fetched), (Code::NotFound, "MEDIA_DELETED".into()));

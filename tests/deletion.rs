@@ -11,23 +11,11 @@ use std::{process::Command, time::Duration};
 use bytes::Bytes;
 use common::{
     Backend, Feed, Server, authed, body, download, eventually, header, messaging, pattern, png,
-    send_peer, sha256, token, upload_bytes, upload_frames,
+    refusal, send_peer, sha256, token, upload_bytes, upload_frames,
 };
 use courier_client::{Client, Error};
 use courier_server::pb::{self, MediaKind, message::Body};
 use tonic::{Code, Status};
-use tonic_types::StatusExt;
-
-/// The gRPC code and ErrorInfo reason of a refusal ("" without one).
-fn refusal<T: std::fmt::Debug>(result: Result<T, Status>) -> (Code, String) {
-    let status = result.expect_err("refused");
-    let reason = status
-        .get_error_details()
-        .error_info()
-        .map(|i| i.reason.clone())
-        .unwrap_or_default();
-    (status.code(), reason)
-}
 
 fn image(media_id: &str) -> pb::Message {
     pb::Message {

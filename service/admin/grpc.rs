@@ -3,10 +3,7 @@
 //! reflection, never on the users' port. Every call needs `authorization: Bearer
 //! <admin secret>`; user tokens are refused whatever their claims.
 
-use std::{
-    future::Future,
-    time::{Duration, UNIX_EPOCH},
-};
+use std::{future::Future, time::Duration};
 
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
@@ -16,7 +13,7 @@ use tonic::{Request, Response, Status, service::Interceptor, transport::Server};
 use super::actions::{self, Deleted, Listed, Target};
 use crate::{
     error::Error,
-    media::{MediaKind, MediaStore, VerdictState, now_millis},
+    media::{MediaKind, MediaStore, VerdictState, now_millis, timestamp},
     pb::{
         self,
         admin::{
@@ -119,10 +116,6 @@ struct AdminServer {
     media: MediaStore,
 }
 
-fn timestamp(ms: u64) -> prost_types::Timestamp {
-    (UNIX_EPOCH + Duration::from_millis(ms)).into()
-}
-
 fn admin_media(listed: Listed, now: u64) -> apb::AdminMedia {
     let record = listed.record;
     apb::AdminMedia {
@@ -145,21 +138,14 @@ fn admin_media(listed: Listed, now: u64) -> apb::AdminMedia {
     }
 }
 
-/// The target of a request's `oneof target`: (media ID, SHA-256).
-fn target(media_id: Option<&str>, sha256: Option<&str>) -> Result<Target, Status> {
-    Ok(Target::of(media_id, sha256)?)
-}
-
-/// The two fields of a request's `oneof target`, whichever is set.
-macro_rules! target_of {
-    ($request:expr, $module:ident) => {{
-        use apb::$module::Target as T;
-        match &$request.target {
-            Some(T::MediaId(id)) => target(Some(id), None),
-            Some(T::Sha256(sha256)) => target(None, Some(sha256)),
-            None => target(None, None),
-        }
-    }};
+/// The action's target of a request's `target`.
+fn target(target: Option<&apb::MediaTarget>) -> Result<Target, Error> {
+    use apb::media_target::Target as T;
+    match target.and_then(|t| t.target.as_ref()) {
+        Some(T::MediaId(id)) => Target::of(Some(id), None),
+        Some(T::Sha256(sha256)) => Target::of(None, Some(sha256)),
+        None => Target::of(None, None),
+    }
 }
 
 #[tonic::async_trait]
@@ -185,7 +171,7 @@ impl AdminService for AdminServer {
         &self,
         request: Request<apb::DeleteMediaRequest>,
     ) -> Result<Response<apb::DeleteMediaResponse>, Status> {
-        let target = target_of!(request.get_ref(), delete_media_request)?;
+        let target = target(request.get_ref().target.as_ref())?;
         let deleted_media_ids = match actions::delete(&self.media, target, "grpc").await? {
             Deleted::Content { media_ids, .. } => media_ids,
             Deleted::Media(record) => vec![record.media_id],
@@ -200,7 +186,7 @@ impl AdminService for AdminServer {
         &self,
         request: Request<apb::QuarantineContentRequest>,
     ) -> Result<Response<apb::QuarantineContentResponse>, Status> {
-        let target = target_of!(request.get_ref(), quarantine_content_request)?;
+        let target = target(request.get_ref().target.as_ref())?;
         let sha256 =
             actions::set_verdict(&self.media, target, VerdictState::Quarantined, "grpc").await?;
         Ok(Response::new(apb::QuarantineContentResponse { sha256 }))
@@ -210,7 +196,7 @@ impl AdminService for AdminServer {
         &self,
         request: Request<apb::ReleaseContentRequest>,
     ) -> Result<Response<apb::ReleaseContentResponse>, Status> {
-        let target = target_of!(request.get_ref(), release_content_request)?;
+        let target = target(request.get_ref().target.as_ref())?;
         let sha256 =
             actions::set_verdict(&self.media, target, VerdictState::Accepted, "grpc").await?;
         Ok(Response::new(apb::ReleaseContentResponse { sha256 }))

@@ -115,7 +115,7 @@ pub use dims::detect as detect_image;
 pub use download::{Download, open_download};
 pub use hook::{HookFailure, UploadHook, open_staged};
 pub use quota::QuotaLimits;
-pub use record::{Kind as MediaKind, Record, now_millis};
+pub use record::{Kind as MediaKind, Record, now_millis, timestamp};
 pub use resumable::ResumableSettings;
 pub use service::MediaServer;
 pub use slots::{SlotGuard, TransferSlots};

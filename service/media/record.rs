@@ -87,7 +87,7 @@ pub fn now_millis() -> u64 {
 }
 
 /// A time in milliseconds since the Unix epoch as a protobuf timestamp.
-pub(super) fn timestamp(ms: u64) -> prost_types::Timestamp {
+pub fn timestamp(ms: u64) -> prost_types::Timestamp {
     (UNIX_EPOCH + Duration::from_millis(ms)).into()
 }
 

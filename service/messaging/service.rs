@@ -125,7 +125,7 @@ fn new_message_id() -> String {
 
 /// Now, to the millisecond (as the stores keep times).
 fn timestamp_now() -> prost_types::Timestamp {
-    (std::time::UNIX_EPOCH + std::time::Duration::from_millis(now_millis())).into()
+    crate::media::timestamp(now_millis())
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;

@@ -134,6 +134,19 @@ pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) ->
     }
 }
 
+/// The gRPC code and ErrorInfo reason of a refusal ("" without one).
+#[track_caller]
+pub fn refusal<T: std::fmt::Debug>(result: Result<T, Status>) -> (Code, String) {
+    use tonic_types::StatusExt;
+    let status = result.expect_err("refused");
+    let reason = status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
+        .unwrap_or_default();
+    (status.code(), reason)
+}
+
 /// Polls `check` every 50 ms until it holds; fails the test if it does not within
 /// `limit`, naming `what` was awaited.
 pub async fn eventually<F, Fut>(limit: std::time::Duration, what: &str, mut check: F)
