@@ -419,7 +419,12 @@ async fn a_backend_down_for_a_while_loses_nothing() {
     let mut hook = Webhook::down().await;
     let server = Server::start(&Backend::Local, &strs(&hook_flags(&hook)));
     let ids = send_cached(&server, 30, Duration::from_millis(500)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The gauge moves at each retry (up to a second apart, more on a loaded machine):
+    // polled, within a bound, instead of read once at a fixed time.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lag_seconds(&server).await < 1.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
         lag_seconds(&server).await >= 1.0,
         "the lag gauge did not grow"
