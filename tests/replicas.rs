@@ -575,10 +575,11 @@ async fn limits_hold_across_replicas() {
     .expect_err("over the quota through another replica");
     assert_eq!(reason(&refused).as_deref(), Some("QUOTA_EXCEEDED"));
 
-    // Transfers: 3 per user, held open on three replicas.
+    // Transfers: 3 per user, held open on three replicas (1 KiB each, so that their
+    // quota holds, 3 KiB, leave room under the 4 KiB quota for the last upload).
     let mut held = Vec::new();
     for n in 1..=3 {
-        held.push(common::open_upload(cluster.r(n), "ivan", 2048, 1024).await);
+        held.push(common::open_upload(cluster.r(n), "ivan", 1024, 512).await);
         cluster.r(n).wait_in_flight(1).await;
     }
     let mut r2 = cluster.r(2).media().await;

@@ -26,11 +26,12 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
+    sync::Arc,
     time::Duration,
 };
 
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStoreExt, PutPayload, path::Path};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 use rand::Rng;
 
 use super::{MediaStore, Record, ignore_not_found, owner_key, record::now_millis};
@@ -145,7 +146,25 @@ async fn usage(media: &MediaStore, owner: &str, own: Option<&Path>) -> Result<Us
 #[derive(Debug)]
 #[must_use = "a hold is counted or released"]
 pub(super) struct Hold {
-    path: Option<Path>,
+    /// The hold's key and its store; `None` once counted, released or kept, or
+    /// without quotas.
+    held: Option<(Path, Arc<dyn ObjectStore>)>,
+}
+
+/// A call cancelled part-way (its client went away, so its future is dropped) gives
+/// its hold back in the background.
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some((path, store)) = self.held.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if let Err(e) = ignore_not_found(store.delete(&path).await) {
+                    tracing::warn!(error = %e, hold = %path, "releasing the quota hold of a cancelled upload");
+                }
+            });
+        }
+    }
 }
 
 impl Hold {
@@ -190,18 +209,24 @@ impl Hold {
     ) -> Hold {
         let name = resumable_name(upload_id, created_ms, size);
         Hold {
-            path: media
+            held: media
                 .limits()
                 .quota
                 .enabled()
-                .then(|| hold_path(owner, &name)),
+                .then(|| (hold_path(owner, &name), media.object_store().clone())),
         }
     }
 
+    /// Leaves the hold in the store: a resumable upload's, which its state names
+    /// from its creation on (see [`Hold::of_resumable`]).
+    pub(super) fn keep(mut self) {
+        self.held = None;
+    }
+
     /// Gives the held bytes back (the upload failed or was cancelled).
-    pub(super) async fn release(self, media: &MediaStore) {
-        if let Some(path) = &self.path
-            && let Err(e) = ignore_not_found(media.object_store().delete(path).await)
+    pub(super) async fn release(mut self) {
+        if let Some((path, store)) = self.held.take()
+            && let Err(e) = ignore_not_found(store.delete(&path).await)
         {
             // Left behind, it is swept: a streaming hold after its hour, a resumable
             // one once its upload is gone.
@@ -214,7 +239,7 @@ impl Hold {
     /// logged, and the upload goes uncounted.
     pub(super) async fn count(self, media: &MediaStore, record: &Record) {
         counted(media, record).await;
-        self.release(media).await;
+        self.release().await;
     }
 }
 
@@ -231,7 +256,7 @@ fn resumable_name(upload_id: &MediaId, created_ms: u64, size: u64) -> String {
 async fn take(media: &MediaStore, owner: &str, name: String, size: u64) -> Result<Hold, Error> {
     let limits = media.limits().quota;
     if !limits.enabled() {
-        return Ok(Hold { path: None });
+        return Ok(Hold { held: None });
     }
     let path = hold_path(owner, &name);
     let store = media.object_store();
@@ -239,17 +264,21 @@ async fn take(media: &MediaStore, owner: &str, name: String, size: u64) -> Resul
     loop {
         tries += 1;
         store.put(&path, PutPayload::new()).await?;
+        // From here a cancelled call drops it, and so releases the hold.
+        let hold = Hold {
+            held: Some((path.clone(), store.clone())),
+        };
         let usage = match usage(media, owner, Some(&path)).await {
             Ok(usage) => usage,
             Err(e) => {
-                Hold { path: Some(path) }.release(media).await;
+                hold.release().await;
                 return Err(e);
             }
         };
         let Some(refusal) = over(limits, &usage, size) else {
-            return Ok(Hold { path: Some(path) });
+            return Ok(hold);
         };
-        ignore_not_found(store.delete(&path).await)?;
+        hold.release().await;
         let without_holds = Usage {
             live: usage.live - usage.held.0,
             hour: usage.hour - usage.held.1,

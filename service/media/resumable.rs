@@ -301,7 +301,7 @@ async fn remove(media: &MediaStore, id: &MediaId, state: Option<&State>) -> Resu
     if let Some(state) = state
         && state.committed_ms.is_none()
     {
-        hold(media, id, state).release(media).await;
+        hold(media, id, state).release().await;
     }
     if let (Some(state), Some(parts)) = (state, &media.multipart.0)
         && let Some(multipart) = &state.multipart
@@ -368,7 +368,7 @@ pub(super) async fn create(
         {
             Ok(multipart) => Some(multipart),
             Err(e) => {
-                hold.release(media).await;
+                hold.release().await;
                 return Err(e.into());
             }
         },
@@ -390,10 +390,11 @@ pub(super) async fn create(
     if let Err(e) = write_state(media, id, &state).await {
         // The hold too: the state is of an open upload.
         let _ = remove(media, id, Some(&state)).await;
+        hold.keep();
         return Err(e);
     }
     // From here on the state names the hold (see `hold`).
-    let _ = hold;
+    hold.keep();
     Ok(pb::CreateUploadResponse {
         upload_id: id.to_string(),
         part_size: state.part_size,

@@ -89,7 +89,7 @@ where
     let stored = store(media, owner, &id, header, &mut frames).await;
     match &stored {
         Ok(record) => hold.count(media, record).await,
-        Err(_) => hold.release(media).await,
+        Err(_) => hold.release().await,
     }
     stored
 }
